@@ -1,0 +1,81 @@
+//! Shared AWS plumbing for the cloud adapters: one SDK config for all clients, the endpoint a
+//! call went to (for error messages), and the sorting of SDK errors into "retry" and "don't".
+//!
+//! `aws_config::defaults(BehaviorVersion::latest())` honours `AWS_ENDPOINT_URL`, so LocalStack
+//! and moto need no code branch (DESIGN §3).
+
+use aws_config::{BehaviorVersion, SdkConfig};
+use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+
+/// Loads the SDK config once per process; every client is built from it.
+pub async fn load_sdk_config() -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest()).load().await
+}
+
+/// The endpoint a service's calls go to: the override when one is set, else AWS's regional one.
+pub fn endpoint_label(config: &SdkConfig, service: &str) -> String {
+    match config.endpoint_url() {
+        Some(url) => url.to_string(),
+        None => {
+            let region = config
+                .region()
+                .map(|r| r.to_string())
+                .unwrap_or_else(|| "<no region set>".into());
+            format!("https://{service}.{region}.amazonaws.com")
+        }
+    }
+}
+
+/// What an SDK error means for the caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// No response: connection refused, DNS, TLS, timeout. Retry; the request may or may not
+    /// have been applied, so callers keep their writes idempotent.
+    Unreachable(String),
+    /// The service answered "slow down" or had an internal error. Retry with backoff.
+    Throttled { code: String, message: String },
+    /// The service refused the request. `code` is AWS's error code.
+    Refused { code: String, message: String },
+}
+
+const RETRYABLE_CODES: &[&str] = &[
+    "ThrottlingException",
+    "Throttling",
+    "ProvisionedThroughputExceededException",
+    "RequestLimitExceeded",
+    "InternalServerError",
+    "InternalFailure",
+    "ServiceUnavailable",
+    "TransactionInProgressException",
+    "AWS.SimpleQueueService.RequestThrottled",
+    "RequestThrottled",
+    "KMSThrottlingException",
+];
+
+/// Sorts an SDK error. The message carries the whole error chain, never request contents.
+pub fn classify<E, R>(err: &SdkError<E, R>) -> Failure
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    let message = DisplayErrorContext(err).to_string();
+    match err {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            Failure::Unreachable(message)
+        }
+        SdkError::ConstructionFailure(_) => Failure::Refused {
+            code: "ConstructionFailure".into(),
+            message,
+        },
+        _ => {
+            let code = err.code().unwrap_or("Unknown").to_string();
+            let detail = err.message().unwrap_or("").to_string();
+            let message = if detail.is_empty() { message } else { detail };
+            if RETRYABLE_CODES.contains(&code.as_str()) {
+                Failure::Throttled { code, message }
+            } else {
+                Failure::Refused { code, message }
+            }
+        }
+    }
+}

@@ -1,0 +1,9 @@
+//! clawgate's shared core: the domain model, the config file, and the two ports that carry all
+//! state, [`store::StateStore`] and [`queue::JobQueue`], each with a cloud and an embedded adapter.
+
+pub mod aws;
+pub mod config;
+pub mod embedded;
+pub mod model;
+pub mod queue;
+pub mod store;
