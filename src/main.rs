@@ -1,1 +1,43 @@
-fn main() {}
+//! `clawgate`: the command-line entry point. Each subcommand lives in its own module; `main`
+//! parses the arguments, sets up logging and maps the outcome to an exit code.
+
+mod config_cmd;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "clawgate", version, about = "Personal AI assistant gateway")]
+struct Cli {
+    /// Config file (default: $CLAWGATE_CONFIG, else ~/.clawgate/clawgate.json).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check or print the configuration.
+    Config {
+        #[command(subcommand)]
+        action: config_cmd::ConfigAction,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    infra::telemetry::init();
+    let outcome = match cli.command {
+        Command::Config { action } => config_cmd::run(action, cli.config.as_deref()),
+    };
+    match outcome {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

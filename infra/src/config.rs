@@ -823,7 +823,7 @@ pub fn parse_bytes(text: &str) -> Option<i64> {
         return None;
     }
     let n: f64 = number.parse().ok()?;
-    (n > 0.0 && n.is_finite()).then(|| (n * factor) as i64)
+    (n > 0.0 && n.is_finite()).then_some((n * factor) as i64)
 }
 
 /// A problem found while parsing text, before a file path is known.

@@ -7,3 +7,4 @@ pub mod embedded;
 pub mod model;
 pub mod queue;
 pub mod store;
+pub mod telemetry;
