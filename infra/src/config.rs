@@ -181,10 +181,14 @@ pub struct DockerConfig {
     pub dns: Vec<String>,
     pub extra_hosts: Vec<String>,
     pub binds: Vec<String>,
+    /// Runs the container privileged. Refused unless `dangerouslyAllowPrivileged` is set.
+    pub privileged: bool,
     /// Allows `network: "host"` and `container:<id>` joins. Off by default.
     pub dangerously_allow_host_network: bool,
     /// Allows binds of the Docker socket and of system paths. Off by default.
     pub dangerously_allow_system_binds: bool,
+    /// Allows `privileged: true`. Off by default.
+    pub dangerously_allow_privileged: bool,
 }
 
 impl Default for DockerConfig {
@@ -216,8 +220,10 @@ impl Default for DockerConfig {
             dns: vec![],
             extra_hosts: vec![],
             binds: vec![],
+            privileged: false,
             dangerously_allow_host_network: false,
             dangerously_allow_system_binds: false,
+            dangerously_allow_privileged: false,
         }
     }
 }
@@ -791,6 +797,7 @@ fn check_sandbox(sandbox: &SandboxConfig, path: &str, bad: &mut impl FnMut(&str,
             }
         }
     }
+    check_isolation(docker, &format!("{path}.docker"), bad);
     if sandbox.prune.idle_hours < 0.0 {
         bad(
             &format!("{path}.prune.idleHours"),
@@ -803,6 +810,84 @@ fn check_sandbox(sandbox: &SandboxConfig, path: &str, bad: &mut impl FnMut(&str,
             "must not be negative".into(),
         );
     }
+}
+
+/// Refuses settings that break the sandbox open, unless their `dangerously…` key says so
+/// (DESIGN §6): host networking, joining another container's namespaces, privileged mode, and
+/// binds of the Docker socket or of system paths.
+fn check_isolation(docker: &DockerConfig, path: &str, bad: &mut impl FnMut(&str, String)) {
+    let network = docker.network.trim();
+    if (network == "host" || network.starts_with("container:"))
+        && !docker.dangerously_allow_host_network
+    {
+        bad(
+            &format!("{path}.network"),
+            format!("{network:?} shares a namespace with the host or another container; use \"none\" or a bridge network, or set {path}.dangerouslyAllowHostNetwork: true"),
+        );
+    }
+    if docker.privileged && !docker.dangerously_allow_privileged {
+        bad(
+            &format!("{path}.privileged"),
+            format!("a privileged container is no sandbox; set {path}.dangerouslyAllowPrivileged: true to allow it"),
+        );
+    }
+    for (i, bind) in docker.binds.iter().enumerate() {
+        let source = bind.split(':').next().unwrap_or("");
+        if let Some(why) = dangerous_bind_source(source) {
+            if !docker.dangerously_allow_system_binds {
+                bad(
+                    &format!("{path}.binds[{i}]"),
+                    format!("{bind:?} mounts {why}; set {path}.dangerouslyAllowSystemBinds: true to allow it"),
+                );
+            }
+        }
+        if !source.starts_with('/') {
+            bad(
+                &format!("{path}.binds[{i}]"),
+                format!("{bind:?}: the source must be an absolute host path (host:container[:ro])"),
+            );
+        }
+    }
+}
+
+/// Why a bind source is dangerous, if it is: the Docker socket, or a system directory.
+pub fn dangerous_bind_source(source: &str) -> Option<&'static str> {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in source.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            p => parts.push(p),
+        }
+    }
+    let normalized = format!("/{}", parts.join("/"));
+    if parts.last().is_some_and(|f| f.ends_with(".sock")) {
+        return Some("a daemon socket (such a socket gives root on the host)");
+    }
+    const EXACT: &[&str] = &[
+        "/", "/home", "/var", "/var/run", "/run", "/usr", "/bin", "/sbin", "/lib", "/lib64", "/opt",
+    ];
+    const TREES: &[&str] = &[
+        "/etc",
+        "/proc",
+        "/sys",
+        "/dev",
+        "/boot",
+        "/root",
+        "/var/lib/docker",
+        "/var/lib/containerd",
+        "/run/containerd",
+    ];
+    if EXACT.contains(&normalized.as_str())
+        || TREES
+            .iter()
+            .any(|t| normalized == *t || normalized.starts_with(&format!("{t}/")))
+    {
+        return Some("a system path");
+    }
+    None
 }
 
 /// Parses Docker-style sizes: `512m`, `1g`, `1048576`, `64k`, `1.5g`.
@@ -1083,6 +1168,40 @@ mod tests {
             Config::load(Some(missing)),
             Err(ConfigError::Read { .. })
         ));
+    }
+
+    #[test]
+    fn sandbox_escapes_are_refused_with_the_key_that_allows_them() {
+        let found = issues(
+            r#"{ agents: { defaults: { sandbox: { docker: {
+                 network: "host", privileged: true,
+                 binds: ["/var/run/docker.sock:/var/run/docker.sock", "/etc:/host-etc:ro", "/srv/data:/data:ro", "/srv/../proc:/p"] } } } } }"#,
+        );
+        let paths: Vec<&str> = found.iter().map(|i| i.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "agents.defaults.sandbox.docker.network",
+                "agents.defaults.sandbox.docker.privileged",
+                "agents.defaults.sandbox.docker.binds[0]",
+                "agents.defaults.sandbox.docker.binds[1]",
+                "agents.defaults.sandbox.docker.binds[3]",
+            ]
+        );
+        assert!(found[0].message.contains("dangerouslyAllowHostNetwork"));
+        assert!(found[1].message.contains("dangerouslyAllowPrivileged"));
+        assert!(found[2].message.contains("dangerouslyAllowSystemBinds"));
+    }
+
+    #[test]
+    fn sandbox_escapes_pass_when_the_dangerous_key_says_so() {
+        let found = issues(
+            r#"{ agents: { defaults: { sandbox: { docker: {
+                 network: "container:other", privileged: true, binds: ["/var/run/docker.sock:/d.sock"],
+                 dangerouslyAllowHostNetwork: true, dangerouslyAllowPrivileged: true,
+                 dangerouslyAllowSystemBinds: true } } } } }"#,
+        );
+        assert!(found.is_empty(), "{found:?}");
     }
 
     #[test]

@@ -1,4 +1,7 @@
-//! Sandbox worker: queue loop, agent loop, LLM providers, tools and the Docker sandbox.
+//! clawgate's worker side: the Docker sandbox and host backend that tool calls run in, and the
+//! agent tools with their policy.
 //!
-//! NOT BUILT YET: this crate is a placeholder that exists so the workspace has its final shape.
-//! The Docker sandbox and tools arrive with issue 3, the worker and agent loop with issue 4.
+//! NOT BUILT YET here: the queue loop, the agent loop and the LLM providers (issue 4).
+
+pub mod sandbox;
+pub mod tools;

@@ -1,0 +1,378 @@
+//! The agent's tools (DESIGN §7): `exec`, `read`, `write`, `edit`, `apply_patch`, their JSON
+//! schemas for the model, and one entry point that checks the policy before anything runs.
+//!
+//! Every failure, refusal included, is a [`ToolOutcome`] with `is_error`, never a panic or a
+//! dropped call: the model sees what went wrong and can try something else.
+
+pub mod fs;
+pub mod patch;
+pub mod policy;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use infra::config::Config;
+use infra::model::SessionKey;
+
+use crate::sandbox::{numeric_owner, ExecBackend, ExecRequest, SandboxPlan, SandboxRuntime};
+use fs::Workspace;
+use policy::ToolPolicy;
+
+/// What a tool call returns to the model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolOutcome {
+    pub output: String,
+    pub is_error: bool,
+}
+
+impl ToolOutcome {
+    fn ok(output: impl Into<String>) -> Self {
+        ToolOutcome {
+            output: output.into(),
+            is_error: false,
+        }
+    }
+
+    fn error(output: impl Into<String>) -> Self {
+        ToolOutcome {
+            output: output.into(),
+            is_error: true,
+        }
+    }
+}
+
+/// A tool as offered to a model: name, description and JSON schema of its input.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolSpec {
+    pub name: &'static str,
+    pub description: &'static str,
+    pub input_schema: Value,
+}
+
+/// Bounds on `exec`.
+#[derive(Debug, Clone)]
+pub struct ExecLimits {
+    pub default_timeout: Duration,
+    pub max_timeout: Duration,
+    /// Per stream, head + tail.
+    pub max_output_bytes: usize,
+}
+
+impl Default for ExecLimits {
+    fn default() -> Self {
+        ExecLimits {
+            default_timeout: Duration::from_secs(120),
+            max_timeout: Duration::from_secs(1800),
+            max_output_bytes: 32 * 1024,
+        }
+    }
+}
+
+/// The built-in tools and their schemas.
+pub fn builtin_specs() -> Vec<ToolSpec> {
+    vec![
+        ToolSpec {
+            name: "exec",
+            description: "Run a shell command (sh -lc) in the workspace. Returns exit_code, stdout and stderr (long output keeps its head and tail) and timed_out.",
+            input_schema: json!({
+                "type": "object",
+                "properties": {
+                    "command": {"type": "string", "description": "Shell command line."},
+                    "workdir": {"type": "string", "description": "Directory inside the workspace (default: the workspace root)."},
+                    "env": {"type": "object", "additionalProperties": {"type": "string"}, "description": "Extra environment variables."},
+                    "timeout": {"type": "integer", "minimum": 1, "description": "Seconds before the command and its children are killed (default 120)."}
+                },
+                "required": ["command"],
+                "additionalProperties": false
+            }),
+        },
+        ToolSpec {
+            name: "read",
+            description: "Read a text file in the workspace, optionally a range of lines.",
+            input_schema: json!({
+                "type": "object",
+                "properties": {
+                    "path": {"type": "string", "description": "Path relative to the workspace, or absolute under it."},
+                    "offset": {"type": "integer", "minimum": 1, "description": "First line to return (1-based)."},
+                    "limit": {"type": "integer", "minimum": 1, "description": "How many lines (default 2000)."}
+                },
+                "required": ["path"],
+                "additionalProperties": false
+            }),
+        },
+        ToolSpec {
+            name: "write",
+            description: "Create or overwrite a file in the workspace; parent directories are created.",
+            input_schema: json!({
+                "type": "object",
+                "properties": {
+                    "path": {"type": "string"},
+                    "content": {"type": "string"}
+                },
+                "required": ["path", "content"],
+                "additionalProperties": false
+            }),
+        },
+        ToolSpec {
+            name: "edit",
+            description: "Replace one exact occurrence of oldText with newText in a file. oldText must occur exactly once. Returns a short diff.",
+            input_schema: json!({
+                "type": "object",
+                "properties": {
+                    "path": {"type": "string"},
+                    "oldText": {"type": "string"},
+                    "newText": {"type": "string"}
+                },
+                "required": ["path", "oldText", "newText"],
+                "additionalProperties": false
+            }),
+        },
+        ToolSpec {
+            name: "apply_patch",
+            description: "Apply a unified diff (--- a/path, +++ b/path, @@ hunks) to one or more files; /dev/null creates or deletes. All or nothing.",
+            input_schema: json!({
+                "type": "object",
+                "properties": {"patch": {"type": "string"}},
+                "required": ["patch"],
+                "additionalProperties": false
+            }),
+        },
+    ]
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExecInput {
+    command: String,
+    workdir: Option<String>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    timeout: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReadInput {
+    path: String,
+    offset: Option<usize>,
+    limit: Option<usize>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WriteInput {
+    path: String,
+    content: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct EditInput {
+    path: String,
+    old_text: String,
+    new_text: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PatchInput {
+    patch: String,
+}
+
+/// One session's tools: its policy, its workspace and where its commands run.
+pub struct ToolBox {
+    pub policy: ToolPolicy,
+    pub limits: ExecLimits,
+    /// The workspace and backend, or why they cannot be had (e.g. the sandbox is required and
+    /// Docker is down). In the latter case every tool fails with that reason: never a silent
+    /// run on the host.
+    ready: Result<Ready, String>,
+}
+
+struct Ready {
+    workspace: Workspace,
+    backend: Arc<dyn ExecBackend>,
+}
+
+impl ToolBox {
+    pub fn new(
+        policy: ToolPolicy,
+        workspace: Workspace,
+        backend: Arc<dyn ExecBackend>,
+        limits: ExecLimits,
+    ) -> Self {
+        ToolBox {
+            policy,
+            limits,
+            ready: Ok(Ready { workspace, backend }),
+        }
+    }
+
+    /// A box whose every call fails with `reason`.
+    pub fn unavailable(policy: ToolPolicy, reason: String) -> Self {
+        ToolBox {
+            policy,
+            limits: ExecLimits::default(),
+            ready: Err(reason),
+        }
+    }
+
+    /// The tools of one session: its agent's policy, its workspace, and its backend (the
+    /// container is ensured here).
+    pub async fn for_session(
+        runtime: &SandboxRuntime,
+        config: &Config,
+        agent: &str,
+        session: &SessionKey,
+    ) -> ToolBox {
+        let policy = ToolPolicy::for_agent(config, agent);
+        let plan = SandboxPlan::for_session(config, agent, session);
+        let backend = match runtime.backend(&plan).await {
+            Ok(backend) => backend,
+            Err(e) => return ToolBox::unavailable(policy, e.to_string()),
+        };
+        let owner = if plan.sandboxed {
+            numeric_owner(&plan.docker.user)
+        } else {
+            None
+        };
+        match Workspace::new(&plan.workspace, &plan.workspace_view, plan.read_only, owner) {
+            Ok(workspace) => ToolBox::new(policy, workspace, backend, ExecLimits::default()),
+            Err(e) => ToolBox::unavailable(
+                policy,
+                format!(
+                    "cannot open the workspace {}: {e}",
+                    plan.workspace.display()
+                ),
+            ),
+        }
+    }
+
+    /// The workspace, when the box is usable.
+    pub fn workspace(&self) -> Option<&Workspace> {
+        self.ready.as_ref().ok().map(|r| &r.workspace)
+    }
+
+    /// Where commands run, or why they cannot.
+    pub fn describe_backend(&self) -> String {
+        match &self.ready {
+            Ok(r) => r.backend.describe(),
+            Err(e) => format!("unavailable: {e}"),
+        }
+    }
+
+    /// The tools this session may use, ready to hand to a model.
+    pub fn specs(&self) -> Vec<ToolSpec> {
+        builtin_specs()
+            .into_iter()
+            .filter(|s| self.policy.allows(s.name))
+            .collect()
+    }
+
+    /// Runs one tool call. The policy is checked first: a denied tool never runs.
+    pub async fn run(&self, name: &str, input: &Value) -> ToolOutcome {
+        let tool = name.to_ascii_lowercase();
+        if !self.policy.allows(&tool) {
+            return ToolOutcome::error(format!(
+                "tool {name:?} is not allowed by this agent's tool policy"
+            ));
+        }
+        let ready = match &self.ready {
+            Ok(ready) => ready,
+            Err(unavailable) => return ToolOutcome::error(unavailable.clone()),
+        };
+        let ws = &ready.workspace;
+        let result = match tool.as_str() {
+            "exec" => return self.exec(ready, input).await,
+            "read" => parse::<ReadInput>(&tool, input)
+                .and_then(|i| fs::read(ws, &i.path, i.offset, i.limit).map_err(|e| e.0)),
+            "write" => parse::<WriteInput>(&tool, input).and_then(|i| {
+                ws.write_text(&i.path, &i.content)
+                    .map(|_| format!("wrote {} bytes to {}", i.content.len(), i.path))
+                    .map_err(|e| e.0)
+            }),
+            "edit" => parse::<EditInput>(&tool, input)
+                .and_then(|i| fs::edit(ws, &i.path, &i.old_text, &i.new_text).map_err(|e| e.0)),
+            "apply_patch" => parse::<PatchInput>(&tool, input)
+                .and_then(|i| patch::apply_patch(ws, &i.patch).map_err(|e| e.0)),
+            _ => Err(format!("unknown tool {name:?}")),
+        };
+        match result {
+            Ok(text) => ToolOutcome::ok(text),
+            Err(text) => ToolOutcome::error(text),
+        }
+    }
+
+    async fn exec(&self, ready: &Ready, input: &Value) -> ToolOutcome {
+        let ws = &ready.workspace;
+        let input = match parse::<ExecInput>("exec", input) {
+            Ok(i) => i,
+            Err(e) => return ToolOutcome::error(e),
+        };
+        for (key, value) in &input.env {
+            let valid_key = key
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid_key || key.starts_with("CLAWGATE_") || value.contains('\0') {
+                return ToolOutcome::error(format!("invalid environment variable {key:?}"));
+            }
+        }
+        let workdir = match input.workdir.as_deref() {
+            None => ws.view_path(ws.root()),
+            Some(dir) => match ws.resolve(dir) {
+                Ok(host) if host.is_dir() => ws.view_path(&host),
+                Ok(_) => return ToolOutcome::error(format!("workdir {dir:?} is not a directory")),
+                Err(e) => return ToolOutcome::error(e.0),
+            },
+        };
+        let timeout = input
+            .timeout
+            .map(Duration::from_secs)
+            .unwrap_or(self.limits.default_timeout)
+            .clamp(Duration::from_secs(1), self.limits.max_timeout);
+        let request = ExecRequest {
+            command: input.command,
+            workdir,
+            env: input.env,
+            timeout,
+            max_output_bytes: self.limits.max_output_bytes,
+        };
+        match ready.backend.exec(&request).await {
+            Ok(out) => {
+                let mut report = json!({
+                    "exit_code": out.exit_code,
+                    "timed_out": out.timed_out,
+                    "stdout": out.stdout,
+                    "stderr": out.stderr,
+                    "duration_ms": out.duration_ms,
+                });
+                if out.timed_out {
+                    report["note"] = json!(format!(
+                        "killed with its children after the {}s timeout",
+                        timeout.as_secs()
+                    ));
+                } else if out.exit_code == Some(137) {
+                    report["note"] = json!(
+                        "killed by SIGKILL: most often the sandbox memory limit (out of memory)"
+                    );
+                }
+                let failed = out.timed_out || out.exit_code != Some(0);
+                ToolOutcome {
+                    output: report.to_string(),
+                    is_error: failed,
+                }
+            }
+            Err(e) => ToolOutcome::error(e.to_string()),
+        }
+    }
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(tool: &str, input: &Value) -> Result<T, String> {
+    serde_json::from_value(input.clone()).map_err(|e| format!("invalid input for {tool}: {e}"))
+}
