@@ -2,6 +2,7 @@
 //! parses the arguments, sets up logging and maps the outcome to an exit code.
 
 mod config_cmd;
+mod sandbox_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -25,6 +26,20 @@ enum Command {
         #[command(subcommand)]
         action: config_cmd::ConfigAction,
     },
+    /// See and manage the Docker sandboxes tool calls run in.
+    Sandbox {
+        #[command(subcommand)]
+        action: sandbox_cmd::SandboxAction,
+    },
+}
+
+/// Loads the config for a command that needs one; a broken config is reported and exits 1.
+fn with_config(
+    path: Option<&std::path::Path>,
+    run: impl FnOnce(infra::config::Config) -> anyhow::Result<ExitCode>,
+) -> anyhow::Result<ExitCode> {
+    let (config, _) = infra::config::Config::load(path)?;
+    run(config)
 }
 
 fn main() -> ExitCode {
@@ -32,6 +47,9 @@ fn main() -> ExitCode {
     infra::telemetry::init();
     let outcome = match cli.command {
         Command::Config { action } => config_cmd::run(action, cli.config.as_deref()),
+        Command::Sandbox { action } => with_config(cli.config.as_deref(), |config| {
+            tokio::runtime::Runtime::new()?.block_on(sandbox_cmd::run(action, &config))
+        }),
     };
     match outcome {
         Ok(code) => code,

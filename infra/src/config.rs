@@ -746,6 +746,17 @@ impl Config {
         }
     }
 
+    /// The agent that serves sessions that do not name one: the entry marked `default`, else
+    /// the first listed, else `main`.
+    pub fn default_agent(&self) -> &str {
+        self.agents
+            .list
+            .iter()
+            .find(|a| a.default)
+            .or(self.agents.list.first())
+            .map_or("main", |a| a.id.as_str())
+    }
+
     /// The effective config as JSON with every secret redacted (`clawgate config show`).
     pub fn redacted_json(&self) -> Value {
         serde_json::to_value(self).expect("a Config always serialises")

@@ -435,3 +435,35 @@ async fn a_read_only_workspace_is_read_only_inside_and_out() {
     );
     assert!(wrote.is_error && wrote.output.contains("read-only"));
 }
+
+#[tokio::test]
+async fn the_prune_loop_removes_an_idle_container_on_its_own() {
+    if !docker_available() {
+        return;
+    }
+    let sb = Sandbox::new();
+    let config = sb.config("prune: { idleHours: 0.5, maxAgeDays: 7 },", "");
+    let plan = SandboxPlan::for_session(&config, "main", &dm("loop"));
+    let sandboxes = sb.runtime().docker(plan.mode).await.unwrap();
+    sandboxes.ensure(&plan).await.unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(sb.dir.path().join("activity").join(&plan.container_name))
+        .unwrap()
+        .set_modified(SystemTime::now() - Duration::from_secs(3600))
+        .unwrap();
+
+    let task =
+        sandboxes.spawn_prune_loop(sb.prefix.clone(), &plan.prune, Duration::from_millis(100));
+    let mut gone = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if sb.containers().is_empty() {
+            gone = true;
+            break;
+        }
+    }
+    task.abort();
+
+    assert!(gone, "the loop did not prune the idle container");
+}

@@ -32,7 +32,7 @@ use bollard::query_parameters::{
 };
 use bollard::Docker;
 use futures_util::StreamExt;
-use infra::config::{parse_bytes, Ulimit};
+use infra::config::{parse_bytes, PruneConfig, Ulimit};
 use tokio::time::Instant;
 
 use super::output::CappedOutput;
@@ -475,6 +475,33 @@ impl DockerSandboxes {
         Ok(removed)
     }
 
+    /// Prunes this prefix's containers by `limits` every `every`, for as long as the task runs.
+    pub fn spawn_prune_loop(
+        self: &Arc<Self>,
+        prefix: String,
+        limits: &PruneConfig,
+        every: Duration,
+    ) -> tokio::task::JoinHandle<()> {
+        let (idle, max_age) = prune_limits(limits);
+        let sandboxes = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                match sandboxes
+                    .prune(Some(&prefix), idle, max_age, SystemTime::now(), false)
+                    .await
+                {
+                    Ok(removed) if !removed.is_empty() => {
+                        tracing::info!(?removed, "pruned idle or old sandboxes")
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "sandbox prune failed; will retry"),
+                }
+            }
+        })
+    }
+
     /// Removes one container (running or not) and its activity record.
     pub async fn remove(&self, name: &str) -> Result<(), SandboxError> {
         match self
@@ -526,6 +553,14 @@ impl DockerSandboxes {
             message: docker_message(e),
         }
     }
+}
+
+/// `prune.idleHours` and `prune.maxAgeDays` as durations.
+pub fn prune_limits(prune: &PruneConfig) -> (Duration, Duration) {
+    (
+        Duration::from_secs_f64(prune.idle_hours * 3600.0),
+        Duration::from_secs_f64(prune.max_age_days * 86400.0),
+    )
 }
 
 /// Counts an exec as running for as long as it lives.

@@ -1,0 +1,188 @@
+//! Sandbox exec latency (`cargo bench -p sandbox-worker --bench sandbox_exec`, needs Docker):
+//! - warm: the `exec` tool against a raw bollard exec and against the `docker exec` CLI, same
+//!   container, same command, interleaved with the order rotating every round;
+//! - cold: create + start + first exec through the sandbox, next to `docker run --rm`.
+//!
+//! Targets (issue 3): tool ≤ 1.15 × raw bollard, ≤ 0.75 × the CLI (how OpenClaw runs tools).
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::time::{Duration, Instant};
+
+use bollard::exec::StartExecResults;
+use bollard::models::ExecConfig;
+use futures_util::StreamExt;
+use hdrhistogram::Histogram;
+use infra::model::{Channel, SessionKey};
+use sandbox_worker::sandbox::SandboxPlan;
+use sandbox_worker::tools::ToolBox;
+use serde_json::json;
+
+const ROUNDS: usize = 200;
+const COLD_RUNS: usize = 15;
+
+struct Stat(Histogram<u64>);
+
+impl Stat {
+    fn new() -> Self {
+        Stat(Histogram::new_with_bounds(1, 600_000_000, 3).unwrap())
+    }
+    fn record(&mut self, d: Duration) {
+        self.0.saturating_record(d.as_micros().max(1) as u64);
+    }
+    fn p50_ms(&self) -> f64 {
+        self.0.value_at_quantile(0.5) as f64 / 1000.0
+    }
+    fn p95_ms(&self) -> f64 {
+        self.0.value_at_quantile(0.95) as f64 / 1000.0
+    }
+}
+
+async fn raw_bollard(docker: &bollard::Docker, container: &str) {
+    let exec = docker
+        .create_exec(
+            container,
+            ExecConfig {
+                attach_stdout: Some(true),
+                attach_stderr: Some(true),
+                cmd: Some(vec!["echo".into(), "hi".into()]),
+                user: Some("1000:1000".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    if let StartExecResults::Attached { mut output, .. } =
+        docker.start_exec(&exec.id, None).await.unwrap()
+    {
+        while output.next().await.is_some() {}
+    }
+    assert_eq!(
+        docker.inspect_exec(&exec.id).await.unwrap().exit_code,
+        Some(0)
+    );
+}
+
+fn docker_cli(args: &[&str]) {
+    let status = std::process::Command::new("docker")
+        .args(args)
+        .output()
+        .unwrap()
+        .status;
+    assert!(status.success());
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    if !common::docker_available() {
+        println!("sandbox_exec skipped: no Docker daemon");
+        return;
+    }
+    let sb = common::Sandbox::new();
+    let config = sb.config("", "");
+    let session = SessionKey::dm("main", Channel::Telegram, "bench");
+    let runtime = sb.runtime();
+    let tools = ToolBox::for_session(&runtime, &config, "main", &session).await;
+    let container = SandboxPlan::for_session(&config, "main", &session).container_name;
+    let docker = bollard::Docker::connect_with_local_defaults()
+        .unwrap()
+        .negotiate_version()
+        .await
+        .unwrap();
+    println!(
+        "# sandbox_exec on {} cores, Docker {}, {ROUNDS} rounds",
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        docker.version().await.unwrap().version.unwrap_or_default()
+    );
+
+    let (mut tool, mut raw, mut cli) = (Stat::new(), Stat::new(), Stat::new());
+    for round in 0..ROUNDS {
+        for step in 0..3 {
+            let started = Instant::now();
+            match (round + step) % 3 {
+                0 => {
+                    let out = tools.run("exec", &json!({"command": "echo hi"})).await;
+                    assert!(!out.is_error, "{}", out.output);
+                    tool.record(started.elapsed());
+                }
+                1 => {
+                    raw_bollard(&docker, &container).await;
+                    raw.record(started.elapsed());
+                }
+                _ => {
+                    tokio::task::block_in_place(|| {
+                        docker_cli(&["exec", "-u", "1000:1000", &container, "echo", "hi"])
+                    });
+                    cli.record(started.elapsed());
+                }
+            }
+        }
+    }
+    println!("| path | p50 ms | p95 ms |");
+    println!("|---|---|---|");
+    println!(
+        "| exec tool (ToolBox::run, sh -lc + reaper wrapper) | {:.1} | {:.1} |",
+        tool.p50_ms(),
+        tool.p95_ms()
+    );
+    println!(
+        "| raw bollard exec (echo hi) | {:.1} | {:.1} |",
+        raw.p50_ms(),
+        raw.p95_ms()
+    );
+    println!(
+        "| docker exec CLI (echo hi) | {:.1} | {:.1} |",
+        cli.p50_ms(),
+        cli.p95_ms()
+    );
+    println!(
+        "tool / raw bollard = {:.3} (target ≤ 1.15); tool / CLI = {:.3} (target ≤ 0.75)",
+        tool.p50_ms() / raw.p50_ms(),
+        tool.p50_ms() / cli.p50_ms()
+    );
+
+    let (mut cold, mut run_rm) = (Stat::new(), Stat::new());
+    let sandboxes = runtime
+        .docker(config.agents.defaults.sandbox.mode)
+        .await
+        .unwrap();
+    for i in 0..COLD_RUNS {
+        let key = SessionKey::dm("main", Channel::Telegram, &format!("cold{i}"));
+        let plan = SandboxPlan::for_session(&config, "main", &key);
+        let started = Instant::now();
+        let tools = ToolBox::for_session(&runtime, &config, "main", &key).await;
+        let out = tools.run("exec", &json!({"command": "echo hi"})).await;
+        cold.record(started.elapsed());
+        assert!(!out.is_error, "{}", out.output);
+        sandboxes.remove(&plan.container_name).await.unwrap();
+
+        let started = Instant::now();
+        tokio::task::block_in_place(|| {
+            docker_cli(&[
+                "run",
+                "--rm",
+                "--network",
+                "none",
+                "-u",
+                "1000:1000",
+                common::TEST_IMAGE,
+                "echo",
+                "hi",
+            ])
+        });
+        run_rm.record(started.elapsed());
+    }
+    println!("| cold path | p50 ms | p95 ms |");
+    println!("|---|---|---|");
+    println!(
+        "| sandbox: create + start + first exec ({COLD_RUNS} runs) | {:.1} | {:.1} |",
+        cold.p50_ms(),
+        cold.p95_ms()
+    );
+    println!(
+        "| docker run --rm (CLI) | {:.1} | {:.1} |",
+        run_rm.p50_ms(),
+        run_rm.p95_ms()
+    );
+}

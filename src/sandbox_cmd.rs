@@ -1,0 +1,240 @@
+//! `clawgate sandbox list|explain|prune|exec`: see and manage the sandbox containers, and ask
+//! why a session's tools run where they do.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context;
+use clap::Subcommand;
+use infra::config::{default_dir, Config};
+use infra::model::SessionKey;
+use sandbox_worker::sandbox::docker::prune_limits;
+use sandbox_worker::sandbox::{sandbox_config, SandboxPlan, SandboxRuntime};
+use sandbox_worker::tools::policy::{ToolPolicy, Verdict};
+use sandbox_worker::tools::{builtin_specs, ToolBox};
+
+#[derive(Subcommand)]
+pub enum SandboxAction {
+    /// List sandbox containers: scope key, container, image, age, idle time.
+    List,
+    /// Show where a session's tools run and why: mode, scope, image, workspace, tool policy.
+    Explain {
+        #[arg(long)]
+        session: String,
+        /// The agent (default: the session key's, else the config's default agent).
+        #[arg(long)]
+        agent: Option<String>,
+    },
+    /// Remove containers idle past prune.idleHours or older than prune.maxAgeDays.
+    Prune {
+        /// Remove every sandbox container of this config, idle or not.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Run a command as the session's exec tool would, and exit with its status.
+    Exec {
+        #[arg(long)]
+        session: String,
+        #[arg(long)]
+        agent: Option<String>,
+        /// Seconds before the command is killed.
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+}
+
+/// The Docker socket: `DOCKER_HOST` when it names a unix socket, else the default.
+fn docker_socket() -> Option<String> {
+    std::env::var("DOCKER_HOST")
+        .ok()
+        .and_then(|h| h.strip_prefix("unix://").map(str::to_string))
+}
+
+fn runtime() -> SandboxRuntime {
+    SandboxRuntime::new(docker_socket(), activity_dir())
+}
+
+pub fn activity_dir() -> PathBuf {
+    default_dir().join("sandbox-activity")
+}
+
+fn session_and_agent(
+    config: &Config,
+    session: &str,
+    agent: Option<String>,
+) -> anyhow::Result<(SessionKey, String)> {
+    let key: SessionKey = session.parse().context("--session")?;
+    let agent = agent.unwrap_or_else(|| key.agent(config.default_agent()).to_string());
+    Ok((key, agent))
+}
+
+/// Every container prefix the config uses (defaults and per-agent sections).
+fn prefixes(config: &Config) -> Vec<String> {
+    let mut all: Vec<String> = std::iter::once(&config.agents.defaults.sandbox)
+        .chain(config.agents.list.iter().filter_map(|a| a.sandbox.as_ref()))
+        .map(|s| s.docker.container_prefix.clone())
+        .collect();
+    all.sort();
+    all.dedup();
+    all
+}
+
+fn human(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..=119 => format!("{s}s"),
+        120..=7199 => format!("{}m", s / 60),
+        7200..=172_799 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86400),
+    }
+}
+
+pub async fn run(action: SandboxAction, config: &Config) -> anyhow::Result<ExitCode> {
+    match action {
+        SandboxAction::List => {
+            let docker = runtime()
+                .docker(config.agents.defaults.sandbox.mode)
+                .await?;
+            let now = SystemTime::now();
+            println!(
+                "{:<28} {:<52} {:<32} {:<8} {:>6} {:>6}",
+                "SCOPE", "CONTAINER", "IMAGE", "STATE", "AGE", "IDLE"
+            );
+            for c in docker.list(None).await? {
+                println!(
+                    "{:<28} {:<52} {:<32} {:<8} {:>6} {:>6}",
+                    c.scope_key,
+                    c.name,
+                    c.image,
+                    c.state,
+                    human(now.duration_since(c.created).unwrap_or_default()),
+                    human(now.duration_since(c.last_used).unwrap_or_default())
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        SandboxAction::Explain { session, agent } => {
+            let (key, agent) = session_and_agent(config, &session, agent)?;
+            explain(config, &agent, &key);
+            Ok(ExitCode::SUCCESS)
+        }
+        SandboxAction::Prune { all } => {
+            let sandbox = &config.agents.defaults.sandbox;
+            let docker = runtime().docker(sandbox.mode).await?;
+            let (idle, max_age) = prune_limits(&sandbox.prune);
+            let mut removed = Vec::new();
+            for prefix in prefixes(config) {
+                removed.extend(
+                    docker
+                        .prune(Some(&prefix), idle, max_age, SystemTime::now(), all)
+                        .await?,
+                );
+            }
+            for name in &removed {
+                println!("removed {name}");
+            }
+            eprintln!("{} container(s) removed", removed.len());
+            Ok(ExitCode::SUCCESS)
+        }
+        SandboxAction::Exec {
+            session,
+            agent,
+            timeout,
+            command,
+        } => {
+            let (key, agent) = session_and_agent(config, &session, agent)?;
+            let tools = ToolBox::for_session(&runtime(), config, &agent, &key).await;
+            let input = serde_json::json!({ "command": command.join(" "), "timeout": timeout });
+            let out = tools.run("exec", &input).await;
+            let Ok(report) = serde_json::from_str::<serde_json::Value>(&out.output) else {
+                eprintln!("error: {}", out.output);
+                return Ok(ExitCode::FAILURE);
+            };
+            print!("{}", report["stdout"].as_str().unwrap_or(""));
+            eprint!("{}", report["stderr"].as_str().unwrap_or(""));
+            if report["timed_out"] == true {
+                eprintln!("clawgate: timed out after {timeout}s; the command and its children were killed");
+            }
+            let code = report["exit_code"].as_i64().unwrap_or(1);
+            Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+        }
+    }
+}
+
+fn explain(config: &Config, agent: &str, key: &SessionKey) {
+    let plan = SandboxPlan::for_session(config, agent, key);
+    let d = &plan.docker;
+    println!("session:    {}", plan.session);
+    println!("agent:      {agent}");
+    println!(
+        "mode:       {}",
+        serde_json::to_value(plan.mode)
+            .unwrap_or_default()
+            .as_str()
+            .unwrap_or("?")
+    );
+    println!(
+        "runs in:    {}",
+        if plan.sandboxed {
+            "a Docker container"
+        } else {
+            "the host (no sandbox)"
+        }
+    );
+    println!("why:        {}", plan.reason);
+    println!(
+        "scope:      {} (scope key {:?})",
+        serde_json::to_value(plan.scope)
+            .unwrap_or_default()
+            .as_str()
+            .unwrap_or("?"),
+        plan.scope_key
+    );
+    println!(
+        "workspace:  {} ({}, seen as {})",
+        plan.workspace.display(),
+        serde_json::to_value(plan.workspace_access)
+            .unwrap_or_default()
+            .as_str()
+            .unwrap_or("?"),
+        plan.workspace_view
+    );
+    if plan.sandboxed {
+        println!(
+            "container:  {} (config hash {})",
+            plan.container_name, plan.config_hash
+        );
+        println!("image:      {}", d.image);
+        println!(
+            "hardening:  network {}, user {}, cap_drop {:?}, read-only root {}, no-new-privileges, init",
+            d.network, d.user, d.cap_drop, d.read_only_root
+        );
+        println!(
+            "limits:     memory {} (swap {}), cpus {}, pids {}, ulimits {:?}",
+            d.memory, d.memory_swap, d.cpus, d.pids_limit, d.ulimits
+        );
+        let prune = &sandbox_config(config, agent).prune;
+        println!(
+            "prune:      idle > {}h or age > {}d",
+            prune.idle_hours, prune.max_age_days
+        );
+    }
+    let policy = ToolPolicy::for_agent(config, agent);
+    println!(
+        "tools:      allow {:?}, deny {:?}",
+        policy.allow_list(),
+        policy.deny_list()
+    );
+    for spec in builtin_specs() {
+        let verdict = match policy.verdict(spec.name) {
+            Verdict::Allowed { by: Some(rule) } => format!("allowed (by {rule:?})"),
+            Verdict::Allowed { by: None } => "allowed (no allow list)".to_string(),
+            Verdict::Denied { by } => format!("denied (by {by:?})"),
+            Verdict::NotAllowed => "not allowed (not in the allow list)".to_string(),
+        };
+        println!("  {:<12} {verdict}", spec.name);
+    }
+}
