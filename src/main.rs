@@ -3,6 +3,7 @@
 
 mod config_cmd;
 mod sandbox_cmd;
+mod worker_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -31,6 +32,19 @@ enum Command {
         #[command(subcommand)]
         action: sandbox_cmd::SandboxAction,
     },
+    /// Run a sandbox worker: take agent jobs from the queue until SIGTERM.
+    Worker {
+        #[command(flatten)]
+        args: sandbox_worker::worker::WorkerArgs,
+    },
+    /// Approve senders who asked to pair with the bot.
+    Pairing {
+        /// Where SQLite state lives (default ~/.clawgate).
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<PathBuf>,
+        #[command(subcommand)]
+        action: worker_cmd::PairingAction,
+    },
 }
 
 /// Loads the config for a command that needs one; a broken config is reported and exits 1.
@@ -49,6 +63,13 @@ fn main() -> ExitCode {
         Command::Config { action } => config_cmd::run(action, cli.config.as_deref()),
         Command::Sandbox { action } => with_config(cli.config.as_deref(), |config| {
             tokio::runtime::Runtime::new()?.block_on(sandbox_cmd::run(action, &config))
+        }),
+        Command::Worker { args } => with_config(cli.config.as_deref(), |config| {
+            tokio::runtime::Runtime::new()?.block_on(worker_cmd::worker(config, args))
+        }),
+        Command::Pairing { state_dir, action } => with_config(cli.config.as_deref(), |config| {
+            let state_dir = state_dir.unwrap_or_else(infra::config::default_dir);
+            tokio::runtime::Runtime::new()?.block_on(worker_cmd::pairing(config, state_dir, action))
         }),
     };
     match outcome {

@@ -353,6 +353,8 @@ impl Default for GroupsConfig {
 #[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct TelegramConfig {
     pub enabled: bool,
+    /// Bot API base URL (default `https://api.telegram.org`; `TELEGRAM_API_BASE` overrides).
+    pub api_base: Option<String>,
     pub bot_token: Option<Secret>,
     pub webhook_secret: Option<Secret>,
     pub dm_policy: DmPolicy,
@@ -364,6 +366,7 @@ impl Default for TelegramConfig {
     fn default() -> Self {
         TelegramConfig {
             enabled: true,
+            api_base: None,
             bot_token: None,
             webhook_secret: None,
             dm_policy: DmPolicy::Pairing,
@@ -377,6 +380,8 @@ impl Default for TelegramConfig {
 #[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct SlackConfig {
     pub enabled: bool,
+    /// Web API base URL (default `https://slack.com`; `SLACK_API_BASE` overrides).
+    pub api_base: Option<String>,
     pub bot_token: Option<Secret>,
     pub signing_secret: Option<Secret>,
     pub dm_policy: DmPolicy,
@@ -387,6 +392,7 @@ impl Default for SlackConfig {
     fn default() -> Self {
         SlackConfig {
             enabled: true,
+            api_base: None,
             bot_token: None,
             signing_secret: None,
             dm_policy: DmPolicy::Pairing,
@@ -625,6 +631,18 @@ impl Config {
                 .slack
                 .get_or_insert_with(Default::default)
                 .signing_secret = Some(Secret(secret));
+        }
+        if let Some(url) = get("TELEGRAM_API_BASE") {
+            self.channels
+                .telegram
+                .get_or_insert_with(Default::default)
+                .api_base = Some(url);
+        }
+        if let Some(url) = get("SLACK_API_BASE") {
+            self.channels
+                .slack
+                .get_or_insert_with(Default::default)
+                .api_base = Some(url);
         }
         if let Some(key) = get("ANTHROPIC_API_KEY") {
             self.models.providers.anthropic.api_key = Some(Secret(key));

@@ -2,9 +2,11 @@
 //! state, [`store::StateStore`] and [`queue::JobQueue`], each with a cloud and an embedded adapter.
 
 pub mod aws;
+pub mod channels;
 pub mod config;
 pub mod embedded;
 pub mod model;
 pub mod queue;
+pub mod setup;
 pub mod store;
 pub mod telemetry;

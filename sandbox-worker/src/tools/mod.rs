@@ -7,6 +7,7 @@
 pub mod fs;
 pub mod patch;
 pub mod policy;
+pub mod sessions;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -30,14 +31,14 @@ pub struct ToolOutcome {
 }
 
 impl ToolOutcome {
-    fn ok(output: impl Into<String>) -> Self {
+    pub fn ok(output: impl Into<String>) -> Self {
         ToolOutcome {
             output: output.into(),
             is_error: false,
         }
     }
 
-    fn error(output: impl Into<String>) -> Self {
+    pub fn error(output: impl Into<String>) -> Self {
         ToolOutcome {
             output: output.into(),
             is_error: true,

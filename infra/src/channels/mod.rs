@@ -1,0 +1,99 @@
+//! Chat channels: outbound clients for Telegram and Slack (inbound parsing and verification
+//! arrive with the webhook functions), and the chunking both need.
+
+pub mod slack;
+pub mod telegram;
+
+use std::time::Duration;
+
+/// Why a channel call failed, and whether trying again can help.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChannelError {
+    #[error("{channel} API failed (will retry): {message}")]
+    Retryable {
+        channel: &'static str,
+        message: String,
+    },
+    #[error("{channel} API refused the message: {message}")]
+    Permanent {
+        channel: &'static str,
+        message: String,
+    },
+    #[error("{channel} is not configured: {message}")]
+    NotConfigured {
+        channel: &'static str,
+        message: String,
+    },
+}
+
+impl ChannelError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, ChannelError::Retryable { .. })
+    }
+}
+
+/// How many times a rate-limited call is repeated after waiting what the channel asked.
+pub(crate) const MAX_RATE_LIMIT_WAITS: u32 = 5;
+/// The longest rate-limit wait honoured; beyond it the call fails as retryable.
+pub(crate) const MAX_RATE_LIMIT_WAIT: Duration = Duration::from_secs(120);
+
+/// Splits `text` into chunks of at most `max` characters, preferring line boundaries, then
+/// spaces, then a hard cut. Empty text gives no chunks.
+pub fn chunk_text(text: &str, max: usize) -> Vec<String> {
+    let mut chunks = Vec::new();
+    let mut rest = text.trim_end();
+    while !rest.is_empty() {
+        if rest.chars().count() <= max {
+            chunks.push(rest.to_string());
+            break;
+        }
+        let limit = rest.char_indices().nth(max).map_or(rest.len(), |(i, _)| i);
+        let window = &rest[..limit];
+        let cut = window
+            .rfind('\n')
+            .filter(|&i| i > limit / 2)
+            .or_else(|| window.rfind(' ').filter(|&i| i > limit / 2))
+            .unwrap_or(limit);
+        let (head, tail) = rest.split_at(cut);
+        chunks.push(head.trim_end().to_string());
+        rest = tail.trim_start_matches(['\n', ' ']);
+    }
+    chunks.retain(|c| !c.is_empty());
+    chunks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_text_is_one_chunk() {
+        assert_eq!(chunk_text("hello\nworld\n", 4096), vec!["hello\nworld"]);
+        assert!(chunk_text("  \n", 10).is_empty());
+    }
+
+    #[test]
+    fn long_text_splits_on_line_boundaries_within_the_limit() {
+        let text: String = (0..1000).map(|i| format!("line number {i}\n")).collect();
+        let chunks = chunk_text(&text, 4096);
+        assert!(chunks.len() > 1);
+        for c in &chunks {
+            assert!(c.chars().count() <= 4096);
+            assert!(
+                c.starts_with("line number") && c.ends_with(|ch: char| ch.is_ascii_digit()),
+                "{c:.40}"
+            );
+        }
+        assert_eq!(chunks.join("\n"), text.trim_end());
+    }
+
+    #[test]
+    fn a_line_longer_than_the_limit_is_cut_and_nothing_is_lost() {
+        let text = "é".repeat(10_000);
+        let chunks = chunk_text(&text, 4096);
+        assert_eq!(
+            chunks.iter().map(|c| c.chars().count()).collect::<Vec<_>>(),
+            [4096, 4096, 1808]
+        );
+    }
+}

@@ -1,0 +1,113 @@
+//! Slack Web API, outbound: `chat.postMessage` in the thread, 429 `Retry-After` honoured.
+
+use serde_json::{json, Value};
+
+use super::{ChannelError, MAX_RATE_LIMIT_WAIT, MAX_RATE_LIMIT_WAITS};
+use crate::config::Secret;
+use crate::model::SlackTarget;
+
+/// Slack truncates beyond 40,000 characters; messages past ~4,000 read badly, so replies are
+/// split there.
+pub const MAX_MESSAGE_CHARS: usize = 4000;
+const CHANNEL: &str = "slack";
+const RETRYABLE_ERRORS: &[&str] = &[
+    "internal_error",
+    "fatal_error",
+    "service_unavailable",
+    "request_timeout",
+    "ratelimited",
+];
+
+#[derive(Clone)]
+pub struct SlackClient {
+    http: reqwest::Client,
+    base_url: String,
+    token: Secret,
+}
+
+impl SlackClient {
+    /// `base_url` is `https://slack.com` in production (`SLACK_API_BASE` overrides).
+    pub fn new(http: reqwest::Client, base_url: &str, token: Secret) -> Self {
+        SlackClient {
+            http,
+            base_url: base_url.trim_end_matches('/').to_string(),
+            token,
+        }
+    }
+
+    /// Posts one chunk, in the thread when the target has one. Returns the message `ts`.
+    pub async fn post_message(
+        &self,
+        target: &SlackTarget,
+        text: &str,
+    ) -> Result<String, ChannelError> {
+        let mut body = json!({"channel": target.channel, "text": text, "unfurl_links": false});
+        if let Some(ts) = &target.thread_ts {
+            body["thread_ts"] = json!(ts);
+        }
+        let url = format!("{}/api/chat.postMessage", self.base_url);
+        for _ in 0..=MAX_RATE_LIMIT_WAITS {
+            let response = self
+                .http
+                .post(&url)
+                .bearer_auth(self.token.expose())
+                .json(&body)
+                .send()
+                .await
+                .map_err(|e| ChannelError::Retryable {
+                    channel: CHANNEL,
+                    message: e.without_url().to_string(),
+                })?;
+            let status = response.status().as_u16();
+            if status == 429 {
+                let wait = response
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .map_or(
+                        std::time::Duration::from_secs(1),
+                        std::time::Duration::from_secs,
+                    );
+                if wait > MAX_RATE_LIMIT_WAIT {
+                    break;
+                }
+                tracing::info!(
+                    wait_s = wait.as_secs(),
+                    "slack rate limit; waiting as asked"
+                );
+                tokio::time::sleep(wait).await;
+                continue;
+            }
+            if status >= 500 {
+                return Err(ChannelError::Retryable {
+                    channel: CHANNEL,
+                    message: format!("chat.postMessage: HTTP {status}"),
+                });
+            }
+            let answer: Value = response.json().await.unwrap_or_default();
+            if answer["ok"] == true {
+                return Ok(answer["ts"].as_str().unwrap_or("").to_string());
+            }
+            let error = answer["error"]
+                .as_str()
+                .unwrap_or("unknown_error")
+                .to_string();
+            return Err(if RETRYABLE_ERRORS.contains(&error.as_str()) {
+                ChannelError::Retryable {
+                    channel: CHANNEL,
+                    message: format!("chat.postMessage: {error}"),
+                }
+            } else {
+                ChannelError::Permanent {
+                    channel: CHANNEL,
+                    message: format!("chat.postMessage: {error}"),
+                }
+            });
+        }
+        Err(ChannelError::Retryable {
+            channel: CHANNEL,
+            message: "chat.postMessage: still rate limited".into(),
+        })
+    }
+}

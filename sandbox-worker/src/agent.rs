@@ -1,0 +1,446 @@
+//! The agent loop (DESIGN §2.4): model call → tool calls → tool results → model call …, bounded
+//! by turns, tool calls and wall time, with every finished step appended to the transcript
+//! before the next begins.
+//!
+//! Resuming is reading the transcript: the last entry says what comes next. An assistant turn
+//! with tool calls lacking results runs just those (a finished tool call has its result stored
+//! and is never run again); a user message, tool result or summary calls the model; an
+//! assistant turn without tool calls is the answer.
+//!
+//! Compaction: when the context (entries since the last summary) grows past the budget, the
+//! older part is summarised by the model and a `Summary` entry is appended; later contexts
+//! start from it. Nothing is dropped silently: the full history stays in the store.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use infra::model::{EntryBody, SessionKey, ToolCall, TranscriptEntry};
+use infra::store::{StateStore, StoreError};
+use tokio::sync::OnceCell;
+
+use crate::llm::{LlmError, Model, ModelRequest};
+use crate::tools::policy::ToolPolicy;
+use crate::tools::{ToolBox, ToolOutcome, ToolSpec};
+
+/// Bounds on one job's agent run.
+#[derive(Debug, Clone)]
+pub struct AgentLimits {
+    pub max_turns: u32,
+    pub max_tool_calls: u32,
+    pub wall_time: Duration,
+    /// Context size (JSON bytes, about 4 per token) past which older turns are compacted.
+    pub context_budget_bytes: usize,
+    /// Entries kept verbatim after a compaction.
+    pub keep_recent: usize,
+    pub max_tokens: u32,
+}
+
+impl Default for AgentLimits {
+    fn default() -> Self {
+        AgentLimits {
+            max_turns: 16,
+            max_tool_calls: 48,
+            wall_time: Duration::from_secs(600),
+            context_budget_bytes: 400_000,
+            keep_recent: 12,
+            max_tokens: 4096,
+        }
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentOutcome {
+    /// The model's final answer.
+    Reply(String),
+    /// A bound was hit; the text says which, for the user.
+    Stopped(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error(transparent)]
+    Model(#[from] LlmError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The session's tools, built in the background (the container start hides behind the first
+/// model call) and awaited when a tool is first needed.
+pub struct LazyTools {
+    pending: tokio::sync::Mutex<Option<Pin<Box<dyn Future<Output = ToolBox> + Send>>>>,
+    ready: OnceCell<Arc<ToolBox>>,
+}
+
+impl LazyTools {
+    pub fn spawn(build: impl Future<Output = ToolBox> + Send + 'static) -> Self {
+        let handle = tokio::spawn(build);
+        let waiter = async move { handle.await.expect("the toolbox task does not panic") };
+        LazyTools {
+            pending: tokio::sync::Mutex::new(Some(Box::pin(waiter))),
+            ready: OnceCell::new(),
+        }
+    }
+
+    pub fn ready(tools: ToolBox) -> Self {
+        LazyTools {
+            pending: tokio::sync::Mutex::new(None),
+            ready: OnceCell::new_with(Some(Arc::new(tools))),
+        }
+    }
+
+    pub async fn get(&self) -> Arc<ToolBox> {
+        self.ready
+            .get_or_init(|| async {
+                let future = self.pending.lock().await.take().expect("built once");
+                Arc::new(future.await)
+            })
+            .await
+            .clone()
+    }
+}
+
+/// Extra tools served outside the sandbox (the session tools).
+#[async_trait::async_trait]
+pub trait ExtraTools: Send + Sync {
+    fn specs(&self) -> Vec<ToolSpec>;
+    /// `None` when `name` is not one of these tools.
+    async fn run(&self, name: &str, input: &serde_json::Value) -> Option<ToolOutcome>;
+}
+
+/// One job's run over one session.
+pub struct AgentRun<'a> {
+    pub model: &'a dyn Model,
+    pub tools: &'a LazyTools,
+    pub extra: Option<&'a dyn ExtraTools>,
+    pub policy: &'a ToolPolicy,
+    /// Tool specs offered to the model (policy applied).
+    pub specs: Vec<ToolSpec>,
+    pub store: &'a dyn StateStore,
+    pub session: &'a SessionKey,
+    pub agent: &'a str,
+    pub job_id: &'a str,
+    pub system: String,
+    pub limits: AgentLimits,
+}
+
+impl AgentRun<'_> {
+    /// Runs to an answer or a bound, appending each step to `transcript` and the store.
+    pub async fn run(
+        &self,
+        transcript: &mut Vec<TranscriptEntry>,
+    ) -> Result<AgentOutcome, AgentError> {
+        let started = Instant::now();
+        let mut turns = 0;
+        let mut tool_calls = self.tool_calls_so_far(transcript);
+        loop {
+            // Tool calls of the latest model turn that have no result yet: after a crash
+            // between two calls of one turn, only the unfinished ones run.
+            let pending = pending_calls(transcript);
+            if !pending.is_empty() {
+                for call in pending {
+                    let outcome = if tool_calls >= self.limits.max_tool_calls {
+                        ToolOutcome {
+                            output: format!(
+                                "not run: this job's budget of {} tool calls is spent; answer with what you have",
+                                self.limits.max_tool_calls
+                            ),
+                            is_error: true,
+                        }
+                    } else {
+                        tool_calls += 1;
+                        self.run_tool(&call).await
+                    };
+                    self.append(
+                        transcript,
+                        EntryBody::ToolResult {
+                            call_id: call.id.clone(),
+                            name: call.name.clone(),
+                            output: outcome.output,
+                            is_error: outcome.is_error,
+                        },
+                    )
+                    .await?;
+                }
+                continue;
+            }
+            if let Some(EntryBody::Assistant { text, .. }) = transcript.last().map(|e| &e.body) {
+                return Ok(AgentOutcome::Reply(text.clone().unwrap_or_default()));
+            }
+            if turns >= self.limits.max_turns {
+                return Ok(AgentOutcome::Stopped(format!(
+                    "I stopped after {turns} model turns without a final answer (the limit for one message)."
+                )));
+            }
+            if started.elapsed() > self.limits.wall_time {
+                return Ok(AgentOutcome::Stopped(format!(
+                    "I stopped after {} seconds without a final answer (the time limit for one message).",
+                    self.limits.wall_time.as_secs()
+                )));
+            }
+            self.compact_if_needed(transcript).await?;
+            let context = context(transcript);
+            let reply = self
+                .model
+                .complete(&ModelRequest {
+                    system: &self.system,
+                    history: &context,
+                    tools: &self.specs,
+                    max_tokens: self.limits.max_tokens,
+                })
+                .await?;
+            turns += 1;
+            let body = EntryBody::Assistant {
+                text: reply.text,
+                tool_calls: reply.tool_calls,
+            };
+            self.append(transcript, body).await?;
+        }
+    }
+
+    /// The policy first, whatever the model asked; then the session tools or the sandbox.
+    async fn run_tool(&self, call: &ToolCall) -> ToolOutcome {
+        if !self.policy.allows(&call.name) {
+            return ToolOutcome {
+                output: format!(
+                    "tool {:?} is not allowed by this agent's tool policy",
+                    call.name
+                ),
+                is_error: true,
+            };
+        }
+        if let Some(extra) = self.extra {
+            if let Some(outcome) = extra
+                .run(&call.name.to_ascii_lowercase(), &call.input)
+                .await
+            {
+                return outcome;
+            }
+        }
+        self.tools.get().await.run(&call.name, &call.input).await
+    }
+
+    fn tool_calls_so_far(&self, transcript: &[TranscriptEntry]) -> u32 {
+        transcript
+            .iter()
+            .filter(|e| {
+                e.job_id.as_deref() == Some(self.job_id)
+                    && matches!(e.body, EntryBody::ToolResult { .. })
+            })
+            .count() as u32
+    }
+
+    /// Appends one step: the checkpoint.
+    async fn append(
+        &self,
+        transcript: &mut Vec<TranscriptEntry>,
+        body: EntryBody,
+    ) -> Result<(), AgentError> {
+        let entry = TranscriptEntry {
+            seq: transcript.last().map_or(0, |e| e.seq + 1),
+            at: Utc::now(),
+            job_id: Some(self.job_id.to_string()),
+            body,
+        };
+        let stored = self
+            .store
+            .append_transcript(self.session, self.agent, &entry)
+            .await?;
+        transcript.push(stored);
+        Ok(())
+    }
+
+    async fn compact_if_needed(
+        &self,
+        transcript: &mut Vec<TranscriptEntry>,
+    ) -> Result<(), AgentError> {
+        let context = context(transcript);
+        let size: usize = context.iter().map(|e| e.encoded_len()).sum();
+        if size <= self.limits.context_budget_bytes || context.len() <= self.limits.keep_recent + 1
+        {
+            return Ok(());
+        }
+        // Cut before a user message so a tool call is never separated from its result.
+        let mut cut = context.len() - self.limits.keep_recent;
+        while cut > 1 && !matches!(context[cut].body, EntryBody::User { .. }) {
+            cut -= 1;
+        }
+        if cut <= 1 {
+            return Ok(());
+        }
+        let older = &context[..cut];
+        let through_seq = older.iter().map(|e| e.seq).max().unwrap_or(0);
+        let summary = self
+            .model
+            .complete(&ModelRequest {
+                system: "Summarise the conversation so far for your own later use: the user's goals, decisions made, facts learned, files touched and open tasks. Be concise and concrete.",
+                history: older,
+                tools: &[],
+                max_tokens: 1024,
+            })
+            .await?;
+        let text = summary.text.unwrap_or_default();
+        tracing::info!(session = %self.session, through_seq, "compacted older turns into a summary");
+        self.append(transcript, EntryBody::Summary { text, through_seq })
+            .await
+    }
+}
+
+/// The tool calls of the latest assistant turn that have no result after it, in order.
+fn pending_calls(transcript: &[TranscriptEntry]) -> Vec<ToolCall> {
+    let Some(at) = transcript
+        .iter()
+        .rposition(|e| matches!(e.body, EntryBody::Assistant { .. }))
+    else {
+        return vec![];
+    };
+    let EntryBody::Assistant { tool_calls, .. } = &transcript[at].body else {
+        unreachable!()
+    };
+    tool_calls
+        .iter()
+        .filter(|call| {
+            !transcript[at + 1..].iter().any(
+                |e| matches!(&e.body, EntryBody::ToolResult { call_id, .. } if *call_id == call.id),
+            )
+        })
+        .cloned()
+        .collect()
+}
+
+/// What the model sees: the latest summary (if any) and every entry it does not cover.
+pub fn context(transcript: &[TranscriptEntry]) -> Vec<TranscriptEntry> {
+    let latest = transcript
+        .iter()
+        .rposition(|e| matches!(e.body, EntryBody::Summary { .. }));
+    let Some(at) = latest else {
+        return transcript.to_vec();
+    };
+    let EntryBody::Summary { through_seq, .. } = transcript[at].body else {
+        unreachable!()
+    };
+    let mut out = vec![transcript[at].clone()];
+    out.extend(
+        transcript
+            .iter()
+            .filter(|e| e.seq > through_seq && !matches!(e.body, EntryBody::Summary { .. }))
+            .cloned(),
+    );
+    // A reset summary covers everything: an empty summary text is not worth sending.
+    if matches!(&out[0].body, EntryBody::Summary { text, .. } if text.is_empty()) {
+        out.remove(0);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(seq: u64, body: EntryBody) -> TranscriptEntry {
+        TranscriptEntry {
+            seq,
+            at: Utc::now(),
+            job_id: None,
+            body,
+        }
+    }
+
+    fn user(seq: u64, text: &str) -> TranscriptEntry {
+        entry(
+            seq,
+            EntryBody::User {
+                text: text.into(),
+                sender: None,
+            },
+        )
+    }
+
+    #[test]
+    fn context_starts_at_the_latest_summary_and_keeps_what_it_does_not_cover() {
+        let t = vec![
+            user(0, "a"),
+            user(1, "b"),
+            user(2, "c"),
+            entry(
+                3,
+                EntryBody::Summary {
+                    text: "a and b".into(),
+                    through_seq: 1,
+                },
+            ),
+            user(4, "d"),
+        ];
+        let seqs: Vec<u64> = context(&t).iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, [3, 2, 4]);
+    }
+
+    #[test]
+    fn a_reset_summary_leaves_an_empty_context() {
+        let t = vec![
+            user(0, "a"),
+            entry(
+                1,
+                EntryBody::Summary {
+                    text: String::new(),
+                    through_seq: 1,
+                },
+            ),
+        ];
+        assert!(context(&t).is_empty());
+    }
+
+    #[test]
+    fn only_calls_of_the_latest_turn_without_results_are_pending() {
+        let call = |id: &str| ToolCall {
+            id: id.into(),
+            name: "exec".into(),
+            input: serde_json::json!({}),
+        };
+        let result = |seq, id: &str| {
+            entry(
+                seq,
+                EntryBody::ToolResult {
+                    call_id: id.into(),
+                    name: "exec".into(),
+                    output: String::new(),
+                    is_error: false,
+                },
+            )
+        };
+        let mut t = vec![
+            entry(
+                0,
+                EntryBody::Assistant {
+                    text: None,
+                    tool_calls: vec![call("a"), call("b")],
+                },
+            ),
+            result(1, "a"),
+        ];
+        let ids = |t: &[TranscriptEntry]| {
+            pending_calls(t)
+                .iter()
+                .map(|c| c.id.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            ids(&t),
+            ["b"],
+            "a crash between two calls leaves only the second"
+        );
+        t.push(result(2, "b"));
+        assert!(ids(&t).is_empty());
+        t.push(entry(
+            3,
+            EntryBody::Assistant {
+                text: Some("done".into()),
+                tool_calls: vec![],
+            },
+        ));
+        assert!(ids(&t).is_empty());
+    }
+}

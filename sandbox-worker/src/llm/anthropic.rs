@@ -1,0 +1,214 @@
+//! Anthropic Messages API: `tool_use` / `tool_result` content blocks and `stop_reason`.
+
+use async_trait::async_trait;
+use infra::config::Secret;
+use infra::model::{EntryBody, ToolCall};
+use serde_json::{json, Value};
+
+use super::{send_with_retry, LlmError, Model, ModelReply, ModelRequest, RetryPolicy};
+
+pub const API_VERSION: &str = "2023-06-01";
+
+pub struct Anthropic {
+    pub http: reqwest::Client,
+    pub base_url: String,
+    pub api_key: Secret,
+    pub model: String,
+    pub retry: RetryPolicy,
+}
+
+/// The request body. Consecutive entries of one role become one message (the API wants turns
+/// to alternate), and tool results travel as `tool_result` blocks in a user turn.
+pub fn request_body(model: &str, request: &ModelRequest<'_>) -> Value {
+    let mut messages: Vec<(String, Vec<Value>)> = Vec::new();
+    let mut push = |role: &str, block: Value| match messages.last_mut() {
+        Some((last, blocks)) if last == role => blocks.push(block),
+        _ => messages.push((role.to_string(), vec![block])),
+    };
+    for entry in request.history {
+        match &entry.body {
+            EntryBody::User { text, .. } => push("user", json!({"type": "text", "text": text})),
+            EntryBody::Summary { text, .. } => push(
+                "user",
+                json!({"type": "text", "text": format!("Summary of the earlier conversation:\n{text}")}),
+            ),
+            EntryBody::Assistant { text, tool_calls } => {
+                if let Some(text) = text.as_ref().filter(|t| !t.is_empty()) {
+                    push("assistant", json!({"type": "text", "text": text}));
+                }
+                for call in tool_calls {
+                    push(
+                        "assistant",
+                        json!({"type": "tool_use", "id": call.id, "name": call.name, "input": call.input}),
+                    );
+                }
+            }
+            EntryBody::ToolResult {
+                call_id,
+                output,
+                is_error,
+                ..
+            } => push(
+                "user",
+                json!({"type": "tool_result", "tool_use_id": call_id, "content": output, "is_error": is_error}),
+            ),
+        }
+    }
+    let tools: Vec<Value> = request
+        .tools
+        .iter()
+        .map(|t| json!({"name": t.name, "description": t.description, "input_schema": t.input_schema}))
+        .collect();
+    let mut body = json!({
+        "model": model,
+        "max_tokens": request.max_tokens,
+        "system": request.system,
+        "messages": messages.into_iter().map(|(role, content)| json!({"role": role, "content": content})).collect::<Vec<_>>(),
+    });
+    if !tools.is_empty() {
+        body["tools"] = json!(tools);
+    }
+    body
+}
+
+pub fn parse_reply(body: &Value) -> Result<ModelReply, LlmError> {
+    let blocks = body["content"]
+        .as_array()
+        .ok_or_else(|| LlmError::Malformed("no content array".into()))?;
+    let mut text = String::new();
+    let mut tool_calls = Vec::new();
+    for block in blocks {
+        match block["type"].as_str() {
+            Some("text") => text.push_str(block["text"].as_str().unwrap_or("")),
+            Some("tool_use") => tool_calls.push(ToolCall {
+                id: block["id"].as_str().unwrap_or("").to_string(),
+                name: block["name"].as_str().unwrap_or("").to_string(),
+                input: block["input"].clone(),
+            }),
+            _ => {}
+        }
+    }
+    Ok(ModelReply {
+        text: (!text.is_empty()).then_some(text),
+        tool_calls,
+        stop: body["stop_reason"].as_str().unwrap_or("").to_string(),
+    })
+}
+
+#[async_trait]
+impl Model for Anthropic {
+    async fn complete(&self, request: &ModelRequest<'_>) -> Result<ModelReply, LlmError> {
+        let body = request_body(&self.model, request);
+        let url = format!("{}/v1/messages", self.base_url.trim_end_matches('/'));
+        let reply = send_with_retry(&self.retry, || {
+            self.http
+                .post(&url)
+                .header("x-api-key", self.api_key.expose())
+                .header("anthropic-version", API_VERSION)
+                .json(&body)
+        })
+        .await?;
+        parse_reply(&reply)
+    }
+
+    fn name(&self) -> String {
+        format!("anthropic/{}", self.model)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Utc;
+    use infra::model::TranscriptEntry;
+
+    fn fixture(name: &str) -> Value {
+        let path = format!("{}/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    fn entry(seq: u64, body: EntryBody) -> TranscriptEntry {
+        TranscriptEntry {
+            seq,
+            at: Utc::now(),
+            job_id: None,
+            body,
+        }
+    }
+
+    #[test]
+    fn a_tool_use_reply_gives_every_call_in_order() {
+        let reply = parse_reply(&fixture("anthropic_tool_use.json")).unwrap();
+        assert_eq!(reply.stop, "tool_use");
+        assert_eq!(reply.text.as_deref(), Some("I'll list the files."));
+        assert_eq!(reply.tool_calls.len(), 2);
+        assert_eq!(reply.tool_calls[0].name, "exec");
+        assert_eq!(reply.tool_calls[0].input["command"], "ls -la");
+        assert_eq!(reply.tool_calls[1].id, "toolu_01B");
+        let done = parse_reply(&fixture("anthropic_end_turn.json")).unwrap();
+        assert!(done.tool_calls.is_empty() && done.stop == "end_turn");
+    }
+
+    #[test]
+    fn history_maps_to_alternating_turns_with_tool_result_blocks() {
+        let call = |id: &str| ToolCall {
+            id: id.into(),
+            name: "exec".into(),
+            input: json!({"command": "ls"}),
+        };
+        let history = vec![
+            entry(
+                0,
+                EntryBody::User {
+                    text: "list files".into(),
+                    sender: None,
+                },
+            ),
+            entry(
+                1,
+                EntryBody::Assistant {
+                    text: Some("ok".into()),
+                    tool_calls: vec![call("a"), call("b")],
+                },
+            ),
+            entry(
+                2,
+                EntryBody::ToolResult {
+                    call_id: "a".into(),
+                    name: "exec".into(),
+                    output: "x".into(),
+                    is_error: false,
+                },
+            ),
+            entry(
+                3,
+                EntryBody::ToolResult {
+                    call_id: "b".into(),
+                    name: "exec".into(),
+                    output: "y".into(),
+                    is_error: true,
+                },
+            ),
+        ];
+        let body = request_body(
+            "m",
+            &ModelRequest {
+                system: "sys",
+                history: &history,
+                tools: &[],
+                max_tokens: 10,
+            },
+        );
+        let messages = body["messages"].as_array().unwrap();
+        let roles: Vec<_> = messages
+            .iter()
+            .map(|m| m["role"].as_str().unwrap())
+            .collect();
+        assert_eq!(roles, ["user", "assistant", "user"]);
+        assert_eq!(messages[1]["content"][1]["type"], "tool_use");
+        assert_eq!(messages[2]["content"][1]["tool_use_id"], "b");
+        assert_eq!(messages[2]["content"][1]["is_error"], true);
+        assert_eq!(body["system"], "sys");
+        assert!(body.get("tools").is_none());
+    }
+}

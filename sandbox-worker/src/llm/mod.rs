@@ -1,0 +1,240 @@
+//! Model providers behind one trait: Anthropic Messages ([`anthropic`]) and OpenAI-compatible
+//! Chat Completions ([`openai`], also Ollama, vLLM and LM Studio through a base URL), with one
+//! retry policy for both ([`send_with_retry`]).
+//!
+//! Decisions:
+//! - The model sees the session's context as transcript entries; each provider maps them to
+//!   its wire format, so the transcript stays provider-neutral and a session can change model.
+//! - Retries: 429, 529 and 5xx and network errors, waiting what `retry-after` (or
+//!   `retry-after-ms`) says, else exponential backoff. A 429 that says the account is out of
+//!   quota or over its spend limit is final: retrying cannot help.
+//! - API keys go in headers only; no error message carries a request or a key.
+
+pub mod anthropic;
+pub mod openai;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use infra::config::Config;
+use infra::model::{ToolCall, TranscriptEntry};
+use serde_json::Value;
+
+use crate::tools::ToolSpec;
+
+/// What one model call gets.
+pub struct ModelRequest<'a> {
+    pub system: &'a str,
+    /// The context, oldest first (a leading summary, then the turns since).
+    pub history: &'a [TranscriptEntry],
+    pub tools: &'a [ToolSpec],
+    pub max_tokens: u32,
+}
+
+/// What a model said.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelReply {
+    pub text: Option<String>,
+    pub tool_calls: Vec<ToolCall>,
+    /// The provider's stop reason (`end_turn`, `tool_use`, `stop`, `tool_calls`, …).
+    pub stop: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LlmError {
+    #[error("the model provider refused the request ({status}): {message}")]
+    Refused { status: u16, message: String },
+    #[error("the model account is out of quota or over its spend limit: {0}")]
+    SpendLimit(String),
+    #[error("the model provider kept failing after {attempts} attempts: {last}")]
+    GaveUp { attempts: u32, last: String },
+    #[error("the model's answer could not be read: {0}")]
+    Malformed(String),
+    #[error("no model is configured: {0}")]
+    NotConfigured(String),
+}
+
+#[async_trait]
+pub trait Model: Send + Sync {
+    async fn complete(&self, request: &ModelRequest<'_>) -> Result<ModelReply, LlmError>;
+    /// `provider/model`, for `/status` and logs.
+    fn name(&self) -> String;
+}
+
+/// How hard to try.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 5,
+            base_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Sends a JSON POST with the retry policy; returns the JSON body of the first 2xx.
+pub async fn send_with_retry(
+    policy: &RetryPolicy,
+    build: impl Fn() -> reqwest::RequestBuilder,
+) -> Result<Value, LlmError> {
+    let mut last = String::new();
+    for attempt in 1..=policy.max_attempts {
+        let backoff = policy
+            .base_delay
+            .saturating_mul(2u32.saturating_pow(attempt - 1))
+            .min(policy.max_delay);
+        let wait = match build().send().await {
+            Err(e) => {
+                last = format!("network error: {}", e.without_url());
+                backoff
+            }
+            Ok(response) => {
+                let status = response.status().as_u16();
+                let advised = retry_after(response.headers());
+                let body = response.text().await.unwrap_or_default();
+                if (200..300).contains(&status) {
+                    return serde_json::from_str(&body)
+                        .map_err(|e| LlmError::Malformed(e.to_string()));
+                }
+                let message = error_message(&body);
+                if status == 429 && is_spend_limit(&body) {
+                    return Err(LlmError::SpendLimit(message));
+                }
+                if !(status == 429 || status == 529 || status >= 500) {
+                    return Err(LlmError::Refused { status, message });
+                }
+                last = format!("{status}: {message}");
+                // The provider's own advice wins over our backoff, even when longer.
+                advised.unwrap_or(backoff)
+            }
+        };
+        if attempt < policy.max_attempts {
+            tracing::warn!(attempt, wait_ms = wait.as_millis() as u64, error = %last, "model call failed; retrying");
+            tokio::time::sleep(wait).await;
+        }
+    }
+    Err(LlmError::GaveUp {
+        attempts: policy.max_attempts,
+        last,
+    })
+}
+
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let get = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<f64>().ok())
+    };
+    if let Some(ms) = get("retry-after-ms") {
+        return Some(Duration::from_secs_f64(ms.max(0.0) / 1000.0));
+    }
+    get("retry-after").map(|s| Duration::from_secs_f64(s.max(0.0)))
+}
+
+fn is_spend_limit(body: &str) -> bool {
+    let lower = body.to_ascii_lowercase();
+    [
+        "insufficient_quota",
+        "spend limit",
+        "spending limit",
+        "billing",
+        "credit balance",
+    ]
+    .iter()
+    .any(|needle| lower.contains(needle))
+}
+
+/// The provider's error text (both APIs put it at `error.message`), short.
+fn error_message(body: &str) -> String {
+    let message = serde_json::from_str::<Value>(body)
+        .ok()
+        .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
+        .unwrap_or_else(|| body.to_string());
+    message.chars().take(300).collect()
+}
+
+/// The model an agent uses, built from the config (`anthropic/<model>` or `openai/<model>`).
+pub fn model_for_agent(
+    config: &Config,
+    agent: &str,
+    http: reqwest::Client,
+    retry: RetryPolicy,
+) -> Result<Box<dyn Model>, LlmError> {
+    let spec = config
+        .agents
+        .list
+        .iter()
+        .find(|a| a.id == agent)
+        .and_then(|a| a.model.clone())
+        .unwrap_or_else(|| config.agents.defaults.model.clone());
+    let (provider, model) = spec
+        .split_once('/')
+        .ok_or_else(|| LlmError::NotConfigured(format!("model {spec:?} is not provider/model")))?;
+    let providers = &config.models.providers;
+    match provider {
+        "anthropic" => Ok(Box::new(anthropic::Anthropic {
+            http,
+            base_url: providers
+                .anthropic
+                .base_url
+                .clone()
+                .unwrap_or_else(|| "https://api.anthropic.com".into()),
+            api_key: providers
+                .anthropic
+                .api_key
+                .clone()
+                .ok_or_else(|| LlmError::NotConfigured("set ANTHROPIC_API_KEY".into()))?,
+            model: model.to_string(),
+            retry: retry.clone(),
+        })),
+        "openai" => Ok(Box::new(openai::OpenAi {
+            http,
+            base_url: providers
+                .openai
+                .base_url
+                .clone()
+                .unwrap_or_else(|| "https://api.openai.com/v1".into()),
+            api_key: providers.openai.api_key.clone(),
+            model: model.to_string(),
+            retry,
+        })),
+        other => Err(LlmError::NotConfigured(format!(
+            "unknown model provider {other:?}"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spend_limit_429s_are_recognised() {
+        assert!(is_spend_limit(
+            r#"{"error":{"code":"insufficient_quota","message":"You exceeded your current quota"}}"#
+        ));
+        assert!(is_spend_limit(
+            r#"{"type":"error","error":{"type":"rate_limit_error","message":"Your spend limit was reached"}}"#
+        ));
+        assert!(!is_spend_limit(
+            r#"{"type":"error","error":{"type":"rate_limit_error","message":"Number of requests has exceeded your rate limit"}}"#
+        ));
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_milliseconds() {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert("retry-after", "2".parse().unwrap());
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(2)));
+        headers.insert("retry-after-ms", "150".parse().unwrap());
+        assert_eq!(retry_after(&headers), Some(Duration::from_millis(150)));
+    }
+}

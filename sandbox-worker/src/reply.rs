@@ -1,0 +1,85 @@
+//! Replies to the channel a job came from: chunked to the channel's limits, and the typing
+//! indicator refreshed while the job works (Telegram's lasts at most 5 s).
+
+use std::time::Duration;
+
+use infra::channels::slack::SlackClient;
+use infra::channels::telegram::TelegramClient;
+use infra::channels::{chunk_text, slack, telegram, ChannelError};
+use infra::config::Config;
+use infra::model::ReplyTarget;
+
+/// Every configured channel's outbound client.
+#[derive(Clone, Default)]
+pub struct Outbound {
+    telegram: Option<TelegramClient>,
+    slack: Option<SlackClient>,
+}
+
+impl Outbound {
+    pub fn from_config(config: &Config, http: reqwest::Client) -> Self {
+        let telegram = config.channels.telegram.as_ref().and_then(|t| {
+            let base = t.api_base.as_deref().unwrap_or("https://api.telegram.org");
+            t.bot_token
+                .clone()
+                .map(|token| TelegramClient::new(http.clone(), base, token))
+        });
+        let slack = config.channels.slack.as_ref().and_then(|s| {
+            let base = s.api_base.as_deref().unwrap_or("https://slack.com");
+            s.bot_token
+                .clone()
+                .map(|token| SlackClient::new(http.clone(), base, token))
+        });
+        Outbound { telegram, slack }
+    }
+
+    /// The reply split to the target channel's message limit.
+    pub fn chunks(&self, target: &ReplyTarget, text: &str) -> Vec<String> {
+        let max = match target {
+            ReplyTarget::Telegram(_) => telegram::MAX_MESSAGE_CHARS,
+            ReplyTarget::Slack(_) => slack::MAX_MESSAGE_CHARS,
+            ReplyTarget::Webchat(_) => 100_000,
+        };
+        chunk_text(text, max)
+    }
+
+    pub async fn send(&self, target: &ReplyTarget, chunk: &str) -> Result<(), ChannelError> {
+        match target {
+            ReplyTarget::Telegram(t) => self.telegram()?.send_message(t, chunk).await.map(|_| ()),
+            ReplyTarget::Slack(s) => self.slack()?.post_message(s, chunk).await.map(|_| ()),
+            ReplyTarget::Webchat(_) => Err(ChannelError::NotConfigured {
+                channel: "webchat",
+                message: "WebChat replies arrive with `clawgate up` (not built yet)".into(),
+            }),
+        }
+    }
+
+    /// Keeps "typing…" showing until the returned task is aborted (Telegram only: Slack bots
+    /// have no typing indicator in the Events API).
+    pub fn keep_typing(&self, target: &ReplyTarget) -> Option<tokio::task::JoinHandle<()>> {
+        let (ReplyTarget::Telegram(t), Some(client)) = (target, self.telegram.clone()) else {
+            return None;
+        };
+        let target = t.clone();
+        Some(tokio::spawn(async move {
+            loop {
+                let _ = client.send_typing(&target).await;
+                tokio::time::sleep(Duration::from_secs(4)).await;
+            }
+        }))
+    }
+
+    fn telegram(&self) -> Result<&TelegramClient, ChannelError> {
+        self.telegram.as_ref().ok_or(ChannelError::NotConfigured {
+            channel: "telegram",
+            message: "set channels.telegram.botToken or TELEGRAM_BOT_TOKEN".into(),
+        })
+    }
+
+    fn slack(&self) -> Result<&SlackClient, ChannelError> {
+        self.slack.as_ref().ok_or(ChannelError::NotConfigured {
+            channel: "slack",
+            message: "set channels.slack.botToken or SLACK_BOT_TOKEN".into(),
+        })
+    }
+}

@@ -1,0 +1,254 @@
+//! Fake Telegram, Slack and Anthropic APIs on one loopback port. They speak the real wire
+//! formats (paths, headers, bodies) and record every call, so tests can assert what the worker
+//! sent. The model's answers come from a script that sees the call number and the request.
+#![allow(dead_code)]
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+/// One recorded call.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub path: String,
+    pub body: Value,
+    pub auth: Option<String>,
+    pub at: Instant,
+}
+
+/// What the fake model answers.
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Value,
+    pub delay: Duration,
+}
+
+impl Reply {
+    pub fn text(text: &str) -> Reply {
+        Reply::ok(json!({
+            "id": "msg_fake", "type": "message", "role": "assistant", "model": "fake",
+            "content": [{"type": "text", "text": text}],
+            "stop_reason": "end_turn", "stop_sequence": null,
+            "usage": {"input_tokens": 1, "output_tokens": 1}
+        }))
+    }
+
+    pub fn tool_use(id: &str, name: &str, input: Value) -> Reply {
+        Reply::ok(json!({
+            "id": "msg_fake", "type": "message", "role": "assistant", "model": "fake",
+            "content": [{"type": "text", "text": "Let me check."}, {"type": "tool_use", "id": id, "name": name, "input": input}],
+            "stop_reason": "tool_use", "stop_sequence": null,
+            "usage": {"input_tokens": 1, "output_tokens": 1}
+        }))
+    }
+
+    pub fn ok(body: Value) -> Reply {
+        Reply {
+            status: 200,
+            headers: vec![],
+            body,
+            delay: Duration::ZERO,
+        }
+    }
+
+    pub fn error(status: u16, message: &str) -> Reply {
+        Reply {
+            status,
+            headers: vec![],
+            body: json!({"type": "error", "error": {"type": "api_error", "message": message}}),
+            delay: Duration::ZERO,
+        }
+    }
+
+    pub fn after(mut self, delay: Duration) -> Reply {
+        self.delay = delay;
+        self
+    }
+
+    pub fn header(mut self, name: &'static str, value: &str) -> Reply {
+        self.headers.push((name, value.to_string()));
+        self
+    }
+}
+
+pub type Script = Arc<dyn Fn(usize, &Value) -> Reply + Send + Sync>;
+
+#[derive(Clone)]
+struct World {
+    calls: Arc<Mutex<Vec<Call>>>,
+    script: Script,
+    /// Telegram chats whose sendMessage fails with 500.
+    broken_chats: Arc<Mutex<Vec<i64>>>,
+}
+
+pub struct Fakes {
+    pub base_url: String,
+    world: World,
+}
+
+impl Fakes {
+    pub async fn start(script: Script) -> Fakes {
+        let world = World {
+            calls: Arc::default(),
+            script,
+            broken_chats: Arc::default(),
+        };
+        let app = Router::new()
+            .route("/v1/messages", post(anthropic))
+            .route("/{bot}/{method}", post(telegram))
+            .route("/api/chat.postMessage", post(slack))
+            .with_state(world.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base_url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Fakes { base_url, world }
+    }
+
+    pub fn break_chat(&self, chat_id: i64) {
+        self.world.broken_chats.lock().unwrap().push(chat_id);
+    }
+
+    pub fn calls(&self, path_contains: &str) -> Vec<Call> {
+        self.world
+            .calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|c| c.path.contains(path_contains))
+            .cloned()
+            .collect()
+    }
+
+    pub fn model_calls(&self) -> Vec<Call> {
+        self.calls("/v1/messages")
+    }
+
+    pub fn sent_messages(&self) -> Vec<Call> {
+        self.calls("/sendMessage")
+            .into_iter()
+            .filter(|c| c.path.contains("ok:"))
+            .collect()
+    }
+
+    pub fn slack_posts(&self) -> Vec<Call> {
+        self.calls("/api/chat.postMessage")
+    }
+
+    /// Waits until `check` holds or `within` passes.
+    pub async fn wait_for(&self, within: Duration, check: impl Fn(&Fakes) -> bool) -> bool {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if check(self) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        check(self)
+    }
+}
+
+fn record(world: &World, path: String, headers: &HeaderMap, body: &Value) -> usize {
+    let mut calls = world.calls.lock().unwrap();
+    calls.push(Call {
+        path,
+        body: body.clone(),
+        auth: headers
+            .get("authorization")
+            .or(headers.get("x-api-key"))
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+        at: Instant::now(),
+    });
+    calls.len()
+}
+
+async fn anthropic(
+    State(world): State<World>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    if headers.get("anthropic-version").is_none() || headers.get("x-api-key").is_none() {
+        return (StatusCode::UNAUTHORIZED, Json(json!({"type":"error","error":{"type":"authentication_error","message":"missing headers"}}))).into_response();
+    }
+    record(&world, "/v1/messages".into(), &headers, &body);
+    let n = world
+        .calls
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|c| c.path == "/v1/messages")
+        .count();
+    let reply = (world.script)(n, &body);
+    tokio::time::sleep(reply.delay).await;
+    let mut response = (
+        StatusCode::from_u16(reply.status).unwrap(),
+        Json(reply.body),
+    )
+        .into_response();
+    for (name, value) in reply.headers {
+        response.headers_mut().insert(name, value.parse().unwrap());
+    }
+    response
+}
+
+async fn telegram(
+    State(world): State<World>,
+    Path((bot, method)): Path<(String, String)>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    let Some(token) = bot.strip_prefix("bot") else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let broken = body["chat_id"]
+        .as_i64()
+        .is_some_and(|c| world.broken_chats.lock().unwrap().contains(&c));
+    let outcome = if broken { "fail" } else { "ok" };
+    record(
+        &world,
+        format!("/bot{token}/{method} {outcome}:"),
+        &headers,
+        &body,
+    );
+    if broken {
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(json!({"ok": false, "error_code": 500, "description": "Internal Server Error"})),
+        )
+            .into_response();
+    }
+    let result = match method.as_str() {
+        "sendMessage" => {
+            json!({"message_id": 1000, "date": 0, "chat": {"id": body["chat_id"], "type": "private"}, "text": body["text"]})
+        }
+        _ => json!(true),
+    };
+    Json(json!({"ok": true, "result": result})).into_response()
+}
+
+async fn slack(
+    State(world): State<World>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    record(&world, "/api/chat.postMessage".into(), &headers, &body);
+    Json(json!({"ok": true, "channel": body["channel"], "ts": "1700000001.000200", "message": {"text": body["text"]}})).into_response()
+}
+
+/// The last `tool_result` the model was sent, if the latest user turn carries one.
+pub fn last_tool_result(body: &Value) -> Option<String> {
+    let last = body["messages"].as_array()?.last()?;
+    last["content"]
+        .as_array()?
+        .iter()
+        .rev()
+        .find(|b| b["type"] == "tool_result")
+        .map(|b| b["content"].as_str().unwrap_or("").to_string())
+}

@@ -1,0 +1,765 @@
+//! The worker end to end: a real queue and store (SQLite files), real Docker for tool calls,
+//! the worker in-process or as its own binary, and fake Telegram, Slack and Anthropic APIs that
+//! record every call.
+
+mod common;
+mod fakes;
+
+use std::path::Path;
+use std::process::{Child, Command};
+use std::sync::Arc;
+use std::time::Duration;
+
+use infra::config::Config;
+use infra::model::{EntryBody, JobMessage, JobStatus};
+use infra::queue::sqlite::SqliteQueue;
+use infra::queue::{JobQueue, JobQueueExt};
+use infra::setup::{open_backends, Backends};
+use sandbox_worker::llm::RetryPolicy;
+use sandbox_worker::reply::Outbound;
+use sandbox_worker::sandbox::SandboxRuntime;
+use sandbox_worker::worker::{work_id, Worker, WorkerSettings};
+use serde_json::{json, Value};
+use tokio::sync::watch;
+
+use fakes::{last_tool_result, Fakes, Reply, Script};
+
+/// `sandbox` is spliced into `agents.defaults.sandbox`; `extra` into the top level.
+fn config_text(fakes: &Fakes, workspace: &Path, sandbox: &str, extra: &str) -> String {
+    format!(
+        r#"{{
+          agents: {{ defaults: {{ model: "anthropic/claude-test", workspace: "{ws}", sandbox: {{ {sandbox} }} }} }},
+          models: {{ providers: {{ anthropic: {{ apiKey: "sk-ant-test-key", baseUrl: "{base}" }} }} }},
+          channels: {{
+            telegram: {{ botToken: "123456:TESTTOKEN", apiBase: "{base}", dmPolicy: "open" }},
+            slack: {{ botToken: "xoxb-test-token", apiBase: "{base}", dmPolicy: "open" }},
+          }},
+          queue: {{ visibilityTimeoutSeconds: 2, maxReceiveCount: 3 }},
+          {extra}
+        }}"#,
+        ws = workspace.display(),
+        base = fakes.base_url,
+    )
+}
+
+fn docker_sandbox(sb: &common::Sandbox) -> String {
+    format!(
+        r#"mode: "all", scope: "session", docker: {{ image: "{}", containerPrefix: "{}" }}"#,
+        common::TEST_IMAGE,
+        sb.prefix
+    )
+}
+
+fn telegram_job(event: &str) -> JobMessage {
+    let mut job = JobMessage::decode(include_str!("../../infra/fixtures/job_v1.json")).unwrap();
+    job.job_id = ulid::Ulid::new().to_string();
+    job.inbound.event_id = format!("telegram:default:{event}");
+    job
+}
+
+fn slack_job(event: &str) -> JobMessage {
+    let mut job =
+        JobMessage::decode(include_str!("../../infra/fixtures/job_v1_slack.json")).unwrap();
+    job.job_id = ulid::Ulid::new().to_string();
+    job.inbound.event_id = format!("slack:default:{event}");
+    job
+}
+
+/// Calls a tool first, then answers with the tool's output.
+fn tool_then_answer(command: &'static str) -> Script {
+    Arc::new(move |_, body: &Value| match last_tool_result(body) {
+        Some(output) => {
+            let report: Value = serde_json::from_str(&output).unwrap_or(json!({"stdout": output}));
+            Reply::text(&format!(
+                "Done: {}",
+                report["stdout"].as_str().unwrap_or("").trim()
+            ))
+        }
+        None => Reply::tool_use(
+            &format!("toolu_{}", ulid::Ulid::new()),
+            "exec",
+            json!({"command": command}),
+        ),
+    })
+}
+
+struct InProcess {
+    backends: Backends,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+async fn start_worker(
+    config: &Config,
+    dir: &Path,
+    tweak: impl FnOnce(&mut WorkerSettings),
+) -> InProcess {
+    let backends = open_backends(config, dir).await.unwrap();
+    let mut settings = WorkerSettings::new(backends.visibility);
+    settings.receive_wait = Duration::from_millis(500);
+    settings.retry = RetryPolicy {
+        max_attempts: 3,
+        base_delay: Duration::from_millis(50),
+        max_delay: Duration::from_secs(5),
+    };
+    tweak(&mut settings);
+    let http = reqwest::Client::new();
+    let worker = Arc::new(Worker {
+        config: Arc::new(config.clone()),
+        backends: backends.clone(),
+        sandbox: Arc::new(SandboxRuntime::new(None, dir.join("activity"))),
+        outbound: Outbound::from_config(config, http.clone()),
+        http,
+        settings,
+    });
+    let (stop, rx) = watch::channel(false);
+    let task = tokio::spawn(worker.run(rx));
+    InProcess {
+        backends,
+        stop,
+        task,
+    }
+}
+
+impl InProcess {
+    async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = tokio::time::timeout(Duration::from_secs(20), self.task).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_telegram_dm_is_answered_in_its_chat_after_a_tool_call_in_docker() {
+    if !common::docker_available() {
+        return;
+    }
+    let sb = common::Sandbox::new();
+    let fakes = Fakes::start(tool_then_answer(
+        "echo hello from uid $(id -u) > hello.txt; cat hello.txt",
+    ))
+    .await;
+    let config = Config::parse(&config_text(
+        &fakes,
+        &sb.workspace(),
+        &docker_sandbox(&sb),
+        "",
+    ))
+    .unwrap();
+    let worker = start_worker(&config, sb.dir.path(), |_| {}).await;
+    let job = telegram_job("1001");
+
+    worker.backends.queue.send(&job).await.unwrap();
+    let answered = fakes
+        .wait_for(Duration::from_secs(60), |f| !f.sent_messages().is_empty())
+        .await;
+    let record = worker.backends.store.get_job(work_id(&job)).await.unwrap();
+    worker.shutdown().await;
+
+    assert!(
+        answered,
+        "no reply; model calls: {:?}",
+        fakes.model_calls().len()
+    );
+    let sent = fakes.sent_messages();
+    assert_eq!(sent.len(), 1);
+    assert!(sent[0].path.starts_with("/bot123456:TESTTOKEN/sendMessage"));
+    assert_eq!(sent[0].body["chat_id"], 12345);
+    assert_eq!(sent[0].body["reply_parameters"]["message_id"], 77);
+    assert_eq!(
+        sent[0].body["text"], "Done: hello from uid 1000",
+        "uid 1000 means it ran in the container"
+    );
+    assert_eq!(
+        std::fs::read_to_string(sb.workspace().join("hello.txt")).unwrap(),
+        "hello from uid 1000\n"
+    );
+    let calls = fakes.model_calls();
+    assert_eq!(calls.len(), 2);
+    assert_eq!(calls[0].auth.as_deref(), Some("sk-ant-test-key"));
+    assert!(calls[0].body["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|t| t["name"] == "exec"));
+    assert_eq!(record.unwrap().status, JobStatus::Done);
+    assert!(
+        !fakes.calls("sendChatAction").is_empty(),
+        "typing was shown"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slack_thread_message_is_answered_in_the_thread() {
+    if !common::docker_available() {
+        return;
+    }
+    let sb = common::Sandbox::new();
+    let fakes = Fakes::start(tool_then_answer("echo in-container; id -u")).await;
+    let config = Config::parse(&config_text(
+        &fakes,
+        &sb.workspace(),
+        &docker_sandbox(&sb),
+        "",
+    ))
+    .unwrap();
+    let worker = start_worker(&config, sb.dir.path(), |_| {}).await;
+
+    worker.backends.queue.send(&slack_job("Ev1")).await.unwrap();
+    let answered = fakes
+        .wait_for(Duration::from_secs(60), |f| !f.slack_posts().is_empty())
+        .await;
+    worker.shutdown().await;
+
+    assert!(answered);
+    let post = &fakes.slack_posts()[0];
+    assert_eq!(post.auth.as_deref(), Some("Bearer xoxb-test-token"));
+    assert_eq!(post.body["channel"], "C024BE91L");
+    assert_eq!(post.body["thread_ts"], "1700000000.000100");
+    assert_eq!(post.body["text"], "Done: in-container\n1000");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_event_delivered_twice_gets_one_reply() {
+    let dir = tempfile::tempdir().unwrap();
+    let fakes = Fakes::start(Arc::new(|_, _: &Value| Reply::text("hi there"))).await;
+    let config = Config::parse(&config_text(
+        &fakes,
+        &dir.path().join("ws"),
+        r#"mode: "off""#,
+        "",
+    ))
+    .unwrap();
+    let worker = start_worker(&config, dir.path(), |_| {}).await;
+    let first = telegram_job("2002");
+    // A channel retry after the queue's dedup window: a new job for the same event.
+    let mut retry = telegram_job("2002");
+    retry.job_id = ulid::Ulid::new().to_string();
+
+    worker.backends.queue.send(&first).await.unwrap();
+    assert!(
+        fakes
+            .wait_for(Duration::from_secs(20), |f| f.sent_messages().len() == 1)
+            .await
+    );
+    worker
+        .backends
+        .queue
+        .send_raw(
+            &retry.encode().unwrap(),
+            "agent:main:telegram:dm:12345",
+            "after-the-window",
+        )
+        .await
+        .unwrap();
+    // Let the retry be received and handled.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let left = worker
+        .backends
+        .queue
+        .receive(10, Duration::ZERO)
+        .await
+        .unwrap();
+    worker.shutdown().await;
+
+    assert_eq!(fakes.sent_messages().len(), 1, "one reply only");
+    assert_eq!(
+        fakes.model_calls().len(),
+        1,
+        "the model was not asked twice"
+    );
+    assert!(
+        left.is_empty(),
+        "the duplicate was acked, not left to come back"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_that_answers_429_then_succeeds_is_waited_for_as_advised() {
+    let dir = tempfile::tempdir().unwrap();
+    let fakes = Fakes::start(Arc::new(|n, _: &Value| {
+        if n == 1 {
+            Reply::error(429, "Number of requests has exceeded your rate limit")
+                .header("retry-after", "1")
+        } else {
+            Reply::text("sorry for the wait")
+        }
+    }))
+    .await;
+    let config = Config::parse(&config_text(
+        &fakes,
+        &dir.path().join("ws"),
+        r#"mode: "off""#,
+        "",
+    ))
+    .unwrap();
+    let worker = start_worker(&config, dir.path(), |_| {}).await;
+
+    worker
+        .backends
+        .queue
+        .send(&telegram_job("3003"))
+        .await
+        .unwrap();
+    let answered = fakes
+        .wait_for(Duration::from_secs(20), |f| f.sent_messages().len() == 1)
+        .await;
+    worker.shutdown().await;
+
+    assert!(answered);
+    let calls = fakes.model_calls();
+    assert_eq!(calls.len(), 2);
+    let waited = calls[1].at - calls[0].at;
+    assert!(
+        waited >= Duration::from_millis(950),
+        "retried after {waited:?}, not the advised 1 s"
+    );
+    assert_eq!(fakes.sent_messages()[0].body["text"], "sorry for the wait");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_that_always_fails_gets_the_user_a_short_error_and_a_failed_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let fakes = Fakes::start(Arc::new(|_, _: &Value| Reply::error(500, "overloaded"))).await;
+    let config = Config::parse(&config_text(
+        &fakes,
+        &dir.path().join("ws"),
+        r#"mode: "off""#,
+        "",
+    ))
+    .unwrap();
+    let worker = start_worker(&config, dir.path(), |_| {}).await;
+    let job = telegram_job("4004");
+
+    worker.backends.queue.send(&job).await.unwrap();
+    let answered = fakes
+        .wait_for(Duration::from_secs(20), |f| f.sent_messages().len() == 1)
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let record = worker
+        .backends
+        .store
+        .get_job(work_id(&job))
+        .await
+        .unwrap()
+        .unwrap();
+    let left = worker
+        .backends
+        .queue
+        .receive(10, Duration::from_secs(3))
+        .await
+        .unwrap();
+    worker.shutdown().await;
+
+    assert!(answered);
+    let text = fakes.sent_messages()[0].body["text"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        text.contains("couldn't get an answer from the model"),
+        "{text}"
+    );
+    assert!(!text.contains("sk-ant"), "no secret in the reply");
+    assert_eq!(
+        fakes.model_calls().len(),
+        3,
+        "the retry policy's three attempts"
+    );
+    assert_eq!(record.status, JobStatus::Failed);
+    assert!(record.detail.unwrap().contains("500"));
+    assert!(
+        left.is_empty(),
+        "the failed job was acked, not lost silently and not retried forever"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_job_is_dead_lettered_after_max_receives_while_others_are_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let fakes = Fakes::start(Arc::new(|_, _: &Value| Reply::text("ok"))).await;
+    fakes.break_chat(666);
+    let config = Config::parse(&config_text(
+        &fakes,
+        &dir.path().join("ws"),
+        r#"mode: "off""#,
+        "",
+    ))
+    .unwrap();
+    let worker = start_worker(&config, dir.path(), |s| s.concurrency = 2).await;
+    let mut poison = telegram_job("5005");
+    poison.session_key = "agent:main:telegram:dm:666".parse().unwrap();
+    if let Some(infra::model::ReplyTarget::Telegram(t)) = poison.reply_to.as_mut() {
+        t.chat_id = 666;
+    }
+
+    worker.backends.queue.send(&poison).await.unwrap();
+    worker.backends.queue.send(&slack_job("Ev5")).await.unwrap();
+    let served = fakes
+        .wait_for(Duration::from_secs(20), |f| f.slack_posts().len() == 1)
+        .await;
+    let dlq = SqliteQueue::open(
+        &dir.path().join("queue.db"),
+        infra::setup::SQLITE_DEAD_LETTER_QUEUE,
+        Duration::from_secs(30),
+        None,
+    )
+    .unwrap();
+    let mut dead = Vec::new();
+    for _ in 0..40 {
+        dead = dlq.receive(1, Duration::from_millis(500)).await.unwrap();
+        if !dead.is_empty() {
+            break;
+        }
+    }
+    worker.shutdown().await;
+
+    assert!(served, "the healthy job was answered");
+    assert_eq!(
+        dead.len(),
+        1,
+        "the poison job reached the dead-letter queue"
+    );
+    assert_eq!(
+        JobMessage::decode(&dead[0].body).unwrap().job_id,
+        poison.job_id
+    );
+    let attempts = fakes.calls("sendMessage fail").len();
+    assert_eq!(attempts, 3, "one attempt per receive, maxReceiveCount = 3");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_sender_under_pairing_gets_a_code_and_no_model_call_until_approved() {
+    let dir = tempfile::tempdir().unwrap();
+    let fakes = Fakes::start(Arc::new(|_, _: &Value| Reply::text("hello, friend"))).await;
+    let text = config_text(&fakes, &dir.path().join("ws"), r#"mode: "off""#, "").replace(
+        r#"dmPolicy: "open" },
+            slack"#,
+        r#"dmPolicy: "pairing" },
+            slack"#,
+    );
+    let config = Config::parse(&text).unwrap();
+    assert_eq!(
+        config.channels.telegram.as_ref().unwrap().dm_policy,
+        infra::config::DmPolicy::Pairing
+    );
+    let worker = start_worker(&config, dir.path(), |_| {}).await;
+
+    worker
+        .backends
+        .queue
+        .send(&telegram_job("6006"))
+        .await
+        .unwrap();
+    assert!(
+        fakes
+            .wait_for(Duration::from_secs(20), |f| f.sent_messages().len() == 1)
+            .await
+    );
+    let code_message = fakes.sent_messages()[0].body["text"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let pending = worker
+        .backends
+        .store
+        .list_pairing("telegram", "default")
+        .await
+        .unwrap();
+    let calls_before = fakes.model_calls().len();
+    // What `clawgate pairing approve telegram <code>` does.
+    worker
+        .backends
+        .store
+        .approve_pairing("telegram", "default", &pending[0].code)
+        .await
+        .unwrap()
+        .unwrap();
+    worker
+        .backends
+        .queue
+        .send(&telegram_job("6007"))
+        .await
+        .unwrap();
+    let answered = fakes
+        .wait_for(Duration::from_secs(20), |f| f.sent_messages().len() == 2)
+        .await;
+    worker.shutdown().await;
+
+    assert!(code_message.contains(&pending[0].code), "{code_message}");
+    assert!(code_message.contains("clawgate pairing approve telegram"));
+    assert_eq!(pending[0].peer, "12345");
+    assert_eq!(calls_before, 0, "no model call for an unknown sender");
+    assert!(answered);
+    assert_eq!(fakes.sent_messages()[1].body["text"], "hello, friend");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_commands_are_answered_without_the_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let fakes = Fakes::start(Arc::new(|_, _: &Value| Reply::text("model answer"))).await;
+    let config = Config::parse(&config_text(
+        &fakes,
+        &dir.path().join("ws"),
+        r#"mode: "off""#,
+        "",
+    ))
+    .unwrap();
+    let worker = start_worker(&config, dir.path(), |_| {}).await;
+    let mut hello = telegram_job("7000");
+    hello.inbound.text = "remember: blue".into();
+    let mut status = telegram_job("7001");
+    status.inbound.text = "/status@clawgate_bot".into();
+    let mut reset = telegram_job("7002");
+    reset.inbound.text = "/new".into();
+    let mut after = telegram_job("7003");
+    after.inbound.text = "what colour?".into();
+
+    for (i, job) in [hello, status, reset, after].into_iter().enumerate() {
+        worker.backends.queue.send(&job).await.unwrap();
+        assert!(
+            fakes
+                .wait_for(Duration::from_secs(20), |f| f.sent_messages().len()
+                    == i + 1)
+                .await
+        );
+    }
+    worker.shutdown().await;
+
+    let texts: Vec<String> = fakes
+        .sent_messages()
+        .iter()
+        .map(|c| c.body["text"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        texts[1].contains("Model: anthropic/claude-test")
+            && texts[1].contains("Transcript: 2 entries"),
+        "{}",
+        texts[1]
+    );
+    assert_eq!(texts[2], "Started a new conversation.");
+    let calls = fakes.model_calls();
+    assert_eq!(calls.len(), 2, "commands never reach the model");
+    let last_messages = calls[1].body["messages"].as_array().unwrap();
+    assert_eq!(
+        last_messages.len(),
+        1,
+        "after /new the model sees only the new message: {last_messages:?}"
+    );
+    assert_eq!(last_messages[0]["content"][0]["text"], "what colour?");
+}
+
+// ---- the worker as its own process: crash and shutdown ----
+
+fn spawn_worker_binary(config: &Path, state: &Path, id: &str, drain_seconds: f64) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_sandbox-worker"))
+        .arg("--config")
+        .arg(config)
+        .arg("--state-dir")
+        .arg(state)
+        .args([
+            "--worker-id",
+            id,
+            "--drain-seconds",
+            &drain_seconds.to_string(),
+            "--concurrency",
+            "2",
+        ])
+        .env("RUST_LOG", "info")
+        .env_remove("ANTHROPIC_API_KEY")
+        .stderr(std::fs::File::create(state.join(format!("{id}.log"))).unwrap())
+        .spawn()
+        .unwrap()
+}
+
+fn count_lines(path: &Path) -> usize {
+    std::fs::read_to_string(path)
+        .map(|s| s.lines().count())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_after_a_tool_call_is_resumed_without_rerunning_the_tool() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = dir.path().join("ws");
+    // Call 1 asks for the tool; call 2 (the first after the tool) hangs so the test can kill
+    // the worker there; any later call answers.
+    let fakes = Fakes::start(Arc::new(|n, body: &Value| {
+        match (n, last_tool_result(body)) {
+            (_, None) => Reply::tool_use(
+                "toolu_count",
+                "exec",
+                json!({"command": "echo ran >> count.txt"}),
+            ),
+            (2, Some(_)) => Reply::text("too late").after(Duration::from_secs(120)),
+            (_, Some(_)) => Reply::text("counted"),
+        }
+    }))
+    .await;
+    let config_path = dir.path().join("clawgate.json");
+    std::fs::write(&config_path, config_text(&fakes, &ws, r#"mode: "off""#, "")).unwrap();
+    let config = Config::load(Some(&config_path)).unwrap().0;
+    let backends = open_backends(&config, dir.path()).await.unwrap();
+    let job = telegram_job("8008");
+    backends.queue.send(&job).await.unwrap();
+
+    let mut first = spawn_worker_binary(&config_path, dir.path(), "worker-a", 30.0);
+    let reached = fakes
+        .wait_for(Duration::from_secs(30), |f| f.model_calls().len() == 2)
+        .await;
+    first.kill().unwrap(); // SIGKILL
+    first.wait().unwrap();
+    assert!(reached, "worker a never got past the tool call");
+    assert_eq!(count_lines(&ws.join("count.txt")), 1);
+
+    let mut second = spawn_worker_binary(&config_path, dir.path(), "worker-b", 30.0);
+    let answered = fakes
+        .wait_for(Duration::from_secs(30), |f| f.sent_messages().len() == 1)
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let record = backends
+        .store
+        .get_job(work_id(&job))
+        .await
+        .unwrap()
+        .unwrap();
+    unsafe { libc::kill(second.id() as i32, libc::SIGTERM) };
+    second.wait().unwrap();
+
+    assert!(answered, "worker b did not finish the job");
+    assert_eq!(
+        count_lines(&ws.join("count.txt")),
+        1,
+        "the finished tool call ran again"
+    );
+    assert_eq!(fakes.sent_messages().len(), 1);
+    assert_eq!(fakes.sent_messages()[0].body["text"], "counted");
+    assert_eq!(record.status, JobStatus::Done);
+    assert_eq!(record.lease_owner.as_deref(), Some("worker-b"));
+    assert_eq!(record.attempt, 2);
+    let transcript = backends
+        .store
+        .load_transcript_from(&job.session_key, 0)
+        .await
+        .unwrap();
+    let tool_results = transcript
+        .iter()
+        .filter(|e| matches!(e.body, EntryBody::ToolResult { .. }))
+        .count();
+    assert_eq!(tool_results, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_between_two_tool_calls_of_one_turn_runs_only_the_unfinished_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = dir.path().join("ws");
+    let fakes = Fakes::start(Arc::new(|_, body: &Value| match last_tool_result(body) {
+        None => Reply::ok(json!({
+            "id": "msg", "type": "message", "role": "assistant", "model": "fake", "stop_reason": "tool_use",
+            "content": [
+                {"type": "tool_use", "id": "toolu_a", "name": "exec", "input": {"command": "echo a >> a.txt"}},
+                {"type": "tool_use", "id": "toolu_b", "name": "exec", "input": {"command": "echo b >> b.txt; sleep 5"}}
+            ],
+            "usage": {"input_tokens": 1, "output_tokens": 1}
+        })),
+        Some(_) => Reply::text("both done"),
+    }))
+    .await;
+    let config_path = dir.path().join("clawgate.json");
+    std::fs::write(&config_path, config_text(&fakes, &ws, r#"mode: "off""#, "")).unwrap();
+    let config = Config::load(Some(&config_path)).unwrap().0;
+    let backends = open_backends(&config, dir.path()).await.unwrap();
+    backends.queue.send(&telegram_job("8108")).await.unwrap();
+
+    let mut first = spawn_worker_binary(&config_path, dir.path(), "worker-a", 30.0);
+    let mut reached = false;
+    for _ in 0..300 {
+        if count_lines(&ws.join("b.txt")) == 1 {
+            reached = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    first.kill().unwrap();
+    first.wait().unwrap();
+    assert!(reached, "worker a never started the second call");
+    let mut second = spawn_worker_binary(&config_path, dir.path(), "worker-b", 30.0);
+    let answered = fakes
+        .wait_for(Duration::from_secs(60), |f| f.sent_messages().len() == 1)
+        .await;
+    unsafe { libc::kill(second.id() as i32, libc::SIGTERM) };
+    second.wait().unwrap();
+
+    assert!(answered);
+    assert_eq!(
+        count_lines(&ws.join("a.txt")),
+        1,
+        "the finished first call ran again"
+    );
+    assert_eq!(
+        count_lines(&ws.join("b.txt")),
+        2,
+        "the unfinished second call runs again"
+    );
+    assert_eq!(fakes.sent_messages()[0].body["text"], "both done");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_mid_job_releases_it_and_another_worker_finishes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let fakes = Fakes::start(Arc::new(|n, _: &Value| {
+        if n == 1 {
+            Reply::text("from the first worker").after(Duration::from_secs(60))
+        } else {
+            Reply::text("from the second worker")
+        }
+    }))
+    .await;
+    let config_path = dir.path().join("clawgate.json");
+    let text = config_text(&fakes, &dir.path().join("ws"), r#"mode: "off""#, "").replace(
+        "visibilityTimeoutSeconds: 2",
+        "visibilityTimeoutSeconds: 30",
+    );
+    std::fs::write(&config_path, text).unwrap();
+    let config = Config::load(Some(&config_path)).unwrap().0;
+    let backends = open_backends(&config, dir.path()).await.unwrap();
+    let job = telegram_job("9009");
+    backends.queue.send(&job).await.unwrap();
+
+    let mut first = spawn_worker_binary(&config_path, dir.path(), "worker-a", 0.5);
+    assert!(
+        fakes
+            .wait_for(Duration::from_secs(30), |f| f.model_calls().len() == 1)
+            .await
+    );
+    let stopping = std::time::Instant::now();
+    unsafe { libc::kill(first.id() as i32, libc::SIGTERM) };
+    let status = first.wait().unwrap();
+    let stopped_in = stopping.elapsed();
+    let mut second = spawn_worker_binary(&config_path, dir.path(), "worker-b", 30.0);
+    // Visibility is 30 s: only a released message comes back this fast.
+    let answered = fakes
+        .wait_for(Duration::from_secs(15), |f| f.sent_messages().len() == 1)
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    unsafe { libc::kill(second.id() as i32, libc::SIGTERM) };
+    second.wait().unwrap();
+    let record = backends
+        .store
+        .get_job(work_id(&job))
+        .await
+        .unwrap()
+        .unwrap();
+
+    assert!(status.success(), "worker a exited with {status}");
+    assert!(
+        stopped_in < Duration::from_secs(5),
+        "drain took {stopped_in:?}"
+    );
+    assert!(answered, "the released job was not finished by worker b");
+    assert_eq!(
+        fakes.sent_messages()[0].body["text"],
+        "from the second worker"
+    );
+    assert_eq!(record.lease_owner.as_deref(), Some("worker-b"));
+    assert_eq!(record.status, JobStatus::Done);
+}

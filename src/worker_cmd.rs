@@ -1,0 +1,83 @@
+//! `clawgate worker` (the sandbox worker in this process) and `clawgate pairing list|approve`.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Subcommand;
+use infra::config::Config;
+use sandbox_worker::worker::{serve, WorkerArgs};
+
+pub async fn worker(config: Config, args: WorkerArgs) -> anyhow::Result<ExitCode> {
+    let visibility = Duration::from_secs(u64::from(config.queue.visibility_timeout_seconds));
+    let settings = args.settings(visibility);
+    serve(config, args.state_dir(), settings).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Subcommand)]
+pub enum PairingAction {
+    /// Pending pairing requests of a channel.
+    List {
+        channel: String,
+        #[arg(long, default_value = "default")]
+        account: String,
+    },
+    /// Approve a code: its sender may talk to the bot from now on.
+    Approve {
+        channel: String,
+        code: String,
+        #[arg(long, default_value = "default")]
+        account: String,
+    },
+}
+
+pub async fn pairing(
+    config: Config,
+    state_dir: std::path::PathBuf,
+    action: PairingAction,
+) -> anyhow::Result<ExitCode> {
+    let backends = infra::setup::open_backends(&config, &state_dir).await?;
+    match action {
+        PairingAction::List { channel, account } => {
+            let pending = backends.store.list_pairing(&channel, &account).await?;
+            if pending.is_empty() {
+                eprintln!("no pending pairing requests for {channel}/{account}");
+            }
+            for request in pending {
+                let left =
+                    (request.expires_ms - chrono::Utc::now().timestamp_millis()).max(0) / 60_000;
+                println!(
+                    "{}  {} {}  expires in {left} min",
+                    request.code,
+                    request.peer,
+                    request.peer_name.as_deref().unwrap_or("")
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        PairingAction::Approve {
+            channel,
+            code,
+            account,
+        } => {
+            match backends
+                .store
+                .approve_pairing(&channel, &account, &code)
+                .await?
+            {
+                Some(request) => {
+                    println!(
+                        "approved {} {} on {channel}/{account}",
+                        request.peer,
+                        request.peer_name.as_deref().unwrap_or("")
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                None => {
+                    eprintln!("no pending request with code {code} on {channel}/{account} (it may have expired)");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+    }
+}
