@@ -8,8 +8,19 @@ use aws_config::{BehaviorVersion, SdkConfig};
 use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 
 /// Loads the SDK config once per process; every client is built from it.
+///
+/// Timeouts: the SDK sets none on a request by default, so one stuck connection could hold a
+/// worker forever (seen once against moto: a queue call hung for 60 s). Each attempt gets 30 s,
+/// more than SQS's 20 s long poll, and connecting gets 3 s; the SDK's retries then apply.
 pub async fn load_sdk_config() -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest()).load().await
+    let timeouts = aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(std::time::Duration::from_secs(3))
+        .operation_attempt_timeout(std::time::Duration::from_secs(30))
+        .build();
+    aws_config::defaults(BehaviorVersion::latest())
+        .timeout_config(timeouts)
+        .load()
+        .await
 }
 
 /// The endpoint a service's calls go to: the override when one is set, else AWS's regional one.

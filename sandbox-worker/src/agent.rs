@@ -22,6 +22,7 @@ use infra::store::{StateStore, StoreError};
 use tokio::sync::OnceCell;
 
 use crate::llm::{LlmError, Model, ModelRequest};
+use crate::phases::timed;
 use crate::tools::policy::ToolPolicy;
 use crate::tools::{ToolBox, ToolOutcome, ToolSpec};
 
@@ -152,7 +153,7 @@ impl AgentRun<'_> {
                         }
                     } else {
                         tool_calls += 1;
-                        self.run_tool(&call).await
+                        timed("sandbox", self.run_tool(&call)).await
                     };
                     self.append(
                         transcript,
@@ -183,15 +184,13 @@ impl AgentRun<'_> {
             }
             self.compact_if_needed(transcript).await?;
             let context = context(transcript);
-            let reply = self
-                .model
-                .complete(&ModelRequest {
-                    system: &self.system,
-                    history: &context,
-                    tools: &self.specs,
-                    max_tokens: self.limits.max_tokens,
-                })
-                .await?;
+            let request = ModelRequest {
+                system: &self.system,
+                history: &context,
+                tools: &self.specs,
+                max_tokens: self.limits.max_tokens,
+            };
+            let reply = timed("model", self.model.complete(&request)).await?;
             turns += 1;
             let body = EntryBody::Assistant {
                 text: reply.text,
@@ -245,10 +244,12 @@ impl AgentRun<'_> {
             job_id: Some(self.job_id.to_string()),
             body,
         };
-        let stored = self
-            .store
-            .append_transcript(self.session, self.agent, &entry)
-            .await?;
+        let stored = timed(
+            "store",
+            self.store
+                .append_transcript(self.session, self.agent, &entry),
+        )
+        .await?;
         transcript.push(stored);
         Ok(())
     }
@@ -339,6 +340,137 @@ pub fn context(transcript: &[TranscriptEntry]) -> Vec<TranscriptEntry> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::llm::ModelReply;
+    use infra::model::Channel;
+    use infra::store::sqlite::SqliteStore;
+    use std::sync::Mutex;
+
+    /// Answers summary requests with a summary and everything else with "ok", recording what
+    /// each call saw.
+    struct ScriptedModel {
+        seen: Mutex<Vec<(String, Vec<TranscriptEntry>)>>,
+    }
+
+    #[async_trait::async_trait]
+    impl Model for ScriptedModel {
+        async fn complete(&self, request: &ModelRequest<'_>) -> Result<ModelReply, LlmError> {
+            self.seen
+                .lock()
+                .unwrap()
+                .push((request.system.to_string(), request.history.to_vec()));
+            let text = if request.system.starts_with("Summarise") {
+                "the user likes blue"
+            } else {
+                "ok"
+            };
+            Ok(ModelReply {
+                text: Some(text.into()),
+                tool_calls: vec![],
+                stop: "end_turn".into(),
+            })
+        }
+        fn name(&self) -> String {
+            "scripted".into()
+        }
+    }
+
+    #[tokio::test]
+    async fn an_oversized_context_is_compacted_into_a_summary_turn_not_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("s.db")).unwrap();
+        let session = SessionKey::dm("main", Channel::Telegram, "1");
+        let mut transcript = Vec::new();
+        for seq in 0..40u64 {
+            let body = if seq % 2 == 0 {
+                EntryBody::User {
+                    text: format!("message {seq} {}", "x".repeat(500)),
+                    sender: None,
+                }
+            } else {
+                EntryBody::Assistant {
+                    text: Some(format!("reply {seq}")),
+                    tool_calls: vec![],
+                }
+            };
+            let entry = TranscriptEntry {
+                seq,
+                at: Utc::now(),
+                job_id: None,
+                body,
+            };
+            transcript.push(
+                store
+                    .append_transcript(&session, "main", &entry)
+                    .await
+                    .unwrap(),
+            );
+        }
+        let question = TranscriptEntry {
+            seq: 40,
+            at: Utc::now(),
+            job_id: Some("j".into()),
+            body: EntryBody::User {
+                text: "what colour?".into(),
+                sender: None,
+            },
+        };
+        transcript.push(
+            store
+                .append_transcript(&session, "main", &question)
+                .await
+                .unwrap(),
+        );
+        let model = ScriptedModel {
+            seen: Mutex::new(vec![]),
+        };
+        let tools = LazyTools::ready(ToolBox::unavailable(
+            ToolPolicy::new(&Default::default()),
+            "no tools here".into(),
+        ));
+        let policy = ToolPolicy::new(&Default::default());
+        let limits = AgentLimits {
+            context_budget_bytes: 5_000,
+            keep_recent: 4,
+            ..AgentLimits::default()
+        };
+
+        let outcome = AgentRun {
+            model: &model,
+            tools: &tools,
+            extra: None,
+            policy: &policy,
+            specs: vec![],
+            store: &store,
+            session: &session,
+            agent: "main",
+            job_id: "j",
+            system: "be helpful".into(),
+            limits,
+        }
+        .run(&mut transcript)
+        .await
+        .unwrap();
+
+        assert_eq!(outcome, AgentOutcome::Reply("ok".into()));
+        let seen = model.seen.lock().unwrap().clone();
+        assert_eq!(seen.len(), 2, "one summary call, one answer");
+        assert!(seen[0].0.starts_with("Summarise"));
+        assert!(seen[0].1.len() > 30, "the summary saw the older turns");
+        let answer_context = &seen[1].1;
+        assert!(
+            matches!(&answer_context[0].body, EntryBody::Summary { text, .. } if text == "the user likes blue")
+        );
+        assert!(answer_context.len() <= 6, "{}", answer_context.len());
+        assert!(
+            matches!(&answer_context.last().unwrap().body, EntryBody::User { text, .. } if text == "what colour?")
+        );
+        let stored = store.load_transcript_from(&session, 0).await.unwrap();
+        assert_eq!(
+            stored.len(),
+            43,
+            "41 turns + summary + answer: nothing was deleted"
+        );
+    }
 
     fn entry(seq: u64, body: EntryBody) -> TranscriptEntry {
         TranscriptEntry {

@@ -1,10 +1,10 @@
-//! clawgate's worker side: the Docker sandbox and host backend that tool calls run in, and the
-//! agent tools with their policy.
-//!
-//! NOT BUILT YET here: the queue loop, the agent loop and the LLM providers (issue 4).
+//! clawgate's worker side (DESIGN §2.3-2.5): the queue loop ([`worker`]), the agent loop
+//! ([`agent`]), the model providers ([`llm`]), replies to the channels ([`reply`]), and the
+//! Docker sandbox and host backend ([`sandbox`]) that the agent's tools ([`tools`]) run in.
 
 pub mod agent;
 pub mod llm;
+pub mod phases;
 pub mod reply;
 pub mod sandbox;
 pub mod tools;

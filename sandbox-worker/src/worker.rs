@@ -34,6 +34,7 @@ use tokio::task::JoinSet;
 
 use crate::agent::{AgentLimits, AgentOutcome, AgentRun, ExtraTools, LazyTools};
 use crate::llm::{model_for_agent, LlmError, RetryPolicy};
+use crate::phases::timed;
 use crate::reply::Outbound;
 use crate::sandbox::{SandboxPlan, SandboxRuntime};
 use crate::tools::policy::ToolPolicy;
@@ -153,7 +154,7 @@ impl Worker {
                 }
             }
             let received = tokio::select! {
-                r = self.backends.queue.receive_jobs(free.min(10), settings.receive_wait) => r,
+                r = timed("queue", self.backends.queue.receive_jobs(free.min(10), settings.receive_wait)) => r,
                 _ = shutdown.changed() => break,
             };
             let jobs = match received {
@@ -250,7 +251,7 @@ impl Worker {
         drop(heartbeat);
         match outcome {
             Ok(()) => {
-                if let Err(e) = self.backends.queue.ack(&delivery.receipt).await {
+                if let Err(e) = timed("queue", self.backends.queue.ack(&delivery.receipt)).await {
                     tracing::warn!(job = %job.job_id, error = %e, "ack failed; the finished job will be dropped on redelivery");
                 }
             }
@@ -270,11 +271,8 @@ impl Worker {
         let store = &self.backends.store;
         let owner = &self.settings.worker_id;
         let work = work_id(job);
-        let record = match store
-            .claim_job(work, owner, self.settings.lease)
-            .await
-            .map_err(|e| e.to_string())?
-        {
+        let claim = timed("store", store.claim_job(work, owner, self.settings.lease)).await;
+        let record = match claim.map_err(|e| e.to_string())? {
             Claim::Finished(_) => {
                 tracing::info!(job = %job.job_id, "already finished; dropping the redelivery");
                 return Ok(());
@@ -284,10 +282,12 @@ impl Worker {
         };
         tracing::info!(job = %job.job_id, session = %job.session_key, attempt = record.attempt, "job claimed");
         match self.run_job(job, &record).await {
-            Ok(()) => store
-                .finish_job(work, owner, JobStatus::Done, None)
-                .await
-                .map_err(|e| e.to_string()),
+            Ok(()) => timed(
+                "store",
+                store.finish_job(work, owner, JobStatus::Done, None),
+            )
+            .await
+            .map_err(|e| e.to_string()),
             Err(JobError::Retry(reason)) => Err(reason),
             Err(JobError::Fail { reason, tell_user }) => {
                 tracing::warn!(job = %job.job_id, %reason, "job failed");
@@ -313,7 +313,7 @@ impl Worker {
         }
         let store = &self.backends.store;
         let key = &job.session_key;
-        let mut transcript = store.load_transcript_from(key, 0).await?;
+        let mut transcript = timed("store", store.load_transcript_from(key, 0)).await?;
         if let Some(text) = self.command(job, &mut transcript).await? {
             return self.deliver(job, record, &text).await;
         }
@@ -329,7 +329,8 @@ impl Worker {
                     sender: Some(job.inbound.sender.clone()),
                 },
             };
-            transcript.push(store.append_transcript(key, &job.agent_id, &entry).await?);
+            transcript
+                .push(timed("store", store.append_transcript(key, &job.agent_id, &entry)).await?);
         }
         let model = model_for_agent(
             &self.config,
@@ -350,9 +351,13 @@ impl Worker {
                 job.agent_id.clone(),
                 key.clone(),
             );
-            LazyTools::spawn(
-                async move { ToolBox::for_session(&sandbox, &config, &agent, &key).await },
-            )
+            LazyTools::spawn(async move {
+                timed(
+                    "sandbox",
+                    ToolBox::for_session(&sandbox, &config, &agent, &key),
+                )
+                .await
+            })
         };
         let plan = SandboxPlan::for_session(&self.config, &job.agent_id, key);
         let sessions = SessionTools {
@@ -543,11 +548,13 @@ impl Worker {
             if record.chunks_sent.contains(&index) {
                 continue;
             }
-            self.outbound.send(target, chunk).await?;
-            self.backends
-                .store
-                .mark_chunk_sent(work_id(job), &self.settings.worker_id, index)
-                .await?;
+            timed("reply", self.outbound.send(target, chunk)).await?;
+            let store = &self.backends.store;
+            timed(
+                "store",
+                store.mark_chunk_sent(work_id(job), &self.settings.worker_id, index),
+            )
+            .await?;
         }
         Ok(())
     }

@@ -548,6 +548,53 @@ async fn chat_commands_are_answered_without_the_model() {
     assert_eq!(last_messages[0]["content"][0]["text"], "what colour?");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_openai_compatible_model_answers_through_the_same_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let fakes = Fakes::start(Arc::new(|_, _: &Value| {
+        Reply::error(500, "the anthropic fake must not be called")
+    }))
+    .await;
+    let text = config_text(&fakes, &dir.path().join("ws"), r#"mode: "off""#, "")
+        .replace("anthropic/claude-test", "openai/qwen2.5-coder")
+        .replace(
+            "providers: {",
+            &format!(
+                r#"providers: {{ openai: {{ apiKey: "sk-openai-test", baseUrl: "{}/v1" }},"#,
+                fakes.base_url
+            ),
+        );
+    let config = Config::parse(&text).unwrap();
+    let worker = start_worker(&config, dir.path(), |_| {}).await;
+
+    worker
+        .backends
+        .queue
+        .send(&telegram_job("10010"))
+        .await
+        .unwrap();
+    let answered = fakes
+        .wait_for(Duration::from_secs(20), |f| f.sent_messages().len() == 1)
+        .await;
+    worker.shutdown().await;
+
+    assert!(answered);
+    let call = &fakes.calls("/v1/chat/completions")[0];
+    assert_eq!(call.auth.as_deref(), Some("Bearer sk-openai-test"));
+    assert_eq!(call.body["model"], "qwen2.5-coder");
+    assert_eq!(call.body["messages"][0]["role"], "system");
+    assert!(call.body["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|t| t["function"]["name"] == "exec"));
+    assert_eq!(
+        fakes.sent_messages()[0].body["text"],
+        "echo: list the files"
+    );
+    assert!(fakes.model_calls().is_empty());
+}
+
 // ---- the worker as its own process: crash and shutdown ----
 
 fn spawn_worker_binary(config: &Path, state: &Path, id: &str, drain_seconds: f64) -> Child {

@@ -878,7 +878,7 @@ impl StateStore for DynamoStore {
             .filter_map(|i| pairing_from_item(i, channel, account))
             .filter(|r| r.expires_ms > now)
             .collect();
-        live.sort_by_key(|r| r.created_ms);
+        live.sort_by(|a, b| (a.created_ms, &a.peer).cmp(&(b.created_ms, &b.peer)));
         Ok(live)
     }
 

@@ -121,7 +121,8 @@ impl From<crate::embedded::EmbeddedError> for StoreError {
 ///   the lease of a running job, else `LeaseLost` and nothing changes.
 /// - Pairing: `request_pairing` returns the peer's live code if it has one, else a new code,
 ///   unless [`MAX_PENDING_PAIRINGS`] are pending (`TooManyPending`). `approve_pairing` takes a
-///   live code once, allowlists its peer atomically, and returns the request.
+///   live code once, allowlists its peer atomically, and returns the request. Pending requests
+///   list oldest first (ties by peer id).
 /// - Expired dedup markers and pairing codes are invisible, whatever the backend's own TTL
 ///   sweeping has or has not done yet.
 #[async_trait]

@@ -224,7 +224,7 @@ fn live_pairings(
 ) -> Result<Vec<PairingRequest>, TxError> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {PAIRING_COLUMNS} FROM pairing
-         WHERE channel = ?1 AND account = ?2 AND expires_ms > ?3 ORDER BY created_ms"
+         WHERE channel = ?1 AND account = ?2 AND expires_ms > ?3 ORDER BY created_ms, peer"
     ))?;
     let rows = stmt.query_map(params![channel, account, now], pairing_from_row)?;
     Ok(rows.collect::<Result<_, _>>()?)

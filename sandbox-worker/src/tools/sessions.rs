@@ -200,3 +200,107 @@ impl ExtraTools for SessionTools {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use infra::model::TranscriptEntry;
+    use infra::queue::sqlite::SqliteQueue;
+    use infra::store::sqlite::SqliteStore;
+    use std::time::Duration;
+
+    async fn setup() -> (tempfile::TempDir, SessionTools, Arc<SqliteQueue>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(&dir.path().join("s.db")).unwrap());
+        let queue = Arc::new(
+            SqliteQueue::open(
+                &dir.path().join("q.db"),
+                "jobs",
+                Duration::from_secs(30),
+                None,
+            )
+            .unwrap(),
+        );
+        for (key, agent) in [
+            ("agent:main:telegram:dm:1", "main"),
+            ("agent:main:slack:dm:U2", "main"),
+            ("agent:ops:telegram:dm:3", "ops"),
+        ] {
+            let key: SessionKey = key.parse().unwrap();
+            let entry = TranscriptEntry {
+                seq: 0,
+                at: Utc::now(),
+                job_id: None,
+                body: EntryBody::User {
+                    text: format!("hello from {key}"),
+                    sender: None,
+                },
+            };
+            store.append_transcript(&key, agent, &entry).await.unwrap();
+        }
+        let tools = SessionTools {
+            store,
+            queue: queue.clone(),
+            agent: "main".into(),
+            session: "agent:main:telegram:dm:1".parse().unwrap(),
+            status_note: "model m".into(),
+        };
+        (dir, tools, queue)
+    }
+
+    #[tokio::test]
+    async fn sessions_list_and_history_see_only_this_agents_sessions() {
+        let (_dir, tools, _) = setup().await;
+
+        let list = tools.run("sessions_list", &json!({})).await.unwrap();
+        let history = tools
+            .run(
+                "sessions_history",
+                &json!({"sessionKey": "agent:main:slack:dm:U2"}),
+            )
+            .await
+            .unwrap();
+        let foreign = tools
+            .run(
+                "sessions_history",
+                &json!({"sessionKey": "agent:ops:telegram:dm:3"}),
+            )
+            .await
+            .unwrap();
+
+        let listed: Value = serde_json::from_str(&list.output).unwrap();
+        assert_eq!(listed["sessions"].as_array().unwrap().len(), 2);
+        assert_eq!(history.output, "user: hello from agent:main:slack:dm:U2");
+        assert!(foreign.is_error, "another agent's session is not readable");
+    }
+
+    #[tokio::test]
+    async fn sessions_send_queues_a_job_for_the_other_session() {
+        let (_dir, tools, queue) = setup().await;
+
+        let sent = tools
+            .run(
+                "sessions_send",
+                &json!({"sessionKey": "agent:main:slack:dm:U2", "message": "ping"}),
+            )
+            .await
+            .unwrap();
+        let jobs = queue
+            .receive_jobs(10, Duration::from_secs(1))
+            .await
+            .unwrap();
+
+        assert!(!sent.is_error, "{}", sent.output);
+        assert_eq!(jobs.len(), 1);
+        assert_eq!(
+            jobs[0].job.session_key.to_string(),
+            "agent:main:slack:dm:U2"
+        );
+        assert_eq!(jobs[0].job.inbound.text, "ping");
+        assert_eq!(jobs[0].job.inbound.sender.id, "agent:main:telegram:dm:1");
+        assert!(
+            tools.run("exec", &json!({})).await.is_none(),
+            "not a session tool"
+        );
+    }
+}

@@ -102,6 +102,7 @@ impl Fakes {
         };
         let app = Router::new()
             .route("/v1/messages", post(anthropic))
+            .route("/v1/chat/completions", post(openai))
             .route("/{bot}/{method}", post(telegram))
             .route("/api/chat.postMessage", post(slack))
             .with_state(world.clone());
@@ -196,6 +197,26 @@ async fn anthropic(
         response.headers_mut().insert(name, value.parse().unwrap());
     }
     response
+}
+
+/// OpenAI-compatible Chat Completions: one text answer, echoing the last user message.
+async fn openai(
+    State(world): State<World>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    record(&world, "/v1/chat/completions".into(), &headers, &body);
+    let last = body["messages"]
+        .as_array()
+        .and_then(|m| m.last())
+        .map(|m| m["content"].clone())
+        .unwrap_or_default();
+    Json(json!({
+        "id": "chatcmpl-fake", "object": "chat.completion", "created": 0, "model": body["model"],
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": format!("echo: {}", last.as_str().unwrap_or(""))}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
+    }))
+    .into_response()
 }
 
 async fn telegram(

@@ -1,0 +1,218 @@
+//! Per-job overhead of the worker (`cargo bench -p sandbox-worker --bench worker_jobs`): a
+//! zero-latency fake model that asks for one `echo` tool call and then answers, the tool in
+//! the Docker sandbox (one warm container, scope "agent"), replies to a fake Telegram. Run
+//! against SQLite and, when `AWS_ENDPOINT_URL` is set, SQS + DynamoDB on the emulator, with 1
+//! and 4 jobs in flight (closed loops: each loop sends a job and waits for its reply).
+//! Reports jobs/s, p50 and p99 latency (send to reply), and the time per job in each phase.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+#[path = "../tests/fakes/mod.rs"]
+mod fakes;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fakes::{last_tool_result, Fakes, Reply};
+use hdrhistogram::Histogram;
+use infra::config::Config;
+use infra::model::{JobMessage, ReplyTarget};
+use infra::queue::sqs::SqsQueue;
+use infra::queue::JobQueueExt;
+use infra::setup::open_backends;
+use infra::store::dynamo::DynamoStore;
+use sandbox_worker::phases;
+use sandbox_worker::reply::Outbound;
+use sandbox_worker::sandbox::SandboxRuntime;
+use sandbox_worker::worker::{Worker, WorkerSettings};
+use serde_json::{json, Value};
+use tokio::sync::watch;
+
+const JOBS: usize = 60;
+
+/// Every job of the whole bench gets its own chat, so a reply is never mistaken for another
+/// run's.
+static NEXT_CHAT: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(100_000);
+
+fn next_job() -> (JobMessage, i64) {
+    let chat = NEXT_CHAT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    (job(chat), chat)
+}
+
+fn job(chat: i64) -> JobMessage {
+    let mut job = JobMessage::decode(include_str!("../../infra/fixtures/job_v1.json")).unwrap();
+    job.job_id = ulid::Ulid::new().to_string();
+    job.inbound.event_id = format!("telegram:default:bench-{}", job.job_id);
+    job.session_key = format!("agent:main:telegram:dm:{chat}").parse().unwrap();
+    if let Some(ReplyTarget::Telegram(t)) = job.reply_to.as_mut() {
+        t.chat_id = chat;
+    }
+    job
+}
+
+async fn run(label: &str, config: &Config, dir: &Path, fakes: &Arc<Fakes>, concurrency: usize) {
+    let backends = open_backends(config, dir).await.unwrap();
+    let mut settings = WorkerSettings::new(backends.visibility);
+    settings.concurrency = concurrency;
+    settings.receive_wait = Duration::from_secs(1);
+    let http = reqwest::Client::new();
+    let worker = Arc::new(Worker {
+        config: Arc::new(config.clone()),
+        backends: backends.clone(),
+        sandbox: Arc::new(SandboxRuntime::new(None, dir.join("activity"))),
+        outbound: Outbound::from_config(config, http.clone()),
+        http,
+        settings,
+    });
+    let (stop, rx) = watch::channel(false);
+    let task = tokio::spawn(worker.run(rx));
+    let shared = fakes.clone();
+    let replied = move |chat: i64| {
+        let fakes = shared.clone();
+        async move {
+            while !fakes
+                .sent_messages()
+                .iter()
+                .any(|c| c.body["chat_id"] == chat)
+            {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+    };
+    // Warm up: the container exists and the connections are open before timing starts.
+    let (warm, chat) = next_job();
+    backends.queue.send(&warm).await.unwrap();
+    replied(chat).await;
+    phases::take();
+
+    let started = Instant::now();
+    let mut loops = Vec::new();
+    for l in 0..concurrency {
+        let (queue, replied) = (backends.queue.clone(), replied.clone());
+        loops.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            for _ in (l..JOBS).step_by(concurrency) {
+                let (job, chat) = next_job();
+                let sent = Instant::now();
+                queue.send(&job).await.unwrap();
+                replied(chat).await;
+                latencies.push(sent.elapsed());
+            }
+            latencies
+        }));
+    }
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
+    for l in loops {
+        for d in l.await.unwrap() {
+            hist.record(d.as_micros() as u64).unwrap();
+        }
+    }
+    let elapsed = started.elapsed();
+    let split = phases::take();
+    let _ = stop.send(true);
+    let _ = task.await;
+    let per_job = |phase: &str| {
+        split
+            .get(phase)
+            .map_or(0.0, |(d, _)| d.as_secs_f64() * 1000.0 / JOBS as f64)
+    };
+    println!(
+        "| {label} | {concurrency} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
+        JOBS as f64 / elapsed.as_secs_f64(),
+        hist.value_at_quantile(0.5) as f64 / 1000.0,
+        hist.value_at_quantile(0.99) as f64 / 1000.0,
+        per_job("queue"),
+        per_job("store"),
+        per_job("model"),
+        per_job("sandbox"),
+        per_job("reply"),
+    );
+}
+
+fn config_text(fakes: &Fakes, dir: &Path, sandbox: &str, backends: &str) -> String {
+    format!(
+        r#"{{ agents: {{ defaults: {{ model: "anthropic/bench", workspace: "{ws}", sandbox: {{ {sandbox} }} }} }},
+             models: {{ providers: {{ anthropic: {{ apiKey: "sk-bench", baseUrl: "{base}" }} }} }},
+             channels: {{ telegram: {{ botToken: "1:B", apiBase: "{base}", dmPolicy: "open" }} }},
+             queue: {{ visibilityTimeoutSeconds: 60 {backends_queue} }},
+             {backends} }}"#,
+        ws = dir.join("ws").display(),
+        base = fakes.base_url,
+        backends_queue = "",
+    )
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    infra::telemetry::init();
+    phases::enable();
+    let fakes = Arc::new(
+        Fakes::start(Arc::new(|_, body: &Value| match last_tool_result(body) {
+            None => Reply::tool_use("toolu_echo", "exec", json!({"command": "echo hi"})),
+            Some(_) => Reply::text("done"),
+        }))
+        .await,
+    );
+    let docker = common::docker_available();
+    let sb = docker.then(common::Sandbox::new);
+    let sandbox = match &sb {
+        Some(sb) => format!(
+            r#"mode: "all", scope: "agent", docker: {{ image: "{}", containerPrefix: "{}" }}"#,
+            common::TEST_IMAGE,
+            sb.prefix
+        ),
+        None => r#"mode: "off""#.to_string(),
+    };
+    println!(
+        "# worker_jobs on {} cores, {JOBS} jobs per row, tool runs {}",
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        if docker {
+            "in Docker (warm container)"
+        } else {
+            "on the host (no Docker)"
+        }
+    );
+    println!("| backend | in flight | jobs/s | p50 ms | p99 ms | queue ms/job | store ms/job | model ms/job | sandbox ms/job | reply ms/job |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    for concurrency in [1, 4] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::parse(&config_text(&fakes, dir.path(), &sandbox, "")).unwrap();
+        run("SQLite", &config, dir.path(), &fakes, concurrency).await;
+    }
+    if std::env::var("AWS_ENDPOINT_URL").is_ok() {
+        let sdk = infra::aws::load_sdk_config().await;
+        for concurrency in [1, 4] {
+            let dir = tempfile::tempdir().unwrap();
+            let name = format!("bench-{}", ulid::Ulid::new().to_string().to_lowercase());
+            let queue = SqsQueue::create_fifo(&sdk, &name, 5, Duration::from_secs(60))
+                .await
+                .unwrap();
+            let table = DynamoStore::create_table(&sdk, &name).await.unwrap();
+            let backends = format!(
+                r#"state: {{ backend: "dynamodb", table: "{}" }}"#,
+                table.table()
+            );
+            let text = config_text(&fakes, dir.path(), &sandbox, &backends).replace(
+                "visibilityTimeoutSeconds: 60 ",
+                &format!(
+                    r#"visibilityTimeoutSeconds: 60, backend: "sqs", url: "{}""#,
+                    queue.url()
+                ),
+            );
+            let config = Config::parse(&text).unwrap();
+            run(
+                "SQS + DynamoDB (moto)",
+                &config,
+                dir.path(),
+                &fakes,
+                concurrency,
+            )
+            .await;
+            queue.delete_with_dead_letter_queue().await.unwrap();
+            table.delete_table().await.unwrap();
+        }
+    } else {
+        println!("(emulator rows skipped: AWS_ENDPOINT_URL is not set)");
+    }
+}
