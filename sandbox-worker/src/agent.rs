@@ -374,6 +374,105 @@ mod tests {
         }
     }
 
+    /// Always asks for another tool call.
+    struct EndlessModel {
+        calls: Mutex<u32>,
+    }
+
+    #[async_trait::async_trait]
+    impl Model for EndlessModel {
+        async fn complete(&self, _: &ModelRequest<'_>) -> Result<ModelReply, LlmError> {
+            let mut n = self.calls.lock().unwrap();
+            *n += 1;
+            let call = |i: u32| ToolCall {
+                id: format!("c{n}-{i}"),
+                name: "exec".into(),
+                input: serde_json::json!({"command": "true"}),
+            };
+            Ok(ModelReply {
+                text: None,
+                tool_calls: vec![call(1), call(2)],
+                stop: "tool_use".into(),
+            })
+        }
+        fn name(&self) -> String {
+            "endless".into()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_model_that_never_stops_is_bounded_by_turns_and_tool_calls() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("s.db")).unwrap();
+        let session = SessionKey::dm("main", Channel::Telegram, "1");
+        let first = TranscriptEntry {
+            seq: 0,
+            at: Utc::now(),
+            job_id: Some("j".into()),
+            body: EntryBody::User {
+                text: "loop".into(),
+                sender: None,
+            },
+        };
+        let mut transcript = vec![store
+            .append_transcript(&session, "main", &first)
+            .await
+            .unwrap()];
+        let model = EndlessModel {
+            calls: Mutex::new(0),
+        };
+        let policy = ToolPolicy::new(&Default::default());
+        let tools = LazyTools::ready(ToolBox::unavailable(
+            policy.clone(),
+            "no sandbox in this test".into(),
+        ));
+        let limits = AgentLimits {
+            max_turns: 3,
+            max_tool_calls: 4,
+            ..AgentLimits::default()
+        };
+
+        let outcome = AgentRun {
+            model: &model,
+            tools: &tools,
+            extra: None,
+            policy: &policy,
+            specs: vec![],
+            store: &store,
+            session: &session,
+            agent: "main",
+            job_id: "j",
+            system: String::new(),
+            limits,
+        }
+        .run(&mut transcript)
+        .await
+        .unwrap();
+
+        assert!(
+            matches!(&outcome, AgentOutcome::Stopped(text) if text.contains("3 model turns")),
+            "{outcome:?}"
+        );
+        assert_eq!(*model.calls.lock().unwrap(), 3);
+        let results: Vec<String> = transcript
+            .iter()
+            .filter_map(|e| match &e.body {
+                EntryBody::ToolResult { output, .. } => Some(output.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(results.len(), 6, "every call gets a result");
+        assert!(results[..4]
+            .iter()
+            .all(|r| r.contains("no sandbox in this test")));
+        assert!(
+            results[4..]
+                .iter()
+                .all(|r| r.contains("budget of 4 tool calls is spent")),
+            "{results:?}"
+        );
+    }
+
     #[tokio::test]
     async fn an_oversized_context_is_compacted_into_a_summary_turn_not_dropped() {
         let dir = tempfile::tempdir().unwrap();
