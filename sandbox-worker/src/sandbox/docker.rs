@@ -343,15 +343,9 @@ impl DockerSandboxes {
                 .exit_code
         };
         self.touch(&container.name);
-        Ok(ExecOutput {
-            exit_code,
-            stdout_bytes: stdout.total_bytes(),
-            stderr_bytes: stderr.total_bytes(),
-            stdout: stdout.text(),
-            stderr: stderr.text(),
-            timed_out,
-            duration_ms: started.elapsed().as_millis() as u64,
-        })
+        Ok(ExecOutput::from_capture(
+            exit_code, &stdout, &stderr, timed_out, started,
+        ))
     }
 
     /// Kills every process carrying `marker` in its environment, three passes so a loop that

@@ -113,15 +113,9 @@ impl ExecBackend for HostExec {
             .code()
             .map(i64::from)
             .or_else(|| status.signal().map(|s| 128 + i64::from(s)));
-        Ok(ExecOutput {
-            exit_code,
-            stdout_bytes: stdout.total_bytes(),
-            stderr_bytes: stderr.total_bytes(),
-            stdout: stdout.text(),
-            stderr: stderr.text(),
-            timed_out,
-            duration_ms: started.elapsed().as_millis() as u64,
-        })
+        Ok(ExecOutput::from_capture(
+            exit_code, &stdout, &stderr, timed_out, started,
+        ))
     }
 
     fn describe(&self) -> String {

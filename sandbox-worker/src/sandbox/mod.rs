@@ -51,6 +51,27 @@ pub struct ExecOutput {
     pub duration_ms: u64,
 }
 
+impl ExecOutput {
+    /// The result of a finished (or killed) command from its two captured streams.
+    pub fn from_capture(
+        exit_code: Option<i64>,
+        stdout: &output::CappedOutput,
+        stderr: &output::CappedOutput,
+        timed_out: bool,
+        started: tokio::time::Instant,
+    ) -> Self {
+        ExecOutput {
+            exit_code,
+            stdout: stdout.text(),
+            stderr: stderr.text(),
+            stdout_bytes: stdout.total_bytes(),
+            stderr_bytes: stderr.total_bytes(),
+            timed_out,
+            duration_ms: started.elapsed().as_millis() as u64,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
     #[error("Docker is unreachable at {socket}: {message}. The sandbox is required here (sandbox mode {mode:?}); start the Docker daemon, or set agents.defaults.sandbox.mode to \"off\" to run tools on the host")]
