@@ -494,6 +494,75 @@ async fn an_unknown_sender_under_pairing_gets_a_code_and_no_model_call_until_app
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allowlist_answers_listed_senders_and_disabled_answers_nobody() {
+    let dir = tempfile::tempdir().unwrap();
+    let fakes = Fakes::start(Arc::new(|_, _: &Value| Reply::text("hi"))).await;
+    let text = config_text(&fakes, &dir.path().join("ws"), r#"mode: "off""#, "")
+        .replace(
+            r#"dmPolicy: "open" },
+            slack"#,
+            r#"dmPolicy: "allowlist", allowFrom: [12345] },
+            slack"#,
+        )
+        .replace(
+            r#"dmPolicy: "open" },
+          }"#,
+            r#"dmPolicy: "disabled" },
+          }"#,
+        );
+    let config = Config::parse(&text).unwrap();
+    assert_eq!(
+        config.channels.slack.as_ref().unwrap().dm_policy,
+        infra::config::DmPolicy::Disabled
+    );
+    let worker = start_worker(&config, dir.path(), |_| {}).await;
+    let listed = telegram_job("11001");
+    let mut stranger = telegram_job("11002");
+    stranger.inbound.sender.id = "999".into();
+    let mut slack_dm = slack_job("Ev11");
+    slack_dm.inbound.chat.kind = infra::model::ChatKind::Dm;
+
+    for job in [&stranger, &slack_dm, &listed] {
+        worker.backends.queue.send(job).await.unwrap();
+    }
+    let answered = fakes
+        .wait_for(Duration::from_secs(20), |f| f.sent_messages().len() == 1)
+        .await;
+    let mut finished = 0;
+    for _ in 0..40 {
+        finished = 0;
+        for job in [&stranger, &slack_dm, &listed] {
+            if let Some(r) = worker.backends.store.get_job(work_id(job)).await.unwrap() {
+                finished += usize::from(r.status == JobStatus::Done);
+            }
+        }
+        if finished == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    worker.shutdown().await;
+
+    assert!(answered);
+    assert_eq!(
+        finished, 3,
+        "ignored messages are finished and acked, not retried"
+    );
+    assert_eq!(
+        fakes.sent_messages().len(),
+        1,
+        "only the listed sender is answered"
+    );
+    assert_eq!(fakes.sent_messages()[0].body["chat_id"], 12345);
+    assert!(fakes.slack_posts().is_empty(), "Slack DMs are disabled");
+    assert_eq!(
+        fakes.model_calls().len(),
+        1,
+        "no model call for ignored senders"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chat_commands_are_answered_without_the_model() {
     let dir = tempfile::tempdir().unwrap();
     let fakes = Fakes::start(Arc::new(|_, _: &Value| Reply::text("model answer"))).await;
