@@ -1,10 +1,22 @@
-//! Chat channels: outbound clients for Telegram and Slack (inbound parsing and verification
-//! arrive with the webhook functions), and the chunking both need.
+//! Chat channels: inbound verification and parsing for the webhook functions
+//! ([`telegram_webhook`], [`slack_events`]), outbound clients for the worker ([`telegram`],
+//! [`slack`]), and the chunking replies need.
 
 pub mod slack;
+pub mod slack_events;
 pub mod telegram;
+pub mod telegram_webhook;
 
 use std::time::Duration;
+
+/// Why an inbound webhook body was refused. Each is a 4xx with this text as the body.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WebhookError {
+    #[error("malformed JSON: {0}")]
+    MalformedJson(String),
+    #[error("valid JSON, but not an event this endpoint takes: {0}")]
+    NotAnEvent(String),
+}
 
 /// Why a channel call failed, and whether trying again can help.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

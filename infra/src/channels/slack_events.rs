@@ -1,0 +1,391 @@
+//! Slack Events API ingress: the v0 request signature and the parsing of an event callback
+//! into a job.
+//!
+//! Decisions:
+//! - The signature is HMAC-SHA256 of `v0:{timestamp}:{raw body}`, compared in constant time;
+//!   a timestamp more than five minutes from now, either way, is refused (replay window).
+//! - DMs (`message` with `channel_type: im`) and `app_mention` are handled. Events with a
+//!   `bot_id` or any `subtype` (edits, joins, the bot's own posts) are acked and dropped.
+//! - A mention in a channel opens a thread session keyed by the thread's root `ts`, and the
+//!   reply goes into that thread; a DM is one session per user.
+//! - The event id is `slack:<account>:<event_id>`: Slack's retries (`X-Slack-Retry-Num`) carry
+//!   the same `event_id`, so the queue drops them.
+
+use chrono::{DateTime, Utc};
+use hmac::{Hmac, Mac};
+use serde_json::Value;
+use sha2::Sha256;
+
+use super::WebhookError;
+use crate::model::{
+    Channel, ChatKind, ChatRef, InboundMessage, JobMessage, ReplyTarget, Sender, SessionKey,
+    SlackTarget, SubThread,
+};
+
+/// How far a request timestamp may be from now.
+pub const REPLAY_WINDOW_SECS: i64 = 300;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignatureError {
+    #[error("missing X-Slack-Request-Timestamp or X-Slack-Signature header")]
+    MissingHeaders,
+    #[error("request timestamp is more than five minutes from now (replayed or clock skew)")]
+    Stale,
+    #[error("signature does not match the body")]
+    Mismatch,
+}
+
+/// Checks a request's signature against the app's signing secret.
+pub fn verify_signature(
+    signing_secret: &str,
+    timestamp: Option<&str>,
+    signature: Option<&str>,
+    body: &[u8],
+    now: DateTime<Utc>,
+) -> Result<(), SignatureError> {
+    let (Some(timestamp), Some(signature)) = (timestamp, signature) else {
+        return Err(SignatureError::MissingHeaders);
+    };
+    let sent: i64 = timestamp
+        .trim()
+        .parse()
+        .map_err(|_| SignatureError::Stale)?;
+    if (now.timestamp() - sent).abs() > REPLAY_WINDOW_SECS {
+        return Err(SignatureError::Stale);
+    }
+    let Some(hex) = signature.strip_prefix("v0=") else {
+        return Err(SignatureError::Mismatch);
+    };
+    let Some(given) = decode_hex(hex) else {
+        return Err(SignatureError::Mismatch);
+    };
+    let mut mac = Hmac::<Sha256>::new_from_slice(signing_secret.as_bytes())
+        .expect("HMAC takes any key length");
+    mac.update(format!("v0:{timestamp}:").as_bytes());
+    mac.update(body);
+    mac.verify_slice(&given)
+        .map_err(|_| SignatureError::Mismatch)
+}
+
+/// The `v0=` signature for a body (for tests and tools that call our endpoint).
+pub fn sign(signing_secret: &str, timestamp: i64, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(signing_secret.as_bytes())
+        .expect("HMAC takes any key length");
+    mac.update(format!("v0:{timestamp}:").as_bytes());
+    mac.update(body);
+    let bytes = mac.finalize().into_bytes();
+    format!(
+        "v0={}",
+        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    )
+}
+
+fn decode_hex(hex: &str) -> Option<Vec<u8>> {
+    if hex.len() % 2 != 0 {
+        return None;
+    }
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// What an events request became.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SlackEvent {
+    /// Answer with the challenge (the app's URL check).
+    UrlVerification(String),
+    Job(Box<JobMessage>),
+    /// Acknowledged and not queued, with the reason (for logs).
+    Ignored(&'static str),
+}
+
+/// Parses one (verified) events body for `account`, served by `agent`.
+pub fn parse_event(
+    body: &[u8],
+    account: &str,
+    agent: &str,
+    now: DateTime<Utc>,
+) -> Result<SlackEvent, WebhookError> {
+    let payload: Value =
+        serde_json::from_slice(body).map_err(|e| WebhookError::MalformedJson(e.to_string()))?;
+    match payload["type"].as_str() {
+        Some("url_verification") => {
+            let challenge = payload["challenge"].as_str().ok_or_else(|| {
+                WebhookError::NotAnEvent("url_verification without a challenge".into())
+            })?;
+            return Ok(SlackEvent::UrlVerification(challenge.to_string()));
+        }
+        Some("event_callback") => {}
+        Some(_) => return Ok(SlackEvent::Ignored("payload type not handled")),
+        None => {
+            return Err(WebhookError::NotAnEvent(
+                "a Slack events payload needs a type".into(),
+            ))
+        }
+    }
+    let event = &payload["event"];
+    let event_id = payload["event_id"]
+        .as_str()
+        .ok_or_else(|| WebhookError::NotAnEvent("event_callback without event_id".into()))?;
+    if event.get("bot_id").is_some() || event.get("subtype").is_some() {
+        return Ok(SlackEvent::Ignored("bot message or message subtype"));
+    }
+    let is_dm = event["type"] == "message" && event["channel_type"] == "im";
+    if !(is_dm || event["type"] == "app_mention") {
+        return Ok(SlackEvent::Ignored("event type not handled"));
+    }
+    let (Some(user), Some(channel), Some(ts)) = (
+        event["user"].as_str(),
+        event["channel"].as_str(),
+        event["ts"].as_str(),
+    ) else {
+        return Err(WebhookError::NotAnEvent(
+            "message event without user, channel or ts".into(),
+        ));
+    };
+    let text = event["text"].as_str().unwrap_or("");
+    let thread_ts = event["thread_ts"].as_str().map(str::to_string);
+    let (session, kind, reply_thread) = if is_dm {
+        (
+            SessionKey::dm(agent, Channel::Slack, user),
+            ChatKind::Dm,
+            thread_ts,
+        )
+    } else {
+        let root = thread_ts.unwrap_or_else(|| ts.to_string());
+        let mut key = SessionKey::group(agent, Channel::Slack, channel);
+        if let SessionKey::Peer { kind, .. } = &mut key {
+            *kind = ChatKind::Channel;
+        }
+        (
+            key.with_sub(SubThread::Thread(root.clone())),
+            ChatKind::Channel,
+            Some(root),
+        )
+    };
+    session
+        .validate()
+        .map_err(|e| WebhookError::NotAnEvent(e.to_string()))?;
+    let inbound = InboundMessage {
+        channel: Channel::Slack,
+        account: account.to_string(),
+        event_id: format!("slack:{account}:{event_id}"),
+        chat: ChatRef {
+            kind,
+            id: channel.to_string(),
+        },
+        sender: Sender {
+            id: user.to_string(),
+            name: None,
+        },
+        text: text.to_string(),
+        received_at: now,
+    };
+    let reply_to = ReplyTarget::Slack(SlackTarget {
+        channel: channel.to_string(),
+        thread_ts: reply_thread,
+    });
+    Ok(SlackEvent::Job(Box::new(JobMessage::new(
+        session,
+        agent,
+        inbound,
+        Some(reply_to),
+    ))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
+
+    fn fixture(name: &str) -> Vec<u8> {
+        std::fs::read(format!(
+            "{}/fixtures/slack/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+    }
+
+    fn job(name: &str) -> JobMessage {
+        match parse_event(&fixture(name), "default", "main", Utc::now()).unwrap() {
+            SlackEvent::Job(job) => *job,
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn slacks_documented_example_signature_verifies() {
+        // The example from Slack's "Verifying requests from Slack" guide.
+        let body = b"token=xyzz0WbapA4vBCDEFasx0q6G&team_id=T1DC2JH3J&team_domain=testteamnow&channel_id=G8PSS9T3V&channel_name=foobar&user_id=U2CERLKJA&user_name=roadrunner&command=%2Fwebhook-collect&text=&response_url=https%3A%2F%2Fhooks.slack.com%2Fcommands%2FT1DC2JH3J%2F397700885554%2F96rGlfmibIGlgcZRskXaIFfN&trigger_id=398738663015.47445629121.803a0bc887a14d10d2c447fce8b6703c";
+        let now = DateTime::from_timestamp(1531420618, 0).unwrap();
+        let signature = "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503";
+        assert_eq!(
+            verify_signature(SECRET, Some("1531420618"), Some(signature), body, now),
+            Ok(())
+        );
+        assert_eq!(sign(SECRET, 1531420618, body), signature);
+    }
+
+    #[test]
+    fn a_request_signed_with_the_right_secret_six_minutes_ago_is_refused() {
+        let body = fixture("message_im.json");
+        let now = Utc::now();
+        let then = now.timestamp() - 360;
+        let signature = sign(SECRET, then, &body);
+        assert_eq!(
+            verify_signature(
+                SECRET,
+                Some(&then.to_string()),
+                Some(&signature),
+                &body,
+                now
+            ),
+            Err(SignatureError::Stale)
+        );
+        let future = now.timestamp() + 360;
+        let signature = sign(SECRET, future, &body);
+        assert_eq!(
+            verify_signature(
+                SECRET,
+                Some(&future.to_string()),
+                Some(&signature),
+                &body,
+                now
+            ),
+            Err(SignatureError::Stale)
+        );
+    }
+
+    #[test]
+    fn a_signature_over_a_different_body_or_with_a_wrong_secret_is_refused() {
+        let now = Utc::now();
+        let ts = now.timestamp();
+        let signature = sign(SECRET, ts, b"{\"a\":1}");
+        assert_eq!(
+            verify_signature(
+                SECRET,
+                Some(&ts.to_string()),
+                Some(&signature),
+                b"{\"a\":2}",
+                now
+            ),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(
+            verify_signature(
+                "other",
+                Some(&ts.to_string()),
+                Some(&signature),
+                b"{\"a\":1}",
+                now
+            ),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(
+            verify_signature(SECRET, Some(&ts.to_string()), Some("v0=zz"), b"", now),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(
+            verify_signature(SECRET, None, Some(&signature), b"", now),
+            Err(SignatureError::MissingHeaders)
+        );
+        assert_eq!(
+            verify_signature(SECRET, Some(&ts.to_string()), None, b"", now),
+            Err(SignatureError::MissingHeaders)
+        );
+    }
+
+    #[test]
+    fn url_verification_returns_the_challenge() {
+        let parsed = parse_event(
+            &fixture("url_verification.json"),
+            "default",
+            "main",
+            Utc::now(),
+        )
+        .unwrap();
+        assert_eq!(
+            parsed,
+            SlackEvent::UrlVerification(
+                "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P".into()
+            )
+        );
+    }
+
+    #[test]
+    fn a_dm_becomes_a_dm_job() {
+        let job = job("message_im.json");
+        assert_eq!(
+            job.session_key.to_string(),
+            "agent:main:slack:dm:U2147483697"
+        );
+        assert_eq!(job.inbound.event_id, "slack:default:Ev0PV52K25");
+        assert_eq!(
+            job.reply_to,
+            Some(ReplyTarget::Slack(SlackTarget {
+                channel: "D0PNCRP9N".into(),
+                thread_ts: None
+            }))
+        );
+    }
+
+    #[test]
+    fn a_mention_in_a_thread_keeps_the_thread() {
+        let threaded = job("app_mention_thread.json");
+        assert_eq!(
+            threaded.session_key.to_string(),
+            "agent:main:slack:channel:C024BE91L:thread:1700000000.000100"
+        );
+        assert_eq!(
+            threaded.reply_to,
+            Some(ReplyTarget::Slack(SlackTarget {
+                channel: "C024BE91L".into(),
+                thread_ts: Some("1700000000.000100".into())
+            }))
+        );
+        let top = job("app_mention.json");
+        assert_eq!(
+            top.reply_to,
+            Some(ReplyTarget::Slack(SlackTarget {
+                channel: "C024BE91L".into(),
+                thread_ts: Some("1700000123.000200".into())
+            })),
+            "a top-level mention is answered in a new thread"
+        );
+    }
+
+    #[test]
+    fn bot_messages_and_subtypes_are_dropped() {
+        for name in ["bot_message.json", "message_changed.json"] {
+            let parsed = parse_event(&fixture(name), "default", "main", Utc::now()).unwrap();
+            assert_eq!(
+                parsed,
+                SlackEvent::Ignored("bot message or message subtype"),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn bodies_that_are_not_events_are_errors() {
+        assert!(matches!(
+            parse_event(b"", "default", "main", Utc::now()),
+            Err(WebhookError::MalformedJson(_))
+        ));
+        assert!(matches!(
+            parse_event(b"[1,2]", "default", "main", Utc::now()),
+            Err(WebhookError::NotAnEvent(_))
+        ));
+        assert!(matches!(
+            parse_event(
+                br#"{"type":"event_callback","event":{}}"#,
+                "default",
+                "main",
+                Utc::now()
+            ),
+            Err(WebhookError::NotAnEvent(_))
+        ));
+    }
+}

@@ -1,0 +1,345 @@
+//! Telegram webhook ingress: the secret-token check and the parsing of an `Update` into a job.
+//!
+//! Handled: private and group messages (text or a photo/document caption), edited messages,
+//! channel posts, forum topics, and callback queries (the button's data as text). Everything
+//! else is acknowledged and ignored, so Telegram does not retry it.
+//!
+//! Decisions:
+//! - Group and channel messages are answered only when the bot is mentioned (`@botname`) or
+//!   replied to, unless `groups.requireMention` is off.
+//! - Messages from bots are ignored (no bot-to-bot loops).
+//! - The event id is `telegram:<account>:<update_id>`: Telegram retries an update with the same
+//!   id, so the queue's dedup and the worker's job record both recognise the retry.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use subtle::ConstantTimeEq;
+
+use super::WebhookError;
+use crate::model::{
+    Channel, ChatKind, ChatRef, InboundMessage, JobMessage, ReplyTarget, Sender, SessionKey,
+    SubThread, TelegramTarget,
+};
+
+/// What the gateway knows about one bot.
+#[derive(Debug, Clone)]
+pub struct TelegramBot {
+    pub account: String,
+    pub agent: String,
+    /// Without the `@`; needed for mention gating in groups.
+    pub username: Option<String>,
+    pub require_mention: bool,
+}
+
+/// What an update became.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Parsed {
+    Job(Box<JobMessage>),
+    /// Acknowledged and not queued, with the reason (for logs).
+    Ignored(&'static str),
+}
+
+/// Compares the `X-Telegram-Bot-Api-Secret-Token` header with the secret in constant time.
+pub fn secret_matches(expected: &str, header: Option<&str>) -> bool {
+    let Some(given) = header else { return false };
+    // `ct_eq` on slices of different lengths is false without early exit on content.
+    given.as_bytes().ct_eq(expected.as_bytes()).into()
+}
+
+fn sender_name(from: &Value) -> Option<String> {
+    let first = from["first_name"].as_str().unwrap_or("");
+    let last = from["last_name"].as_str().unwrap_or("");
+    let name = format!("{first} {last}").trim().to_string();
+    if !name.is_empty() {
+        Some(name)
+    } else {
+        from["username"]
+            .as_str()
+            .map(str::to_string)
+            .or_else(|| from["title"].as_str().map(str::to_string))
+    }
+}
+
+fn mentions(text: &str, message: &Value, username: Option<&str>) -> bool {
+    let Some(username) = username else {
+        return false;
+    };
+    let tag = format!("@{}", username.to_ascii_lowercase());
+    if text.to_ascii_lowercase().contains(&tag) {
+        return true;
+    }
+    message["reply_to_message"]["from"]["username"]
+        .as_str()
+        .is_some_and(|u| u.eq_ignore_ascii_case(username))
+}
+
+/// Parses one webhook body into a job for `bot`, or says why it is ignored.
+pub fn parse_update(
+    body: &[u8],
+    bot: &TelegramBot,
+    now: DateTime<Utc>,
+) -> Result<Parsed, WebhookError> {
+    let update: Value =
+        serde_json::from_slice(body).map_err(|e| WebhookError::MalformedJson(e.to_string()))?;
+    let update_id = update["update_id"].as_i64().ok_or_else(|| {
+        WebhookError::NotAnEvent("a Telegram update needs a numeric update_id".into())
+    })?;
+    let (message, text_prefix, from, callback_text) = if let Some(cq) = update.get("callback_query")
+    {
+        (&cq["message"], "", &cq["from"], cq["data"].as_str())
+    } else if let Some(m) = update.get("message") {
+        (m, "", &m["from"], None)
+    } else if let Some(m) = update.get("edited_message") {
+        (m, "[edited] ", &m["from"], None)
+    } else if let Some(m) = update.get("channel_post") {
+        (m, "", &m["sender_chat"], None)
+    } else if let Some(m) = update.get("edited_channel_post") {
+        (m, "[edited] ", &m["sender_chat"], None)
+    } else {
+        return Ok(Parsed::Ignored("update type not handled"));
+    };
+    if from["is_bot"] == true {
+        return Ok(Parsed::Ignored("message from a bot"));
+    }
+    let Some(body_text) = callback_text
+        .or(message["text"].as_str())
+        .or(message["caption"].as_str())
+    else {
+        return Ok(Parsed::Ignored("no text or caption"));
+    };
+    let chat = &message["chat"];
+    let chat_id = chat["id"]
+        .as_i64()
+        .ok_or_else(|| WebhookError::NotAnEvent("message without chat.id".into()))?;
+    let kind = match chat["type"].as_str() {
+        Some("private") => ChatKind::Dm,
+        Some("group" | "supergroup") => ChatKind::Group,
+        Some("channel") => ChatKind::Channel,
+        _ => return Ok(Parsed::Ignored("unknown chat type")),
+    };
+    if kind != ChatKind::Dm
+        && bot.require_mention
+        && callback_text.is_none()
+        && !mentions(body_text, message, bot.username.as_deref())
+    {
+        return Ok(Parsed::Ignored("group message without a mention"));
+    }
+    let sender_id = from["id"]
+        .as_i64()
+        .map(|id| id.to_string())
+        .unwrap_or_else(|| chat_id.to_string());
+    let topic = (message["is_topic_message"] == true)
+        .then(|| message["message_thread_id"].as_i64())
+        .flatten();
+    let session = match kind {
+        ChatKind::Dm => SessionKey::dm(&bot.agent, Channel::Telegram, &sender_id),
+        _ => {
+            let mut key = SessionKey::group(&bot.agent, Channel::Telegram, &chat_id.to_string());
+            if let SessionKey::Peer { kind: k, .. } = &mut key {
+                *k = kind;
+            }
+            match topic {
+                Some(t) => key.with_sub(SubThread::Topic(t.to_string())),
+                None => key,
+            }
+        }
+    };
+    session
+        .validate()
+        .map_err(|e| WebhookError::NotAnEvent(e.to_string()))?;
+    let inbound = InboundMessage {
+        channel: Channel::Telegram,
+        account: bot.account.clone(),
+        event_id: format!("telegram:{}:{update_id}", bot.account),
+        chat: ChatRef {
+            kind,
+            id: chat_id.to_string(),
+        },
+        sender: Sender {
+            id: sender_id,
+            name: sender_name(from),
+        },
+        text: format!("{text_prefix}{body_text}"),
+        received_at: now,
+    };
+    let reply_to = ReplyTarget::Telegram(TelegramTarget {
+        chat_id,
+        message_thread_id: topic,
+        reply_to_message_id: if kind == ChatKind::Dm {
+            None
+        } else {
+            message["message_id"].as_i64()
+        },
+    });
+    Ok(Parsed::Job(Box::new(JobMessage::new(
+        session,
+        &bot.agent,
+        inbound,
+        Some(reply_to),
+    ))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> Vec<u8> {
+        std::fs::read(format!(
+            "{}/fixtures/telegram/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+    }
+
+    fn bot() -> TelegramBot {
+        TelegramBot {
+            account: "default".into(),
+            agent: "main".into(),
+            username: Some("clawgate_bot".into()),
+            require_mention: true,
+        }
+    }
+
+    fn job(name: &str) -> JobMessage {
+        match parse_update(&fixture(name), &bot(), Utc::now()).unwrap() {
+            Parsed::Job(job) => *job,
+            Parsed::Ignored(why) => panic!("{name} ignored: {why}"),
+        }
+    }
+
+    #[test]
+    fn a_private_message_becomes_a_dm_job() {
+        let job = job("private_message.json");
+        assert_eq!(job.session_key.to_string(), "agent:main:telegram:dm:12345");
+        assert_eq!(job.inbound.event_id, "telegram:default:987654");
+        assert_eq!(job.inbound.text, "list the files");
+        assert_eq!(job.inbound.sender.name.as_deref(), Some("Ada Lovelace"));
+        assert_eq!(
+            job.reply_to,
+            Some(ReplyTarget::Telegram(TelegramTarget {
+                chat_id: 12345,
+                message_thread_id: None,
+                reply_to_message_id: None
+            }))
+        );
+    }
+
+    #[test]
+    fn a_group_message_that_mentions_the_bot_becomes_a_group_job_replying_to_it() {
+        let job = job("group_mention.json");
+        assert_eq!(
+            job.session_key.to_string(),
+            "agent:main:telegram:group:-1001234567890"
+        );
+        assert_eq!(
+            job.reply_to,
+            Some(ReplyTarget::Telegram(TelegramTarget {
+                chat_id: -1001234567890,
+                message_thread_id: None,
+                reply_to_message_id: Some(301)
+            }))
+        );
+    }
+
+    #[test]
+    fn group_messages_without_a_mention_are_ignored_unless_configured_otherwise() {
+        let body = fixture("group_no_mention.json");
+        assert_eq!(
+            parse_update(&body, &bot(), Utc::now()).unwrap(),
+            Parsed::Ignored("group message without a mention")
+        );
+        let open = TelegramBot {
+            require_mention: false,
+            ..bot()
+        };
+        assert!(matches!(
+            parse_update(&body, &open, Utc::now()).unwrap(),
+            Parsed::Job(_)
+        ));
+    }
+
+    #[test]
+    fn a_reply_to_the_bot_counts_as_a_mention() {
+        assert!(job("group_reply_to_bot.json")
+            .inbound
+            .text
+            .starts_with("and the other one?"));
+    }
+
+    #[test]
+    fn a_forum_topic_gets_its_own_session_and_replies_in_the_topic() {
+        let job = job("forum_topic.json");
+        assert_eq!(
+            job.session_key.to_string(),
+            "agent:main:telegram:group:-1009876543210:topic:42"
+        );
+        let Some(ReplyTarget::Telegram(t)) = job.reply_to else {
+            panic!()
+        };
+        assert_eq!(t.message_thread_id, Some(42));
+    }
+
+    #[test]
+    fn captions_edits_channel_posts_and_callbacks_are_handled() {
+        assert_eq!(
+            job("photo_caption.json").inbound.text,
+            "what is in this picture?"
+        );
+        assert_eq!(
+            job("edited_message.json").inbound.text,
+            "[edited] list the files please"
+        );
+        let post = job("channel_post.json");
+        assert_eq!(
+            post.session_key.to_string(),
+            "agent:main:telegram:channel:-1001111111111"
+        );
+        let callback = job("callback_query.json");
+        assert_eq!(callback.inbound.text, "approve:42");
+        assert_eq!(
+            callback.session_key.to_string(),
+            "agent:main:telegram:dm:12345"
+        );
+    }
+
+    #[test]
+    fn updates_without_text_or_from_bots_are_ignored() {
+        assert_eq!(
+            parse_update(&fixture("sticker.json"), &bot(), Utc::now()).unwrap(),
+            Parsed::Ignored("no text or caption")
+        );
+        assert_eq!(
+            parse_update(&fixture("from_bot.json"), &bot(), Utc::now()).unwrap(),
+            Parsed::Ignored("message from a bot")
+        );
+        let poll = br#"{"update_id": 5, "poll": {"id": "1"}}"#;
+        assert_eq!(
+            parse_update(poll, &bot(), Utc::now()).unwrap(),
+            Parsed::Ignored("update type not handled")
+        );
+    }
+
+    #[test]
+    fn bad_bodies_are_errors_that_say_which() {
+        assert!(matches!(
+            parse_update(b"{not json", &bot(), Utc::now()),
+            Err(WebhookError::MalformedJson(_))
+        ));
+        assert!(matches!(
+            parse_update(b"", &bot(), Utc::now()),
+            Err(WebhookError::MalformedJson(_))
+        ));
+        assert!(matches!(
+            parse_update(br#"{"hello": "world"}"#, &bot(), Utc::now()),
+            Err(WebhookError::NotAnEvent(_))
+        ));
+    }
+
+    #[test]
+    fn the_secret_is_compared_exactly() {
+        assert!(secret_matches("s3cr3t_token-1", Some("s3cr3t_token-1")));
+        assert!(!secret_matches("s3cr3t_token-1", Some("s3cr3t_token-2")));
+        assert!(!secret_matches("s3cr3t_token-1", Some("s3cr3t")));
+        assert!(!secret_matches("s3cr3t_token-1", None));
+    }
+}
