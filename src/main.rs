@@ -2,6 +2,7 @@
 //! parses the arguments, sets up logging and maps the outcome to an exit code.
 
 mod config_cmd;
+mod gateway_cmd;
 mod sandbox_cmd;
 mod worker_cmd;
 
@@ -31,6 +32,11 @@ enum Command {
     Sandbox {
         #[command(subcommand)]
         action: sandbox_cmd::SandboxAction,
+    },
+    /// Serve the webhook endpoints alone (Telegram, Slack, hooks), enqueueing jobs for workers.
+    Gateway {
+        #[command(flatten)]
+        args: gateway_cmd::GatewayArgs,
     },
     /// Run a sandbox worker: take agent jobs from the queue until SIGTERM.
     Worker {
@@ -63,6 +69,9 @@ fn main() -> ExitCode {
         Command::Config { action } => config_cmd::run(action, cli.config.as_deref()),
         Command::Sandbox { action } => with_config(cli.config.as_deref(), |config| {
             tokio::runtime::Runtime::new()?.block_on(sandbox_cmd::run(action, &config))
+        }),
+        Command::Gateway { args } => with_config(cli.config.as_deref(), |config| {
+            tokio::runtime::Runtime::new()?.block_on(gateway_cmd::run(config, args))
         }),
         Command::Worker { args } => with_config(cli.config.as_deref(), |config| {
             tokio::runtime::Runtime::new()?.block_on(worker_cmd::worker(config, args))

@@ -1,4 +1,278 @@
-//! Webhook functions (Telegram, Slack, hooks ingress) as one axum Router.
+//! The webhook functions (DESIGN §2.1) as one axum [`Router`]: verify, parse, apply the policy
+//! that needs no I/O, and make exactly one call, the enqueue. Lambda binaries and
+//! `clawgate gateway` serve this same Router.
 //!
-//! NOT BUILT YET: this crate is a placeholder that exists so the workspace has its final shape.
-//! The router, the handlers and the per-function Lambda binaries arrive with issue 5.
+//! Status codes: bad input is a 4xx with a short body saying which (400 malformed, 401 bad
+//! secret, signature or stale timestamp, 404 channel not configured, 413 body over 1 MiB);
+//! an event the gateway does not handle is a 200 and is not queued (a non-2xx would make the
+//! channel retry it forever); a failed enqueue is a 503 so the channel retries. Nothing here
+//! panics on input, and no bad input gets a 500.
+//!
+//! NOT BUILT YET (issue 5): the Lambda binaries and `scripts/build-lambdas`,
+//! `clawgate telegram set-webhook` and `clawgate slack manifest`, and the ingress benchmarks.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::Utc;
+use infra::channels::slack_events::{self, SlackEvent};
+use infra::channels::telegram_webhook::{self, Parsed, TelegramBot};
+use infra::config::{Config, Secret};
+use infra::model::{Channel, ChatKind, ChatRef, InboundMessage, JobMessage, Sender, SessionKey};
+use infra::queue::{JobQueue, JobQueueExt, QueueError};
+use serde::Deserialize;
+use serde_json::json;
+use subtle::ConstantTimeEq;
+
+/// Bodies over this are refused with 413.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// One Telegram bot the gateway serves.
+#[derive(Clone)]
+pub struct TelegramIngress {
+    pub secret: Option<Secret>,
+    pub bot: TelegramBot,
+}
+
+#[derive(Clone)]
+pub struct SlackIngress {
+    pub signing_secret: Option<Secret>,
+    pub account: String,
+    pub agent: String,
+}
+
+/// What the handlers need: the queue and the verification secrets.
+#[derive(Clone)]
+pub struct Ingress {
+    pub queue: Arc<dyn JobQueue>,
+    /// By account name; the plain `/telegram` route serves `default`.
+    pub telegram: HashMap<String, TelegramIngress>,
+    pub slack: Option<SlackIngress>,
+    /// Bearer token for `/hooks/agent`; without one the route is closed.
+    pub hooks_token: Option<Secret>,
+    pub default_agent: String,
+}
+
+impl Ingress {
+    pub fn from_config(config: &Config, queue: Arc<dyn JobQueue>) -> Self {
+        let agent = config.default_agent().to_string();
+        let telegram = config
+            .channels
+            .telegram
+            .iter()
+            .filter(|t| t.enabled)
+            .map(|t| {
+                let ingress = TelegramIngress {
+                    secret: t.webhook_secret.clone(),
+                    bot: TelegramBot {
+                        account: "default".into(),
+                        agent: agent.clone(),
+                        username: t.bot_username.clone(),
+                        require_mention: t.groups.require_mention,
+                    },
+                };
+                ("default".to_string(), ingress)
+            })
+            .collect();
+        let slack = config
+            .channels
+            .slack
+            .as_ref()
+            .filter(|s| s.enabled)
+            .map(|s| SlackIngress {
+                signing_secret: s.signing_secret.clone(),
+                account: "default".into(),
+                agent: agent.clone(),
+            });
+        Ingress {
+            queue,
+            telegram,
+            slack,
+            hooks_token: config.gateway.token.clone(),
+            default_agent: agent,
+        }
+    }
+}
+
+/// The Router every deployment serves.
+pub fn router(ingress: Ingress) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/telegram", post(telegram_default))
+        .route("/telegram/{account}", post(telegram))
+        .route("/slack/events", post(slack))
+        .route("/hooks/agent", post(hook))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(Arc::new(ingress))
+}
+
+fn reply(status: StatusCode, text: impl Into<String>) -> Response {
+    (status, text.into()).into_response()
+}
+
+/// The one network call on the ack path.
+async fn enqueue(queue: &dyn JobQueue, job: &JobMessage) -> Response {
+    match queue.send(job).await {
+        Ok(_) => {
+            tracing::info!(job = %job.job_id, session = %job.session_key, event = %job.inbound.event_id, "queued");
+            reply(StatusCode::OK, "queued")
+        }
+        Err(QueueError::Rejected(e)) => {
+            reply(StatusCode::PAYLOAD_TOO_LARGE, format!("refused: {e}"))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "enqueue failed; the channel will retry");
+            reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "queue unavailable; retry later",
+            )
+        }
+    }
+}
+
+async fn telegram_default(state: State<Arc<Ingress>>, headers: HeaderMap, body: Bytes) -> Response {
+    telegram(state, Path("default".to_string()), headers, body).await
+}
+
+async fn telegram(
+    State(ingress): State<Arc<Ingress>>,
+    Path(account): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(bot) = ingress.telegram.get(&account) else {
+        return reply(
+            StatusCode::NOT_FOUND,
+            format!("telegram account {account:?} is not configured"),
+        );
+    };
+    let Some(secret) = &bot.secret else {
+        // Refuse rather than accept updates nobody can verify.
+        return reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "telegram webhookSecret is not configured",
+        );
+    };
+    let given = headers
+        .get("x-telegram-bot-api-secret-token")
+        .and_then(|v| v.to_str().ok());
+    if !telegram_webhook::secret_matches(secret.expose(), given) {
+        return reply(
+            StatusCode::UNAUTHORIZED,
+            "bad or missing X-Telegram-Bot-Api-Secret-Token",
+        );
+    }
+    match telegram_webhook::parse_update(&body, &bot.bot, Utc::now()) {
+        Ok(Parsed::Job(job)) => enqueue(ingress.queue.as_ref(), &job).await,
+        Ok(Parsed::Ignored(why)) => reply(StatusCode::OK, format!("ignored: {why}")),
+        Err(e) => reply(StatusCode::BAD_REQUEST, e.to_string()),
+    }
+}
+
+async fn slack(State(ingress): State<Arc<Ingress>>, headers: HeaderMap, body: Bytes) -> Response {
+    let Some(slack) = &ingress.slack else {
+        return reply(StatusCode::NOT_FOUND, "slack is not configured");
+    };
+    let Some(secret) = &slack.signing_secret else {
+        return reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "slack signingSecret is not configured",
+        );
+    };
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Err(e) = slack_events::verify_signature(
+        secret.expose(),
+        header("x-slack-request-timestamp"),
+        header("x-slack-signature"),
+        &body,
+        Utc::now(),
+    ) {
+        return reply(StatusCode::UNAUTHORIZED, e.to_string());
+    }
+    match slack_events::parse_event(&body, &slack.account, &slack.agent, Utc::now()) {
+        Ok(SlackEvent::UrlVerification(challenge)) => {
+            Json(json!({ "challenge": challenge })).into_response()
+        }
+        // A retry (X-Slack-Retry-Num) is queued again: its dedup id drops it.
+        Ok(SlackEvent::Job(job)) => enqueue(ingress.queue.as_ref(), &job).await,
+        Ok(SlackEvent::Ignored(why)) => reply(StatusCode::OK, format!("ignored: {why}")),
+        Err(e) => reply(StatusCode::BAD_REQUEST, e.to_string()),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct HookRequest {
+    message: String,
+    agent_id: Option<String>,
+    session_key: Option<String>,
+    /// Accepted for OpenClaw compatibility; hook replies stay in the session's transcript.
+    #[serde(default)]
+    deliver: bool,
+}
+
+async fn hook(State(ingress): State<Arc<Ingress>>, headers: HeaderMap, body: Bytes) -> Response {
+    let Some(token) = &ingress.hooks_token else {
+        return reply(
+            StatusCode::NOT_FOUND,
+            "hooks are off: set gateway.token to enable /hooks/agent",
+        );
+    };
+    let given = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if !bool::from(given.as_bytes().ct_eq(token.expose().as_bytes())) {
+        return reply(StatusCode::UNAUTHORIZED, "bad or missing bearer token");
+    }
+    let request: HookRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return reply(
+                StatusCode::BAD_REQUEST,
+                format!("malformed hook request: {e}"),
+            )
+        }
+    };
+    let _ = request.deliver;
+    let agent = request
+        .agent_id
+        .unwrap_or_else(|| ingress.default_agent.clone());
+    let id = ulid::Ulid::new().to_string().to_lowercase();
+    let session = match request.session_key {
+        Some(key) => match key.parse::<SessionKey>() {
+            Ok(k) => k,
+            Err(e) => return reply(StatusCode::BAD_REQUEST, e.to_string()),
+        },
+        None => SessionKey::Hook { id: id.clone() },
+    };
+    let inbound = InboundMessage {
+        channel: Channel::Hook,
+        account: "hooks".into(),
+        event_id: format!("hook:hooks:{id}"),
+        chat: ChatRef {
+            kind: ChatKind::Dm,
+            id: session.to_string(),
+        },
+        sender: Sender {
+            id: "hook".into(),
+            name: None,
+        },
+        text: request.message,
+        received_at: Utc::now(),
+    };
+    let job = JobMessage::new(session, &agent, inbound, None);
+    match enqueue(ingress.queue.as_ref(), &job).await {
+        r if r.status() == StatusCode::OK => {
+            (StatusCode::ACCEPTED, Json(json!({ "jobId": job.job_id }))).into_response()
+        }
+        other => other,
+    }
+}

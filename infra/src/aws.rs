@@ -4,7 +4,8 @@
 //! `aws_config::defaults(BehaviorVersion::latest())` honours `AWS_ENDPOINT_URL`, so LocalStack
 //! and moto need no code branch (DESIGN §3).
 
-use aws_config::{BehaviorVersion, SdkConfig};
+pub use aws_config::{BehaviorVersion, Region, SdkConfig};
+pub use aws_sdk_sqs::config::{Credentials, SharedCredentialsProvider};
 use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 
 /// Loads the SDK config once per process; every client is built from it.

@@ -357,6 +357,8 @@ pub struct TelegramConfig {
     pub api_base: Option<String>,
     pub bot_token: Option<Secret>,
     pub webhook_secret: Option<Secret>,
+    /// The bot's @username (without `@`), for mention gating in groups.
+    pub bot_username: Option<String>,
     pub dm_policy: DmPolicy,
     pub allow_from: Vec<PeerId>,
     pub groups: GroupsConfig,
@@ -369,6 +371,7 @@ impl Default for TelegramConfig {
             api_base: None,
             bot_token: None,
             webhook_secret: None,
+            bot_username: None,
             dm_policy: DmPolicy::Pairing,
             allow_from: vec![],
             groups: GroupsConfig::default(),

@@ -666,25 +666,53 @@ async fn an_openai_compatible_model_answers_through_the_same_worker() {
 
 // ---- the worker as its own process: crash and shutdown ----
 
-fn spawn_worker_binary(config: &Path, state: &Path, id: &str, drain_seconds: f64) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_sandbox-worker"))
-        .arg("--config")
-        .arg(config)
-        .arg("--state-dir")
-        .arg(state)
-        .args([
-            "--worker-id",
-            id,
-            "--drain-seconds",
-            &drain_seconds.to_string(),
-            "--concurrency",
-            "2",
-        ])
-        .env("RUST_LOG", "info")
-        .env_remove("ANTHROPIC_API_KEY")
-        .stderr(std::fs::File::create(state.join(format!("{id}.log"))).unwrap())
-        .spawn()
-        .unwrap()
+/// A worker process, killed however the test ends: an orphaned worker would run forever and
+/// keep the test runner's output pipe open.
+struct WorkerProcess(Child);
+
+impl WorkerProcess {
+    fn id(&self) -> u32 {
+        self.0.id()
+    }
+
+    fn kill(&mut self) -> std::io::Result<()> {
+        self.0.kill()
+    }
+
+    fn wait(&mut self) -> std::io::Result<std::process::ExitStatus> {
+        self.0.wait()
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn_worker_binary(config: &Path, state: &Path, id: &str, drain_seconds: f64) -> WorkerProcess {
+    WorkerProcess(
+        Command::new(env!("CARGO_BIN_EXE_sandbox-worker"))
+            .arg("--config")
+            .arg(config)
+            .arg("--state-dir")
+            .arg(state)
+            .args([
+                "--worker-id",
+                id,
+                "--drain-seconds",
+                &drain_seconds.to_string(),
+                "--concurrency",
+                "2",
+            ])
+            .env("RUST_LOG", "info")
+            .env_remove("ANTHROPIC_API_KEY")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(state.join(format!("{id}.log"))).unwrap())
+            .spawn()
+            .unwrap(),
+    )
 }
 
 fn count_lines(path: &Path) -> usize {

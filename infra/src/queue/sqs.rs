@@ -33,6 +33,18 @@ pub struct SqsQueue {
 }
 
 impl SqsQueue {
+    /// A handle on a queue without any call to SQS (no dead-letter queue known): what the
+    /// ingress functions need, since they only send, and it keeps cold starts free of I/O.
+    pub fn new(config: &SdkConfig, url: &str, visibility: Duration) -> Self {
+        SqsQueue {
+            client: Client::new(config),
+            endpoint: endpoint_label(config, "sqs"),
+            url: url.to_string(),
+            dead_letter_url: None,
+            visibility,
+        }
+    }
+
     /// Connects to an existing FIFO queue and finds its dead-letter queue.
     pub async fn connect(
         config: &SdkConfig,

@@ -1,0 +1,50 @@
+//! `clawgate gateway`: serves the webhook Router alone (no worker), enqueueing to the queue the
+//! config names, for users who run the ingress on one host and workers elsewhere.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use infra::config::Config;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct GatewayArgs {
+    /// Port to listen on (default: gateway.port, 18789; 0 picks a free one).
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Address to bind (default: gateway.bind, 127.0.0.1).
+    #[arg(long)]
+    pub bind: Option<String>,
+    /// Where SQLite state lives (default ~/.clawgate).
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+pub async fn run(config: Config, args: GatewayArgs) -> anyhow::Result<ExitCode> {
+    let state_dir = args.state_dir.unwrap_or_else(infra::config::default_dir);
+    let backends = infra::setup::open_backends(&config, &state_dir).await?;
+    let bind = args.bind.unwrap_or_else(|| config.gateway.bind.clone());
+    let port = args.port.unwrap_or(config.gateway.port);
+    let addr: SocketAddr = format!("{bind}:{port}")
+        .parse()
+        .with_context(|| format!("--bind {bind:?} is not an IP address"))?;
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
+        format!("cannot listen on {addr}: is another process using the port? (try --port)")
+    })?;
+    let app = functions::router(functions::Ingress::from_config(
+        &config,
+        backends.queue.clone(),
+    ));
+    eprintln!(
+        "clawgate gateway listening on http://{}",
+        listener.local_addr()?
+    );
+    eprintln!("  queue: {}", backends.queue.describe());
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(ExitCode::SUCCESS)
+}
