@@ -8,8 +8,10 @@
 //! channel retry it forever); a failed enqueue is a 503 so the channel retries. Nothing here
 //! panics on input, and no bad input gets a 500.
 //!
-//! NOT BUILT YET (issue 5): the Lambda binaries and `scripts/build-lambdas`,
-//! `clawgate telegram set-webhook` and `clawgate slack manifest`, and the ingress benchmarks.
+//! The Lambda binaries (`src/bin/`) serve this Router through [`lambda`].
+//!
+//! NOT BUILT YET (issue 5): `scripts/build-lambdas` (zips), `clawgate telegram set-webhook`,
+//! `clawgate slack manifest`, and the ingress benchmarks.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -29,6 +31,8 @@ use infra::queue::{JobQueue, JobQueueExt, QueueError};
 use serde::Deserialize;
 use serde_json::json;
 use subtle::ConstantTimeEq;
+
+pub mod lambda;
 
 /// Bodies over this are refused with 413.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;

@@ -659,6 +659,14 @@ impl Config {
         if let Some(url) = get("OPENAI_BASE_URL") {
             self.models.providers.openai.base_url = Some(url);
         }
+        if let Some(url) = get("CLAWGATE_QUEUE_URL") {
+            self.queue.backend = QueueBackend::Sqs;
+            self.queue.url = Some(url);
+        }
+        if let Some(table) = get("CLAWGATE_STATE_TABLE") {
+            self.state.backend = StateBackend::Dynamodb;
+            self.state.table = Some(table);
+        }
         if let Some(token) = get("CLAWGATE_GATEWAY_TOKEN") {
             self.gateway.token = Some(Secret(token));
         }

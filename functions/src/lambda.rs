@@ -1,0 +1,29 @@
+//! The Lambda entry point every function binary shares: build the config from the environment
+//! and the SQS client once, then serve the Router through `lambda_http` (API Gateway HTTP API
+//! v2 and Function URL events, which share one payload format).
+//!
+//! Environment: `CLAWGATE_QUEUE_URL` (the FIFO queue), the channel secrets
+//! (`TELEGRAM_WEBHOOK_SECRET`, `SLACK_SIGNING_SECRET`, `CLAWGATE_GATEWAY_TOKEN`), and
+//! optionally `CLAWGATE_CONFIG` for a bundled config file. Start-up makes no network call.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use infra::config::Config;
+use infra::queue::sqs::SqsQueue;
+
+use crate::{router, Ingress};
+
+pub async fn run() -> Result<(), lambda_http::Error> {
+    infra::telemetry::init();
+    let (config, _) = Config::load(None)?;
+    let url = config
+        .queue
+        .url
+        .clone()
+        .ok_or("set CLAWGATE_QUEUE_URL to the SQS FIFO queue URL")?;
+    let sdk = infra::aws::load_sdk_config().await;
+    let visibility = Duration::from_secs(u64::from(config.queue.visibility_timeout_seconds));
+    let queue = Arc::new(SqsQueue::new(&sdk, &url, visibility));
+    lambda_http::run(router(Ingress::from_config(&config, queue))).await
+}
