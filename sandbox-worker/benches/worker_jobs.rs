@@ -23,8 +23,6 @@ use infra::queue::JobQueueExt;
 use infra::setup::open_backends;
 use infra::store::dynamo::DynamoStore;
 use sandbox_worker::phases;
-use sandbox_worker::reply::Outbound;
-use sandbox_worker::sandbox::SandboxRuntime;
 use sandbox_worker::worker::{Worker, WorkerSettings};
 use serde_json::{json, Value};
 use tokio::sync::watch;
@@ -56,15 +54,7 @@ async fn run(label: &str, config: &Config, dir: &Path, fakes: &Arc<Fakes>, concu
     let mut settings = WorkerSettings::new(backends.visibility);
     settings.concurrency = concurrency;
     settings.receive_wait = Duration::from_secs(1);
-    let http = reqwest::Client::new();
-    let worker = Arc::new(Worker {
-        config: Arc::new(config.clone()),
-        backends: backends.clone(),
-        sandbox: Arc::new(SandboxRuntime::new(None, dir.join("activity"))),
-        outbound: Outbound::from_config(config, http.clone()),
-        http,
-        settings,
-    });
+    let worker = Arc::new(Worker::new(config.clone(), backends.clone(), dir, settings).unwrap());
     let (stop, rx) = watch::channel(false);
     let task = tokio::spawn(worker.run(rx));
     let shared = fakes.clone();

@@ -602,35 +602,49 @@ pub fn shutdown_on_signals() -> watch::Receiver<bool> {
     rx
 }
 
+impl Worker {
+    /// The one way a worker is assembled (the binaries, the tests and the benchmark): an HTTP
+    /// client with timeouts, the channel clients, and the sandbox runtime (`DOCKER_HOST` when it
+    /// names a unix socket, activity recorded under `state_dir`).
+    pub fn new(
+        config: Config,
+        backends: Backends,
+        state_dir: &std::path::Path,
+        mut settings: WorkerSettings,
+    ) -> Result<Self, QueueErrorOrSetup> {
+        settings.lease = backends.visibility;
+        settings.heartbeat = (backends.visibility / 3).max(Duration::from_millis(200));
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(300))
+            .build()
+            .map_err(|e| QueueErrorOrSetup::Http(e.to_string()))?;
+        let socket = std::env::var("DOCKER_HOST")
+            .ok()
+            .and_then(|h| h.strip_prefix("unix://").map(str::to_string));
+        Ok(Worker {
+            outbound: Outbound::from_config(&config, http.clone()),
+            sandbox: Arc::new(SandboxRuntime::new(
+                socket,
+                state_dir.join("sandbox-activity"),
+            )),
+            config: Arc::new(config),
+            backends,
+            http,
+            settings,
+        })
+    }
+}
+
 /// Builds a worker from the config and serves until SIGTERM/SIGINT (the `sandbox-worker` binary
 /// and `clawgate worker`).
 pub async fn serve(
     config: Config,
     state_dir: PathBuf,
-    mut settings: WorkerSettings,
+    settings: WorkerSettings,
 ) -> Result<(), QueueErrorOrSetup> {
     let backends = infra::setup::open_backends(&config, &state_dir).await?;
-    settings.lease = backends.visibility;
-    settings.heartbeat = (backends.visibility / 3).max(Duration::from_millis(200));
-    let http = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(10))
-        .timeout(Duration::from_secs(300))
-        .build()
-        .map_err(|e| QueueErrorOrSetup::Http(e.to_string()))?;
-    let socket = std::env::var("DOCKER_HOST")
-        .ok()
-        .and_then(|h| h.strip_prefix("unix://").map(str::to_string));
-    let worker = Arc::new(Worker {
-        outbound: Outbound::from_config(&config, http.clone()),
-        sandbox: Arc::new(SandboxRuntime::new(
-            socket,
-            state_dir.join("sandbox-activity"),
-        )),
-        config: Arc::new(config),
-        backends,
-        http,
-        settings,
-    });
+    let worker = Arc::new(Worker::new(config, backends, &state_dir, settings)?);
     worker.run(shutdown_on_signals()).await;
     Ok(())
 }

@@ -16,8 +16,6 @@ use infra::queue::sqlite::SqliteQueue;
 use infra::queue::{JobQueue, JobQueueExt};
 use infra::setup::{open_backends, Backends};
 use sandbox_worker::llm::RetryPolicy;
-use sandbox_worker::reply::Outbound;
-use sandbox_worker::sandbox::SandboxRuntime;
 use sandbox_worker::worker::{work_id, Worker, WorkerSettings};
 use serde_json::{json, Value};
 use tokio::sync::watch;
@@ -103,15 +101,7 @@ async fn start_worker(
         max_delay: Duration::from_secs(5),
     };
     tweak(&mut settings);
-    let http = reqwest::Client::new();
-    let worker = Arc::new(Worker {
-        config: Arc::new(config.clone()),
-        backends: backends.clone(),
-        sandbox: Arc::new(SandboxRuntime::new(None, dir.join("activity"))),
-        outbound: Outbound::from_config(config, http.clone()),
-        http,
-        settings,
-    });
+    let worker = Arc::new(Worker::new(config.clone(), backends.clone(), dir, settings).unwrap());
     let (stop, rx) = watch::channel(false);
     let task = tokio::spawn(worker.run(rx));
     InProcess {
