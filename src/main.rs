@@ -1,6 +1,7 @@
 //! `clawgate`: the command-line entry point. Each subcommand lives in its own module; `main`
 //! parses the arguments, sets up logging and maps the outcome to an exit code.
 
+mod channels_cmd;
 mod config_cmd;
 mod gateway_cmd;
 mod sandbox_cmd;
@@ -43,6 +44,16 @@ enum Command {
         #[command(flatten)]
         args: sandbox_worker::worker::WorkerArgs,
     },
+    /// Connect a Telegram bot to the gateway.
+    Telegram {
+        #[command(subcommand)]
+        action: channels_cmd::TelegramAction,
+    },
+    /// Connect a Slack app to the gateway.
+    Slack {
+        #[command(subcommand)]
+        action: channels_cmd::SlackAction,
+    },
     /// Approve senders who asked to pair with the bot.
     Pairing {
         /// Where SQLite state lives (default ~/.clawgate).
@@ -76,6 +87,10 @@ fn main() -> ExitCode {
         Command::Worker { args } => with_config(cli.config.as_deref(), |config| {
             tokio::runtime::Runtime::new()?.block_on(worker_cmd::worker(config, args))
         }),
+        Command::Telegram { action } => with_config(cli.config.as_deref(), |config| {
+            tokio::runtime::Runtime::new()?.block_on(channels_cmd::telegram(config, action))
+        }),
+        Command::Slack { action } => channels_cmd::slack(action),
         Command::Pairing { state_dir, action } => with_config(cli.config.as_deref(), |config| {
             let state_dir = state_dir.unwrap_or_else(infra::config::default_dir);
             tokio::runtime::Runtime::new()?.block_on(worker_cmd::pairing(config, state_dir, action))

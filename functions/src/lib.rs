@@ -71,17 +71,21 @@ impl Ingress {
             .telegram
             .iter()
             .filter(|t| t.enabled)
-            .map(|t| {
-                let ingress = TelegramIngress {
-                    secret: t.webhook_secret.clone(),
-                    bot: TelegramBot {
-                        account: "default".into(),
-                        agent: agent.clone(),
-                        username: t.bot_username.clone(),
-                        require_mention: t.groups.require_mention,
-                    },
-                };
-                ("default".to_string(), ingress)
+            .flat_map(|t| {
+                let agent = &agent;
+                let require_mention = t.groups.require_mention;
+                t.accounts().map(move |account| {
+                    let ingress = TelegramIngress {
+                        secret: account.webhook_secret.cloned(),
+                        bot: TelegramBot {
+                            account: account.name.to_string(),
+                            agent: account.agent.unwrap_or(agent).to_string(),
+                            username: account.bot_username.map(str::to_string),
+                            require_mention,
+                        },
+                    };
+                    (account.name.to_string(), ingress)
+                })
             })
             .collect();
         let slack = config

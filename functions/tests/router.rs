@@ -16,6 +16,7 @@ use infra::queue::{JobDelivery, JobQueue, JobQueueExt};
 use tower::ServiceExt;
 
 const TG_SECRET: &str = "s3cr3t_token-1";
+const TG_WORK_SECRET: &str = "w0rk_secret-2";
 const SLACK_SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
 const HOOK_TOKEN: &str = "hook-token-123";
 
@@ -29,7 +30,8 @@ fn fixture(path: &str) -> Vec<u8> {
 
 fn config() -> Config {
     Config::parse(&format!(
-        r#"{{ channels: {{ telegram: {{ webhookSecret: "{TG_SECRET}", botUsername: "clawgate_bot" }},
+        r#"{{ channels: {{ telegram: {{ webhookSecret: "{TG_SECRET}", botUsername: "clawgate_bot",
+                                      accounts: {{ work: {{ webhookSecret: "{TG_WORK_SECRET}", agent: "ops" }} }} }},
                           slack: {{ signingSecret: "{SLACK_SECRET}" }} }},
              gateway: {{ token: "{HOOK_TOKEN}" }} }}"#
     ))
@@ -111,7 +113,11 @@ impl Harness {
 }
 
 fn telegram(body: Vec<u8>, secret: Option<&str>) -> Request<Body> {
-    let mut r = Request::post("/telegram").header("content-type", "application/json");
+    telegram_at("/telegram", body, secret)
+}
+
+fn telegram_at(path: &str, body: Vec<u8>, secret: Option<&str>) -> Request<Body> {
+    let mut r = Request::post(path).header("content-type", "application/json");
     if let Some(s) = secret {
         r = r.header("x-telegram-bot-api-secret-token", s);
     }
@@ -156,6 +162,49 @@ async fn a_telegram_update_is_queued_as_the_expected_job() {
         queued[0].delivery.group,
         "agent:main:telegram:group:-1009876543210:topic:42"
     );
+    h.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_second_bot_has_its_own_secret_agent_and_event_ids() {
+    let h = Harness::new().await;
+    let update = fixture("telegram/private_message.json");
+
+    let (wrong_secret, _) = h
+        .send(telegram_at(
+            "/telegram/work",
+            update.clone(),
+            Some(TG_SECRET),
+        ))
+        .await;
+    let (status, body) = h
+        .send(telegram_at(
+            "/telegram/work",
+            update.clone(),
+            Some(TG_WORK_SECRET),
+        ))
+        .await;
+    let (unknown, _) = h
+        .send(telegram_at("/telegram/home", update, Some(TG_WORK_SECRET)))
+        .await;
+    let queued = h.queued().await;
+
+    assert_eq!(wrong_secret, StatusCode::UNAUTHORIZED);
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "queued"));
+    assert_eq!(unknown, StatusCode::NOT_FOUND);
+    assert_eq!(queued.len(), 1);
+    let job = &queued[0].job;
+    assert_eq!(job.agent_id, "ops");
+    assert_eq!(job.inbound.account, "work");
+    assert!(
+        job.inbound.event_id.starts_with("telegram:work:"),
+        "{}",
+        job.inbound.event_id
+    );
+    assert!(job
+        .session_key
+        .to_string()
+        .starts_with("agent:ops:telegram:"));
     h.cleanup().await;
 }
 

@@ -362,6 +362,59 @@ pub struct TelegramConfig {
     pub dm_policy: DmPolicy,
     pub allow_from: Vec<PeerId>,
     pub groups: GroupsConfig,
+    /// More bots, by account name (served at `/telegram/{account}`). The fields above are the
+    /// `default` account; each extra bot shares the DM policy, allowlist and group settings.
+    pub accounts: BTreeMap<String, TelegramAccountConfig>,
+}
+
+/// One extra Telegram bot (`channels.telegram.accounts.<name>`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct TelegramAccountConfig {
+    pub bot_token: Option<Secret>,
+    pub webhook_secret: Option<Secret>,
+    pub bot_username: Option<String>,
+    /// The agent this bot talks to (default: the default agent).
+    pub agent: Option<String>,
+}
+
+/// One Telegram bot as every part of the system sees it: the `default` account (the top-level
+/// fields) or an entry of `accounts`.
+#[derive(Debug, Clone)]
+pub struct TelegramAccount<'a> {
+    pub name: &'a str,
+    pub bot_token: Option<&'a Secret>,
+    pub webhook_secret: Option<&'a Secret>,
+    pub bot_username: Option<&'a str>,
+    pub agent: Option<&'a str>,
+}
+
+impl TelegramConfig {
+    /// The name of the account the top-level fields describe.
+    pub const DEFAULT_ACCOUNT: &'static str = "default";
+
+    /// Every bot: `default` first, then the named accounts in name order.
+    pub fn accounts(&self) -> impl Iterator<Item = TelegramAccount<'_>> {
+        let default = TelegramAccount {
+            name: Self::DEFAULT_ACCOUNT,
+            bot_token: self.bot_token.as_ref(),
+            webhook_secret: self.webhook_secret.as_ref(),
+            bot_username: self.bot_username.as_deref(),
+            agent: None,
+        };
+        std::iter::once(default).chain(self.accounts.iter().map(|(name, a)| TelegramAccount {
+            name,
+            bot_token: a.bot_token.as_ref(),
+            webhook_secret: a.webhook_secret.as_ref(),
+            bot_username: a.bot_username.as_deref(),
+            agent: a.agent.as_deref(),
+        }))
+    }
+
+    /// The bot called `name`, if configured.
+    pub fn account(&self, name: &str) -> Option<TelegramAccount<'_>> {
+        self.accounts().find(|a| a.name == name)
+    }
 }
 
 impl Default for TelegramConfig {
@@ -375,6 +428,7 @@ impl Default for TelegramConfig {
             dm_policy: DmPolicy::Pairing,
             allow_from: vec![],
             groups: GroupsConfig::default(),
+            accounts: BTreeMap::new(),
         }
     }
 }
@@ -722,17 +776,37 @@ impl Config {
             }
         }
         if let Some(tg) = &self.channels.telegram {
-            if let Some(secret) = &tg.webhook_secret {
-                let s = secret.expose();
-                let ok = (1..=256).contains(&s.len())
-                    && s.chars()
-                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-                if !ok {
-                    // The value is a secret: say what is wrong, never what it is.
+            for account in tg.accounts() {
+                let at = if account.name == TelegramConfig::DEFAULT_ACCOUNT {
+                    "channels.telegram".to_string()
+                } else {
+                    format!("channels.telegram.accounts.{}", account.name)
+                };
+                if account.name != TelegramConfig::DEFAULT_ACCOUNT && !is_url_segment(account.name)
+                {
                     bad(
-                        "channels.telegram.webhookSecret",
-                        "must be 1-256 characters of A-Z a-z 0-9 _ - (Telegram's rule)".into(),
+                        &at,
+                        "an account name must be 1-64 characters of a-z 0-9 _ - (it is a URL path segment)".into(),
                     );
+                }
+                if let Some(secret) = account.webhook_secret {
+                    if !is_telegram_secret_token(secret.expose()) {
+                        // The value is a secret: say what is wrong, never what it is.
+                        bad(
+                            &format!("{at}.webhookSecret"),
+                            "must be 1-256 characters of A-Z a-z 0-9 _ - (Telegram's rule)".into(),
+                        );
+                    }
+                }
+                if let Some(agent) = account.agent {
+                    if !self.agents.list.is_empty()
+                        && !self.agents.list.iter().any(|a| a.id == agent)
+                    {
+                        bad(
+                            &format!("{at}.agent"),
+                            format!("no agent {agent:?} in agents.list"),
+                        );
+                    }
                 }
             }
         }
@@ -790,6 +864,19 @@ impl Config {
     pub fn redacted_json(&self) -> Value {
         serde_json::to_value(self).expect("a Config always serialises")
     }
+}
+
+/// Telegram's rule for `setWebhook`'s `secret_token`.
+pub fn is_telegram_secret_token(s: &str) -> bool {
+    (1..=256).contains(&s.len())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+fn is_url_segment(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
 }
 
 fn check_model(model: &str, path: &str, bad: &mut impl FnMut(&str, String)) {
@@ -1157,6 +1244,39 @@ mod tests {
         let found = issues(r#"{ channels: { telegram: { webhookSecret: "has spaces!!" } } }"#);
         assert_eq!(found[0].path, "channels.telegram.webhookSecret");
         assert!(!found[0].message.contains("has spaces"));
+    }
+
+    #[test]
+    fn extra_telegram_bots_are_listed_after_the_default_and_checked_by_name() {
+        let text = r#"{ agents: { list: [{ id: "main" }, { id: "ops" }] },
+            channels: { telegram: { botToken: "1:a", accounts: {
+                work: { botToken: "2:b", agent: "ops", botUsername: "work_bot" } } } } }"#;
+        let config = Config::parse(text).unwrap();
+        config.validate().unwrap();
+        let tg = config.channels.telegram.as_ref().unwrap();
+        let names: Vec<_> = tg.accounts().map(|a| a.name).collect();
+        assert_eq!(names, ["default", "work"]);
+        let work = tg.account("work").unwrap();
+        assert_eq!(work.bot_token.unwrap().expose(), "2:b");
+        assert_eq!(
+            (work.agent, work.bot_username),
+            (Some("ops"), Some("work_bot"))
+        );
+
+        let found = issues(
+            r#"{ agents: { list: [{ id: "main" }] }, channels: { telegram: { accounts: {
+                "Bad/Name": {}, work: { agent: "nobody", webhookSecret: "no spaces allowed" } } } } }"#,
+        );
+        let paths: Vec<_> = found.iter().map(|i| i.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "channels.telegram.accounts.Bad/Name",
+                "channels.telegram.accounts.work.webhookSecret",
+                "channels.telegram.accounts.work.agent",
+            ]
+        );
+        assert!(!found[1].message.contains("no spaces"));
     }
 
     #[test]

@@ -1,29 +1,39 @@
 //! Replies to the channel a job came from: chunked to the channel's limits, and the typing
 //! indicator refreshed while the job works (Telegram's lasts at most 5 s).
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use infra::channels::slack::SlackClient;
 use infra::channels::telegram::TelegramClient;
 use infra::channels::{chunk_text, slack, telegram, ChannelError};
-use infra::config::Config;
+use infra::config::{Config, TelegramConfig};
 use infra::model::ReplyTarget;
 
 /// Every configured channel's outbound client.
 #[derive(Clone, Default)]
 pub struct Outbound {
-    telegram: Option<TelegramClient>,
+    /// By account name.
+    telegram: HashMap<String, TelegramClient>,
     slack: Option<SlackClient>,
 }
 
 impl Outbound {
     pub fn from_config(config: &Config, http: reqwest::Client) -> Self {
-        let telegram = config.channels.telegram.as_ref().and_then(|t| {
-            let base = t.api_base.as_deref().unwrap_or("https://api.telegram.org");
-            t.bot_token
-                .clone()
-                .map(|token| TelegramClient::new(http.clone(), base, token))
-        });
+        let telegram = config
+            .channels
+            .telegram
+            .iter()
+            .flat_map(|t| {
+                let base = t.api_base.as_deref().unwrap_or("https://api.telegram.org");
+                let http = &http;
+                t.accounts().filter_map(move |a| {
+                    let token = a.bot_token?.clone();
+                    let client = TelegramClient::new(http.clone(), base, token);
+                    Some((a.name.to_string(), client))
+                })
+            })
+            .collect();
         let slack = config.channels.slack.as_ref().and_then(|s| {
             let base = s.api_base.as_deref().unwrap_or("https://slack.com");
             s.bot_token
@@ -43,9 +53,18 @@ impl Outbound {
         chunk_text(text, max)
     }
 
-    pub async fn send(&self, target: &ReplyTarget, chunk: &str) -> Result<(), ChannelError> {
+    /// Sends one chunk as the channel account (bot) `account`.
+    pub async fn send(
+        &self,
+        account: &str,
+        target: &ReplyTarget,
+        chunk: &str,
+    ) -> Result<(), ChannelError> {
         match target {
-            ReplyTarget::Telegram(t) => self.telegram()?.send_message(t, chunk).await.map(|_| ()),
+            ReplyTarget::Telegram(t) => {
+                let client = self.telegram(account)?;
+                client.send_message(t, chunk).await.map(|_| ())
+            }
             ReplyTarget::Slack(s) => self.slack()?.post_message(s, chunk).await.map(|_| ()),
             ReplyTarget::Webchat(_) => Err(ChannelError::NotConfigured {
                 channel: "webchat",
@@ -56,8 +75,14 @@ impl Outbound {
 
     /// Keeps "typing…" showing until the returned task is aborted (Telegram only: Slack bots
     /// have no typing indicator in the Events API).
-    pub fn keep_typing(&self, target: &ReplyTarget) -> Option<tokio::task::JoinHandle<()>> {
-        let (ReplyTarget::Telegram(t), Some(client)) = (target, self.telegram.clone()) else {
+    pub fn keep_typing(
+        &self,
+        account: &str,
+        target: &ReplyTarget,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        let (ReplyTarget::Telegram(t), Some(client)) =
+            (target, self.telegram.get(account).cloned())
+        else {
             return None;
         };
         let target = t.clone();
@@ -69,11 +94,17 @@ impl Outbound {
         }))
     }
 
-    fn telegram(&self) -> Result<&TelegramClient, ChannelError> {
-        self.telegram.as_ref().ok_or(ChannelError::NotConfigured {
-            channel: "telegram",
-            message: "set channels.telegram.botToken or TELEGRAM_BOT_TOKEN".into(),
-        })
+    fn telegram(&self, account: &str) -> Result<&TelegramClient, ChannelError> {
+        self.telegram
+            .get(account)
+            .ok_or_else(|| ChannelError::NotConfigured {
+                channel: "telegram",
+                message: if account == TelegramConfig::DEFAULT_ACCOUNT {
+                    "set channels.telegram.botToken or TELEGRAM_BOT_TOKEN".into()
+                } else {
+                    format!("set channels.telegram.accounts.{account}.botToken")
+                },
+            })
     }
 
     fn slack(&self) -> Result<&SlackClient, ChannelError> {

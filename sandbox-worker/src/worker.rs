@@ -387,7 +387,7 @@ impl Worker {
         let typing = job
             .reply_to
             .as_ref()
-            .and_then(|t| self.outbound.keep_typing(t))
+            .and_then(|t| self.outbound.keep_typing(&job.inbound.account, t))
             .map(AbortOnDrop);
         let outcome = AgentRun {
             model: model.as_ref(),
@@ -548,7 +548,11 @@ impl Worker {
             if record.chunks_sent.contains(&index) {
                 continue;
             }
-            timed("reply", self.outbound.send(target, chunk)).await?;
+            timed(
+                "reply",
+                self.outbound.send(&job.inbound.account, target, chunk),
+            )
+            .await?;
             let store = &self.backends.store;
             timed(
                 "store",

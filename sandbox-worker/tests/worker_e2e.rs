@@ -608,6 +608,37 @@ async fn chat_commands_are_answered_without_the_model() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_from_a_second_telegram_bot_is_answered_by_that_bot() {
+    let dir = tempfile::tempdir().unwrap();
+    let fakes = Fakes::start(Arc::new(|_, _: &Value| Reply::text("from work"))).await;
+    let text = config_text(&fakes, &dir.path().join("ws"), r#"mode: "off""#, "").replacen(
+        r#"dmPolicy: "open" },"#,
+        r#"dmPolicy: "open", accounts: { work: { botToken: "999:WORKTOKEN" } } },"#,
+        1,
+    );
+    let config = Config::parse(&text).unwrap();
+    let worker = start_worker(&config, dir.path(), |_| {}).await;
+    let mut job = telegram_job("7100");
+    job.inbound.account = "work".into();
+    job.inbound.event_id = "telegram:work:7100".into();
+
+    worker.backends.queue.send(&job).await.unwrap();
+    let answered = fakes
+        .wait_for(Duration::from_secs(20), |f| !f.sent_messages().is_empty())
+        .await;
+    worker.shutdown().await;
+
+    assert!(answered);
+    let sent = fakes.sent_messages();
+    assert_eq!(sent.len(), 1);
+    assert!(
+        sent[0].path.starts_with("/bot999:WORKTOKEN/"),
+        "{}",
+        sent[0].path
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_openai_compatible_model_answers_through_the_same_worker() {
     let dir = tempfile::tempdir().unwrap();
     let fakes = Fakes::start(Arc::new(|_, _: &Value| {

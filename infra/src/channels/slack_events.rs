@@ -22,6 +22,38 @@ use crate::model::{
     SlackTarget, SubThread,
 };
 
+/// The bot events [`parse_event`] handles: what the app manifest subscribes to.
+pub const BOT_EVENTS: &[&str] = &["app_mention", "message.im"];
+
+/// The bot scopes those events and `chat.postMessage` need, and no more.
+pub const BOT_SCOPES: &[&str] = &["app_mentions:read", "chat:write", "im:history", "im:read"];
+
+/// A Slack app manifest (JSON form) for an app whose Events API requests go to `events_url`:
+/// paste it at api.slack.com/apps → Create New App → From a manifest.
+pub fn app_manifest(app_name: &str, events_url: &str) -> Value {
+    serde_json::json!({
+        "display_information": {
+            "name": app_name,
+            "description": "Personal AI assistant (clawgate)",
+        },
+        "features": {
+            "app_home": {
+                "home_tab_enabled": false,
+                "messages_tab_enabled": true,
+                "messages_tab_read_only_enabled": false,
+            },
+            "bot_user": { "display_name": app_name, "always_online": true },
+        },
+        "oauth_config": { "scopes": { "bot": BOT_SCOPES } },
+        "settings": {
+            "event_subscriptions": { "request_url": events_url, "bot_events": BOT_EVENTS },
+            "org_deploy_enabled": false,
+            "socket_mode_enabled": false,
+            "token_rotation_enabled": false,
+        },
+    })
+}
+
 /// How far a request timestamp may be from now.
 pub const REPLAY_WINDOW_SECS: i64 = 300;
 

@@ -1,5 +1,6 @@
 //! Telegram Bot API, outbound: `sendMessage` (HTML parse mode, plain-text retry when Telegram
-//! rejects the entities, 429 `retry_after` honoured) and `sendChatAction`.
+//! rejects the entities, 429 `retry_after` honoured), `sendChatAction`, and `setWebhook` for
+//! `clawgate telegram set-webhook`.
 //!
 //! The bot token is part of every URL, so no URL is ever logged or put in an error.
 
@@ -83,6 +84,29 @@ impl TelegramClient {
             body["message_thread_id"] = json!(thread);
         }
         self.call("sendChatAction", &body).await.map(|_| ())
+    }
+
+    /// Registers `url` as the bot's webhook (`setWebhook`): Telegram then sends
+    /// `secret_token` in `X-Telegram-Bot-Api-Secret-Token` with every update, and only the
+    /// update types in `allowed_updates`. Returns Telegram's description ("Webhook was set").
+    pub async fn set_webhook(
+        &self,
+        url: &str,
+        secret_token: &Secret,
+        allowed_updates: &[&str],
+    ) -> Result<String, ChannelError> {
+        let body = json!({
+            "url": url,
+            "secret_token": secret_token.expose(),
+            "allowed_updates": allowed_updates,
+        });
+        match self.call("setWebhook", &body).await? {
+            Answer::Ok(_) => Ok("webhook set".to_string()),
+            Answer::EntitiesRejected(why) => Err(ChannelError::Permanent {
+                channel: CHANNEL,
+                message: why,
+            }),
+        }
     }
 
     async fn call(&self, method: &str, body: &Value) -> Result<Answer, ChannelError> {

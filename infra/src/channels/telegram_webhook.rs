@@ -16,6 +16,7 @@ use serde_json::Value;
 use subtle::ConstantTimeEq;
 
 use super::WebhookError;
+use crate::config::Secret;
 use crate::model::{
     Channel, ChatKind, ChatRef, InboundMessage, JobMessage, ReplyTarget, Sender, SessionKey,
     SubThread, TelegramTarget,
@@ -71,6 +72,25 @@ fn mentions(text: &str, message: &Value, username: Option<&str>) -> bool {
     message["reply_to_message"]["from"]["username"]
         .as_str()
         .is_some_and(|u| u.eq_ignore_ascii_case(username))
+}
+
+/// The update types [`parse_update`] handles: what `setWebhook` asks Telegram to send, so
+/// nothing else costs a request.
+pub const ALLOWED_UPDATES: &[&str] = &[
+    "message",
+    "edited_message",
+    "channel_post",
+    "edited_channel_post",
+    "callback_query",
+];
+
+/// A fresh webhook secret for `setWebhook`: 32 random bytes as 64 hex digits (Telegram allows
+/// 1-256 characters of A-Z a-z 0-9 _ -).
+pub fn generate_secret_token() -> Secret {
+    use rand::RngCore;
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    Secret::new(bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())
 }
 
 /// Parses one webhook body into a job for `bot`, or says why it is ignored.

@@ -1,0 +1,110 @@
+//! `clawgate telegram set-webhook` and `clawgate slack manifest`: pointing a channel at the
+//! gateway's webhook URL.
+//!
+//! Decisions:
+//! - The webhook URL must be `https://`: Telegram refuses anything else, and Slack's Events
+//!   API requires it.
+//! - When the account has no `webhookSecret`, one is generated and printed once on stdout,
+//!   alone, so it can be piped into a secret store; the instructions go to stderr. It is never
+//!   logged. The gateway refuses every update until the same secret is configured, so a
+//!   forgotten secret fails closed.
+
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use clap::Subcommand;
+use infra::channels::telegram::TelegramClient;
+use infra::channels::{slack_events, telegram_webhook};
+use infra::config::{Config, TelegramConfig};
+
+#[derive(Subcommand)]
+pub enum TelegramAction {
+    /// Register the gateway's URL as the bot's webhook (setWebhook with a secret token).
+    SetWebhook {
+        /// The public URL Telegram will POST updates to, e.g. https://host/telegram.
+        #[arg(long)]
+        url: String,
+        /// Which bot (`channels.telegram.accounts.<name>`); default: the top-level bot.
+        #[arg(long, default_value = TelegramConfig::DEFAULT_ACCOUNT)]
+        account: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum SlackAction {
+    /// Print a Slack app manifest (JSON) whose Events API request URL is `--url`.
+    Manifest {
+        /// The public URL of the gateway's Slack route, e.g. https://host/slack/events.
+        #[arg(long)]
+        url: String,
+        /// The app's and bot user's display name.
+        #[arg(long, default_value = "clawgate")]
+        name: String,
+    },
+}
+
+fn check_url(url: &str) -> anyhow::Result<()> {
+    match url.strip_prefix("https://") {
+        Some(host) if !host.is_empty() && !host.starts_with('/') => Ok(()),
+        _ => bail!("--url must be an https:// URL with a host (got {url:?})"),
+    }
+}
+
+pub async fn telegram(config: Config, action: TelegramAction) -> anyhow::Result<ExitCode> {
+    let TelegramAction::SetWebhook { url, account } = action;
+    check_url(&url)?;
+    let Some(tg) = config.channels.telegram.as_ref() else {
+        bail!("channels.telegram is not configured: set TELEGRAM_BOT_TOKEN or channels.telegram.botToken");
+    };
+    let Some(bot) = tg.account(&account) else {
+        bail!("no telegram account {account:?}: add it under channels.telegram.accounts");
+    };
+    let Some(token) = bot.bot_token else {
+        bail!(
+            "telegram account {account:?} has no botToken: set TELEGRAM_BOT_TOKEN or its botToken"
+        );
+    };
+    let (secret, generated) = match bot.webhook_secret {
+        Some(secret) => (secret.clone(), false),
+        None => (telegram_webhook::generate_secret_token(), true),
+    };
+    let base = tg.api_base.as_deref().unwrap_or("https://api.telegram.org");
+    let client = TelegramClient::new(reqwest::Client::new(), base, token.clone());
+    client
+        .set_webhook(&url, &secret, telegram_webhook::ALLOWED_UPDATES)
+        .await
+        .context("setWebhook failed")?;
+    eprintln!("telegram webhook for account {account:?} set to {url}");
+    if generated {
+        let key = if account == TelegramConfig::DEFAULT_ACCOUNT {
+            "channels.telegram.webhookSecret (or TELEGRAM_WEBHOOK_SECRET)".to_string()
+        } else {
+            format!("channels.telegram.accounts.{account}.webhookSecret")
+        };
+        eprintln!("generated a webhook secret (printed below, once); put it in {key} where the gateway runs, or every update gets 401:");
+        println!("{}", secret.expose());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn slack(action: SlackAction) -> anyhow::Result<ExitCode> {
+    let SlackAction::Manifest { url, name } = action;
+    check_url(&url)?;
+    let manifest = slack_events::app_manifest(&name, &url);
+    println!("{}", serde_json::to_string_pretty(&manifest)?);
+    eprintln!("create the app from this manifest at https://api.slack.com/apps, install it, then set SLACK_BOT_TOKEN (xoxb-…) and SLACK_SIGNING_SECRET where the gateway and workers run");
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_url;
+
+    #[test]
+    fn webhook_urls_must_be_https_with_a_host() {
+        assert!(check_url("https://bot.example.com/telegram").is_ok());
+        assert!(check_url("http://bot.example.com/telegram").is_err());
+        assert!(check_url("https:///telegram").is_err());
+        assert!(check_url("bot.example.com").is_err());
+    }
+}
