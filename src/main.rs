@@ -2,9 +2,11 @@
 //! parses the arguments, sets up logging and maps the outcome to an exit code.
 
 mod channels_cmd;
+mod chat_cmd;
 mod config_cmd;
 mod gateway_cmd;
 mod sandbox_cmd;
+mod up_cmd;
 mod worker_cmd;
 
 use std::path::PathBuf;
@@ -33,6 +35,16 @@ enum Command {
     Sandbox {
         #[command(subcommand)]
         action: sandbox_cmd::SandboxAction,
+    },
+    /// Run everything on this machine: webhooks, WebChat, a worker, SQLite state, Docker.
+    Up {
+        #[command(flatten)]
+        args: up_cmd::UpArgs,
+    },
+    /// Send one message through a running `clawgate up` (WebChat) and print the reply.
+    Chat {
+        #[command(flatten)]
+        args: chat_cmd::ChatArgs,
     },
     /// Serve the webhook endpoints alone (Telegram, Slack, hooks), enqueueing jobs for workers.
     Gateway {
@@ -73,6 +85,32 @@ fn with_config(
     run(config)
 }
 
+/// A config problem as one line with its fix (`clawgate up`).
+fn config_problem_line(e: &infra::config::ConfigError) -> String {
+    use infra::config::ConfigError;
+    match e {
+        ConfigError::Invalid { path, issues } => format!(
+            "config {}: {}{}: fix it, then `clawgate config validate` lists every problem",
+            path.display(),
+            issues[0],
+            if issues.len() > 1 {
+                format!(" (and {} more)", issues.len() - 1)
+            } else {
+                String::new()
+            }
+        ),
+        ConfigError::Syntax { path, message } => format!(
+            "config {} is not valid JSON5 ({}): fix the syntax",
+            path.display(),
+            message.lines().next().unwrap_or("")
+        ),
+        ConfigError::Read { path, source } => format!(
+            "cannot read config {} ({source}): check --config or CLAWGATE_CONFIG",
+            path.display()
+        ),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     infra::telemetry::init();
@@ -80,6 +118,15 @@ fn main() -> ExitCode {
         Command::Config { action } => config_cmd::run(action, cli.config.as_deref()),
         Command::Sandbox { action } => with_config(cli.config.as_deref(), |config| {
             tokio::runtime::Runtime::new()?.block_on(sandbox_cmd::run(action, &config))
+        }),
+        Command::Up { args } => match infra::config::Config::load(cli.config.as_deref()) {
+            Ok((config, _)) => tokio::runtime::Runtime::new()
+                .map_err(anyhow::Error::from)
+                .and_then(|rt| rt.block_on(up_cmd::run(config, args))),
+            Err(e) => Err(anyhow::anyhow!(config_problem_line(&e))),
+        },
+        Command::Chat { args } => with_config(cli.config.as_deref(), |config| {
+            tokio::runtime::Runtime::new()?.block_on(chat_cmd::run(config, args))
         }),
         Command::Gateway { args } => with_config(cli.config.as_deref(), |config| {
             tokio::runtime::Runtime::new()?.block_on(gateway_cmd::run(config, args))

@@ -33,6 +33,7 @@ use serde_json::json;
 use subtle::ConstantTimeEq;
 
 pub mod lambda;
+pub mod webchat;
 
 /// Bodies over this are refused with 413.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;

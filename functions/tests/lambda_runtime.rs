@@ -3,91 +3,16 @@
 //! (fixtures), enqueueing to SQS on the emulator. The answers must be what the axum server
 //! gives for the same requests (`tests/router.rs`): 200 "queued", and 401 for a bad secret.
 
-use std::collections::VecDeque;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+#[path = "support/runtime_api.rs"]
+mod runtime_api;
+
+use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::{Path, State};
-use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::Router;
 use infra::queue::sqs::SqsQueue;
 use infra::queue::JobQueueExt;
-use serde_json::Value;
-
-#[derive(Default)]
-struct Runtime {
-    events: Mutex<VecDeque<(String, String)>>,
-    responses: Mutex<Vec<(String, Value)>>,
-    first_poll: Mutex<Option<Instant>>,
-}
-
-async fn next(State(rt): State<Arc<Runtime>>) -> Response {
-    rt.first_poll
-        .lock()
-        .unwrap()
-        .get_or_insert_with(Instant::now);
-    let event = rt.events.lock().unwrap().pop_front();
-    let Some((id, body)) = event else {
-        // No more events: hold the poll, as Lambda does between invocations.
-        tokio::time::sleep(Duration::from_secs(3600)).await;
-        return "".into_response();
-    };
-    let mut headers = HeaderMap::new();
-    headers.insert("lambda-runtime-aws-request-id", id.parse().unwrap());
-    let deadline = (std::time::SystemTime::now() + Duration::from_secs(30))
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis();
-    headers.insert(
-        "lambda-runtime-deadline-ms",
-        deadline.to_string().parse().unwrap(),
-    );
-    headers.insert(
-        "lambda-runtime-invoked-function-arn",
-        "arn:aws:lambda:us-east-1:123456789012:function:telegram-webhook"
-            .parse()
-            .unwrap(),
-    );
-    headers.insert(
-        "lambda-runtime-trace-id",
-        "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
-            .parse()
-            .unwrap(),
-    );
-    (headers, body).into_response()
-}
-
-async fn respond(
-    State(rt): State<Arc<Runtime>>,
-    Path(id): Path<String>,
-    body: String,
-) -> &'static str {
-    rt.responses.lock().unwrap().push((
-        id,
-        serde_json::from_str(&body).unwrap_or(Value::String(body)),
-    ));
-    "accepted"
-}
-
-async fn error(State(rt): State<Arc<Runtime>>, body: String) -> &'static str {
-    rt.responses
-        .lock()
-        .unwrap()
-        .push(("error".into(), Value::String(body)));
-    "accepted"
-}
-
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use runtime_api::{KillOnDrop, Runtime};
 
 fn fixture(name: &str) -> String {
     std::fs::read_to_string(format!("{}/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
@@ -119,18 +44,7 @@ async fn the_telegram_lambda_answers_apigw_and_function_url_events_like_the_axum
             .unwrap()
             .push_back((id.to_string(), fixture(file)));
     }
-    let app = Router::new()
-        .route("/2018-06-01/runtime/invocation/next", get(next))
-        .route(
-            "/2018-06-01/runtime/invocation/{id}/response",
-            post(respond),
-        )
-        .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
-        .route("/2018-06-01/runtime/init/error", post(error))
-        .with_state(runtime.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let api = listener.local_addr().unwrap().to_string();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let api = runtime_api::serve(runtime.clone()).await;
     let home = tempfile::tempdir().unwrap();
 
     let started = Instant::now();

@@ -522,6 +522,10 @@ pub enum EntryBody {
     },
     /// A compaction: this summary stands for every entry up to and including `through_seq`.
     Summary { text: String, through_seq: u64 },
+    /// A reply as it was delivered to a WebChat page: the answer, a command's answer, a
+    /// failure notice. WebChat has no channel to post to, so its page reads these. Models
+    /// never see them (the assistant's own words are its `Assistant` entries).
+    Delivered { text: String },
 }
 
 const TRUNCATION_MARK: &str = "\n…[truncated by clawgate: ";
@@ -557,9 +561,9 @@ impl TranscriptEntry {
             return;
         }
         match &mut self.body {
-            EntryBody::User { text, .. } | EntryBody::Summary { text, .. } => {
-                truncate_by(text, len - max_bytes)
-            }
+            EntryBody::User { text, .. }
+            | EntryBody::Summary { text, .. }
+            | EntryBody::Delivered { text } => truncate_by(text, len - max_bytes),
             EntryBody::ToolResult { output, .. } => truncate_by(output, len - max_bytes),
             EntryBody::Assistant { tool_calls, .. } => {
                 for call in tool_calls.iter_mut() {

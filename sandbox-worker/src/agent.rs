@@ -312,13 +312,19 @@ fn pending_calls(transcript: &[TranscriptEntry]) -> Vec<ToolCall> {
         .collect()
 }
 
-/// What the model sees: the latest summary (if any) and every entry it does not cover.
+/// What the model sees: the latest summary (if any) and every entry it does not cover, without
+/// the `Delivered` copies of replies.
 pub fn context(transcript: &[TranscriptEntry]) -> Vec<TranscriptEntry> {
+    let transcript: Vec<TranscriptEntry> = transcript
+        .iter()
+        .filter(|e| !matches!(e.body, EntryBody::Delivered { .. }))
+        .cloned()
+        .collect();
     let latest = transcript
         .iter()
         .rposition(|e| matches!(e.body, EntryBody::Summary { .. }));
     let Some(at) = latest else {
-        return transcript.to_vec();
+        return transcript;
     };
     let EntryBody::Summary { through_seq, .. } = transcript[at].body else {
         unreachable!()

@@ -66,9 +66,10 @@ impl Outbound {
                 client.send_message(t, chunk).await.map(|_| ())
             }
             ReplyTarget::Slack(s) => self.slack()?.post_message(s, chunk).await.map(|_| ()),
-            ReplyTarget::Webchat(_) => Err(ChannelError::NotConfigured {
+            // The worker stores WebChat replies in the transcript; nothing is posted.
+            ReplyTarget::Webchat(_) => Err(ChannelError::Permanent {
                 channel: "webchat",
-                message: "WebChat replies arrive with `clawgate up` (not built yet)".into(),
+                message: "WebChat replies are stored, not sent".into(),
             }),
         }
     }

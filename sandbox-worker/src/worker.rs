@@ -24,7 +24,7 @@ use std::time::Duration;
 use chrono::Utc;
 use infra::config::{Config, DmPolicy};
 use infra::model::{
-    Channel, ChatKind, EntryBody, JobMessage, JobRecord, JobStatus, TranscriptEntry,
+    Channel, ChatKind, EntryBody, JobMessage, JobRecord, JobStatus, ReplyTarget, TranscriptEntry,
 };
 use infra::queue::{JobDelivery, JobQueueExt, QueueError};
 use infra::setup::Backends;
@@ -533,6 +533,39 @@ impl Worker {
         }))
     }
 
+    /// WebChat has nothing to post to: the reply becomes a `Delivered` transcript entry, which
+    /// the page reads (`GET /webchat/history`). One chunk, marked like any channel's.
+    async fn deliver_to_webchat(
+        &self,
+        job: &JobMessage,
+        record: &JobRecord,
+        text: &str,
+    ) -> Result<(), JobError> {
+        if record.chunks_sent.contains(&0) {
+            return Ok(());
+        }
+        let store = &self.backends.store;
+        let key = &job.session_key;
+        let next_seq = timed("store", store.get_session(key))
+            .await?
+            .map_or(0, |s| s.next_seq);
+        let entry = TranscriptEntry {
+            seq: next_seq,
+            at: Utc::now(),
+            job_id: Some(job.job_id.clone()),
+            body: EntryBody::Delivered {
+                text: text.to_string(),
+            },
+        };
+        timed("store", store.append_transcript(key, &job.agent_id, &entry)).await?;
+        timed(
+            "store",
+            store.mark_chunk_sent(work_id(job), &self.settings.worker_id, 0),
+        )
+        .await?;
+        Ok(())
+    }
+
     /// Posts the reply chunk by chunk, skipping chunks an earlier attempt already sent.
     async fn deliver(
         &self,
@@ -543,6 +576,9 @@ impl Worker {
         let Some(target) = &job.reply_to else {
             return Ok(());
         };
+        if let ReplyTarget::Webchat(_) = target {
+            return self.deliver_to_webchat(job, record, text).await;
+        }
         for (i, chunk) in self.outbound.chunks(target, text).iter().enumerate() {
             let index = i as u32;
             if record.chunks_sent.contains(&index) {
@@ -637,6 +673,13 @@ impl Worker {
             http,
             settings,
         })
+    }
+}
+
+impl Worker {
+    /// The sandbox runtime, for a status report (`clawgate up`).
+    pub fn sandbox(&self) -> &SandboxRuntime {
+        &self.sandbox
     }
 }
 

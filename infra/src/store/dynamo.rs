@@ -133,7 +133,8 @@ impl DynamoStore {
     }
 
     /// Creates the table (on demand, pk/sk, the `by_agent` index, TTL on `ttl`) and waits until
-    /// it is active. For tests and one-command setups; Terraform creates it in AWS.
+    /// it is active; a table of that name that already exists is used as it is. For tests and
+    /// one-command setups (`clawgate up --aws`); Terraform creates it in AWS.
     pub async fn create_table(config: &SdkConfig, table: &str) -> Result<Self, StoreError> {
         let store = DynamoStore::new(config, table);
         let attr = |name: &str| {
@@ -161,7 +162,7 @@ impl DynamoStore {
             )
             .build()
             .expect("index fields are set");
-        store
+        let created = store
             .client
             .create_table()
             .table_name(table)
@@ -174,8 +175,17 @@ impl DynamoStore {
             .key_schema(key_element("sk", KeyType::Range))
             .global_secondary_indexes(index)
             .send()
-            .await
-            .map_err(|e| store.error(e))?;
+            .await;
+        match created {
+            Ok(_) => {}
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_resource_in_use_exception()) =>
+            {
+                return Ok(store);
+            }
+            Err(e) => return Err(store.error(e)),
+        }
         for _ in 0..100 {
             let status = store
                 .client

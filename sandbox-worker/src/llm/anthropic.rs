@@ -52,6 +52,7 @@ pub fn request_body(model: &str, request: &ModelRequest<'_>) -> Value {
                 "user",
                 json!({"type": "tool_result", "tool_use_id": call_id, "content": output, "is_error": is_error}),
             ),
+            EntryBody::Delivered { .. } => {} // agent::context drops these; never sent
         }
     }
     let tools: Vec<Value> = request

@@ -22,6 +22,7 @@ pub fn request_body(model: &str, request: &ModelRequest<'_>) -> Value {
     let mut messages = vec![json!({"role": "system", "content": request.system})];
     for entry in request.history {
         messages.push(match &entry.body {
+            EntryBody::Delivered { .. } => continue, // agent::context drops these; never sent
             EntryBody::User { text, .. } => json!({"role": "user", "content": text}),
             EntryBody::Summary { text, .. } => {
                 json!({"role": "user", "content": format!("Summary of the earlier conversation:\n{text}")})

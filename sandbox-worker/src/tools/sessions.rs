@@ -75,6 +75,7 @@ fn line(body: &EntryBody) -> String {
             )
         }
         EntryBody::Summary { text, .. } => format!("summary: {}", cut(text)),
+        EntryBody::Delivered { text } => format!("delivered: {}", cut(text)),
     }
 }
 

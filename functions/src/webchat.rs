@@ -1,0 +1,258 @@
+//! WebChat: a page at `/` and its two API calls, served beside the webhook Router by
+//! `clawgate up` and `clawgate gateway` (they hold the state store; the Lambda functions do not).
+//!
+//! - `POST /webchat/send` `{conversation, text}` queues a job on channel `webchat`, the same
+//!   queue and worker path as every channel, and answers 202 `{jobId, sessionKey, seq}`.
+//! - `GET /webchat/history?conversation=C&after=N` returns the session's transcript entries
+//!   from seq `N`: the user's messages, tool calls and results as the worker checkpoints them
+//!   (so the page shows them as they happen), and `reply` entries, which are what the worker
+//!   delivered (the answer, a command's answer, an error notice).
+//!
+//! Decisions:
+//! - When `gateway.token` is set, both API calls need `Authorization: Bearer <token>` (else
+//!   401 and nothing queued). The page itself is static and holds no data; it asks for the
+//!   token when the API answers 401 and keeps it in the tab's sessionStorage.
+//! - A conversation id is chosen by the page (random, kept in localStorage) and must be 1-64
+//!   characters of `A-Z a-z 0-9 _ -`; it is the peer of the session key
+//!   `agent:<agent>:webchat:dm:<conversation>`.
+//! - The page polls history every 700 ms while a reply is pending: no streaming connection to
+//!   hold open, and it works the same through any proxy.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::Utc;
+use infra::config::Secret;
+use infra::model::{
+    Channel, ChatKind, ChatRef, EntryBody, InboundMessage, JobMessage, ReplyTarget, Sender,
+    SessionKey, TranscriptEntry, WebchatTarget,
+};
+use infra::queue::{JobQueue, JobQueueExt};
+use infra::store::StateStore;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use subtle::ConstantTimeEq;
+
+/// A message longer than this is refused (413): it is typed by a person.
+pub const MAX_MESSAGE_CHARS: usize = 32_000;
+/// Most entries one history call returns.
+const HISTORY_PAGE: usize = 200;
+/// Tool output shown on the page is cut to this many characters.
+const SHOWN_OUTPUT_CHARS: usize = 2_000;
+
+const PAGE: &str = include_str!("webchat.html");
+
+/// What the WebChat routes need.
+#[derive(Clone)]
+pub struct WebChat {
+    pub queue: Arc<dyn JobQueue>,
+    pub store: Arc<dyn StateStore>,
+    pub token: Option<Secret>,
+    pub agent: String,
+}
+
+/// The page and its API; merge into the webhook Router.
+pub fn routes(webchat: WebChat) -> Router {
+    Router::new()
+        .route("/", get(|| async { Html(PAGE) }))
+        .route("/webchat/send", post(send))
+        .route("/webchat/history", get(history))
+        .with_state(Arc::new(webchat))
+}
+
+fn refuse(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": message.into() }))).into_response()
+}
+
+/// `None` when the request may go on.
+fn check_token(webchat: &WebChat, headers: &HeaderMap) -> Option<Response> {
+    let expected = webchat.token.as_ref()?;
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if bool::from(given.as_bytes().ct_eq(expected.expose().as_bytes())) {
+        None
+    } else {
+        Some(refuse(
+            StatusCode::UNAUTHORIZED,
+            "bad or missing gateway token (Authorization: Bearer …)",
+        ))
+    }
+}
+
+fn valid_conversation(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+fn session_key(webchat: &WebChat, conversation: &str) -> SessionKey {
+    SessionKey::dm(&webchat.agent, Channel::Webchat, conversation)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SendRequest {
+    conversation: String,
+    text: String,
+}
+
+async fn send(State(webchat): State<Arc<WebChat>>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(refused) = check_token(&webchat, &headers) {
+        return refused;
+    }
+    let request: SendRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, format!("malformed request: {e}")),
+    };
+    if !valid_conversation(&request.conversation) {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "conversation must be 1-64 characters of A-Z a-z 0-9 _ -",
+        );
+    }
+    let text = request.text.trim();
+    if text.is_empty() {
+        return refuse(StatusCode::BAD_REQUEST, "text is empty");
+    }
+    if text.chars().count() > MAX_MESSAGE_CHARS {
+        return refuse(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("text is over {MAX_MESSAGE_CHARS} characters"),
+        );
+    }
+    let key = session_key(&webchat, &request.conversation);
+    // Where the page should read from to see this message and what follows it.
+    let seq = match webchat.store.get_session(&key).await {
+        Ok(meta) => meta.map_or(0, |m| m.next_seq),
+        Err(e) => {
+            tracing::error!(error = %e, "webchat: state store unavailable");
+            return refuse(StatusCode::SERVICE_UNAVAILABLE, "state store unavailable");
+        }
+    };
+    let id = ulid::Ulid::new().to_string().to_lowercase();
+    let inbound = InboundMessage {
+        channel: Channel::Webchat,
+        account: "default".into(),
+        event_id: format!("webchat:default:{id}"),
+        chat: ChatRef {
+            kind: ChatKind::Dm,
+            id: request.conversation.clone(),
+        },
+        sender: Sender {
+            id: request.conversation.clone(),
+            name: Some("webchat".into()),
+        },
+        text: text.to_string(),
+        received_at: Utc::now(),
+    };
+    let target = ReplyTarget::Webchat(WebchatTarget {
+        conversation: request.conversation,
+    });
+    let job = JobMessage::new(key.clone(), &webchat.agent, inbound, Some(target));
+    match webchat.queue.send(&job).await {
+        Ok(_) => (
+            StatusCode::ACCEPTED,
+            Json(json!({ "jobId": job.job_id, "sessionKey": key.to_string(), "seq": seq })),
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "webchat: enqueue failed");
+            refuse(StatusCode::SERVICE_UNAVAILABLE, "queue unavailable; retry")
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct HistoryQuery {
+    conversation: String,
+    #[serde(default)]
+    after: u64,
+}
+
+async fn history(
+    State(webchat): State<Arc<WebChat>>,
+    headers: HeaderMap,
+    query: Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    if let Some(refused) = check_token(&webchat, &headers) {
+        return refused;
+    }
+    let Ok(Query(query)) = query else {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "expected ?conversation=ID&after=SEQ",
+        );
+    };
+    if !valid_conversation(&query.conversation) {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "conversation must be 1-64 characters of A-Z a-z 0-9 _ -",
+        );
+    }
+    let key = session_key(&webchat, &query.conversation);
+    match webchat
+        .store
+        .load_transcript(&key, query.after, HISTORY_PAGE)
+        .await
+    {
+        Ok(page) => {
+            let next = page
+                .next_seq
+                .or(page.entries.last().map(|e| e.seq + 1))
+                .unwrap_or(query.after);
+            let entries: Vec<Value> = page.entries.iter().flat_map(shown).collect();
+            Json(json!({ "entries": entries, "next": next })).into_response()
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "webchat: state store unavailable");
+            refuse(StatusCode::SERVICE_UNAVAILABLE, "state store unavailable")
+        }
+    }
+}
+
+fn cut(text: &str) -> String {
+    let mut out: String = text.chars().take(SHOWN_OUTPUT_CHARS).collect();
+    if out.len() < text.len() {
+        out.push('…');
+    }
+    out
+}
+
+/// An entry as the page renders it. An assistant's text is not shown: its `reply` copy is.
+fn shown(entry: &TranscriptEntry) -> Vec<Value> {
+    let base = |kind: &str| json!({ "seq": entry.seq, "at": entry.at, "jobId": entry.job_id, "kind": kind });
+    let with = |kind: &str, fields: Value| {
+        let mut v = base(kind);
+        for (k, x) in fields.as_object().into_iter().flatten() {
+            v[k] = x.clone();
+        }
+        v
+    };
+    match &entry.body {
+        EntryBody::User { text, .. } => vec![with("user", json!({ "text": text }))],
+        EntryBody::Assistant { tool_calls, .. } => tool_calls
+            .iter()
+            .map(|c| with("tool_call", json!({ "name": c.name, "input": c.input })))
+            .collect(),
+        EntryBody::ToolResult {
+            name,
+            output,
+            is_error,
+            ..
+        } => vec![with(
+            "tool_result",
+            json!({ "name": name, "text": cut(output), "isError": is_error }),
+        )],
+        EntryBody::Delivered { text } => vec![with("reply", json!({ "text": text }))],
+        EntryBody::Summary { .. } => vec![],
+    }
+}

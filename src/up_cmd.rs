@@ -1,0 +1,255 @@
+//! `clawgate up`: the whole gateway on one machine. The webhook Router and WebChat on
+//! 127.0.0.1:18789, a worker in this process, the SQLite queue and store under the state
+//! directory (or SQS/DynamoDB at `AWS_ENDPOINT_URL` with `--aws`), and Docker sandboxes.
+//!
+//! Decisions:
+//! - Every start-up problem the user can fix (a broken config, a port in use, an unwritable
+//!   state directory, a public bind without a token) is one line naming it and the fix, and
+//!   exit 1. Missing optional parts (no model key, no Docker, no channel) do not stop it: they
+//!   are listed with their fix, because WebChat and `/status` still work without them.
+//! - `--aws` creates the table `clawgate-state` and the queue `clawgate-jobs.fifo` when the
+//!   config names none (both idempotent), so LocalStack or moto work with no other setup.
+//! - Ctrl-C (or SIGTERM) stops taking requests, lets the worker drain its jobs for up to
+//!   `--drain-seconds`, then exits 0. Everything that must survive is in the store.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use infra::config::{Config, QueueBackend, SandboxMode, StateBackend};
+use sandbox_worker::sandbox::SandboxRuntime;
+use sandbox_worker::worker::{Worker, WorkerSettings};
+
+/// Names `--aws` uses when the config gives none.
+const AWS_TABLE: &str = "clawgate-state";
+const AWS_QUEUE: &str = "clawgate-jobs";
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct UpArgs {
+    /// Port to listen on (default: gateway.port, 18789; 0 picks a free one).
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Address to bind (default: gateway.bind, 127.0.0.1). Anything but loopback needs
+    /// gateway.token.
+    #[arg(long)]
+    pub bind: Option<String>,
+    /// Where state lives (default ~/.clawgate).
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Use SQS and DynamoDB at AWS_ENDPOINT_URL (LocalStack, moto) instead of SQLite.
+    #[arg(long)]
+    pub aws: bool,
+    /// Jobs the in-process worker runs at once.
+    #[arg(long, default_value_t = 2)]
+    pub concurrency: usize,
+    /// Seconds running jobs get to finish on Ctrl-C.
+    #[arg(long, default_value_t = 10.0)]
+    pub drain_seconds: f64,
+}
+
+/// A start-up problem: printed as one line, exit 1.
+#[derive(Debug)]
+pub struct Refusal(pub String);
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Refusal {}
+
+fn refuse(message: String) -> anyhow::Error {
+    Refusal(message).into()
+}
+
+/// The state directory exists and takes a file, or a one-line refusal.
+fn check_state_dir(dir: &Path) -> anyhow::Result<()> {
+    let probe = dir.join(".clawgate-write-test");
+    std::fs::create_dir_all(dir)
+        .and_then(|_| std::fs::write(&probe, b"ok"))
+        .and_then(|_| std::fs::remove_file(&probe))
+        .map_err(|e| {
+            refuse(format!(
+                "state directory {} is not writable ({e}): pass --state-dir DIR, or fix its permissions",
+                dir.display()
+            ))
+        })
+}
+
+/// Points the config at SQS and DynamoDB on the emulator, creating what it names none of.
+async fn use_aws(config: &mut Config) -> anyhow::Result<()> {
+    if std::env::var("AWS_ENDPOINT_URL").is_err() {
+        return Err(refuse(
+            "--aws needs AWS_ENDPOINT_URL (e.g. http://127.0.0.1:4566 for LocalStack); to use real AWS, deploy with terraform/ instead".into(),
+        ));
+    }
+    let sdk = infra::aws::load_sdk_config().await;
+    let visibility = Duration::from_secs(u64::from(config.queue.visibility_timeout_seconds));
+    if config.queue.url.is_none() {
+        let queue = infra::queue::sqs::SqsQueue::create_fifo(
+            &sdk,
+            AWS_QUEUE,
+            config.queue.max_receive_count,
+            visibility,
+        )
+        .await
+        .map_err(|e| {
+            refuse(format!(
+                "cannot create the SQS queue at AWS_ENDPOINT_URL: {e}"
+            ))
+        })?;
+        config.queue.url = Some(queue.url().to_string());
+    }
+    if config.state.table.is_none() {
+        infra::store::dynamo::DynamoStore::create_table(&sdk, AWS_TABLE)
+            .await
+            .map_err(|e| {
+                refuse(format!(
+                    "cannot create the DynamoDB table at AWS_ENDPOINT_URL: {e}"
+                ))
+            })?;
+        config.state.table = Some(AWS_TABLE.into());
+    }
+    config.queue.backend = QueueBackend::Sqs;
+    config.state.backend = StateBackend::Dynamodb;
+    Ok(())
+}
+
+/// What is configured and what is missing, each missing part with its fix.
+async fn report(config: &Config, sandbox: &SandboxRuntime, addr: SocketAddr) {
+    let agent = config.default_agent();
+    let model = config
+        .agents
+        .list
+        .iter()
+        .find(|a| a.id == agent)
+        .and_then(|a| a.model.clone())
+        .unwrap_or_else(|| config.agents.defaults.model.clone());
+    let providers = &config.models.providers;
+    let model_ok = if model.starts_with("anthropic/") {
+        providers.anthropic.api_key.is_some()
+    } else {
+        providers.openai.api_key.is_some() || providers.openai.base_url.is_some()
+    };
+    let url = format!("http://{addr}");
+    eprintln!("clawgate is up: WebChat at {url}/");
+    let line = |ok: bool, what: String| eprintln!("  {} {what}", if ok { "✓" } else { "✗" });
+    line(
+        model_ok,
+        if model_ok {
+            format!("model {model}")
+        } else {
+            format!("model {model}: no key. Set ANTHROPIC_API_KEY (or agents.defaults.model \"openai/<model>\" with OPENAI_API_KEY or OPENAI_BASE_URL for a local server)")
+        },
+    );
+    let mode = config.agents.defaults.sandbox.mode;
+    if mode == SandboxMode::Off {
+        line(true, "sandbox off: tools run on this host".into());
+    } else {
+        match sandbox.docker(mode).await {
+            Ok(_) => line(true, format!("Docker sandboxes (image {})", config.agents.defaults.sandbox.docker.image)),
+            Err(e) => line(false, format!("Docker: {e}. Start it (sudo systemctl start docker) or set agents.defaults.sandbox.mode: \"off\"")),
+        }
+    }
+    match &config.channels.telegram {
+        Some(tg) if tg.enabled && tg.bot_token.is_some() => line(
+            tg.webhook_secret.is_some(),
+            if tg.webhook_secret.is_some() {
+                format!("Telegram: POST {url}/telegram (register: clawgate telegram set-webhook --url https://<public host>/telegram)")
+            } else {
+                "Telegram: no webhookSecret, so every update is refused. Run clawgate telegram set-webhook --url https://<public host>/telegram".into()
+            },
+        ),
+        _ => line(
+            false,
+            "Telegram: not configured (set TELEGRAM_BOT_TOKEN)".into(),
+        ),
+    }
+    match &config.channels.slack {
+        Some(s) if s.enabled && s.bot_token.is_some() && s.signing_secret.is_some() => line(
+            true,
+            format!("Slack: POST {url}/slack/events"),
+        ),
+        _ => line(false, "Slack: not configured (set SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET; clawgate slack manifest --url … prints the app manifest)".into()),
+    }
+    line(
+        config.gateway.token.is_some(),
+        if config.gateway.token.is_some() {
+            "gateway token set: WebChat and /hooks/agent need it".into()
+        } else {
+            "no gateway token: WebChat is open to anyone who can reach this address, /hooks/agent is off (set gateway.token or CLAWGATE_GATEWAY_TOKEN)".into()
+        },
+    );
+    eprintln!("Ctrl-C to stop.");
+}
+
+pub async fn run(mut config: Config, args: UpArgs) -> anyhow::Result<ExitCode> {
+    let bind = args.bind.unwrap_or_else(|| config.gateway.bind.clone());
+    let ip: IpAddr = bind.parse().map_err(|_| {
+        refuse(format!(
+            "--bind {bind:?} is not an IP address: use 127.0.0.1, or 0.0.0.0 with a gateway token"
+        ))
+    })?;
+    if !ip.is_loopback() && config.gateway.token.is_none() {
+        return Err(refuse(format!(
+            "binding {ip} (not loopback) needs a gateway token: set gateway.token or CLAWGATE_GATEWAY_TOKEN, or bind 127.0.0.1"
+        )));
+    }
+    let state_dir = args.state_dir.unwrap_or_else(infra::config::default_dir);
+    check_state_dir(&state_dir)?;
+    if args.aws {
+        use_aws(&mut config).await?;
+    }
+    let port = args.port.unwrap_or(config.gateway.port);
+    let addr = SocketAddr::new(ip, port);
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        refuse(format!(
+            "cannot listen on {addr} ({e}): another process has the port; pass --port N or stop it"
+        ))
+    })?;
+    let backends = infra::setup::open_backends(&config, &state_dir)
+        .await
+        .map_err(|e| refuse(format!("cannot open the queue and store: {e}")))?;
+    let mut settings = WorkerSettings::new(backends.visibility);
+    settings.concurrency = args.concurrency.max(1);
+    settings.drain_deadline = Duration::from_secs_f64(args.drain_seconds.max(0.0));
+    let worker = Arc::new(Worker::new(
+        config.clone(),
+        backends.clone(),
+        &state_dir,
+        settings,
+    )?);
+    let app = functions::router(functions::Ingress::from_config(
+        &config,
+        backends.queue.clone(),
+    ))
+    .merge(functions::webchat::routes(functions::webchat::WebChat {
+        queue: backends.queue.clone(),
+        store: backends.store.clone(),
+        token: config.gateway.token.clone(),
+        agent: config.default_agent().to_string(),
+    }));
+    let local = listener.local_addr()?;
+    report(&config, worker.sandbox(), local).await;
+    eprintln!(
+        "  state: {} · queue: {}",
+        state_dir.display(),
+        backends.queue.describe()
+    );
+
+    let stop = sandbox_worker::worker::shutdown_on_signals();
+    let worker_task = tokio::spawn(worker.clone().run(stop.clone()));
+    let mut http_stop = stop.clone();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            let _ = http_stop.wait_for(|stopped| *stopped).await;
+        })
+        .await?;
+    eprintln!("stopping: letting running jobs finish…");
+    worker_task.await?;
+    eprintln!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
