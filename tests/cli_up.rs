@@ -1,0 +1,108 @@
+//! `clawgate up` refusing to start: each problem is one line naming it and the fix, exit 1.
+
+use std::path::Path;
+use std::process::Command;
+
+fn up(config_text: &str, args: &[&str], dir: &Path) -> (Option<i32>, String) {
+    let config = dir.join("clawgate.json5");
+    std::fs::write(&config, config_text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_clawgate"))
+        .arg("--config")
+        .arg(&config)
+        .arg("up")
+        .args(args)
+        .env_remove("CLAWGATE_GATEWAY_TOKEN")
+        .env_remove("AWS_ENDPOINT_URL")
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn one_line(stderr: &str) -> &str {
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "expected one line, got:\n{stderr}");
+    lines[0]
+}
+
+#[test]
+fn a_broken_config_is_one_line_with_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+
+    let (code, stderr) = up(
+        r#"{ agents: { defaults: { sandbox: { mdoe: "all" } } } }"#,
+        &["--port", "0", "--state-dir", state.to_str().unwrap()],
+        dir.path(),
+    );
+
+    assert_eq!(code, Some(1));
+    let line = one_line(&stderr);
+    assert!(line.contains("agents.defaults.sandbox.mdoe"), "{line}");
+    assert!(line.contains("clawgate config validate"), "{line}");
+}
+
+#[test]
+fn a_port_in_use_is_one_line_with_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let state = dir.path().join("state");
+
+    let (code, stderr) = up(
+        "{}",
+        &["--port", &port, "--state-dir", state.to_str().unwrap()],
+        dir.path(),
+    );
+
+    assert_eq!(code, Some(1));
+    let line = one_line(&stderr);
+    assert!(line.contains(&port) && line.contains("--port"), "{line}");
+}
+
+#[test]
+fn an_unwritable_state_dir_is_one_line_with_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    // A path under a regular file cannot be a directory, even for root.
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "x").unwrap();
+    let state = file.join("state");
+
+    let (code, stderr) = up(
+        "{}",
+        &["--port", "0", "--state-dir", state.to_str().unwrap()],
+        dir.path(),
+    );
+
+    assert_eq!(code, Some(1));
+    let line = one_line(&stderr);
+    assert!(
+        line.contains("not writable") && line.contains("--state-dir"),
+        "{line}"
+    );
+}
+
+#[test]
+fn a_public_bind_without_a_gateway_token_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+
+    let (code, stderr) = up(
+        "{}",
+        &[
+            "--bind",
+            "0.0.0.0",
+            "--port",
+            "0",
+            "--state-dir",
+            state.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+
+    assert_eq!(code, Some(1));
+    let line = one_line(&stderr);
+    assert!(line.contains("gateway token"), "{line}");
+}

@@ -1,0 +1,359 @@
+//! The whole stack end to end (`tests/stack`): real `clawgate up`, queue and store on the
+//! emulator (or SQLite), Docker sandboxes, and fake Telegram, Slack and model servers.
+
+#[path = "../sandbox-worker/tests/common/mod.rs"]
+mod common;
+#[path = "../sandbox-worker/tests/fakes/mod.rs"]
+mod fakes;
+mod stack;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fakes::{last_tool_result, Reply, Script};
+use serde_json::{json, Value};
+use stack::{spawn_stack, telegram_dm, workspace_file, Backend, Stack, StackOptions};
+
+/// Every user message: write `notes/todo.txt` with a tool, list `notes` with another, answer
+/// with the listing.
+fn write_then_list() -> Script {
+    Arc::new(|_, body: &Value| match last_tool_result(body) {
+        None => Reply::tool_use(
+            &format!("toolu_{}", ulid::Ulid::new()),
+            "write",
+            json!({"path": "notes/todo.txt", "content": "buy milk\n"}),
+        ),
+        Some(result) if result.starts_with("wrote") => Reply::tool_use(
+            &format!("toolu_{}", ulid::Ulid::new()),
+            "exec",
+            json!({"command": "ls notes"}),
+        ),
+        Some(result) => {
+            let report: Value = serde_json::from_str(&result).unwrap_or(json!({"stdout": result}));
+            Reply::text(&format!(
+                "Files: {}",
+                report["stdout"].as_str().unwrap_or("").trim()
+            ))
+        }
+    })
+}
+
+fn docker_or_skip() -> bool {
+    if common::docker_available() {
+        return true;
+    }
+    eprintln!("skipped: no Docker daemon (scripts/test starts one)");
+    false
+}
+
+async fn telegram_dm_scenario(backend: Backend) {
+    let stack = spawn_stack(
+        write_then_list(),
+        StackOptions {
+            backend,
+            ..Default::default()
+        },
+    )
+    .await;
+
+    let status = stack
+        .post_telegram(&telegram_dm(5001, "make a todo file and list it"))
+        .await;
+    let answered = stack
+        .wait_for(Duration::from_secs(90), |f| !f.sent_messages().is_empty())
+        .await;
+
+    assert_eq!(status, 200);
+    assert!(
+        answered,
+        "no reply; clawgate up said:\n{}",
+        stack.log_text()
+    );
+    let sent = stack.fakes.sent_messages();
+    assert_eq!(sent.len(), 1);
+    assert!(sent[0]
+        .path
+        .starts_with(&format!("/bot{}/sendMessage", stack::TG_TOKEN)));
+    assert_eq!(sent[0].body["chat_id"], 12345);
+    assert_eq!(sent[0].body["text"], "Files: todo.txt");
+    assert_eq!(
+        workspace_file(&stack, "notes/todo.txt").as_deref(),
+        Some("buy milk\n"),
+        "the file is in the workspace on the host"
+    );
+    assert_eq!(stack.fakes.model_calls().len(), 3);
+    let expected_queue = match backend {
+        Backend::Emulator => "queue: sqs ",
+        Backend::Sqlite => "queue: sqlite ",
+    };
+    assert!(
+        stack.log_text().contains(expected_queue),
+        "{}",
+        stack.log_text()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_telegram_dm_writes_and_lists_a_file_in_docker_and_the_reply_reaches_telegram() {
+    if !docker_or_skip() {
+        return;
+    }
+    telegram_dm_scenario(Backend::from_env()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_telegram_scenario_runs_in_one_machine_mode_on_sqlite() {
+    if !docker_or_skip() {
+        return;
+    }
+    telegram_dm_scenario(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slack_mention_in_a_thread_is_answered_in_that_thread() {
+    if !docker_or_skip() {
+        return;
+    }
+    let stack = spawn_stack(write_then_list(), StackOptions::default()).await;
+    let event = json!({"token": "x", "team_id": "T1", "api_app_id": "A1", "type": "event_callback",
+        "event_id": "Ev0E2E0001", "event_time": 1700000200,
+        "event": {"type": "app_mention", "user": "U2147483697", "text": "<@U0LAN0Z89> todo please",
+                  "ts": "1700000200.000400", "thread_ts": "1700000000.000100", "channel": "C024BE91L",
+                  "event_ts": "1700000200.000400"}});
+
+    let status = stack.post_slack(&event).await;
+    let answered = stack
+        .wait_for(Duration::from_secs(90), |f| !f.slack_posts().is_empty())
+        .await;
+
+    assert_eq!(status, 200);
+    assert!(
+        answered,
+        "no reply; clawgate up said:\n{}",
+        stack.log_text()
+    );
+    let post = &stack.fakes.slack_posts()[0];
+    assert_eq!(post.auth.as_deref(), Some("Bearer xoxb-e2e"));
+    assert_eq!(post.body["channel"], "C024BE91L");
+    assert_eq!(post.body["thread_ts"], "1700000000.000100");
+    assert_eq!(post.body["text"], "Files: todo.txt");
+}
+
+/// Polls the page's API until the job's reply is there; returns every entry seen.
+async fn webchat_reply(stack: &Stack, conversation: &str, job: &str) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while Instant::now() < deadline {
+        let page: Value = stack
+            .http
+            .get(format!(
+                "{}/webchat/history?conversation={conversation}&after=0",
+                stack.base_url
+            ))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let entries = page["entries"].as_array().unwrap().clone();
+        if entries
+            .iter()
+            .any(|e| e["kind"] == "reply" && e["jobId"] == job)
+        {
+            return entries;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("no WebChat reply; clawgate up said:\n{}", stack.log_text());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webchat_message_is_answered_on_the_page_api_with_its_tool_calls() {
+    if !docker_or_skip() {
+        return;
+    }
+    let stack = spawn_stack(write_then_list(), StackOptions::default()).await;
+
+    let page = stack.http.get(&stack.base_url).send().await.unwrap();
+    let page_status = page.status();
+    let page_html = page.text().await.unwrap();
+    let sent: Value = stack
+        .http
+        .post(format!("{}/webchat/send", stack.base_url))
+        .json(&json!({"conversation": "e2e-web", "text": "todo file please"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let job = sent["jobId"].as_str().unwrap().to_string();
+    let entries = webchat_reply(&stack, "e2e-web", &job).await;
+
+    assert_eq!(page_status, 200);
+    assert!(page_html.contains("/webchat/send"));
+    let kinds: Vec<&str> = entries
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "user",
+            "tool_call",
+            "tool_result",
+            "tool_call",
+            "tool_result",
+            "reply"
+        ]
+    );
+    assert_eq!(entries[1]["name"], "write");
+    assert_eq!(entries[3]["input"]["command"], "ls notes");
+    assert_eq!(entries[5]["text"], "Files: todo.txt");
+    assert!(
+        stack.fakes.sent_messages().is_empty(),
+        "WebChat posts to no channel"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webchat_with_a_wrong_or_missing_token_gets_401_and_nothing_is_queued() {
+    let stack = spawn_stack(
+        Arc::new(|_, _: &Value| Reply::text("should never be asked")),
+        StackOptions {
+            docker: false,
+            gateway_token: Some("right-token".into()),
+            ..Default::default()
+        },
+    )
+    .await;
+    let send = |token: Option<&'static str>| {
+        let mut request = stack
+            .http
+            .post(format!("{}/webchat/send", stack.base_url))
+            .json(&json!({"conversation": "e2e-auth", "text": "hello"}));
+        if let Some(t) = token {
+            request = request.bearer_auth(t);
+        }
+        request.send()
+    };
+
+    let missing = send(None).await.unwrap().status();
+    let wrong = send(Some("wrong-token")).await.unwrap().status();
+    let history = stack
+        .http
+        .get(format!(
+            "{}/webchat/history?conversation=e2e-auth",
+            stack.base_url
+        ))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let with_token: Value = stack
+        .http
+        .get(format!(
+            "{}/webchat/history?conversation=e2e-auth",
+            stack.base_url
+        ))
+        .bearer_auth("right-token")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+
+    assert_eq!(
+        (missing.as_u16(), wrong.as_u16(), history.as_u16()),
+        (401, 401, 401)
+    );
+    assert!(
+        stack.fakes.model_calls().is_empty(),
+        "nothing reached the worker"
+    );
+    assert_eq!(with_token["entries"], json!([]), "nothing was queued");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_of_clawgate_up_between_two_messages_keeps_the_session_history() {
+    let mut stack = spawn_stack(
+        Arc::new(|n, _: &Value| Reply::text(&format!("answer {n}"))),
+        StackOptions {
+            backend: Backend::Sqlite,
+            docker: false,
+            gateway_token: None,
+        },
+    )
+    .await;
+
+    stack
+        .post_telegram(&telegram_dm(6001, "my favourite colour is blue"))
+        .await;
+    assert!(
+        stack
+            .wait_for(Duration::from_secs(30), |f| f.sent_messages().len() == 1)
+            .await
+    );
+    let exit = stack.stop();
+    stack.start();
+    stack
+        .post_telegram(&telegram_dm(6002, "what is my favourite colour?"))
+        .await;
+    let answered = stack
+        .wait_for(Duration::from_secs(30), |f| f.sent_messages().len() == 2)
+        .await;
+
+    assert_eq!(exit, Some(0), "Ctrl-C exits cleanly:\n{}", stack.log_text());
+    assert!(answered, "{}", stack.log_text());
+    let calls = stack.fakes.model_calls();
+    let second: Vec<String> = calls[1].body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["content"].to_string())
+        .collect();
+    assert_eq!(second.len(), 3, "user, assistant, user: {second:?}");
+    assert!(second[0].contains("favourite colour is blue"));
+    assert!(second[1].contains("answer 1"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clawgate_chat_sends_through_the_running_stack_and_prints_the_reply() {
+    let stack = spawn_stack(
+        Arc::new(|_, _: &Value| Reply::text("hello from the model")),
+        StackOptions {
+            docker: false,
+            gateway_token: Some("chat-token".into()),
+            ..Default::default()
+        },
+    )
+    .await;
+
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_clawgate"))
+        .arg("--config")
+        .arg(&stack.config_path)
+        .args(["chat", "hi there", "--timeout", "60", "--url"])
+        .arg(&stack.base_url)
+        .env_remove("CLAWGATE_GATEWAY_TOKEN")
+        .output()
+        .await
+        .unwrap();
+
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "hello from the model\n"
+    );
+    let calls = stack.fakes.model_calls();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(
+        calls[0].body["messages"][0]["content"][0]["text"],
+        "hi there"
+    );
+}

@@ -1,0 +1,311 @@
+//! `spawn_stack()`: the whole system as a user runs it. The real `clawgate up` binary on a free
+//! loopback port (Router, WebChat and an in-process worker), its queue and store on the
+//! emulator (SQS + DynamoDB when `AWS_ENDPOINT_URL` is set, each stack with its own queue and
+//! table) or on SQLite, Docker sandboxes from the FROM-scratch test image, and fake Telegram,
+//! Slack and Anthropic servers that speak the real wire formats.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::common;
+use crate::fakes::{Fakes, Script};
+
+pub const TG_SECRET: &str = "e2e_secret-1";
+pub const TG_TOKEN: &str = "4242:E2ETOKEN";
+pub const SLACK_SECRET: &str = "e2e-slack-signing-secret";
+
+/// Where a stack keeps its queue and state.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Backend {
+    /// SQS and DynamoDB on the emulator (`clawgate up --aws`).
+    Emulator,
+    /// SQLite files under the state directory (plain `clawgate up`).
+    Sqlite,
+}
+
+impl Backend {
+    /// The emulator when `AWS_ENDPOINT_URL` is set; else SQLite, unless the suite demands AWS.
+    pub fn from_env() -> Backend {
+        if std::env::var("AWS_ENDPOINT_URL").is_ok() {
+            Backend::Emulator
+        } else if std::env::var("CLAWGATE_REQUIRE_AWS").is_ok_and(|v| v == "1") {
+            panic!("CLAWGATE_REQUIRE_AWS=1 but AWS_ENDPOINT_URL is not set");
+        } else {
+            Backend::Sqlite
+        }
+    }
+}
+
+pub struct StackOptions {
+    pub backend: Backend,
+    pub docker: bool,
+    pub gateway_token: Option<String>,
+}
+
+impl Default for StackOptions {
+    fn default() -> Self {
+        StackOptions {
+            backend: Backend::from_env(),
+            docker: true,
+            gateway_token: None,
+        }
+    }
+}
+
+/// Kills the process however the test ends.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub struct Stack {
+    pub base_url: String,
+    pub fakes: Fakes,
+    pub config_path: PathBuf,
+    pub state_dir: PathBuf,
+    pub workspace: PathBuf,
+    pub backend: Backend,
+    pub http: reqwest::Client,
+    /// Everything `clawgate up` printed to stderr.
+    pub log: Arc<Mutex<Vec<String>>>,
+    process: Option<KillOnDrop>,
+    sandbox: Option<common::Sandbox>,
+    aws: Option<(
+        infra::queue::sqs::SqsQueue,
+        infra::store::dynamo::DynamoStore,
+    )>,
+    _dir: tempfile::TempDir,
+}
+
+pub async fn spawn_stack(script: Script, options: StackOptions) -> Stack {
+    let dir = tempfile::tempdir().unwrap();
+    let fakes = Fakes::start(script).await;
+    let sandbox = options.docker.then(common::Sandbox::new);
+    let workspace = match &sandbox {
+        Some(sb) => sb.workspace(),
+        None => dir.path().join("ws"),
+    };
+    let sandbox_config = match &sandbox {
+        Some(sb) => format!(
+            r#"mode: "all", scope: "session", workspaceRoot: "{root}",
+               docker: {{ image: "{image}", containerPrefix: "{prefix}", memory: "128m", pidsLimit: 64 }}"#,
+            root = sb.dir.path().join("sbx").display(),
+            image = common::TEST_IMAGE,
+            prefix = sb.prefix,
+        ),
+        None => r#"mode: "off""#.to_string(),
+    };
+    let mut aws = None;
+    let backends = match options.backend {
+        Backend::Sqlite => String::new(),
+        Backend::Emulator => {
+            let sdk = infra::aws::load_sdk_config().await;
+            let id = ulid::Ulid::new().to_string().to_lowercase();
+            let queue = infra::queue::sqs::SqsQueue::create_fifo(
+                &sdk,
+                &format!("cg-e2e-{id}"),
+                3,
+                Duration::from_secs(30),
+            )
+            .await
+            .unwrap();
+            let table = format!("cg-e2e-{id}");
+            let store = infra::store::dynamo::DynamoStore::create_table(&sdk, &table)
+                .await
+                .unwrap();
+            let text = format!(
+                r#"queue: {{ backend: "sqs", url: "{}" }}, state: {{ backend: "dynamodb", table: "{table}" }},"#,
+                queue.url()
+            );
+            aws = Some((queue, store));
+            text
+        }
+    };
+    let token = options
+        .gateway_token
+        .map(|t| format!(r#"gateway: {{ token: "{t}" }},"#))
+        .unwrap_or_default();
+    let config = format!(
+        r#"{{
+          agents: {{ defaults: {{ model: "anthropic/claude-test", workspace: "{ws}", sandbox: {{ {sandbox_config} }} }} }},
+          models: {{ providers: {{ anthropic: {{ apiKey: "sk-ant-e2e", baseUrl: "{base}" }} }} }},
+          channels: {{
+            telegram: {{ botToken: "{TG_TOKEN}", webhookSecret: "{TG_SECRET}", apiBase: "{base}", dmPolicy: "open", botUsername: "clawgate_bot" }},
+            slack: {{ botToken: "xoxb-e2e", signingSecret: "{SLACK_SECRET}", apiBase: "{base}", dmPolicy: "open" }},
+          }},
+          {backends}
+          {token}
+        }}"#,
+        ws = workspace.display(),
+        base = fakes.base_url,
+    );
+    let config_path = dir.path().join("clawgate.json5");
+    std::fs::write(&config_path, config).unwrap();
+    let state_dir = dir.path().join("state");
+    let mut stack = Stack {
+        base_url: String::new(),
+        fakes,
+        config_path,
+        state_dir,
+        workspace,
+        backend: options.backend,
+        http: reqwest::Client::new(),
+        log: Arc::default(),
+        process: None,
+        sandbox,
+        aws,
+        _dir: dir,
+    };
+    stack.start();
+    stack
+}
+
+impl Stack {
+    /// Starts `clawgate up` and waits for its banner (the listening address).
+    pub fn start(&mut self) {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_clawgate"));
+        command
+            .arg("--config")
+            .arg(&self.config_path)
+            .args(["up", "--port", "0", "--drain-seconds", "5", "--state-dir"])
+            .arg(&self.state_dir);
+        if self.backend == Backend::Emulator {
+            command.arg("--aws");
+        }
+        for var in [
+            "TELEGRAM_BOT_TOKEN",
+            "TELEGRAM_WEBHOOK_SECRET",
+            "TELEGRAM_API_BASE",
+            "SLACK_BOT_TOKEN",
+            "SLACK_SIGNING_SECRET",
+            "SLACK_API_BASE",
+            "ANTHROPIC_API_KEY",
+            "ANTHROPIC_BASE_URL",
+            "OPENAI_API_KEY",
+            "OPENAI_BASE_URL",
+            "CLAWGATE_GATEWAY_TOKEN",
+            "CLAWGATE_QUEUE_URL",
+            "CLAWGATE_STATE_TABLE",
+            "CLAWGATE_CONFIG",
+        ] {
+            command.env_remove(var);
+        }
+        let mut child = command
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = BufReader::new(child.stderr.take().unwrap());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let log = self.log.clone();
+        // Keep reading for the process's whole life: a closed pipe would break its logging.
+        std::thread::spawn(move || {
+            for line in stderr.lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("clawgate is up: WebChat at ") {
+                    let _ = tx.send(url.trim_end_matches('/').to_string());
+                }
+                log.lock().unwrap().push(line);
+            }
+        });
+        self.process = Some(KillOnDrop(child));
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(url) => self.base_url = url,
+            Err(_) => panic!(
+                "clawgate up did not come up:\n{}",
+                self.log.lock().unwrap().join("\n")
+            ),
+        }
+    }
+
+    /// Ctrl-C, as a user stops it; returns the exit code.
+    pub fn stop(&mut self) -> Option<i32> {
+        let mut process = self.process.take()?;
+        let child = &mut process.0;
+        let _ = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status();
+        for _ in 0..300 {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        None // `process` is killed as it drops
+    }
+
+    /// A Telegram update as Telegram posts it.
+    pub async fn post_telegram(&self, update: &Value) -> reqwest::StatusCode {
+        self.http
+            .post(format!("{}/telegram", self.base_url))
+            .header("x-telegram-bot-api-secret-token", TG_SECRET)
+            .json(update)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    }
+
+    /// A Slack event, signed now, as Slack posts it.
+    pub async fn post_slack(&self, event: &Value) -> reqwest::StatusCode {
+        let body = serde_json::to_vec(event).unwrap();
+        let now = chrono::Utc::now().timestamp();
+        self.http
+            .post(format!("{}/slack/events", self.base_url))
+            .header("content-type", "application/json")
+            .header("x-slack-request-timestamp", now.to_string())
+            .header(
+                "x-slack-signature",
+                infra::channels::slack_events::sign(SLACK_SECRET, now, &body),
+            )
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    }
+
+    /// Waits for `check` to hold, up to `within`.
+    pub async fn wait_for(&self, within: Duration, check: impl Fn(&Fakes) -> bool) -> bool {
+        self.fakes.wait_for(within, check).await
+    }
+
+    pub fn log_text(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        self.process.take();
+        if let Some((queue, store)) = self.aws.take() {
+            // Best effort, on a runtime of its own: Drop may run inside or outside one.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Runtime::new().unwrap();
+                rt.block_on(async {
+                    let _ = queue.delete_with_dead_letter_queue().await;
+                    let _ = store.delete_table().await;
+                });
+            })
+            .join();
+        }
+    }
+}
+
+/// A private Telegram message from user 12345, as Telegram sends it.
+pub fn telegram_dm(update_id: i64, text: &str) -> Value {
+    json!({"update_id": update_id, "message": {"message_id": update_id % 100_000, "from": {"id": 12345, "is_bot": false, "first_name": "Ada"}, "chat": {"id": 12345, "first_name": "Ada", "type": "private"}, "date": 1764064800, "text": text}})
+}
+
+pub fn workspace_file(stack: &Stack, path: &str) -> Option<String> {
+    std::fs::read_to_string(Path::new(&stack.workspace).join(path)).ok()
+}
