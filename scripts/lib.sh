@@ -96,6 +96,18 @@ ensure_docker() {
   log "dockerd $(docker version --format '{{.Server.Version}}') is up"
 }
 
+# Debian's Chromium and ChromeDriver for the WebChat browser test. Sets CLAWGATE_REQUIRE_BROWSER=1
+# when they are there, so the test cannot skip; when they cannot be installed, says why and the
+# test prints that it skipped.
+ensure_chromium() {
+  if [ ! -x /usr/bin/chromedriver ] || [ ! -x /usr/bin/chromium ]; then
+    apt_install chromium chromium-driver || log "chromium could not be installed: the browser test will skip"
+  fi
+  if [ -x /usr/bin/chromedriver ] && [ -x /usr/bin/chromium ]; then
+    export CLAWGATE_REQUIRE_BROWSER=1
+  fi
+}
+
 # Starts moto unless AWS_ENDPOINT_URL already names an emulator, and exports the variables the
 # AWS SDK and the suites read.
 start_emulator() {

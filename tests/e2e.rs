@@ -10,33 +10,11 @@ mod stack;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fakes::{last_tool_result, Reply, Script};
+use fakes::Reply;
 use serde_json::{json, Value};
-use stack::{spawn_stack, telegram_dm, workspace_file, Backend, Stack, StackOptions};
-
-/// Every user message: write `notes/todo.txt` with a tool, list `notes` with another, answer
-/// with the listing.
-fn write_then_list() -> Script {
-    Arc::new(|_, body: &Value| match last_tool_result(body) {
-        None => Reply::tool_use(
-            &format!("toolu_{}", ulid::Ulid::new()),
-            "write",
-            json!({"path": "notes/todo.txt", "content": "buy milk\n"}),
-        ),
-        Some(result) if result.starts_with("wrote") => Reply::tool_use(
-            &format!("toolu_{}", ulid::Ulid::new()),
-            "exec",
-            json!({"command": "ls notes"}),
-        ),
-        Some(result) => {
-            let report: Value = serde_json::from_str(&result).unwrap_or(json!({"stdout": result}));
-            Reply::text(&format!(
-                "Files: {}",
-                report["stdout"].as_str().unwrap_or("").trim()
-            ))
-        }
-    })
-}
+use stack::{
+    spawn_stack, telegram_dm, workspace_file, write_then_list, Backend, Stack, StackOptions,
+};
 
 fn docker_or_skip() -> bool {
     if common::docker_available() {

@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::common;
-use crate::fakes::{Fakes, Script};
+use crate::fakes::{last_tool_result, Fakes, Reply, Script};
 
 pub const TG_SECRET: &str = "e2e_secret-1";
 pub const TG_TOKEN: &str = "4242:E2ETOKEN";
@@ -308,4 +308,28 @@ pub fn telegram_dm(update_id: i64, text: &str) -> Value {
 
 pub fn workspace_file(stack: &Stack, path: &str) -> Option<String> {
     std::fs::read_to_string(Path::new(&stack.workspace).join(path)).ok()
+}
+
+/// Every user message: write `notes/todo.txt` with a tool, list `notes` with another, answer
+/// with the listing.
+pub fn write_then_list() -> Script {
+    Arc::new(|_, body: &Value| match last_tool_result(body) {
+        None => Reply::tool_use(
+            &format!("toolu_{}", ulid::Ulid::new()),
+            "write",
+            json!({"path": "notes/todo.txt", "content": "buy milk\n"}),
+        ),
+        Some(result) if result.starts_with("wrote") => Reply::tool_use(
+            &format!("toolu_{}", ulid::Ulid::new()),
+            "exec",
+            json!({"command": "ls notes"}),
+        ),
+        Some(result) => {
+            let report: Value = serde_json::from_str(&result).unwrap_or(json!({"stdout": result}));
+            Reply::text(&format!(
+                "Files: {}",
+                report["stdout"].as_str().unwrap_or("").trim()
+            ))
+        }
+    })
 }
