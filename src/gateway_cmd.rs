@@ -1,5 +1,6 @@
 //! `clawgate gateway`: serves the webhook Router alone (no worker), enqueueing to the queue the
-//! config names, for users who run the ingress on one host and workers elsewhere.
+//! config names, for users who run the ingress on one host and workers elsewhere. It serves
+//! WebChat too (it has the store); replies come once a worker takes the jobs.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -32,10 +33,8 @@ pub async fn run(config: Config, args: GatewayArgs) -> anyhow::Result<ExitCode> 
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
         format!("cannot listen on {addr}: is another process using the port? (try --port)")
     })?;
-    let app = functions::router(functions::Ingress::from_config(
-        &config,
-        backends.queue.clone(),
-    ));
+    let app =
+        functions::router_with_webchat(&config, backends.queue.clone(), backends.store.clone());
     eprintln!(
         "clawgate gateway listening on http://{}",
         listener.local_addr()?

@@ -222,16 +222,8 @@ pub async fn run(mut config: Config, args: UpArgs) -> anyhow::Result<ExitCode> {
         &state_dir,
         settings,
     )?);
-    let app = functions::router(functions::Ingress::from_config(
-        &config,
-        backends.queue.clone(),
-    ))
-    .merge(functions::webchat::routes(functions::webchat::WebChat {
-        queue: backends.queue.clone(),
-        store: backends.store.clone(),
-        token: config.gateway.token.clone(),
-        agent: config.default_agent().to_string(),
-    }));
+    let app =
+        functions::router_with_webchat(&config, backends.queue.clone(), backends.store.clone());
     let local = listener.local_addr()?;
     report(&config, worker.sandbox(), local).await;
     eprintln!(

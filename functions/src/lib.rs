@@ -10,8 +10,8 @@
 //!
 //! The Lambda binaries (`src/bin/`) serve this Router through [`lambda`].
 //!
-//! NOT BUILT YET (issue 5): `scripts/build-lambdas` (zips), `clawgate telegram set-webhook`,
-//! `clawgate slack manifest`, and the ingress benchmarks.
+//! `scripts/build-lambdas` packages them as zips; `benches/ingress.rs` measures them. WebChat
+//! ([`webchat`]) needs the state store, so only `clawgate up` and `clawgate gateway` serve it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -107,6 +107,21 @@ impl Ingress {
             default_agent: agent,
         }
     }
+}
+
+/// The webhook Router plus WebChat, for a process that holds the state store
+/// (`clawgate up`, `clawgate gateway`).
+pub fn router_with_webchat(
+    config: &Config,
+    queue: Arc<dyn JobQueue>,
+    store: Arc<dyn infra::store::StateStore>,
+) -> Router {
+    router(Ingress::from_config(config, queue.clone())).merge(webchat::routes(webchat::WebChat {
+        queue,
+        store,
+        token: config.gateway.token.clone(),
+        agent: config.default_agent().to_string(),
+    }))
 }
 
 /// The Router every deployment serves.
