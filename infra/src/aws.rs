@@ -24,6 +24,33 @@ pub async fn load_sdk_config() -> SdkConfig {
         .await
 }
 
+/// The secrets a deployment keeps in one Secrets Manager secret: its `SecretString` is a JSON
+/// object of environment-variable names to values (`TELEGRAM_WEBHOOK_SECRET`,
+/// `SLACK_SIGNING_SECRET`, `CLAWGATE_GATEWAY_TOKEN`, …), applied like the environment
+/// ([`crate::config::Config::apply_env`]). One `GetSecretValue` at start-up; the error names the
+/// secret's ARN and the cause, never a value.
+pub async fn secret_env(
+    config: &SdkConfig,
+    arn: &str,
+) -> Result<std::collections::HashMap<String, String>, String> {
+    let out = aws_sdk_secretsmanager::Client::new(config)
+        .get_secret_value()
+        .secret_id(arn)
+        .send()
+        .await
+        .map_err(|e| format!("reading secret {arn}: {}", DisplayErrorContext(&e)))?;
+    let text = out
+        .secret_string()
+        .ok_or_else(|| format!("secret {arn} has no SecretString"))?;
+    let values: std::collections::HashMap<String, serde_json::Value> =
+        serde_json::from_str(text)
+            .map_err(|_| format!("secret {arn} is not a JSON object of names to strings"))?;
+    Ok(values
+        .into_iter()
+        .filter_map(|(k, v)| v.as_str().map(|s| (k, s.to_string())))
+        .collect())
+}
+
 /// The endpoint a service's calls go to: the override when one is set, else AWS's regional one.
 pub fn endpoint_label(config: &SdkConfig, service: &str) -> String {
     match config.endpoint_url() {
