@@ -1,0 +1,42 @@
+output "telegram_webhook_url" {
+  description = "Telegram webhook URL."
+  value       = module.webhook_functions.telegram_webhook_url
+}
+
+output "slack_events_url" {
+  description = "Slack Events API request URL."
+  value       = module.webhook_functions.slack_events_url
+}
+
+output "hooks_url" {
+  description = "POST /hooks/agent."
+  value       = module.webhook_functions.hooks_url
+}
+
+output "secret_arn" {
+  description = "Put the secrets here (a JSON object of environment-variable names)."
+  value       = aws_secretsmanager_secret.clawgate.arn
+}
+
+output "register_commands" {
+  description = "Run these once the secret holds the bot tokens (with the same values in your local environment)."
+  value       = <<-EOT
+    clawgate telegram set-webhook --url ${module.webhook_functions.telegram_webhook_url}
+    clawgate slack manifest --url ${module.webhook_functions.slack_events_url} > slack-manifest.json
+  EOT
+}
+
+output "queue_url" {
+  description = "The job queue (CLAWGATE_QUEUE_URL)."
+  value       = module.job_queue.url
+}
+
+output "state_table" {
+  description = "The state table (CLAWGATE_STATE_TABLE)."
+  value       = module.state_table.name
+}
+
+output "worker_autoscaling_group" {
+  description = "The worker fleet's Auto Scaling group."
+  value       = module.worker_fleet.autoscaling_group_name
+}

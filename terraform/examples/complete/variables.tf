@@ -1,0 +1,57 @@
+variable "region" {
+  description = "AWS region to deploy to."
+  type        = string
+  default     = "us-east-1"
+}
+
+variable "name_prefix" {
+  description = "Prefix of every resource name."
+  type        = string
+  default     = "clawgate"
+}
+
+variable "vpc_id" {
+  description = "VPC for the worker fleet."
+  type        = string
+}
+
+variable "subnet_ids" {
+  description = "Private subnets with a NAT route, one per AZ, for the workers and EFS."
+  type        = list(string)
+}
+
+variable "architecture" {
+  description = "arm64 (Graviton instances, arm64 Lambdas) or x86_64; the zips and the worker tarball must match."
+  type        = string
+  default     = "arm64"
+}
+
+variable "lambda_zip_dir" {
+  description = "Where scripts/build-lambdas put the zips for the architecture."
+  type        = string
+  default     = null
+}
+
+variable "worker_tarball_path" {
+  description = "The tarball from scripts/package-worker for the architecture."
+  type        = string
+  default     = null
+}
+
+variable "config_json" {
+  description = "clawgate config for the workers (JSON; agents, tools, channel policies). Secrets go in the secret, never here."
+  type        = string
+  default     = "{\"agents\": {\"defaults\": {\"model\": \"anthropic/claude-sonnet-4-5\"}}}"
+}
+
+variable "worker_min_size" {
+  description = "Fewest worker instances."
+  type        = number
+  default     = 1
+}
+
+variable "worker_max_size" {
+  description = "Most worker instances."
+  type        = number
+  default     = 4
+}

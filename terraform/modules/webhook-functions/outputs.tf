@@ -1,0 +1,29 @@
+output "api_endpoint" {
+  description = "Base URL of the HTTP API."
+  value       = aws_apigatewayv2_api.webhooks.api_endpoint
+}
+
+output "telegram_webhook_url" {
+  description = "URL to register with `clawgate telegram set-webhook --url` (add /<account> for more bots)."
+  value       = "${aws_apigatewayv2_api.webhooks.api_endpoint}/telegram"
+}
+
+output "slack_events_url" {
+  description = "Events API request URL for `clawgate slack manifest --url`."
+  value       = "${aws_apigatewayv2_api.webhooks.api_endpoint}/slack/events"
+}
+
+output "hooks_url" {
+  description = "URL of POST /hooks/agent."
+  value       = "${aws_apigatewayv2_api.webhooks.api_endpoint}/hooks/agent"
+}
+
+output "function_names" {
+  description = "Function names by binary."
+  value       = { for k, f in aws_lambda_function.function : k => f.function_name }
+}
+
+output "role_arns" {
+  description = "Execution role ARNs by function."
+  value       = { for k, r in aws_iam_role.function : k => r.arn }
+}
