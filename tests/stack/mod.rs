@@ -107,29 +107,41 @@ pub async fn spawn_stack(script: Script, options: StackOptions) -> Stack {
     };
     let mut aws = None;
     let backends = match options.backend {
-        Backend::Sqlite => String::new(),
-        Backend::Emulator => {
-            let sdk = infra::aws::load_sdk_config().await;
-            let id = ulid::Ulid::new().to_string().to_lowercase();
-            let queue = infra::queue::sqs::SqsQueue::create_fifo(
-                &sdk,
-                &format!("cg-e2e-{id}"),
-                3,
-                Duration::from_secs(30),
-            )
-            .await
-            .unwrap();
-            let table = format!("cg-e2e-{id}");
-            let store = infra::store::dynamo::DynamoStore::create_table(&sdk, &table)
+        // Visibility 5 s: on a queue shared across stacks (the Terraform-made one), a killed
+        // stack's pending long poll can still take the next stack's message; it is back in 5 s.
+        Backend::Sqlite => "queue: { visibilityTimeoutSeconds: 5 },".to_string(),
+        Backend::Emulator => match (
+            std::env::var("CLAWGATE_E2E_QUEUE_URL"),
+            std::env::var("CLAWGATE_E2E_STATE_TABLE"),
+        ) {
+            // The queue and table Terraform made (scripts/terraform-check): used, never deleted.
+            // Tests then share one queue, so that run uses --test-threads=1.
+            (Ok(url), Ok(table)) => format!(
+                r#"queue: {{ backend: "sqs", url: "{url}", visibilityTimeoutSeconds: 5 }}, state: {{ backend: "dynamodb", table: "{table}" }},"#
+            ),
+            _ => {
+                let sdk = infra::aws::load_sdk_config().await;
+                let id = ulid::Ulid::new().to_string().to_lowercase();
+                let queue = infra::queue::sqs::SqsQueue::create_fifo(
+                    &sdk,
+                    &format!("cg-e2e-{id}"),
+                    3,
+                    Duration::from_secs(30),
+                )
                 .await
                 .unwrap();
-            let text = format!(
-                r#"queue: {{ backend: "sqs", url: "{}" }}, state: {{ backend: "dynamodb", table: "{table}" }},"#,
-                queue.url()
-            );
-            aws = Some((queue, store));
-            text
-        }
+                let table = format!("cg-e2e-{id}");
+                let store = infra::store::dynamo::DynamoStore::create_table(&sdk, &table)
+                    .await
+                    .unwrap();
+                let text = format!(
+                    r#"queue: {{ backend: "sqs", url: "{}", visibilityTimeoutSeconds: 5 }}, state: {{ backend: "dynamodb", table: "{table}" }},"#,
+                    queue.url()
+                );
+                aws = Some((queue, store));
+                text
+            }
+        },
     };
     let token = options
         .gateway_token

@@ -22,6 +22,7 @@ data "aws_iam_policy_document" "assume_lambda" {
 }
 
 resource "aws_cloudwatch_log_group" "function" {
+  # checkov:skip=CKV_AWS_338:Retention is var.log_retention_days (default 30): these logs carry chat metadata, so a year is a privacy cost; set 365 where compliance asks for it.
   for_each          = local.functions
   name              = "/aws/lambda/${var.name_prefix}-${each.key}"
   retention_in_days = var.log_retention_days
@@ -123,6 +124,7 @@ resource "aws_lambda_function" "function" {
 }
 
 resource "aws_cloudwatch_log_group" "api_access" {
+  # checkov:skip=CKV_AWS_338:Retention is var.log_retention_days (default 30): these logs carry chat metadata, so a year is a privacy cost; set 365 where compliance asks for it.
   name              = "/aws/apigateway/${var.name_prefix}-webhooks"
   retention_in_days = var.log_retention_days
   kms_key_id        = var.logs_kms_key_arn

@@ -65,8 +65,10 @@ resource "aws_vpc_security_group_ingress_rule" "efs_from_workers" {
 # --- workspaces -----------------------------------------------------------------------------
 
 resource "aws_efs_file_system" "workspaces" {
+  # checkov:skip=CKV_AWS_184:Encrypted always; with the AWS-managed key unless var.workspaces_kms_key_arn names a CMK.
   creation_token   = "${var.name_prefix}-workspaces"
   encrypted        = true
+  kms_key_id       = var.workspaces_kms_key_arn
   performance_mode = "generalPurpose"
   throughput_mode  = "elastic"
   tags             = merge(var.tags, { Name = "${var.name_prefix}-workspaces" })

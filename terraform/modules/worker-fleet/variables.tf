@@ -159,6 +159,12 @@ variable "root_volume_gb" {
   default     = 30
 }
 
+variable "workspaces_kms_key_arn" {
+  description = "Customer-managed KMS key for the workspace file system; null uses the AWS-managed key."
+  type        = string
+  default     = null
+}
+
 variable "tags" {
   description = "Tags for every resource."
   type        = map(string)
