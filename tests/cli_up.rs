@@ -106,3 +106,65 @@ fn a_public_bind_without_a_gateway_token_is_refused() {
     let line = one_line(&stderr);
     assert!(line.contains("gateway token"), "{line}");
 }
+
+#[test]
+fn what_is_missing_is_listed_with_its_fix_and_up_still_starts() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("clawgate.json5");
+    std::fs::write(&config, "{}").unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_clawgate"))
+        .arg("--config")
+        .arg(&config)
+        .args(["up", "--port", "0", "--state-dir"])
+        .arg(dir.path().join("state"))
+        // No model key, no Docker, no channels.
+        .env(
+            "DOCKER_HOST",
+            format!("unix://{}/no-docker.sock", dir.path().display()),
+        )
+        .env_remove("ANTHROPIC_API_KEY")
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("OPENAI_BASE_URL")
+        .env_remove("TELEGRAM_BOT_TOKEN")
+        .env_remove("SLACK_BOT_TOKEN")
+        .env_remove("CLAWGATE_GATEWAY_TOKEN")
+        .env_remove("AWS_ENDPOINT_URL")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut report = Vec::new();
+    for line in BufReader::new(child.stderr.take().unwrap()).lines() {
+        let line = line.unwrap();
+        let done = line.starts_with("Ctrl-C to stop");
+        report.push(line);
+        if done {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let report = report.join("\n");
+
+    assert!(
+        report.contains("clawgate is up: WebChat at http://127.0.0.1:"),
+        "{report}"
+    );
+    let line = |needle: &str| {
+        report
+            .lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no line with {needle:?} in:\n{report}"))
+            .to_string()
+    };
+    assert!(line("ANTHROPIC_API_KEY").contains('✗'));
+    assert!(line("OPENAI_BASE_URL").contains('✗'));
+    let docker = line("Docker");
+    assert!(
+        docker.contains('✗') && docker.contains("sandbox.mode"),
+        "{docker}"
+    );
+    assert!(line("TELEGRAM_BOT_TOKEN").contains('✗'));
+    assert!(line("SLACK_BOT_TOKEN").contains('✗'));
+}
