@@ -49,20 +49,9 @@ pub struct UpArgs {
     pub drain_seconds: f64,
 }
 
-/// A start-up problem: printed as one line, exit 1.
-#[derive(Debug)]
-pub struct Refusal(pub String);
-
-impl std::fmt::Display for Refusal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for Refusal {}
-
+/// A start-up problem the user can fix: `main` prints it as one line and exits 1.
 fn refuse(message: String) -> anyhow::Error {
-    Refusal(message).into()
+    anyhow::anyhow!(message)
 }
 
 /// The state directory exists and takes a file, or a one-line refusal.
