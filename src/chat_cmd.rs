@@ -25,12 +25,7 @@ pub struct ChatArgs {
 }
 
 pub async fn run(config: Config, args: ChatArgs) -> anyhow::Result<ExitCode> {
-    let conversation_ok = (1..=64).contains(&args.conversation.len())
-        && args
-            .conversation
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-    if !conversation_ok {
+    if !functions::webchat::valid_conversation(&args.conversation) {
         bail!("--conversation must be 1-64 characters of A-Z a-z 0-9 _ -");
     }
     let base = args

@@ -109,6 +109,16 @@ impl Ingress {
     }
 }
 
+/// True when `headers` carry `Authorization: Bearer <token>`, compared in constant time.
+pub(crate) fn bearer_matches(headers: &HeaderMap, token: &Secret) -> bool {
+    let given = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    bool::from(given.as_bytes().ct_eq(token.expose().as_bytes()))
+}
+
 /// The webhook Router plus WebChat, for a process that holds the state store
 /// (`clawgate up`, `clawgate gateway`).
 pub fn router_with_webchat(
@@ -248,12 +258,7 @@ async fn hook(State(ingress): State<Arc<Ingress>>, headers: HeaderMap, body: Byt
             "hooks are off: set gateway.token to enable /hooks/agent",
         );
     };
-    let given = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    if !bool::from(given.as_bytes().ct_eq(token.expose().as_bytes())) {
+    if !bearer_matches(&headers, token) {
         return reply(StatusCode::UNAUTHORIZED, "bad or missing bearer token");
     }
     let request: HookRequest = match serde_json::from_slice(&body) {

@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -36,7 +36,6 @@ use infra::queue::{JobQueue, JobQueueExt};
 use infra::store::StateStore;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use subtle::ConstantTimeEq;
 
 /// A message longer than this is refused (413): it is typed by a person.
 pub const MAX_MESSAGE_CHARS: usize = 32_000;
@@ -72,12 +71,7 @@ fn refuse(status: StatusCode, message: impl Into<String>) -> Response {
 /// `None` when the request may go on.
 fn check_token(webchat: &WebChat, headers: &HeaderMap) -> Option<Response> {
     let expected = webchat.token.as_ref()?;
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    if bool::from(given.as_bytes().ct_eq(expected.expose().as_bytes())) {
+    if crate::bearer_matches(headers, expected) {
         None
     } else {
         Some(refuse(
@@ -87,7 +81,8 @@ fn check_token(webchat: &WebChat, headers: &HeaderMap) -> Option<Response> {
     }
 }
 
-fn valid_conversation(id: &str) -> bool {
+/// A conversation id: 1-64 characters of `A-Z a-z 0-9 _ -` (also URL-safe as it is).
+pub fn valid_conversation(id: &str) -> bool {
     (1..=64).contains(&id.len())
         && id
             .chars()

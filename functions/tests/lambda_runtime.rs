@@ -18,13 +18,62 @@ fn fixture(name: &str) -> String {
     std::fs::read_to_string(format!("{}/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
 }
 
+/// The functions enqueue to SQS: without an emulator these tests skip (or fail under
+/// `CLAWGATE_REQUIRE_AWS=1`, as in `scripts/test`).
+fn emulator_or_skip() -> bool {
+    if std::env::var("AWS_ENDPOINT_URL").is_ok() {
+        return true;
+    }
+    if std::env::var("CLAWGATE_REQUIRE_AWS").is_ok_and(|v| v == "1") {
+        panic!("CLAWGATE_REQUIRE_AWS=1 but AWS_ENDPOINT_URL is not set");
+    }
+    eprintln!("skipped: the Lambda functions enqueue to SQS; set AWS_ENDPOINT_URL (scripts/test starts moto)");
+    false
+}
+
+/// A Runtime API stub that hands out these (request id, fixture file) events in order.
+fn runtime_with(events: &[(&str, &str)]) -> Arc<Runtime> {
+    let runtime = Arc::new(Runtime::default());
+    for (id, file) in events {
+        runtime
+            .events
+            .lock()
+            .unwrap()
+            .push_back((id.to_string(), fixture(file)));
+    }
+    runtime
+}
+
+/// The real `telegram-webhook` binary as Lambda starts it, polling `api`; `env` adds to the
+/// Lambda variables, and the secret variables not in `env` are removed.
+fn spawn_function(api: &str, home: &std::path::Path, env: &[(&str, &str)]) -> KillOnDrop {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_telegram-webhook"));
+    command
+        .env_remove("CLAWGATE_CONFIG")
+        .env_remove("TELEGRAM_WEBHOOK_SECRET")
+        .env_remove("CLAWGATE_SECRETS_ARN")
+        .env("HOME", home)
+        .env("AWS_LAMBDA_RUNTIME_API", api)
+        .env("AWS_LAMBDA_FUNCTION_NAME", "telegram-webhook")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    KillOnDrop(command.spawn().unwrap())
+}
+
+/// Waits (up to 60 s) until the function has answered `n` events.
+async fn wait_for_answers(runtime: &Runtime, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while runtime.responses.lock().unwrap().len() < n && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_telegram_lambda_answers_apigw_and_function_url_events_like_the_axum_server() {
-    if std::env::var("AWS_ENDPOINT_URL").is_err() {
-        if std::env::var("CLAWGATE_REQUIRE_AWS").is_ok_and(|v| v == "1") {
-            panic!("CLAWGATE_REQUIRE_AWS=1 but AWS_ENDPOINT_URL is not set");
-        }
-        eprintln!("skipped: the Lambda functions enqueue to SQS; set AWS_ENDPOINT_URL (scripts/test starts moto)");
+    if !emulator_or_skip() {
         return;
     }
     let sdk = infra::aws::load_sdk_config().await;
@@ -32,41 +81,24 @@ async fn the_telegram_lambda_answers_apigw_and_function_url_events_like_the_axum
     let queue = SqsQueue::create_fifo(&sdk, &name, 3, Duration::from_secs(30))
         .await
         .unwrap();
-    let runtime = Arc::new(Runtime::default());
-    for (id, file) in [
+    let runtime = runtime_with(&[
         ("req-apigw", "apigw_v2_telegram.json"),
         ("req-url", "function_url_telegram.json"),
         ("req-bad", "function_url_bad_secret.json"),
-    ] {
-        runtime
-            .events
-            .lock()
-            .unwrap()
-            .push_back((id.to_string(), fixture(file)));
-    }
+    ]);
     let api = runtime_api::serve(runtime.clone()).await;
     let home = tempfile::tempdir().unwrap();
 
     let started = Instant::now();
-    let _function = KillOnDrop(
-        Command::new(env!("CARGO_BIN_EXE_telegram-webhook"))
-            .env_remove("CLAWGATE_CONFIG")
-            .env("HOME", home.path())
-            .env("AWS_LAMBDA_RUNTIME_API", &api)
-            .env("AWS_LAMBDA_FUNCTION_NAME", "telegram-webhook")
-            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
-            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-            .env("TELEGRAM_WEBHOOK_SECRET", "s3cr3t_token-1")
-            .env("CLAWGATE_QUEUE_URL", queue.url())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+    let _function = spawn_function(
+        &api,
+        home.path(),
+        &[
+            ("TELEGRAM_WEBHOOK_SECRET", "s3cr3t_token-1"),
+            ("CLAWGATE_QUEUE_URL", queue.url()),
+        ],
     );
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while runtime.responses.lock().unwrap().len() < 3 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_answers(&runtime, 3).await;
     let ready_after = runtime.first_poll.lock().unwrap().map(|t| t - started);
     let responses = runtime.responses.lock().unwrap().clone();
     let jobs = queue
@@ -105,11 +137,7 @@ async fn the_telegram_lambda_answers_apigw_and_function_url_events_like_the_axum
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_lambda_reads_its_secrets_from_secrets_manager_when_given_an_arn() {
-    if std::env::var("AWS_ENDPOINT_URL").is_err() {
-        if std::env::var("CLAWGATE_REQUIRE_AWS").is_ok_and(|v| v == "1") {
-            panic!("CLAWGATE_REQUIRE_AWS=1 but AWS_ENDPOINT_URL is not set");
-        }
-        eprintln!("skipped: needs the emulator (AWS_ENDPOINT_URL)");
+    if !emulator_or_skip() {
         return;
     }
     let sdk = infra::aws::load_sdk_config().await;
@@ -127,40 +155,22 @@ async fn the_lambda_reads_its_secrets_from_secrets_manager_when_given_an_arn() {
         .unwrap()
         .arn
         .unwrap();
-    let runtime = Arc::new(Runtime::default());
-    for (id, file) in [
+    let runtime = runtime_with(&[
         ("req-good", "apigw_v2_telegram.json"),
         ("req-bad", "function_url_bad_secret.json"),
-    ] {
-        runtime
-            .events
-            .lock()
-            .unwrap()
-            .push_back((id.to_string(), fixture(file)));
-    }
+    ]);
     let api = runtime_api::serve(runtime.clone()).await;
     let home = tempfile::tempdir().unwrap();
 
-    let _function = KillOnDrop(
-        Command::new(env!("CARGO_BIN_EXE_telegram-webhook"))
-            .env_remove("CLAWGATE_CONFIG")
-            .env_remove("TELEGRAM_WEBHOOK_SECRET")
-            .env("HOME", home.path())
-            .env("AWS_LAMBDA_RUNTIME_API", &api)
-            .env("AWS_LAMBDA_FUNCTION_NAME", "telegram-webhook")
-            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
-            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-            .env("CLAWGATE_SECRETS_ARN", &arn)
-            .env("CLAWGATE_QUEUE_URL", queue.url())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+    let _function = spawn_function(
+        &api,
+        home.path(),
+        &[
+            ("CLAWGATE_SECRETS_ARN", arn.as_str()),
+            ("CLAWGATE_QUEUE_URL", queue.url()),
+        ],
     );
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while runtime.responses.lock().unwrap().len() < 2 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_answers(&runtime, 2).await;
     let responses = runtime.responses.lock().unwrap().clone();
     let jobs = queue
         .receive_jobs(10, Duration::from_secs(2))

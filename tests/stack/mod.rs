@@ -59,7 +59,7 @@ impl Default for StackOptions {
 }
 
 /// Kills the process however the test ends.
-struct KillOnDrop(Child);
+pub struct KillOnDrop(pub Child);
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
