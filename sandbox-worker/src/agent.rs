@@ -168,7 +168,13 @@ impl AgentRun<'_> {
                 }
                 continue;
             }
-            if let Some(EntryBody::Assistant { text, .. }) = transcript.last().map(|e| &e.body) {
+            // The conversation's last word, not a `Delivered` copy of a reply (a job resumed
+            // after its WebChat reply was stored must not ask the model again).
+            let last = transcript
+                .iter()
+                .rev()
+                .find(|e| !matches!(e.body, EntryBody::Delivered { .. }));
+            if let Some(EntryBody::Assistant { text, .. }) = last.map(|e| &e.body) {
                 return Ok(AgentOutcome::Reply(text.clone().unwrap_or_default()));
             }
             if turns >= self.limits.max_turns {
@@ -575,6 +581,57 @@ mod tests {
             43,
             "41 turns + summary + answer: nothing was deleted"
         );
+    }
+
+    #[tokio::test]
+    async fn a_job_resumed_after_its_reply_was_delivered_does_not_ask_the_model_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("s.db")).unwrap();
+        let session = SessionKey::dm("main", Channel::Webchat, "w");
+        let mut transcript = vec![
+            user(0, "hello"),
+            entry(
+                1,
+                EntryBody::Assistant {
+                    text: Some("hi there".into()),
+                    tool_calls: vec![],
+                },
+            ),
+            entry(
+                2,
+                EntryBody::Delivered {
+                    text: "hi there".into(),
+                },
+            ),
+        ];
+        let model = ScriptedModel {
+            seen: Mutex::new(vec![]),
+        };
+        let tools = LazyTools::ready(ToolBox::unavailable(
+            ToolPolicy::new(&Default::default()),
+            "no tools here".into(),
+        ));
+        let policy = ToolPolicy::new(&Default::default());
+
+        let outcome = AgentRun {
+            model: &model,
+            tools: &tools,
+            extra: None,
+            policy: &policy,
+            specs: vec![],
+            store: &store,
+            session: &session,
+            agent: "main",
+            job_id: "j",
+            system: "be helpful".into(),
+            limits: AgentLimits::default(),
+        }
+        .run(&mut transcript)
+        .await
+        .unwrap();
+
+        assert_eq!(outcome, AgentOutcome::Reply("hi there".into()));
+        assert!(model.seen.lock().unwrap().is_empty(), "no model call");
     }
 
     fn entry(seq: u64, body: EntryBody) -> TranscriptEntry {

@@ -298,7 +298,9 @@ impl Stack {
 
 impl Drop for Stack {
     fn drop(&mut self) {
-        self.process.take();
+        // As a user stops it (Ctrl-C), so a job that just replied is also finished and acked;
+        // a killed stack could leave it to come back on a queue another stack reads.
+        self.stop();
         if let Some((queue, store)) = self.aws.take() {
             // Best effort, on a runtime of its own: Drop may run inside or outside one.
             let _ = std::thread::spawn(move || {
