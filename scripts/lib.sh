@@ -73,7 +73,8 @@ start_moto() {
   local port
   port="$(free_port)"
   # Through our launcher: moto's DynamoDB writes made atomic, as DynamoDB's are (see the file).
-  "$VENV/bin/python" "$ROOT/scripts/moto_server.py" -H 127.0.0.1 -p "$port" >"$RUN_DIR/moto.log" 2>&1 &
+  # AWS-managed IAM policies loaded, as in AWS: the worker fleet attaches one (Session Manager).
+  MOTO_IAM_LOAD_MANAGED_POLICIES=true "$VENV/bin/python" "$ROOT/scripts/moto_server.py" -H 127.0.0.1 -p "$port" >"$RUN_DIR/moto.log" 2>&1 &
   STARTED_PIDS+=("$!")
   export AWS_ENDPOINT_URL="http://127.0.0.1:$port"
   wait_for 30 "moto on port $port" python3 -c "import urllib.request as u; u.urlopen('$AWS_ENDPOINT_URL/moto-api/', timeout=1)" \

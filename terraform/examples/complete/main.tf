@@ -8,9 +8,10 @@ locals {
 }
 
 module "state_table" {
-  source = "../../modules/state-table"
-  name   = "${var.name_prefix}-state"
-  tags   = local.tags
+  source              = "../../modules/state-table"
+  name                = "${var.name_prefix}-state"
+  deletion_protection = var.state_table_deletion_protection
+  tags                = local.tags
 }
 
 module "job_queue" {
@@ -102,5 +103,6 @@ module "worker_fleet" {
   worker_tarball_bucket = aws_s3_bucket.releases.id
   worker_tarball_key    = aws_s3_object.worker.key
   config_json           = var.config_json
+  workspaces_backup     = var.workspaces_backup
   tags                  = local.tags
 }

@@ -55,3 +55,15 @@ variable "worker_max_size" {
   type        = number
   default     = 4
 }
+
+variable "workspaces_backup" {
+  description = "Back up the workers' workspace file system (EFS) with AWS Backup."
+  type        = bool
+  default     = true
+}
+
+variable "state_table_deletion_protection" {
+  description = "Refuse to delete the state table (sessions, transcripts, pairings). Turn off only for a throwaway deployment."
+  type        = bool
+  default     = true
+}

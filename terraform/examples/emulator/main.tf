@@ -1,5 +1,5 @@
-# The state table and job queue against an AWS emulator (moto, LocalStack). The suite applies
-# this, then runs the end-to-end tests on what it made (scripts/terraform-emulator).
+# The state table and job queue against an AWS emulator (moto, LocalStack): what the local
+# cloud twin (localstack/) starts with. scripts/terraform-check applies it in CI.
 terraform {
   required_version = ">= 1.5"
   required_providers {

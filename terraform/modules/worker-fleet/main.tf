@@ -75,6 +75,7 @@ resource "aws_efs_file_system" "workspaces" {
 }
 
 resource "aws_efs_backup_policy" "workspaces" {
+  count          = var.workspaces_backup ? 1 : 0
   file_system_id = aws_efs_file_system.workspaces.id
   backup_policy {
     status = "ENABLED"

@@ -165,6 +165,12 @@ variable "workspaces_kms_key_arn" {
   default     = null
 }
 
+variable "workspaces_backup" {
+  description = "Back up the workspace file system with AWS Backup (the EFS default backup plan). Turn off only where backups are handled elsewhere, or on an emulator without the EFS backup API."
+  type        = bool
+  default     = true
+}
+
 variable "tags" {
   description = "Tags for every resource."
   type        = map(string)

@@ -31,6 +31,21 @@ run "defaults_plan" {
     condition     = one(aws_autoscaling_policy.backlog.target_tracking_configuration).target_value == 8
     error_message = "the scaling target is the backlog per instance"
   }
+  assert {
+    condition     = length(aws_efs_backup_policy.workspaces) == 1
+    error_message = "workspaces are backed up by default"
+  }
+}
+
+run "backups_can_be_turned_off" {
+  command = plan
+  variables {
+    workspaces_backup = false
+  }
+  assert {
+    condition     = length(aws_efs_backup_policy.workspaces) == 0
+    error_message = "workspaces_backup = false drops the backup policy"
+  }
 }
 
 run "a_negative_min_size_is_refused" {
