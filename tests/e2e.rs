@@ -298,6 +298,49 @@ async fn a_restart_of_clawgate_up_between_two_messages_keeps_the_session_history
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hook_with_deliver_posts_the_reply_to_the_telegram_chat_its_session_names() {
+    let stack = spawn_stack(
+        Arc::new(|_, _: &Value| Reply::text("the nightly build is green")),
+        StackOptions {
+            docker: false,
+            gateway_token: Some("hook-token".into()),
+            ..Default::default()
+        },
+    )
+    .await;
+
+    let accepted = stack
+        .http
+        .post(format!("{}/hooks/agent", stack.base_url))
+        .bearer_auth("hook-token")
+        .json(&json!({"message": "summarise the nightly build",
+                      "sessionKey": "agent:main:telegram:dm:12345", "deliver": true}))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    let delivered = stack
+        .wait_for(Duration::from_secs(60), |f| !f.sent_messages().is_empty())
+        .await;
+
+    assert_eq!(accepted, 202);
+    assert!(
+        delivered,
+        "no reply; clawgate up said:\n{}",
+        stack.log_text()
+    );
+    let sent = stack.fakes.sent_messages();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].body["chat_id"], 12345);
+    assert_eq!(sent[0].body["text"], "the nightly build is green");
+    let asked = &stack.fakes.model_calls()[0].body["messages"];
+    assert_eq!(
+        asked[0]["content"][0]["text"],
+        "summarise the nightly build"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clawgate_chat_sends_through_the_running_stack_and_prints_the_reply() {
     let stack = spawn_stack(
         Arc::new(|_, _: &Value| Reply::text("hello from the model")),

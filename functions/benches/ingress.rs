@@ -124,6 +124,7 @@ fn ingress(queue: Arc<dyn JobQueue>) -> Ingress {
         slack: None,
         hooks_token: None,
         default_agent: "main".into(),
+        agents: ["main".to_string()].into(),
     }
 }
 

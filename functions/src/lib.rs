@@ -13,7 +13,7 @@
 //! `scripts/build-lambdas` packages them as zips; `benches/ingress.rs` measures them. WebChat
 //! ([`webchat`]) needs the state store, so only `clawgate up` and `clawgate gateway` serve it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -26,7 +26,9 @@ use chrono::Utc;
 use infra::channels::slack_events::{self, SlackEvent};
 use infra::channels::telegram_webhook::{self, Parsed, TelegramBot};
 use infra::config::{Config, Secret};
-use infra::model::{Channel, ChatKind, ChatRef, InboundMessage, JobMessage, Sender, SessionKey};
+use infra::model::{
+    Channel, ChatKind, ChatRef, InboundMessage, JobMessage, ReplyTarget, Sender, SessionKey,
+};
 use infra::queue::{JobQueue, JobQueueExt, QueueError};
 use serde::Deserialize;
 use serde_json::json;
@@ -62,6 +64,8 @@ pub struct Ingress {
     /// Bearer token for `/hooks/agent`; without one the route is closed.
     pub hooks_token: Option<Secret>,
     pub default_agent: String,
+    /// The agents a hook may name ([`Config::agent_ids`]).
+    pub agents: BTreeSet<String>,
 }
 
 impl Ingress {
@@ -105,6 +109,7 @@ impl Ingress {
             slack,
             hooks_token: config.gateway.token.clone(),
             default_agent: agent,
+            agents: config.agent_ids().into_iter().map(str::to_string).collect(),
         }
     }
 }
@@ -240,13 +245,24 @@ async fn slack(State(ingress): State<Arc<Ingress>>, headers: HeaderMap, body: By
     }
 }
 
+/// `POST /hooks/agent`, OpenClaw's agent hook: `{message, agentId?, sessionKey?, deliver?}`.
+///
+/// Decisions:
+/// - Without `sessionKey` the run gets a session of its own (`hook:<id>`); with one, it continues
+///   that session, and the key's agent is the agent (an `agentId` that differs is refused).
+/// - `agentId` must be an agent the config names ([`Config::agent_ids`]), so a typo is a 400
+///   rather than a run under the default agent's tools and sandbox.
+/// - `deliver: true` posts the reply to the chat the `sessionKey` names (a Telegram chat or
+///   topic through the bot that serves the agent, a Slack channel, thread or DM, a WebChat
+///   conversation); a key that names no chat is refused. Without it the reply stays in the
+///   session's transcript. OpenClaw's `channel`/`to` overrides are not supported: they are
+///   unknown fields, so a request using them is refused rather than half-honoured.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct HookRequest {
     message: String,
     agent_id: Option<String>,
     session_key: Option<String>,
-    /// Accepted for OpenClaw compatibility; hook replies stay in the session's transcript.
     #[serde(default)]
     deliver: bool,
 }
@@ -270,21 +286,55 @@ async fn hook(State(ingress): State<Arc<Ingress>>, headers: HeaderMap, body: Byt
             )
         }
     };
-    let _ = request.deliver;
-    let agent = request
-        .agent_id
-        .unwrap_or_else(|| ingress.default_agent.clone());
+    let job = match hook_job(&ingress, request) {
+        Ok(job) => job,
+        Err(why) => return reply(StatusCode::BAD_REQUEST, why),
+    };
+    match enqueue(ingress.queue.as_ref(), &job).await {
+        r if r.status() == StatusCode::OK => {
+            (StatusCode::ACCEPTED, Json(json!({ "jobId": job.job_id }))).into_response()
+        }
+        other => other,
+    }
+}
+
+/// The job a hook asks for, or why it cannot be run.
+fn hook_job(ingress: &Ingress, request: HookRequest) -> Result<JobMessage, String> {
+    if request.message.trim().is_empty() {
+        return Err("message is empty".into());
+    }
     let id = ulid::Ulid::new().to_string().to_lowercase();
     let session = match request.session_key {
-        Some(key) => match key.parse::<SessionKey>() {
-            Ok(k) => k,
-            Err(e) => return reply(StatusCode::BAD_REQUEST, e.to_string()),
-        },
+        Some(key) => key.parse::<SessionKey>().map_err(|e| e.to_string())?,
         None => SessionKey::Hook { id: id.clone() },
+    };
+    let agent = match (&session, request.agent_id) {
+        (SessionKey::Main { agent } | SessionKey::Peer { agent, .. }, Some(asked))
+            if *agent != asked =>
+        {
+            return Err(format!(
+                "agentId {asked:?} is not the agent of sessionKey {session} ({agent:?})"
+            ))
+        }
+        (_, Some(asked)) => asked,
+        (session, None) => session.agent(&ingress.default_agent).to_string(),
+    };
+    if !ingress.agents.contains(&agent) {
+        let known: Vec<&str> = ingress.agents.iter().map(String::as_str).collect();
+        return Err(format!(
+            "unknown agent {agent:?}; the config names {}",
+            known.join(", ")
+        ));
+    }
+    let (account, reply_to) = if request.deliver {
+        let (account, target) = delivery(ingress, &session, &agent)?;
+        (account, Some(target))
+    } else {
+        ("hooks".to_string(), None)
     };
     let inbound = InboundMessage {
         channel: Channel::Hook,
-        account: "hooks".into(),
+        account,
         event_id: format!("hook:hooks:{id}"),
         chat: ChatRef {
             kind: ChatKind::Dm,
@@ -297,11 +347,43 @@ async fn hook(State(ingress): State<Arc<Ingress>>, headers: HeaderMap, body: Byt
         text: request.message,
         received_at: Utc::now(),
     };
-    let job = JobMessage::new(session, &agent, inbound, None);
-    match enqueue(ingress.queue.as_ref(), &job).await {
-        r if r.status() == StatusCode::OK => {
-            (StatusCode::ACCEPTED, Json(json!({ "jobId": job.job_id }))).into_response()
+    Ok(JobMessage::new(session, &agent, inbound, reply_to))
+}
+
+/// Where `deliver` sends the reply, and through which account of its channel.
+fn delivery(
+    ingress: &Ingress,
+    session: &SessionKey,
+    agent: &str,
+) -> Result<(String, ReplyTarget), String> {
+    let target = ReplyTarget::for_session(session).ok_or_else(|| {
+        format!(
+            "deliver needs a sessionKey that names a chat (agent:<id>:telegram:dm:<chat id>, \
+             agent:<id>:slack:channel:<id>, agent:<id>:webchat:dm:<conversation>, …); \
+             {session} names none"
+        )
+    })?;
+    let account = match &target {
+        // The bot that serves the agent: the chat is with that bot, not with any other.
+        ReplyTarget::Telegram(_) => {
+            let mut serving: Vec<&String> = ingress
+                .telegram
+                .iter()
+                .filter(|(_, t)| t.bot.agent == agent)
+                .map(|(name, _)| name)
+                .collect();
+            serving.sort_by_key(|name| (name.as_str() != "default", name.as_str()));
+            serving
+                .first()
+                .map(|name| name.to_string())
+                .ok_or_else(|| format!("deliver: no Telegram bot serves agent {agent:?}"))?
         }
-        other => other,
-    }
+        ReplyTarget::Slack(_) => ingress
+            .slack
+            .as_ref()
+            .map(|s| s.account.clone())
+            .ok_or("deliver: slack is not configured")?,
+        ReplyTarget::Webchat(_) => "default".to_string(),
+    };
+    Ok((account, target))
 }

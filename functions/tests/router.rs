@@ -138,6 +138,14 @@ fn slack(body: Vec<u8>, timestamp: i64, signed_body: Option<&[u8]>, retry: bool)
     r.body(Body::from(body)).unwrap()
 }
 
+/// `POST /hooks/agent` with the right bearer token.
+fn hook(body: &'static str) -> Request<Body> {
+    Request::post("/hooks/agent")
+        .header("authorization", format!("Bearer {HOOK_TOKEN}"))
+        .body(Body::from(body))
+        .unwrap()
+}
+
 #[tokio::test]
 async fn a_telegram_update_is_queued_as_the_expected_job() {
     let h = Harness::new().await;
@@ -366,21 +374,45 @@ async fn every_bad_request_gets_a_4xx_saying_which_and_queues_nothing() {
         ),
         (
             "hook malformed",
-            Request::post("/hooks/agent")
-                .header("authorization", format!("Bearer {HOOK_TOKEN}"))
-                .body(Body::from("{"))
-                .unwrap(),
+            hook("{"),
             StatusCode::BAD_REQUEST,
             "malformed",
         ),
         (
             "hook bad session key",
-            Request::post("/hooks/agent")
-                .header("authorization", format!("Bearer {HOOK_TOKEN}"))
-                .body(Body::from(r#"{"message":"hi","sessionKey":"agent:x"}"#))
-                .unwrap(),
+            hook(r#"{"message":"hi","sessionKey":"agent:x"}"#),
             StatusCode::BAD_REQUEST,
             "invalid session key",
+        ),
+        (
+            "hook empty message",
+            hook(r#"{"message":"  "}"#),
+            StatusCode::BAD_REQUEST,
+            "message is empty",
+        ),
+        (
+            "hook unknown agent",
+            hook(r#"{"message":"hi","agentId":"nope"}"#),
+            StatusCode::BAD_REQUEST,
+            "unknown agent \"nope\"",
+        ),
+        (
+            "hook agent other than the session's",
+            hook(r#"{"message":"hi","agentId":"ops","sessionKey":"agent:main:main"}"#),
+            StatusCode::BAD_REQUEST,
+            "is not the agent of sessionKey",
+        ),
+        (
+            "hook deliver to no chat",
+            hook(r#"{"message":"hi","deliver":true}"#),
+            StatusCode::BAD_REQUEST,
+            "deliver needs a sessionKey that names a chat",
+        ),
+        (
+            "hook with an OpenClaw channel override",
+            hook(r#"{"message":"hi","deliver":true,"channel":"last"}"#),
+            StatusCode::BAD_REQUEST,
+            "unknown field `channel`",
         ),
     ];
 
@@ -428,12 +460,7 @@ async fn ignored_updates_are_acked_and_not_queued() {
 #[tokio::test]
 async fn a_hook_is_accepted_with_its_job_id() {
     let h = Harness::new().await;
-    let request = Request::post("/hooks/agent")
-        .header("authorization", format!("Bearer {HOOK_TOKEN}"))
-        .body(Body::from(
-            r#"{"message":"nightly report","agentId":"ops"}"#,
-        ))
-        .unwrap();
+    let request = hook(r#"{"message":"nightly report","agentId":"ops"}"#);
 
     let (status, body) = h.send(request).await;
     let queued = h.queued().await;
@@ -444,6 +471,42 @@ async fn a_hook_is_accepted_with_its_job_id() {
     assert_eq!(queued[0].job.agent_id, "ops");
     assert!(queued[0].job.session_key.to_string().starts_with("hook:"));
     assert_eq!(queued[0].job.inbound.text, "nightly report");
+    h.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_hook_with_deliver_replies_in_the_chat_its_session_key_names() {
+    let h = Harness::new().await;
+
+    let (to_telegram, _) = h
+        .send(hook(
+            r#"{"message":"ping","sessionKey":"agent:ops:telegram:dm:12345","deliver":true}"#,
+        ))
+        .await;
+    let (to_slack, _) = h
+        .send(hook(
+            r#"{"message":"ping","sessionKey":"agent:main:slack:channel:C024BE91L:thread:1700000000.000100","deliver":true}"#,
+        ))
+        .await;
+    let mut queued = h.queued().await;
+    queued.sort_by_key(|d| d.job.agent_id.clone());
+
+    assert_eq!(
+        (to_telegram, to_slack),
+        (StatusCode::ACCEPTED, StatusCode::ACCEPTED)
+    );
+    let (slack, telegram) = (&queued[0].job, &queued[1].job);
+    assert_eq!(telegram.agent_id, "ops");
+    assert_eq!(telegram.inbound.account, "work", "the bot that serves ops");
+    assert_eq!(
+        serde_json::to_value(&telegram.reply_to).unwrap(),
+        serde_json::json!({"telegram": {"chat_id": 12345, "message_thread_id": null, "reply_to_message_id": null}})
+    );
+    assert_eq!(slack.inbound.account, "default");
+    assert_eq!(
+        serde_json::to_value(&slack.reply_to).unwrap(),
+        serde_json::json!({"slack": {"channel": "C024BE91L", "thread_ts": "1700000000.000100"}})
+    );
     h.cleanup().await;
 }
 

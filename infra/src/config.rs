@@ -860,6 +860,21 @@ impl Config {
             .map_or("main", |a| a.id.as_str())
     }
 
+    /// Every agent the config names: the default one, `agents.list`, and the agents channel
+    /// accounts are bound to (which `validate` keeps inside `agents.list` when it is non-empty).
+    /// A request that names any other agent is a typo or a probe, and is refused.
+    pub fn agent_ids(&self) -> std::collections::BTreeSet<&str> {
+        let bound = self
+            .channels
+            .telegram
+            .iter()
+            .flat_map(|t| t.accounts().filter_map(|a| a.agent));
+        std::iter::once(self.default_agent())
+            .chain(self.agents.list.iter().map(|a| a.id.as_str()))
+            .chain(bound)
+            .collect()
+    }
+
     /// The effective config as JSON with every secret redacted (`clawgate config show`).
     pub fn redacted_json(&self) -> Value {
         serde_json::to_value(self).expect("a Config always serialises")
@@ -1381,5 +1396,26 @@ mod tests {
             Config::parse("{ agents: "),
             Err(ParseError::Syntax(_))
         ));
+    }
+
+    #[test]
+    fn the_agents_a_config_names_are_the_default_the_list_and_the_bound_ones() {
+        let implicit = Config::parse(
+            r#"{ channels: { telegram: { accounts: { work: { agent: "ops" } } } } }"#,
+        )
+        .unwrap();
+        let listed = Config::parse(
+            r#"{ agents: { list: [ { id: "home" }, { id: "ops", default: true } ] } }"#,
+        )
+        .unwrap();
+
+        assert_eq!(
+            implicit.agent_ids().into_iter().collect::<Vec<_>>(),
+            ["main", "ops"]
+        );
+        assert_eq!(
+            listed.agent_ids().into_iter().collect::<Vec<_>>(),
+            ["home", "ops"]
+        );
     }
 }

@@ -365,6 +365,44 @@ pub enum ReplyTarget {
     Webchat(WebchatTarget),
 }
 
+impl ReplyTarget {
+    /// The chat a session key names, for a reply that has no inbound message to answer (a hook
+    /// with `deliver`). `None` when the key names no chat (`agent:<id>:main`, `hook:…`, `cron:…`)
+    /// or one the channel cannot address (a Telegram chat id or topic that is not a number).
+    /// A Slack DM's peer is the user id, which `chat.postMessage` accepts as the channel of the
+    /// app's DM with that user.
+    pub fn for_session(session: &SessionKey) -> Option<ReplyTarget> {
+        let SessionKey::Peer {
+            channel, peer, sub, ..
+        } = session
+        else {
+            return None;
+        };
+        let target = match channel.parse::<Channel>().ok()? {
+            Channel::Telegram => ReplyTarget::Telegram(TelegramTarget {
+                chat_id: peer.parse().ok()?,
+                message_thread_id: match sub {
+                    Some(SubThread::Topic(n)) => Some(n.parse().ok()?),
+                    _ => None,
+                },
+                reply_to_message_id: None,
+            }),
+            Channel::Slack => ReplyTarget::Slack(SlackTarget {
+                channel: peer.clone(),
+                thread_ts: match sub {
+                    Some(SubThread::Thread(ts)) => Some(ts.clone()),
+                    _ => None,
+                },
+            }),
+            Channel::Webchat => ReplyTarget::Webchat(WebchatTarget {
+                conversation: peer.clone(),
+            }),
+            Channel::Hook => return None,
+        };
+        Some(target)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TelegramTarget {
     pub chat_id: i64,
@@ -886,5 +924,35 @@ mod tests {
         let json = serde_json::to_string(&record).unwrap();
         assert_eq!(serde_json::from_str::<JobRecord>(&json).unwrap(), record);
         assert!(json.contains(r#""status":"running""#));
+    }
+
+    #[test]
+    fn a_session_key_names_the_chat_a_delivered_reply_goes_to() {
+        let target = |key: &str| ReplyTarget::for_session(&key.parse().unwrap());
+
+        assert_eq!(
+            target("agent:main:telegram:group:-1001234567890:topic:42"),
+            Some(ReplyTarget::Telegram(TelegramTarget {
+                chat_id: -1001234567890,
+                message_thread_id: Some(42),
+                reply_to_message_id: None,
+            }))
+        );
+        assert_eq!(
+            target("agent:main:slack:channel:C024BE91L:thread:1700000000.000100"),
+            Some(ReplyTarget::Slack(SlackTarget {
+                channel: "C024BE91L".into(),
+                thread_ts: Some("1700000000.000100".into()),
+            }))
+        );
+        assert_eq!(
+            target("agent:main:webchat:dm:tab-1"),
+            Some(ReplyTarget::Webchat(WebchatTarget {
+                conversation: "tab-1".into()
+            }))
+        );
+        assert_eq!(target("agent:main:main"), None);
+        assert_eq!(target("hook:0f8e"), None);
+        assert_eq!(target("agent:main:telegram:dm:ada"), None, "not a chat id");
     }
 }
