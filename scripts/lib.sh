@@ -3,6 +3,8 @@
 # Debian machine (a pinned moto in a venv, Docker), and stops what it started on exit.
 # Source it; it sets an EXIT trap.
 
+source "$(dirname "${BASH_SOURCE[0]}")/venv.sh"
+
 MOTO_VERSION="5.2.5"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${CLAWGATE_TEST_VENV:-$ROOT/.venv-test}"
@@ -59,14 +61,7 @@ ensure_python() {
 }
 
 ensure_moto() {
-  if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c "import moto, sys; sys.exit(moto.__version__ != '$MOTO_VERSION')" 2>/dev/null \
-     && [ -x "$VENV/bin/moto_server" ]; then
-    return
-  fi
-  log "creating $VENV with moto[server]==$MOTO_VERSION"
-  rm -rf "$VENV"
-  python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+  pinned_venv "$VENV" 'moto[server]' "$MOTO_VERSION"
 }
 
 start_moto() {
