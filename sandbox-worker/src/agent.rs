@@ -412,6 +412,38 @@ mod tests {
         }
     }
 
+    /// Runs the agent loop for session `session` of agent `main` with `model` and no tools: a
+    /// tool call gets the error "no sandbox in this test".
+    async fn run_without_tools(
+        model: &dyn Model,
+        store: &SqliteStore,
+        session: &SessionKey,
+        limits: AgentLimits,
+        transcript: &mut Vec<TranscriptEntry>,
+    ) -> AgentOutcome {
+        let policy = ToolPolicy::new(&Default::default());
+        let tools = LazyTools::ready(ToolBox::unavailable(
+            policy.clone(),
+            "no sandbox in this test".into(),
+        ));
+        AgentRun {
+            model,
+            tools: &tools,
+            extra: None,
+            policy: &policy,
+            specs: vec![],
+            store,
+            session,
+            agent: "main",
+            job_id: "j",
+            system: "be helpful".into(),
+            limits,
+        }
+        .run(transcript)
+        .await
+        .unwrap()
+    }
+
     #[tokio::test]
     async fn a_model_that_never_stops_is_bounded_by_turns_and_tool_calls() {
         let dir = tempfile::tempdir().unwrap();
@@ -433,33 +465,13 @@ mod tests {
         let model = EndlessModel {
             calls: Mutex::new(0),
         };
-        let policy = ToolPolicy::new(&Default::default());
-        let tools = LazyTools::ready(ToolBox::unavailable(
-            policy.clone(),
-            "no sandbox in this test".into(),
-        ));
         let limits = AgentLimits {
             max_turns: 3,
             max_tool_calls: 4,
             ..AgentLimits::default()
         };
 
-        let outcome = AgentRun {
-            model: &model,
-            tools: &tools,
-            extra: None,
-            policy: &policy,
-            specs: vec![],
-            store: &store,
-            session: &session,
-            agent: "main",
-            job_id: "j",
-            system: String::new(),
-            limits,
-        }
-        .run(&mut transcript)
-        .await
-        .unwrap();
+        let outcome = run_without_tools(&model, &store, &session, limits, &mut transcript).await;
 
         assert!(
             matches!(&outcome, AgentOutcome::Stopped(text) if text.contains("3 model turns")),
@@ -534,33 +546,13 @@ mod tests {
         let model = ScriptedModel {
             seen: Mutex::new(vec![]),
         };
-        let tools = LazyTools::ready(ToolBox::unavailable(
-            ToolPolicy::new(&Default::default()),
-            "no tools here".into(),
-        ));
-        let policy = ToolPolicy::new(&Default::default());
         let limits = AgentLimits {
             context_budget_bytes: 5_000,
             keep_recent: 4,
             ..AgentLimits::default()
         };
 
-        let outcome = AgentRun {
-            model: &model,
-            tools: &tools,
-            extra: None,
-            policy: &policy,
-            specs: vec![],
-            store: &store,
-            session: &session,
-            agent: "main",
-            job_id: "j",
-            system: "be helpful".into(),
-            limits,
-        }
-        .run(&mut transcript)
-        .await
-        .unwrap();
+        let outcome = run_without_tools(&model, &store, &session, limits, &mut transcript).await;
 
         assert_eq!(outcome, AgentOutcome::Reply("ok".into()));
         let seen = model.seen.lock().unwrap().clone();
@@ -607,28 +599,15 @@ mod tests {
         let model = ScriptedModel {
             seen: Mutex::new(vec![]),
         };
-        let tools = LazyTools::ready(ToolBox::unavailable(
-            ToolPolicy::new(&Default::default()),
-            "no tools here".into(),
-        ));
-        let policy = ToolPolicy::new(&Default::default());
 
-        let outcome = AgentRun {
-            model: &model,
-            tools: &tools,
-            extra: None,
-            policy: &policy,
-            specs: vec![],
-            store: &store,
-            session: &session,
-            agent: "main",
-            job_id: "j",
-            system: "be helpful".into(),
-            limits: AgentLimits::default(),
-        }
-        .run(&mut transcript)
-        .await
-        .unwrap();
+        let outcome = run_without_tools(
+            &model,
+            &store,
+            &session,
+            AgentLimits::default(),
+            &mut transcript,
+        )
+        .await;
 
         assert_eq!(outcome, AgentOutcome::Reply("hi there".into()));
         assert!(model.seen.lock().unwrap().is_empty(), "no model call");
