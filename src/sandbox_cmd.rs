@@ -9,9 +9,10 @@ use anyhow::Context;
 use clap::Subcommand;
 use infra::config::{default_dir, Config};
 use infra::model::SessionKey;
+use sandbox_worker::profile::SessionSetup;
 use sandbox_worker::sandbox::docker::prune_limits;
-use sandbox_worker::sandbox::{sandbox_config, SandboxPlan, SandboxRuntime};
-use sandbox_worker::tools::policy::{ToolPolicy, Verdict};
+use sandbox_worker::sandbox::SandboxRuntime;
+use sandbox_worker::tools::policy::Verdict;
 use sandbox_worker::tools::{builtin_specs, ToolBox};
 
 #[derive(Subcommand)]
@@ -165,26 +166,25 @@ pub async fn run(action: SandboxAction, config: &Config) -> anyhow::Result<ExitC
 }
 
 fn explain(config: &Config, agent: &str, key: &SessionKey) {
-    let plan = SandboxPlan::for_session(config, agent, key);
+    let setup = SessionSetup::resolve(config, agent, key);
+    let plan = &setup.plan;
     let d = &plan.docker;
     println!("session:    {}", plan.session);
     println!("agent:      {agent}");
-    println!(
-        "mode:       {}",
-        serde_json::to_value(plan.mode)
-            .unwrap_or_default()
-            .as_str()
-            .unwrap_or("?")
-    );
+    println!("whose:      {} ({})", plan.trust, plan.trust_reason);
+    println!("mode:       {}", plan.mode.as_str());
     println!(
         "runs in:    {}",
-        if plan.sandboxed {
-            "a Docker container"
-        } else {
-            "the host (no sandbox)"
+        match (&plan.refusal, plan.sandboxed) {
+            (Some(_), _) => "nowhere: tools are off in this session",
+            (None, true) => "a Docker container",
+            (None, false) => "the host, with NO isolation",
         }
     );
     println!("why:        {}", plan.reason);
+    if let Some(refusal) = &plan.refusal {
+        println!("refused:    {refusal}");
+    }
     println!(
         "scope:      {} (scope key {:?})",
         serde_json::to_value(plan.scope)
@@ -216,13 +216,29 @@ fn explain(config: &Config, agent: &str, key: &SessionKey) {
             "limits:     memory {} (swap {}), cpus {}, pids {}, ulimits {:?}",
             d.memory, d.memory_swap, d.cpus, d.pids_limit, d.ulimits
         );
-        let prune = &sandbox_config(config, agent).prune;
         println!(
             "prune:      idle > {}h or age > {}d",
-            prune.idle_hours, prune.max_age_days
+            plan.prune.idle_hours, plan.prune.max_age_days
         );
+    } else if plan.refusal.is_none() {
+        println!("host:       commands run as `sh -c` under this machine's user, with a scrubbed environment; a process that leaves its process group outlives the timeout. Use mode \"all\" for isolation.");
     }
-    let policy = ToolPolicy::for_agent(config, agent);
+    let visibility = setup.profile.sandbox.session_tools_visibility;
+    println!(
+        "sessions:   {}",
+        if !plan.sandboxed {
+            "the session tools see this agent's sessions".to_string()
+        } else if visibility == infra::config::SessionToolsVisibility::Spawned {
+            "the session tools see only this session (sessionToolsVisibility \"spawned\")"
+                .to_string()
+        } else {
+            format!(
+                "the session tools see this agent's {}sessions",
+                if plan.trust == "guest" { "guest " } else { "" }
+            )
+        }
+    );
+    let policy = &setup.policy;
     println!(
         "tools:      allow {:?}, deny {:?}",
         policy.allow_list(),

@@ -4,7 +4,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use infra::store::sqlite::SqliteStore;
-use infra::store::StateStore;
+use infra::store::SenderStore;
 
 fn clawgate(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_clawgate"))

@@ -200,7 +200,7 @@ async fn webchat_with_a_wrong_or_missing_token_gets_401_and_nothing_is_queued() 
         Arc::new(|_, _: &Value| Reply::text("should never be asked")),
         StackOptions {
             docker: false,
-            gateway_token: Some("right-token".into()),
+            gateway_token: Some("right-token-0123456789abcdef".into()),
             ..Default::default()
         },
     )
@@ -235,7 +235,7 @@ async fn webchat_with_a_wrong_or_missing_token_gets_401_and_nothing_is_queued() 
             "{}/webchat/history?conversation=e2e-auth",
             stack.base_url
         ))
-        .bearer_auth("right-token")
+        .bearer_auth("right-token-0123456789abcdef")
         .send()
         .await
         .unwrap()
@@ -303,7 +303,7 @@ async fn a_hook_with_deliver_posts_the_reply_to_the_telegram_chat_its_session_na
         Arc::new(|_, _: &Value| Reply::text("the nightly build is green")),
         StackOptions {
             docker: false,
-            gateway_token: Some("hook-token".into()),
+            gateway_token: Some("hook-token-0123456789abcdef".into()),
             ..Default::default()
         },
     )
@@ -312,7 +312,7 @@ async fn a_hook_with_deliver_posts_the_reply_to_the_telegram_chat_its_session_na
     let accepted = stack
         .http
         .post(format!("{}/hooks/agent", stack.base_url))
-        .bearer_auth("hook-token")
+        .bearer_auth("hook-token-0123456789abcdef")
         .json(&json!({"message": "summarise the nightly build",
                       "sessionKey": "agent:main:telegram:dm:12345", "deliver": true}))
         .send()
@@ -346,7 +346,7 @@ async fn clawgate_chat_sends_through_the_running_stack_and_prints_the_reply() {
         Arc::new(|_, _: &Value| Reply::text("hello from the model")),
         StackOptions {
             docker: false,
-            gateway_token: Some("chat-token".into()),
+            gateway_token: Some("chat-token-0123456789abcdef".into()),
             ..Default::default()
         },
     )

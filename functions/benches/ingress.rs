@@ -54,7 +54,7 @@ fn bot() -> TelegramBot {
         account: "default".into(),
         agent: "main".into(),
         username: Some("clawgate_bot".into()),
-        require_mention: true,
+        groups: Default::default(),
     }
 }
 
@@ -148,6 +148,15 @@ async fn cpu() {
     let now = Utc::now();
     let signature = slack_events::sign(SLACK_SECRET, now.timestamp(), &body);
     let timestamp = now.timestamp().to_string();
+    // An owner who listed every channel, so the mention is queued.
+    let slack_app = slack_events::SlackApp {
+        account: "default".into(),
+        agent: "main".into(),
+        groups: infra::config::GroupAccess {
+            groups: [("*".to_string(), Default::default())].into(),
+            ..Default::default()
+        },
+    };
     let slack = per_op(200, 2_000, || {
         slack_events::verify_signature(
             SLACK_SECRET,
@@ -157,8 +166,7 @@ async fn cpu() {
             now,
         )
         .unwrap();
-        let Ok(SlackEvent::Job(job)) = slack_events::parse_event(&body, "default", "main", now)
-        else {
+        let Ok(SlackEvent::Job(job)) = slack_events::parse_event(&body, &slack_app, now) else {
             panic!("the fixture is a job");
         };
         black_box(job.encode().unwrap());

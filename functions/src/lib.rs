@@ -23,7 +23,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::Utc;
-use infra::channels::slack_events::{self, SlackEvent};
+use infra::channels::slack_events::{self, SlackApp, SlackEvent};
 use infra::channels::telegram_webhook::{self, Parsed, TelegramBot};
 use infra::config::{Config, Secret};
 use infra::model::{
@@ -50,8 +50,7 @@ pub struct TelegramIngress {
 #[derive(Clone)]
 pub struct SlackIngress {
     pub signing_secret: Option<Secret>,
-    pub account: String,
-    pub agent: String,
+    pub app: SlackApp,
 }
 
 /// What the handlers need: the queue and the verification secrets.
@@ -78,7 +77,7 @@ impl Ingress {
             .filter(|t| t.enabled)
             .flat_map(|t| {
                 let agent = &agent;
-                let require_mention = t.groups.require_mention;
+                let groups = t.group_access();
                 t.accounts().map(move |account| {
                     let ingress = TelegramIngress {
                         secret: account.webhook_secret.cloned(),
@@ -86,7 +85,7 @@ impl Ingress {
                             account: account.name.to_string(),
                             agent: account.agent.unwrap_or(agent).to_string(),
                             username: account.bot_username.map(str::to_string),
-                            require_mention,
+                            groups: groups.clone(),
                         },
                     };
                     (account.name.to_string(), ingress)
@@ -100,8 +99,11 @@ impl Ingress {
             .filter(|s| s.enabled)
             .map(|s| SlackIngress {
                 signing_secret: s.signing_secret.clone(),
-                account: "default".into(),
-                agent: agent.clone(),
+                app: SlackApp {
+                    account: "default".into(),
+                    agent: agent.clone(),
+                    groups: s.group_access(),
+                },
             });
         Ingress {
             queue,
@@ -234,7 +236,7 @@ async fn slack(State(ingress): State<Arc<Ingress>>, headers: HeaderMap, body: By
     ) {
         return reply(StatusCode::UNAUTHORIZED, e.to_string());
     }
-    match slack_events::parse_event(&body, &slack.account, &slack.agent, Utc::now()) {
+    match slack_events::parse_event(&body, &slack.app, Utc::now()) {
         Ok(SlackEvent::UrlVerification(challenge)) => {
             Json(json!({ "challenge": challenge })).into_response()
         }
@@ -381,7 +383,7 @@ fn delivery(
         ReplyTarget::Slack(_) => ingress
             .slack
             .as_ref()
-            .map(|s| s.account.clone())
+            .map(|s| s.app.account.clone())
             .ok_or("deliver: slack is not configured")?,
         ReplyTarget::Webchat(_) => "default".to_string(),
     };

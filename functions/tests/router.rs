@@ -31,8 +31,9 @@ fn fixture(path: &str) -> Vec<u8> {
 fn config() -> Config {
     Config::parse(&format!(
         r#"{{ channels: {{ telegram: {{ webhookSecret: "{TG_SECRET}", botUsername: "clawgate_bot",
+                                      groups: {{ "*": {{}} }},
                                       accounts: {{ work: {{ webhookSecret: "{TG_WORK_SECRET}", agent: "ops" }} }} }},
-                          slack: {{ signingSecret: "{SLACK_SECRET}" }} }},
+                          slack: {{ signingSecret: "{SLACK_SECRET}", channels: {{ "*": {{}} }} }} }},
              gateway: {{ token: "{HOOK_TOKEN}" }} }}"#
     ))
     .unwrap()

@@ -13,7 +13,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use infra::queue::sqs::SqsQueue;
 use infra::queue::JobQueue;
 use infra::store::dynamo::DynamoStore;
-use infra::store::StateStore;
+use infra::store::JobLedger;
 use support::{cores, Latencies};
 
 const ROUNDS: usize = 300;

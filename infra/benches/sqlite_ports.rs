@@ -15,7 +15,7 @@ use infra::model::{Channel, EntryBody, SessionKey, TranscriptEntry};
 use infra::queue::sqlite::SqliteQueue;
 use infra::queue::JobQueue;
 use infra::store::sqlite::SqliteStore;
-use infra::store::StateStore;
+use infra::store::TranscriptStore;
 use support::{cores, Latencies};
 
 const JOBS: usize = 20_000;

@@ -5,12 +5,20 @@
 //! crash (the WAL is on disk before the commit returns) and readers never block the writer; a
 //! power cut may lose the last transactions, which the queue's redelivery and the store's
 //! idempotent writes absorb. `busy_timeout` lets several processes share one file.
+//!
+//! Schemas change through numbered migrations (`rusqlite_migration`, on SQLite's
+//! `user_version`): migration 1 is the first schema, written `IF NOT EXISTS` so files made
+//! before migrations existed take it as already applied.
+//!
+//! The files hold transcripts and pairing codes: the directory is made `0700` and the file
+//! `0600` (SQLite gives its `-wal` and `-shm` files the database file's mode).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rusqlite::{Connection, ErrorCode};
+use rusqlite_migration::Migrations;
 use tokio::sync::Notify;
 
 /// One open SQLite file. Cloning shares the connection and the in-process change notifier.
@@ -23,24 +31,26 @@ pub struct Db {
 }
 
 impl Db {
-    /// Opens (creating if needed) the file and its parent directory, and applies `schema`.
-    pub fn open(path: &Path, schema: &str) -> Result<Db, EmbeddedError> {
+    /// Opens (creating if needed) the file and its parent directory, and migrates it to the
+    /// latest schema.
+    pub fn open(path: &Path, migrations: &Migrations<'static>) -> Result<Db, EmbeddedError> {
         let fail = |e: &dyn std::fmt::Display| EmbeddedError {
             path: path.display().to_string(),
             message: e.to_string(),
             retryable: false,
         };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| fail(&e))?;
+            private_dir(dir).map_err(|e| fail(&e))?;
         }
-        let conn = Connection::open(path).map_err(|e| fail(&e))?;
+        let mut conn = Connection::open(path).map_err(|e| fail(&e))?;
+        private_file(path).map_err(|e| fail(&e))?;
         conn.busy_timeout(Duration::from_secs(5))
             .map_err(|e| fail(&e))?;
         conn.execute_batch(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
         )
         .map_err(|e| fail(&e))?;
-        conn.execute_batch(schema).map_err(|e| fail(&e))?;
+        migrations.to_latest(&mut conn).map_err(|e| fail(&e))?;
         Ok(Db {
             conn: Arc::new(Mutex::new(conn)),
             path: Arc::new(path.to_path_buf()),
@@ -77,6 +87,23 @@ impl Db {
             }),
         }
     }
+}
+
+/// Creates `dir` (and its parents) when missing, and makes `dir` itself `0700`: it holds
+/// transcripts, pairing codes and the gateway token.
+pub fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
+/// Makes an existing file readable and writable by its owner only.
+pub fn private_file(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
 }
 
 /// A failure of the embedded database, naming its file.

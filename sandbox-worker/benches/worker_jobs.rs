@@ -22,10 +22,13 @@ use infra::queue::sqs::SqsQueue;
 use infra::queue::JobQueueExt;
 use infra::setup::open_backends;
 use infra::store::dynamo::DynamoStore;
-use sandbox_worker::phases;
+use sandbox_worker::phase::PhaseTimes;
 use sandbox_worker::worker::{Worker, WorkerSettings};
 use serde_json::{json, Value};
 use tokio::sync::watch;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::Layer;
 
 const JOBS: usize = 60;
 
@@ -49,7 +52,14 @@ fn job(chat: i64) -> JobMessage {
     job
 }
 
-async fn run(label: &str, config: &Config, dir: &Path, fakes: &Arc<Fakes>, concurrency: usize) {
+async fn run(
+    label: &str,
+    config: &Config,
+    dir: &Path,
+    fakes: &Arc<Fakes>,
+    concurrency: usize,
+    times: &PhaseTimes,
+) {
     let backends = open_backends(config, dir).await.unwrap();
     let mut settings = WorkerSettings::new(backends.visibility);
     settings.concurrency = concurrency;
@@ -74,7 +84,7 @@ async fn run(label: &str, config: &Config, dir: &Path, fakes: &Arc<Fakes>, concu
     let (warm, chat) = next_job();
     backends.queue.send(&warm).await.unwrap();
     replied(chat).await;
-    phases::take();
+    times.take();
 
     let started = Instant::now();
     let mut loops = Vec::new();
@@ -99,7 +109,7 @@ async fn run(label: &str, config: &Config, dir: &Path, fakes: &Arc<Fakes>, concu
         }
     }
     let elapsed = started.elapsed();
-    let split = phases::take();
+    let split = times.take();
     let _ = stop.send(true);
     let _ = task.await;
     let per_job = |phase: &str| {
@@ -124,7 +134,8 @@ fn config_text(fakes: &Fakes, dir: &Path, sandbox: &str, backends: &str) -> Stri
     format!(
         r#"{{ agents: {{ defaults: {{ model: "anthropic/bench", workspace: "{ws}", sandbox: {{ {sandbox} }} }} }},
              models: {{ providers: {{ anthropic: {{ apiKey: "sk-bench", baseUrl: "{base}" }} }} }},
-             channels: {{ telegram: {{ botToken: "1:B", apiBase: "{base}", dmPolicy: "open" }} }},
+             channels: {{ telegram: {{ botToken: "1:B", apiBase: "{base}", dmPolicy: "allowlist", allowFrom: [12345] }} }},
+             limits: {{ senderMessagesPerMinute: 0, sessionMessagesPerMinute: 0 }},
              queue: {{ visibilityTimeoutSeconds: 60 {backends_queue} }},
              {backends} }}"#,
         ws = dir.join("ws").display(),
@@ -135,8 +146,18 @@ fn config_text(fakes: &Fakes, dir: &Path, sandbox: &str, backends: &str) -> Stri
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    infra::telemetry::init();
-    phases::enable();
+    // Logs as every binary writes them, and the phase spans (TRACE) timed beside them.
+    let times = PhaseTimes::default();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_filter(filter),
+        )
+        .with(times.clone())
+        .init();
     let fakes = Arc::new(
         Fakes::start(Arc::new(|_, body: &Value| match last_tool_result(body) {
             None => Reply::tool_use("toolu_echo", "exec", json!({"command": "echo hi"})),
@@ -168,7 +189,7 @@ async fn main() {
     for concurrency in [1, 4] {
         let dir = tempfile::tempdir().unwrap();
         let config = Config::parse(&config_text(&fakes, dir.path(), &sandbox, "")).unwrap();
-        run("SQLite", &config, dir.path(), &fakes, concurrency).await;
+        run("SQLite", &config, dir.path(), &fakes, concurrency, &times).await;
     }
     if std::env::var("AWS_ENDPOINT_URL").is_ok() {
         let sdk = infra::aws::load_sdk_config().await;
@@ -197,6 +218,7 @@ async fn main() {
                 dir.path(),
                 &fakes,
                 concurrency,
+                &times,
             )
             .await;
             queue.delete_with_dead_letter_queue().await.unwrap();

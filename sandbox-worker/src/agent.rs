@@ -1,6 +1,6 @@
-//! The agent loop (DESIGN §2.4): model call → tool calls → tool results → model call …, bounded
-//! by turns, tool calls and wall time, with every finished step appended to the transcript
-//! before the next begins.
+//! The agent loop: model call → tool calls → tool results → model call …, bounded by turns,
+//! tool calls and wall time, with every finished step appended to the transcript before the
+//! next begins.
 //!
 //! Resuming is reading the transcript: the last entry says what comes next. An assistant turn
 //! with tool calls lacking results runs just those (a finished tool call has its result stored
@@ -9,22 +9,36 @@
 //!
 //! Compaction: when the context (entries since the last summary) grows past the budget, the
 //! older part is summarised by the model and a `Summary` entry is appended; later contexts
-//! start from it. Nothing is dropped silently: the full history stays in the store.
+//! start from it, and so do later jobs' reads. Nothing is dropped: the full history stays in
+//! the store.
+//!
+//! Decisions:
+//! - Before every side effect (a model call, a tool call) the job's lease is checked: a worker
+//!   whose lease was lost (it stalled past the lease, another worker took the job) stops at
+//!   once instead of running the job's side effects a second time.
+//! - A tool that panics is a tool error, not a dead worker: the call is caught and the model
+//!   is told it failed, and its result is checkpointed like any other, so a resume never
+//!   replays it.
+//! - Tool calls count against the session's hourly budget (`limits.sessionToolCallsPerHour`)
+//!   in the store, so it holds across a fleet; calls over it get an error result.
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
-use infra::model::{EntryBody, SessionKey, ToolCall, TranscriptEntry};
-use infra::store::{StateStore, StoreError};
+use futures_util::FutureExt;
+use infra::model::{EntryBody, SessionKey, ToolCall, Transcript, TranscriptEntry};
+use infra::store::{RateCounters, StoreError, TranscriptStore};
 use tokio::sync::OnceCell;
+use tracing::Instrument;
 
-use crate::llm::{LlmError, Model, ModelRequest};
-use crate::phases::timed;
+use crate::llm::{LlmError, Model, ModelRequest, ToolSpec};
+use crate::phase;
 use crate::tools::policy::ToolPolicy;
-use crate::tools::{ToolBox, ToolOutcome, ToolSpec};
+use crate::tools::{ExtraTools, ToolBox, ToolOutcome};
 
 /// Bounds on one job's agent run.
 #[derive(Debug, Clone)]
@@ -67,6 +81,29 @@ pub enum AgentError {
     Model(#[from] LlmError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("the job's lease was lost: another worker holds it now")]
+    LeaseLost,
+}
+
+/// Whether this worker still holds the job's lease. The heartbeat marks it lost when a renewal
+/// is refused; the job checks it before each side effect.
+#[derive(Debug, Clone, Default)]
+pub struct Lease {
+    lost: Arc<AtomicBool>,
+}
+
+impl Lease {
+    pub fn mark_lost(&self) {
+        self.lost.store(true, Ordering::SeqCst);
+    }
+
+    pub fn check(&self) -> Result<(), AgentError> {
+        if self.lost.load(Ordering::SeqCst) {
+            Err(AgentError::LeaseLost)
+        } else {
+            Ok(())
+        }
+    }
 }
 
 /// The session's tools, built in the background (the container start hides behind the first
@@ -79,7 +116,14 @@ pub struct LazyTools {
 impl LazyTools {
     pub fn spawn(build: impl Future<Output = ToolBox> + Send + 'static) -> Self {
         let handle = tokio::spawn(build);
-        let waiter = async move { handle.await.expect("the toolbox task does not panic") };
+        let waiter = async move {
+            handle.await.unwrap_or_else(|e| {
+                ToolBox::unavailable(
+                    ToolPolicy::new(&Default::default()),
+                    format!("the sandbox could not be prepared: {e}"),
+                )
+            })
+        };
         LazyTools {
             pending: tokio::sync::Mutex::new(Some(Box::pin(waiter))),
             ready: OnceCell::new(),
@@ -96,20 +140,24 @@ impl LazyTools {
     pub async fn get(&self) -> Arc<ToolBox> {
         self.ready
             .get_or_init(|| async {
-                let future = self.pending.lock().await.take().expect("built once");
-                Arc::new(future.await)
+                match self.pending.lock().await.take() {
+                    Some(future) => Arc::new(future.await),
+                    // Only reachable if a first `get` was cancelled mid-build.
+                    None => Arc::new(ToolBox::unavailable(
+                        ToolPolicy::new(&Default::default()),
+                        "the sandbox is being prepared; try again".into(),
+                    )),
+                }
             })
             .await
             .clone()
     }
 }
 
-/// Extra tools served outside the sandbox (the session tools).
-#[async_trait::async_trait]
-pub trait ExtraTools: Send + Sync {
-    fn specs(&self) -> Vec<ToolSpec>;
-    /// `None` when `name` is not one of these tools.
-    async fn run(&self, name: &str, input: &serde_json::Value) -> Option<ToolOutcome>;
+/// A session's hourly tool-call budget, counted in the store.
+pub struct ToolBudget<'a> {
+    pub counters: &'a dyn RateCounters,
+    pub per_hour: u32,
 }
 
 /// One job's run over one session.
@@ -120,7 +168,9 @@ pub struct AgentRun<'a> {
     pub policy: &'a ToolPolicy,
     /// Tool specs offered to the model (policy applied).
     pub specs: Vec<ToolSpec>,
-    pub store: &'a dyn StateStore,
+    pub store: &'a dyn TranscriptStore,
+    pub budget: Option<ToolBudget<'a>>,
+    pub lease: &'a Lease,
     pub session: &'a SessionKey,
     pub agent: &'a str,
     pub job_id: &'a str,
@@ -130,30 +180,33 @@ pub struct AgentRun<'a> {
 
 impl AgentRun<'_> {
     /// Runs to an answer or a bound, appending each step to `transcript` and the store.
-    pub async fn run(
-        &self,
-        transcript: &mut Vec<TranscriptEntry>,
-    ) -> Result<AgentOutcome, AgentError> {
+    pub async fn run(&self, transcript: &mut Transcript) -> Result<AgentOutcome, AgentError> {
         let started = Instant::now();
         let mut turns = 0;
         let mut tool_calls = self.tool_calls_so_far(transcript);
         loop {
             // Tool calls of the latest model turn that have no result yet: after a crash
             // between two calls of one turn, only the unfinished ones run.
-            let pending = pending_calls(transcript);
+            let pending = pending_calls(&transcript.entries);
             if !pending.is_empty() {
+                let mut budget_left = self.budget_left(pending.len()).await?;
                 for call in pending {
+                    self.lease.check()?;
                     let outcome = if tool_calls >= self.limits.max_tool_calls {
-                        ToolOutcome {
-                            output: format!(
-                                "not run: this job's budget of {} tool calls is spent; answer with what you have",
-                                self.limits.max_tool_calls
-                            ),
-                            is_error: true,
-                        }
+                        ToolOutcome::error(format!(
+                            "not run: this job's budget of {} tool calls is spent; answer with what you have",
+                            self.limits.max_tool_calls
+                        ))
+                    } else if budget_left == 0 {
+                        ToolOutcome::error(
+                            "not run: this session's hourly tool-call limit is spent; answer with what you have",
+                        )
                     } else {
                         tool_calls += 1;
-                        timed("sandbox", self.run_tool(&call)).await
+                        budget_left -= 1;
+                        self.run_tool(&call)
+                            .instrument(phase::span("sandbox"))
+                            .await
                     };
                     self.append(
                         transcript,
@@ -171,6 +224,7 @@ impl AgentRun<'_> {
             // The conversation's last word, not a `Delivered` copy of a reply (a job resumed
             // after its WebChat reply was stored must not ask the model again).
             let last = transcript
+                .entries
                 .iter()
                 .rev()
                 .find(|e| !matches!(e.body, EntryBody::Delivered { .. }));
@@ -189,14 +243,19 @@ impl AgentRun<'_> {
                 )));
             }
             self.compact_if_needed(transcript).await?;
-            let context = context(transcript);
+            self.lease.check()?;
+            let context = context(&transcript.entries);
             let request = ModelRequest {
                 system: &self.system,
                 history: &context,
                 tools: &self.specs,
                 max_tokens: self.limits.max_tokens,
             };
-            let reply = timed("model", self.model.complete(&request)).await?;
+            let reply = self
+                .model
+                .complete(&request)
+                .instrument(phase::span("model"))
+                .await?;
             turns += 1;
             let body = EntryBody::Assistant {
                 text: reply.text,
@@ -206,30 +265,64 @@ impl AgentRun<'_> {
         }
     }
 
-    /// The policy first, whatever the model asked; then the session tools or the sandbox.
-    async fn run_tool(&self, call: &ToolCall) -> ToolOutcome {
-        if !self.policy.allows(&call.name) {
-            return ToolOutcome {
-                output: format!(
-                    "tool {:?} is not allowed by this agent's tool policy",
-                    call.name
-                ),
-                is_error: true,
-            };
-        }
-        if let Some(extra) = self.extra {
-            if let Some(outcome) = extra
-                .run(&call.name.to_ascii_lowercase(), &call.input)
-                .await
-            {
-                return outcome;
-            }
-        }
-        self.tools.get().await.run(&call.name, &call.input).await
+    /// How many of `wanted` calls the session's hourly budget still allows (all of them when
+    /// there is no budget).
+    async fn budget_left(&self, wanted: usize) -> Result<usize, AgentError> {
+        let Some(budget) = self.budget.as_ref().filter(|b| b.per_hour > 0) else {
+            return Ok(wanted);
+        };
+        let wanted_u32 = u32::try_from(wanted).unwrap_or(u32::MAX);
+        let total = budget
+            .counters
+            .add(
+                &format!("tools:{}", self.session),
+                Duration::from_secs(3600),
+                wanted_u32,
+            )
+            .instrument(phase::span("store"))
+            .await?;
+        let before = total.saturating_sub(u64::from(wanted_u32));
+        let left = u64::from(budget.per_hour).saturating_sub(before);
+        Ok(left.min(wanted as u64) as usize)
     }
 
-    fn tool_calls_so_far(&self, transcript: &[TranscriptEntry]) -> u32 {
+    /// Runs one call where it belongs: a session tool here (the policy checked first, whatever
+    /// the model asked), anything else in the tool box, which checks the policy where the tool
+    /// runs. A panic inside a tool becomes its error result.
+    async fn run_tool(&self, call: &ToolCall) -> ToolOutcome {
+        let name = call.name.to_ascii_lowercase();
+        let run = async {
+            if let Some(extra) = self
+                .extra
+                .filter(|e| e.specs().iter().any(|s| s.name == name))
+            {
+                if !self.policy.allows(&name) {
+                    return ToolOutcome::error(format!(
+                        "tool {:?} is not allowed by this agent's tool policy",
+                        call.name
+                    ));
+                }
+                if let Some(outcome) = extra.run(&name, &call.input).await {
+                    return outcome;
+                }
+            }
+            self.tools.get().await.run(&call.name, &call.input).await
+        };
+        match AssertUnwindSafe(run).catch_unwind().await {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                tracing::error!(tool = %call.name, session = %self.session, "a tool panicked; reported to the model as a failed call");
+                ToolOutcome::error(format!(
+                    "tool {:?} failed inside clawgate (an internal error) and did not complete",
+                    call.name
+                ))
+            }
+        }
+    }
+
+    fn tool_calls_so_far(&self, transcript: &Transcript) -> u32 {
         transcript
+            .entries
             .iter()
             .filter(|e| {
                 e.job_id.as_deref() == Some(self.job_id)
@@ -239,32 +332,19 @@ impl AgentRun<'_> {
     }
 
     /// Appends one step: the checkpoint.
-    async fn append(
-        &self,
-        transcript: &mut Vec<TranscriptEntry>,
-        body: EntryBody,
-    ) -> Result<(), AgentError> {
-        let entry = TranscriptEntry {
-            seq: transcript.last().map_or(0, |e| e.seq + 1),
-            at: Utc::now(),
-            job_id: Some(self.job_id.to_string()),
-            body,
-        };
-        let stored = timed(
-            "store",
-            self.store
-                .append_transcript(self.session, self.agent, &entry),
-        )
-        .await?;
+    async fn append(&self, transcript: &mut Transcript, body: EntryBody) -> Result<(), AgentError> {
+        let entry = transcript.next_entry(Some(self.job_id), body);
+        let stored = self
+            .store
+            .append_transcript(self.session, self.agent, &entry)
+            .instrument(phase::span("store"))
+            .await?;
         transcript.push(stored);
         Ok(())
     }
 
-    async fn compact_if_needed(
-        &self,
-        transcript: &mut Vec<TranscriptEntry>,
-    ) -> Result<(), AgentError> {
-        let context = context(transcript);
+    async fn compact_if_needed(&self, transcript: &mut Transcript) -> Result<(), AgentError> {
+        let context = context(&transcript.entries);
         let size: usize = context.iter().map(|e| e.encoded_len()).sum();
         if size <= self.limits.context_budget_bytes || context.len() <= self.limits.keep_recent + 1
         {
@@ -280,6 +360,7 @@ impl AgentRun<'_> {
         }
         let older = &context[..cut];
         let through_seq = older.iter().map(|e| e.seq).max().unwrap_or(0);
+        self.lease.check()?;
         let summary = self
             .model
             .complete(&ModelRequest {
@@ -288,12 +369,36 @@ impl AgentRun<'_> {
                 tools: &[],
                 max_tokens: 1024,
             })
+            .instrument(phase::span("model"))
             .await?;
         let text = summary.text.unwrap_or_default();
         tracing::info!(session = %self.session, through_seq, "compacted older turns into a summary");
         self.append(transcript, EntryBody::Summary { text, through_seq })
             .await
     }
+}
+
+/// Results for the tool calls an earlier job asked for and never ran (it failed, was
+/// dead-lettered, or the user started over with `/new`): the conversation must answer every
+/// tool call before it goes on, or a provider refuses it.
+pub fn orphaned_results(transcript: &Transcript, job_id: &str) -> Vec<EntryBody> {
+    let latest = transcript
+        .entries
+        .iter()
+        .rev()
+        .find(|e| matches!(e.body, EntryBody::Assistant { .. }));
+    if latest.is_none_or(|e| e.job_id.as_deref() == Some(job_id)) {
+        return vec![];
+    }
+    pending_calls(&transcript.entries)
+        .into_iter()
+        .map(|call| EntryBody::ToolResult {
+            call_id: call.id,
+            name: call.name,
+            output: "not run: the request that asked for this call ended before it ran".into(),
+            is_error: true,
+        })
+        .collect()
 }
 
 /// The tool calls of the latest assistant turn that have no result after it, in order.
@@ -305,7 +410,7 @@ fn pending_calls(transcript: &[TranscriptEntry]) -> Vec<ToolCall> {
         return vec![];
     };
     let EntryBody::Assistant { tool_calls, .. } = &transcript[at].body else {
-        unreachable!()
+        return vec![];
     };
     tool_calls
         .iter()
@@ -333,7 +438,7 @@ pub fn context(transcript: &[TranscriptEntry]) -> Vec<TranscriptEntry> {
         return transcript;
     };
     let EntryBody::Summary { through_seq, .. } = transcript[at].body else {
-        unreachable!()
+        return transcript;
     };
     let mut out = vec![transcript[at].clone()];
     out.extend(
@@ -353,6 +458,7 @@ pub fn context(transcript: &[TranscriptEntry]) -> Vec<TranscriptEntry> {
 mod tests {
     use super::*;
     use crate::llm::ModelReply;
+    use chrono::Utc;
     use infra::model::Channel;
     use infra::store::sqlite::SqliteStore;
     use std::sync::Mutex;
@@ -419,7 +525,7 @@ mod tests {
         store: &SqliteStore,
         session: &SessionKey,
         limits: AgentLimits,
-        transcript: &mut Vec<TranscriptEntry>,
+        transcript: &mut Transcript,
     ) -> AgentOutcome {
         let policy = ToolPolicy::new(&Default::default());
         let tools = LazyTools::ready(ToolBox::unavailable(
@@ -433,6 +539,8 @@ mod tests {
             policy: &policy,
             specs: vec![],
             store,
+            budget: None,
+            lease: &Lease::default(),
             session,
             agent: "main",
             job_id: "j",
@@ -458,10 +566,10 @@ mod tests {
                 sender: None,
             },
         };
-        let mut transcript = vec![store
+        let mut transcript = Transcript::whole(vec![store
             .append_transcript(&session, "main", &first)
             .await
-            .unwrap()];
+            .unwrap()]);
         let model = EndlessModel {
             calls: Mutex::new(0),
         };
@@ -479,6 +587,7 @@ mod tests {
         );
         assert_eq!(*model.calls.lock().unwrap(), 3);
         let results: Vec<String> = transcript
+            .entries
             .iter()
             .filter_map(|e| match &e.body {
                 EntryBody::ToolResult { output, .. } => Some(output.clone()),
@@ -502,7 +611,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("s.db")).unwrap();
         let session = SessionKey::dm("main", Channel::Telegram, "1");
-        let mut transcript = Vec::new();
+        let mut transcript = Transcript::default();
         for seq in 0..40u64 {
             let body = if seq % 2 == 0 {
                 EntryBody::User {
@@ -573,6 +682,13 @@ mod tests {
             43,
             "41 turns + summary + answer: nothing was deleted"
         );
+        let next_job = store.load_context(&session).await.unwrap();
+        assert!(
+            next_job.entries.len() < 12,
+            "the next job reads from the summary on, not all {} entries",
+            next_job.entries.len()
+        );
+        assert_eq!(next_job.next_seq, 43);
     }
 
     #[tokio::test]
@@ -580,7 +696,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("s.db")).unwrap();
         let session = SessionKey::dm("main", Channel::Webchat, "w");
-        let mut transcript = vec![
+        let mut transcript = Transcript::whole(vec![
             user(0, "hello"),
             entry(
                 1,
@@ -595,7 +711,7 @@ mod tests {
                     text: "hi there".into(),
                 },
             ),
-        ];
+        ]);
         let model = ScriptedModel {
             seen: Mutex::new(vec![]),
         };

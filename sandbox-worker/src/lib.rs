@@ -1,10 +1,12 @@
-//! clawgate's worker side (DESIGN §2.3-2.5): the queue loop ([`worker`]), the agent loop
-//! ([`agent`]), the model providers ([`llm`]), replies to the channels ([`reply`]), and the
-//! Docker sandbox and host backend ([`sandbox`]) that the agent's tools ([`tools`]) run in.
+//! clawgate's worker side (docs/architecture.md): the queue loop ([`worker`]), a job's
+//! prepared session ([`profile`]), the agent loop ([`agent`]), the model providers ([`llm`]),
+//! replies to the channels ([`reply`]), and the Docker sandbox and host backend ([`sandbox`])
+//! that the agent's tools ([`tools`]) run in; [`phase`] times them for the benchmark.
 
 pub mod agent;
 pub mod llm;
-pub mod phases;
+pub mod phase;
+pub mod profile;
 pub mod reply;
 pub mod sandbox;
 pub mod tools;

@@ -1,5 +1,10 @@
-//! Replies to the channel a job came from: chunked to the channel's limits, and the typing
-//! indicator refreshed while the job works (Telegram's lasts at most 5 s).
+//! Replies to the channel a job came from: chunked to the channel's limits, escaped for its
+//! markup, and the typing indicator refreshed while the job works (Telegram's lasts 5 s).
+//!
+//! Model text is untrusted: on Slack, `&`, `<` and `>` are escaped as Slack asks, so a reply
+//! cannot ping the channel (`<!channel>`, `<!here>`, `<@U…>`) or dress a link up as another
+//! (`<https://evil|bank.com>`). Telegram replies are sent as plain text (no parse mode), where
+//! no markup is interpreted.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -65,7 +70,11 @@ impl Outbound {
                 let client = self.telegram(account)?;
                 client.send_message(t, chunk).await.map(|_| ())
             }
-            ReplyTarget::Slack(s) => self.slack()?.post_message(s, chunk).await.map(|_| ()),
+            ReplyTarget::Slack(s) => self
+                .slack()?
+                .post_message(s, &slack::escape(chunk))
+                .await
+                .map(|_| ()),
             // The worker stores WebChat replies in the transcript; nothing is posted.
             ReplyTarget::Webchat(_) => Err(ChannelError::Permanent {
                 channel: "webchat",

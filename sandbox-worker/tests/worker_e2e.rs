@@ -29,8 +29,9 @@ fn config_text(fakes: &Fakes, workspace: &Path, sandbox: &str, extra: &str) -> S
           agents: {{ defaults: {{ model: "anthropic/claude-test", workspace: "{ws}", sandbox: {{ {sandbox} }} }} }},
           models: {{ providers: {{ anthropic: {{ apiKey: "sk-ant-test-key", baseUrl: "{base}" }} }} }},
           channels: {{
-            telegram: {{ botToken: "123456:TESTTOKEN", apiBase: "{base}", dmPolicy: "open" }},
-            slack: {{ botToken: "xoxb-test-token", apiBase: "{base}", dmPolicy: "open" }},
+            telegram: {{ botToken: "123456:TESTTOKEN", apiBase: "{base}", dmPolicy: "allowlist", allowFrom: [12345] }},
+            slack: {{ botToken: "xoxb-test-token", apiBase: "{base}", dmPolicy: "allowlist", allowFrom: ["U2147483697"],
+                     channels: {{ "*": {{}} }} }},
           }},
           queue: {{ visibilityTimeoutSeconds: 2, maxReceiveCount: 3 }},
           {extra}
@@ -42,7 +43,8 @@ fn config_text(fakes: &Fakes, workspace: &Path, sandbox: &str, extra: &str) -> S
 
 fn docker_sandbox(sb: &common::Sandbox) -> String {
     format!(
-        r#"mode: "all", scope: "session", docker: {{ image: "{}", containerPrefix: "{}" }}"#,
+        r#"mode: "all", scope: "session", workspaceAccess: "rw", workspaceRoot: "{}", docker: {{ image: "{}", containerPrefix: "{}" }}"#,
+        sb.dir.path().join("sbx").display(),
         common::TEST_IMAGE,
         sb.prefix
     )
@@ -422,10 +424,8 @@ async fn an_unknown_sender_under_pairing_gets_a_code_and_no_model_call_until_app
     let dir = tempfile::tempdir().unwrap();
     let fakes = Fakes::start(Arc::new(|_, _: &Value| Reply::text("hello, friend"))).await;
     let text = config_text(&fakes, &dir.path().join("ws"), r#"mode: "off""#, "").replace(
-        r#"dmPolicy: "open" },
-            slack"#,
-        r#"dmPolicy: "pairing" },
-            slack"#,
+        r#"dmPolicy: "allowlist", allowFrom: [12345] },"#,
+        r#"dmPolicy: "pairing" },"#,
     );
     let config = Config::parse(&text).unwrap();
     assert_eq!(
@@ -487,19 +487,10 @@ async fn an_unknown_sender_under_pairing_gets_a_code_and_no_model_call_until_app
 async fn allowlist_answers_listed_senders_and_disabled_answers_nobody() {
     let dir = tempfile::tempdir().unwrap();
     let fakes = Fakes::start(Arc::new(|_, _: &Value| Reply::text("hi"))).await;
-    let text = config_text(&fakes, &dir.path().join("ws"), r#"mode: "off""#, "")
-        .replace(
-            r#"dmPolicy: "open" },
-            slack"#,
-            r#"dmPolicy: "allowlist", allowFrom: [12345] },
-            slack"#,
-        )
-        .replace(
-            r#"dmPolicy: "open" },
-          }"#,
-            r#"dmPolicy: "disabled" },
-          }"#,
-        );
+    let text = config_text(&fakes, &dir.path().join("ws"), r#"mode: "off""#, "").replace(
+        r#"dmPolicy: "allowlist", allowFrom: ["U2147483697"],"#,
+        r#"dmPolicy: "disabled","#,
+    );
     let config = Config::parse(&text).unwrap();
     assert_eq!(
         config.channels.slack.as_ref().unwrap().dm_policy,
@@ -612,8 +603,8 @@ async fn a_job_from_a_second_telegram_bot_is_answered_by_that_bot() {
     let dir = tempfile::tempdir().unwrap();
     let fakes = Fakes::start(Arc::new(|_, _: &Value| Reply::text("from work"))).await;
     let text = config_text(&fakes, &dir.path().join("ws"), r#"mode: "off""#, "").replacen(
-        r#"dmPolicy: "open" },"#,
-        r#"dmPolicy: "open", accounts: { work: { botToken: "999:WORKTOKEN" } } },"#,
+        r#"allowFrom: [12345] },"#,
+        r#"allowFrom: [12345], accounts: { work: { botToken: "999:WORKTOKEN" } } },"#,
         1,
     );
     let config = Config::parse(&text).unwrap();

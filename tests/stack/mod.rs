@@ -97,7 +97,7 @@ pub async fn spawn_stack(script: Script, options: StackOptions) -> Stack {
     };
     let sandbox_config = match &sandbox {
         Some(sb) => format!(
-            r#"mode: "all", scope: "session", workspaceRoot: "{root}",
+            r#"mode: "all", scope: "session", workspaceAccess: "rw", workspaceRoot: "{root}",
                docker: {{ image: "{image}", containerPrefix: "{prefix}", memory: "128m", pidsLimit: 64 }}"#,
             root = sb.dir.path().join("sbx").display(),
             image = common::TEST_IMAGE,
@@ -152,8 +152,10 @@ pub async fn spawn_stack(script: Script, options: StackOptions) -> Stack {
           agents: {{ defaults: {{ model: "anthropic/claude-test", workspace: "{ws}", sandbox: {{ {sandbox_config} }} }} }},
           models: {{ providers: {{ anthropic: {{ apiKey: "sk-ant-e2e", baseUrl: "{base}" }} }} }},
           channels: {{
-            telegram: {{ botToken: "{TG_TOKEN}", webhookSecret: "{TG_SECRET}", apiBase: "{base}", dmPolicy: "open", botUsername: "clawgate_bot" }},
-            slack: {{ botToken: "xoxb-e2e", signingSecret: "{SLACK_SECRET}", apiBase: "{base}", dmPolicy: "open" }},
+            telegram: {{ botToken: "{TG_TOKEN}", webhookSecret: "{TG_SECRET}", apiBase: "{base}", botUsername: "clawgate_bot",
+                        dmPolicy: "allowlist", allowFrom: [12345] }},
+            slack: {{ botToken: "xoxb-e2e", signingSecret: "{SLACK_SECRET}", apiBase: "{base}",
+                     dmPolicy: "allowlist", allowFrom: ["U2147483697"], channels: {{ C024BE91L: {{}} }} }},
           }},
           {backends}
           {token}

@@ -18,6 +18,21 @@ const RETRYABLE_ERRORS: &[&str] = &[
     "ratelimited",
 ];
 
+/// Escapes text for Slack's message format: `&`, `<` and `>` become entities, so nothing in
+/// the text is read as a mention (`<!channel>`, `<@U…>`) or a link (`<url|label>`).
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 #[derive(Clone)]
 pub struct SlackClient {
     http: reqwest::Client,
@@ -109,5 +124,21 @@ impl SlackClient {
             channel: CHANNEL,
             message: "chat.postMessage: still rate limited".into(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mentions_and_disguised_links_are_neutralised() {
+        let escaped = escape("<!channel> hi <@U123> see <https://evil.example|bank.com> & more");
+        assert_eq!(
+            escaped,
+            "&lt;!channel&gt; hi &lt;@U123&gt; see &lt;https://evil.example|bank.com&gt; &amp; more"
+        );
+        assert!(!escaped.contains('<') && !escaped.contains('>'));
+        assert_eq!(escape("plain *bold* text"), "plain *bold* text");
     }
 }

@@ -7,7 +7,10 @@
 //! - DMs (`message` with `channel_type: im`) and `app_mention` are handled. Events with a
 //!   `bot_id` or any `subtype` (edits, joins, the bot's own posts) are acked and dropped.
 //! - A mention in a channel opens a thread session keyed by the thread's root `ts`, and the
-//!   reply goes into that thread; a DM is one session per user.
+//!   reply goes into that thread; a DM is one session per user. A mention passes the app's
+//!   channel rules first (`groupPolicy`, `channels`, `groupAllowFrom`: [`GroupAccess`]): by
+//!   default no channel is answered until the owner lists it, so a guest or a Slack Connect
+//!   member who mentions the bot reaches nothing.
 //! - The event id is `slack:<account>:<event_id>`: Slack's retries (`X-Slack-Retry-Num`) carry
 //!   the same `event_id`, so the queue drops them.
 
@@ -17,6 +20,7 @@ use serde_json::Value;
 use sha2::Sha256;
 
 use super::WebhookError;
+use crate::config::{GroupAccess, GroupVerdict};
 use crate::model::{
     Channel, ChatKind, ChatRef, InboundMessage, JobMessage, ReplyTarget, Sender, SessionKey,
     SlackTarget, SubThread,
@@ -132,13 +136,22 @@ pub enum SlackEvent {
     Ignored(&'static str),
 }
 
-/// Parses one (verified) events body for `account`, served by `agent`.
+/// What the gateway knows about the Slack app.
+#[derive(Debug, Clone)]
+pub struct SlackApp {
+    pub account: String,
+    pub agent: String,
+    /// Who may reach the agent in channels (`groupPolicy`, `channels`, `groupAllowFrom`).
+    pub groups: GroupAccess,
+}
+
+/// Parses one (verified) events body for `app`.
 pub fn parse_event(
     body: &[u8],
-    account: &str,
-    agent: &str,
+    app: &SlackApp,
     now: DateTime<Utc>,
 ) -> Result<SlackEvent, WebhookError> {
+    let (account, agent) = (app.account.as_str(), app.agent.as_str());
     let payload: Value =
         serde_json::from_slice(body).map_err(|e| WebhookError::MalformedJson(e.to_string()))?;
     match payload["type"].as_str() {
@@ -176,6 +189,12 @@ pub fn parse_event(
             "message event without user, channel or ts".into(),
         ));
     };
+    if !is_dm {
+        // An `app_mention` is a mention by definition; the channel's rules still decide.
+        if let GroupVerdict::Refuse(why) = app.groups.verdict(channel, user) {
+            return Ok(SlackEvent::Ignored(why));
+        }
+    }
     let text = event["text"].as_str().unwrap_or("");
     let thread_ts = event["thread_ts"].as_str().map(str::to_string);
     let (session, kind, reply_thread) = if is_dm {
@@ -229,6 +248,7 @@ pub fn parse_event(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{GroupEntry, PeerId, ANY_GROUP};
 
     const SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
 
@@ -240,8 +260,47 @@ mod tests {
         .unwrap()
     }
 
+    /// The app of an owner who listed every channel (`channels: { "*": {} }`).
+    fn app() -> SlackApp {
+        SlackApp {
+            account: "default".into(),
+            agent: "main".into(),
+            groups: GroupAccess {
+                groups: [(ANY_GROUP.to_string(), GroupEntry::default())].into(),
+                ..GroupAccess::default()
+            },
+        }
+    }
+
+    #[test]
+    fn a_guest_mentioning_the_bot_in_an_unlisted_channel_is_ignored() {
+        let unlisted = SlackApp {
+            groups: GroupAccess::default(),
+            ..app()
+        };
+        let members_only = SlackApp {
+            groups: GroupAccess {
+                group_allow_from: vec![PeerId::Text("U0OWNER".into())],
+                ..app().groups
+            },
+            ..app()
+        };
+        let body = fixture("app_mention_thread.json");
+
+        let by_default = parse_event(&body, &unlisted, Utc::now()).unwrap();
+        let guest = parse_event(&body, &members_only, Utc::now()).unwrap();
+        let dm = parse_event(&fixture("message_im.json"), &unlisted, Utc::now()).unwrap();
+
+        assert!(matches!(by_default, SlackEvent::Ignored(why) if why.contains("not listed")));
+        assert!(matches!(guest, SlackEvent::Ignored(why) if why.contains("not allowed")));
+        assert!(
+            matches!(dm, SlackEvent::Job(_)),
+            "DMs follow dmPolicy, not the channel rules"
+        );
+    }
+
     fn job(name: &str) -> JobMessage {
-        match parse_event(&fixture(name), "default", "main", Utc::now()).unwrap() {
+        match parse_event(&fixture(name), &app(), Utc::now()).unwrap() {
             SlackEvent::Job(job) => *job,
             other => panic!("{name}: {other:?}"),
         }
@@ -331,13 +390,7 @@ mod tests {
 
     #[test]
     fn url_verification_returns_the_challenge() {
-        let parsed = parse_event(
-            &fixture("url_verification.json"),
-            "default",
-            "main",
-            Utc::now(),
-        )
-        .unwrap();
+        let parsed = parse_event(&fixture("url_verification.json"), &app(), Utc::now()).unwrap();
         assert_eq!(
             parsed,
             SlackEvent::UrlVerification(
@@ -391,7 +444,7 @@ mod tests {
     #[test]
     fn bot_messages_and_subtypes_are_dropped() {
         for name in ["bot_message.json", "message_changed.json"] {
-            let parsed = parse_event(&fixture(name), "default", "main", Utc::now()).unwrap();
+            let parsed = parse_event(&fixture(name), &app(), Utc::now()).unwrap();
             assert_eq!(
                 parsed,
                 SlackEvent::Ignored("bot message or message subtype"),
@@ -403,18 +456,17 @@ mod tests {
     #[test]
     fn bodies_that_are_not_events_are_errors() {
         assert!(matches!(
-            parse_event(b"", "default", "main", Utc::now()),
+            parse_event(b"", &app(), Utc::now()),
             Err(WebhookError::MalformedJson(_))
         ));
         assert!(matches!(
-            parse_event(b"[1,2]", "default", "main", Utc::now()),
+            parse_event(b"[1,2]", &app(), Utc::now()),
             Err(WebhookError::NotAnEvent(_))
         ));
         assert!(matches!(
             parse_event(
                 br#"{"type":"event_callback","event":{}}"#,
-                "default",
-                "main",
+                &app(),
                 Utc::now()
             ),
             Err(WebhookError::NotAnEvent(_))

@@ -5,8 +5,10 @@
 //! else is acknowledged and ignored, so Telegram does not retry it.
 //!
 //! Decisions:
-//! - Group and channel messages are answered only when the bot is mentioned (`@botname`) or
-//!   replied to, unless `groups.requireMention` is off.
+//! - Group and channel messages pass the channel's group rules first (`groupPolicy`, `groups`,
+//!   `groupAllowFrom`: [`GroupAccess`]), then are answered only when the bot is mentioned
+//!   (`@botname`) or replied to, unless the group's `requireMention` is off. A refusal is an
+//!   ignored update: nothing reaches the queue.
 //! - Messages from bots are ignored (no bot-to-bot loops).
 //! - The event id is `telegram:<account>:<update_id>`: Telegram retries an update with the same
 //!   id, so the queue's dedup and the worker's job record both recognise the retry.
@@ -16,7 +18,7 @@ use serde_json::Value;
 use subtle::ConstantTimeEq;
 
 use super::WebhookError;
-use crate::config::Secret;
+use crate::config::{GroupAccess, GroupVerdict, Secret};
 use crate::model::{
     Channel, ChatKind, ChatRef, InboundMessage, JobMessage, ReplyTarget, Sender, SessionKey,
     SubThread, TelegramTarget,
@@ -29,7 +31,8 @@ pub struct TelegramBot {
     pub agent: String,
     /// Without the `@`; needed for mention gating in groups.
     pub username: Option<String>,
-    pub require_mention: bool,
+    /// Who may reach the agent in groups and channels.
+    pub groups: GroupAccess,
 }
 
 /// What an update became.
@@ -137,17 +140,23 @@ pub fn parse_update(
         Some("channel") => ChatKind::Channel,
         _ => return Ok(Parsed::Ignored("unknown chat type")),
     };
-    if kind != ChatKind::Dm
-        && bot.require_mention
-        && callback_text.is_none()
-        && !mentions(body_text, message, bot.username.as_deref())
-    {
-        return Ok(Parsed::Ignored("group message without a mention"));
-    }
     let sender_id = from["id"]
         .as_i64()
         .map(|id| id.to_string())
         .unwrap_or_else(|| chat_id.to_string());
+    if kind != ChatKind::Dm {
+        match bot.groups.verdict(&chat_id.to_string(), &sender_id) {
+            GroupVerdict::Refuse(why) => return Ok(Parsed::Ignored(why)),
+            GroupVerdict::Admit { require_mention } => {
+                if require_mention
+                    && callback_text.is_none()
+                    && !mentions(body_text, message, bot.username.as_deref())
+                {
+                    return Ok(Parsed::Ignored("group message without a mention"));
+                }
+            }
+        }
+    }
     let topic = (message["is_topic_message"] == true)
         .then(|| message["message_thread_id"].as_i64())
         .flatten();
@@ -202,6 +211,7 @@ pub fn parse_update(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{GroupEntry, PeerId, ANY_GROUP};
 
     fn fixture(name: &str) -> Vec<u8> {
         std::fs::read(format!(
@@ -211,12 +221,16 @@ mod tests {
         .unwrap()
     }
 
+    /// A bot whose owner listed every group (`groups: { "*": {} }`).
     fn bot() -> TelegramBot {
         TelegramBot {
             account: "default".into(),
             agent: "main".into(),
             username: Some("clawgate_bot".into()),
-            require_mention: true,
+            groups: GroupAccess {
+                groups: [(ANY_GROUP.to_string(), GroupEntry::default())].into(),
+                ..GroupAccess::default()
+            },
         }
     }
 
@@ -268,14 +282,40 @@ mod tests {
             parse_update(&body, &bot(), Utc::now()).unwrap(),
             Parsed::Ignored("group message without a mention")
         );
-        let open = TelegramBot {
-            require_mention: false,
-            ..bot()
-        };
+        let mut open = bot();
+        open.groups.groups.insert(
+            "-1001234567890".into(),
+            GroupEntry {
+                require_mention: Some(false),
+                ..GroupEntry::default()
+            },
+        );
         assert!(matches!(
             parse_update(&body, &open, Utc::now()).unwrap(),
             Parsed::Job(_)
         ));
+    }
+
+    #[test]
+    fn a_stranger_mentioning_the_bot_in_an_unlisted_group_is_ignored() {
+        let owner_only = TelegramBot {
+            groups: GroupAccess::default(),
+            ..bot()
+        };
+        let only_the_owner_may_speak = TelegramBot {
+            groups: GroupAccess {
+                group_allow_from: vec![PeerId::Number(4242)],
+                ..bot().groups
+            },
+            ..bot()
+        };
+        let body = fixture("group_mention.json");
+
+        let unlisted = parse_update(&body, &owner_only, Utc::now()).unwrap();
+        let stranger = parse_update(&body, &only_the_owner_may_speak, Utc::now()).unwrap();
+
+        assert!(matches!(unlisted, Parsed::Ignored(why) if why.contains("not listed")));
+        assert!(matches!(stranger, Parsed::Ignored(why) if why.contains("sender is not allowed")));
     }
 
     #[test]

@@ -90,7 +90,11 @@ impl SqliteQueue {
         visibility: Duration,
         dead_letter: Option<DeadLetterPolicy>,
     ) -> Result<Self, QueueError> {
-        let db = Db::open(path, SCHEMA)?;
+        static MIGRATIONS: std::sync::LazyLock<rusqlite_migration::Migrations<'static>> =
+            std::sync::LazyLock::new(|| {
+                rusqlite_migration::Migrations::new(vec![rusqlite_migration::M::up(SCHEMA)])
+            });
+        let db = Db::open(path, &MIGRATIONS)?;
         Ok(SqliteQueue {
             db,
             name: name.to_string(),

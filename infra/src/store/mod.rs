@@ -1,7 +1,8 @@
-//! The state store port: sessions and their transcripts, dedup markers, job records with
-//! leases, and the sender allowlist with pairing codes (DESIGN §3).
+//! The state store ports: [`TranscriptStore`] (sessions and transcripts), [`JobLedger`] (job
+//! records with leases, dedup markers), [`SenderStore`] (allowlist and pairing codes) and
+//! [`RateCounters`] (limits shared by a fleet); [`StateStore`] is all four.
 //!
-//! Two adapters keep the same contract, proven by `tests/store_conformance.rs`:
+//! Two adapters keep each contract, proven by `tests/store_conformance/` (one suite per trait):
 //! [`dynamo::DynamoStore`] (one DynamoDB table) and [`sqlite::SqliteStore`] (an embedded file).
 //! The rules both must follow live here, once: entry capping, the claim decision, pairing codes.
 
@@ -14,7 +15,7 @@ use async_trait::async_trait;
 use rand::Rng;
 
 use crate::model::{
-    JobRecord, JobStatus, PairingRequest, SessionKey, SessionMeta, TranscriptEntry,
+    JobRecord, JobStatus, PairingRequest, SessionKey, SessionMeta, Transcript, TranscriptEntry,
 };
 
 /// Transcript entries are capped to this many bytes of JSON before writing, which keeps each
@@ -105,28 +106,21 @@ impl From<crate::embedded::EmbeddedError> for StoreError {
     }
 }
 
-/// All durable state.
+/// Sessions and their transcripts.
 ///
 /// Contract (each point is a case in the conformance suite):
 /// - `append_transcript` writes `entry` only if `entry.seq` is the session's next seq, and
 ///   creates or updates the session's metadata in the same atomic write; otherwise it fails
 ///   with `SeqConflict` and writes nothing. Entries are capped to [`MAX_ENTRY_BYTES`] first;
 ///   the stored (possibly capped) entry is returned.
+/// - A `Summary` entry moves the session's `context_from_seq` to just past what it covers, so
+///   [`TranscriptStore::load_context`] reads only what a model still needs; no other entry
+///   moves it.
+/// - Only a `User` entry (or a session's first entry) moves `last_active_ms`, which orders
+///   `list_sessions`: the index behind it is written at most once per job.
 /// - `load_transcript` returns entries with `seq >= from_seq` in order, at most `limit`.
-/// - `mark_seen` returns true for the first caller of a marker within its TTL, false after.
-/// - `claim_job`: a new job, or one whose lease has expired or was released, is claimed by the
-///   caller; of two racing claimers exactly one wins. A finished job is reported `Finished`.
-///   Re-claiming one's own live lease succeeds. Each claim counts one `attempt`.
-/// - `renew_lease`, `release_job`, `mark_chunk_sent` and `finish_job` need the caller to hold
-///   the lease of a running job, else `LeaseLost` and nothing changes.
-/// - Pairing: `request_pairing` returns the peer's live code if it has one, else a new code,
-///   unless [`MAX_PENDING_PAIRINGS`] are pending (`TooManyPending`). `approve_pairing` takes a
-///   live code once, allowlists its peer atomically, and returns the request. Pending requests
-///   list oldest first (ties by peer id).
-/// - Expired dedup markers and pairing codes are invisible, whatever the backend's own TTL
-///   sweeping has or has not done yet.
 #[async_trait]
-pub trait StateStore: Send + Sync {
+pub trait TranscriptStore: Send + Sync {
     async fn get_session(&self, key: &SessionKey) -> Result<Option<SessionMeta>, StoreError>;
     /// The agent's sessions, most recently active first.
     async fn list_sessions(
@@ -147,8 +141,51 @@ pub trait StateStore: Send + Sync {
         limit: usize,
     ) -> Result<TranscriptPage, StoreError>;
 
-    async fn mark_seen(&self, marker: &str, ttl: Duration) -> Result<bool, StoreError>;
+    /// The whole transcript from `from_seq`, page by page.
+    async fn load_transcript_from(
+        &self,
+        key: &SessionKey,
+        from_seq: u64,
+    ) -> Result<Vec<TranscriptEntry>, StoreError> {
+        let mut all = Vec::new();
+        let mut next = Some(from_seq);
+        while let Some(from) = next {
+            let page = self.load_transcript(key, from, 500).await?;
+            all.extend(page.entries);
+            next = page.next_seq;
+        }
+        Ok(all)
+    }
 
+    /// What a job reads: the session's entries from its latest compaction on (the summary and
+    /// everything it does not cover), so the cost stays flat however long the history grows.
+    async fn load_context(&self, key: &SessionKey) -> Result<Transcript, StoreError> {
+        let Some(meta) = self.get_session(key).await? else {
+            return Ok(Transcript::default());
+        };
+        let entries = self
+            .load_transcript_from(key, meta.context_from_seq)
+            .await?;
+        Ok(Transcript {
+            next_seq: meta.next_seq,
+            entries,
+        })
+    }
+}
+
+/// Job records with leases, and dedup markers.
+///
+/// Contract (each point is a case in the conformance suite):
+/// - `mark_seen` returns true for the first caller of a marker within its TTL, false after.
+/// - `claim_job`: a new job, or one whose lease has expired or was released, is claimed by the
+///   caller; of two racing claimers exactly one wins. A finished job is reported `Finished`.
+///   Re-claiming one's own live lease succeeds. Each claim counts one `attempt`.
+/// - `renew_lease`, `release_job`, `mark_chunk_sent` and `finish_job` need the caller to hold
+///   the lease of a running job, else `LeaseLost` and nothing changes.
+/// - Expired dedup markers are invisible, whatever the backend's TTL sweeping has done.
+#[async_trait]
+pub trait JobLedger: Send + Sync {
+    async fn mark_seen(&self, marker: &str, ttl: Duration) -> Result<bool, StoreError>;
     async fn claim_job(
         &self,
         job_id: &str,
@@ -178,7 +215,17 @@ pub trait StateStore: Send + Sync {
         detail: Option<&str>,
     ) -> Result<(), StoreError>;
     async fn get_job(&self, job_id: &str) -> Result<Option<JobRecord>, StoreError>;
+}
 
+/// Approved senders and pairing codes.
+///
+/// Contract (each point is a case in the conformance suite):
+/// - `request_pairing` returns the peer's live code if it has one, else a new code, unless
+///   [`MAX_PENDING_PAIRINGS`] are pending (`TooManyPending`). `approve_pairing` takes a live
+///   code once, allowlists its peer atomically, and returns the request. Pending requests list
+///   oldest first (ties by peer id). Expired codes are invisible and cannot be approved.
+#[async_trait]
+pub trait SenderStore: Send + Sync {
     async fn allow_sender(
         &self,
         channel: &str,
@@ -218,22 +265,29 @@ pub trait StateStore: Send + Sync {
         account: &str,
         code: &str,
     ) -> Result<Option<PairingRequest>, StoreError>;
+}
 
-    /// The whole transcript from `from_seq`, page by page.
-    async fn load_transcript_from(
-        &self,
-        key: &SessionKey,
-        from_seq: u64,
-    ) -> Result<Vec<TranscriptEntry>, StoreError> {
-        let mut all = Vec::new();
-        let mut next = Some(from_seq);
-        while let Some(from) = next {
-            let page = self.load_transcript(key, from, 500).await?;
-            all.extend(page.entries);
-            next = page.next_seq;
-        }
-        Ok(all)
-    }
+/// Fixed-window counters for rate and cost limits, shared by every worker of a fleet.
+///
+/// Contract (each point is a case in the conformance suite):
+/// - `add(key, window, n)` adds `n` to the counter of `key` for the current window (windows
+///   are aligned to multiples of `window` since the epoch) and returns the total after the add;
+///   concurrent adds are never lost. A new window starts from zero.
+#[async_trait]
+pub trait RateCounters: Send + Sync {
+    async fn add(&self, key: &str, window: Duration, n: u32) -> Result<u64, StoreError>;
+}
+
+/// All durable state: what a worker and the CLI hold. Each caller names the part it needs.
+pub trait StateStore: TranscriptStore + JobLedger + SenderStore + RateCounters {}
+
+impl<T: TranscriptStore + JobLedger + SenderStore + RateCounters> StateStore for T {}
+
+/// The start of the fixed window that `now_ms` falls in, and when it ends.
+pub(crate) fn window_bounds(now_ms: i64, window: Duration) -> (i64, i64) {
+    let width = duration_ms(window).max(1);
+    let start = now_ms - now_ms.rem_euclid(width);
+    (start, start + width)
 }
 
 /// The entry as it will be stored: capped to [`MAX_ENTRY_BYTES`].

@@ -7,7 +7,9 @@
 //!   its wire format, so the transcript stays provider-neutral and a session can change model.
 //! - Retries: 429, 529 and 5xx and network errors, waiting what `retry-after` (or
 //!   `retry-after-ms`) says, else exponential backoff. A 429 that says the account is out of
-//!   quota or over its spend limit is final: retrying cannot help.
+//!   quota or over its spend limit is final: retrying cannot help. The provider's advice is
+//!   untrusted input: a wait longer than the policy's `max_delay` (or one that is not a finite
+//!   number) is capped there, so a hostile `retry-after: inf` or `1e9` cannot stall a job.
 //! - API keys go in headers only; no error message carries a request or a key.
 
 pub mod anthropic;
@@ -16,11 +18,17 @@ pub mod openai;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use infra::config::Config;
+use infra::config::{AgentProfile, ProvidersConfig};
 use infra::model::{ToolCall, TranscriptEntry};
 use serde_json::Value;
 
-use crate::tools::ToolSpec;
+/// A tool as offered to a model: name, description and JSON schema of its input.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolSpec {
+    pub name: &'static str,
+    pub description: &'static str,
+    pub input_schema: Value,
+}
 
 /// What one model call gets.
 pub struct ModelRequest<'a> {
@@ -111,8 +119,8 @@ pub async fn send_with_retry(
                     return Err(LlmError::Refused { status, message });
                 }
                 last = format!("{status}: {message}");
-                // The provider's own advice wins over our backoff, even when longer.
-                advised.unwrap_or(backoff)
+                // The provider's advice wins over our backoff, up to the policy's maximum.
+                advised.map_or(backoff, |wait| wait.min(policy.max_delay))
             }
         };
         if attempt < policy.max_attempts {
@@ -126,17 +134,21 @@ pub async fn send_with_retry(
     })
 }
 
+/// The wait a response advises, when it is a finite, non-negative number (seconds in
+/// `retry-after`, milliseconds in `retry-after-ms`). Anything else is no advice.
 fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     let get = |name: &str| {
         headers
             .get(name)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<f64>().ok())
+            .filter(|v| v.is_finite() && *v >= 0.0)
     };
-    if let Some(ms) = get("retry-after-ms") {
-        return Some(Duration::from_secs_f64(ms.max(0.0) / 1000.0));
-    }
-    get("retry-after").map(|s| Duration::from_secs_f64(s.max(0.0)))
+    let secs = get("retry-after-ms")
+        .map(|ms| ms / 1000.0)
+        .or_else(|| get("retry-after"))?;
+    // Anything past a day is as good as a day; the caller caps it lower still.
+    Duration::try_from_secs_f64(secs.min(86_400.0)).ok()
 }
 
 fn is_spend_limit(body: &str) -> bool {
@@ -161,24 +173,18 @@ fn error_message(body: &str) -> String {
     message.chars().take(300).collect()
 }
 
-/// The model an agent uses, built from the config (`anthropic/<model>` or `openai/<model>`).
-pub fn model_for_agent(
-    config: &Config,
-    agent: &str,
+/// The model of an agent's profile (`anthropic/<model>` or `openai/<model>`), with the
+/// provider settings (keys, base URLs) from `providers`.
+pub fn model_for(
+    profile: &AgentProfile,
+    providers: &ProvidersConfig,
     http: reqwest::Client,
     retry: RetryPolicy,
 ) -> Result<Box<dyn Model>, LlmError> {
-    let spec = config
-        .agents
-        .list
-        .iter()
-        .find(|a| a.id == agent)
-        .and_then(|a| a.model.clone())
-        .unwrap_or_else(|| config.agents.defaults.model.clone());
+    let spec = &profile.model;
     let (provider, model) = spec
         .split_once('/')
         .ok_or_else(|| LlmError::NotConfigured(format!("model {spec:?} is not provider/model")))?;
-    let providers = &config.models.providers;
     match provider {
         "anthropic" => Ok(Box::new(anthropic::Anthropic {
             http,
@@ -236,5 +242,21 @@ mod tests {
         assert_eq!(retry_after(&headers), Some(Duration::from_secs(2)));
         headers.insert("retry-after-ms", "150".parse().unwrap());
         assert_eq!(retry_after(&headers), Some(Duration::from_millis(150)));
+    }
+
+    #[test]
+    fn hostile_retry_after_values_are_no_advice_or_bounded() {
+        for (value, expected) in [
+            ("inf", None),
+            ("NaN", None),
+            ("-5", None),
+            ("soon", None),
+            ("1e9", Some(Duration::from_secs(86_400))),
+            ("1e308", Some(Duration::from_secs(86_400))),
+        ] {
+            let mut headers = reqwest::header::HeaderMap::new();
+            headers.insert("retry-after", value.parse().unwrap());
+            assert_eq!(retry_after(&headers), expected, "{value}");
+        }
     }
 }

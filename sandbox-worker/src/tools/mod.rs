@@ -16,9 +16,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use infra::config::Config;
-use infra::model::SessionKey;
-
+pub use crate::llm::ToolSpec;
 use crate::sandbox::{numeric_owner, ExecBackend, ExecRequest, SandboxPlan, SandboxRuntime};
 use fs::Workspace;
 use policy::ToolPolicy;
@@ -46,12 +44,12 @@ impl ToolOutcome {
     }
 }
 
-/// A tool as offered to a model: name, description and JSON schema of its input.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ToolSpec {
-    pub name: &'static str,
-    pub description: &'static str,
-    pub input_schema: Value,
+/// Tools served outside the sandbox, by the worker (the session tools).
+#[async_trait::async_trait]
+pub trait ExtraTools: Send + Sync {
+    fn specs(&self) -> Vec<ToolSpec>;
+    /// `None` when `name` is not one of these tools.
+    async fn run(&self, name: &str, input: &serde_json::Value) -> Option<ToolOutcome>;
 }
 
 /// Bounds on `exec`.
@@ -222,17 +220,30 @@ impl ToolBox {
         }
     }
 
-    /// The tools of one session: its agent's policy, its workspace, and its backend (the
-    /// container is ensured here).
+    /// The tools of `session` of `agent`, resolved from the config (the CLI and tests; a worker
+    /// prepares the session once and calls [`ToolBox::for_plan`]).
     pub async fn for_session(
         runtime: &SandboxRuntime,
-        config: &Config,
+        config: &infra::config::Config,
         agent: &str,
-        session: &SessionKey,
+        session: &infra::model::SessionKey,
     ) -> ToolBox {
-        let policy = ToolPolicy::for_agent(config, agent);
-        let plan = SandboxPlan::for_session(config, agent, session);
-        let backend = match runtime.backend(&plan).await {
+        let setup = crate::profile::SessionSetup::resolve(config, agent, session);
+        ToolBox::for_plan(runtime, &setup.plan, setup.policy).await
+    }
+
+    /// The tools of one session: its policy, its plan's workspace, and its backend (the
+    /// container is ensured here). A plan that refuses tools (a guest on the host) gives a box
+    /// whose every call fails with that reason.
+    pub async fn for_plan(
+        runtime: &SandboxRuntime,
+        plan: &SandboxPlan,
+        policy: ToolPolicy,
+    ) -> ToolBox {
+        if let Some(refusal) = &plan.refusal {
+            return ToolBox::unavailable(policy, refusal.clone());
+        }
+        let backend = match runtime.backend(plan).await {
             Ok(backend) => backend,
             Err(e) => return ToolBox::unavailable(policy, e.to_string()),
         };

@@ -4,7 +4,7 @@
 //! An empty allow list allows every tool that is not denied (OpenClaw's reading). The policy is
 //! checked where the tool runs, on every call, whatever the model asked for.
 
-use infra::config::{Config, ToolPolicyConfig};
+use infra::config::ToolPolicyConfig;
 
 /// Tools each `group:` name stands for.
 pub const GROUPS: &[(&str, &[&str])] = &[
@@ -43,17 +43,6 @@ impl ToolPolicy {
             allow: lower(&config.allow),
             deny: lower(&config.deny),
         }
-    }
-
-    /// The policy for an agent: its own `tools.sandbox.tools` if set, else the global one.
-    pub fn for_agent(config: &Config, agent: &str) -> Self {
-        let own = config
-            .agents
-            .list
-            .iter()
-            .find(|a| a.id == agent)
-            .and_then(|a| a.tools.as_ref());
-        ToolPolicy::new(&own.unwrap_or(&config.tools).sandbox.tools)
     }
 
     pub fn verdict(&self, tool: &str) -> Verdict {
@@ -106,6 +95,7 @@ fn glob(pattern: &[u8], text: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use infra::config::Config;
 
     fn policy(allow: &[&str], deny: &[&str]) -> ToolPolicy {
         ToolPolicy::new(&ToolPolicyConfig {
@@ -152,8 +142,8 @@ mod tests {
                  agents: { list: [{ id: "ops", tools: { sandbox: { tools: { allow: ["exec"], deny: [] } } } }] } }"#,
         )
         .unwrap();
-        let ops = ToolPolicy::for_agent(&config, "ops");
-        let main = ToolPolicy::for_agent(&config, "main");
+        let ops = ToolPolicy::new(&config.agent_profile("ops").tools);
+        let main = ToolPolicy::new(&config.agent_profile("main").tools);
         assert!(ops.allows("exec") && !ops.allows("read"));
         assert!(main.allows("read") && !main.allows("exec"));
     }

@@ -80,7 +80,7 @@ impl Sandbox {
     pub fn config(&self, sandbox_extra: &str, docker_extra: &str) -> Config {
         let text = format!(
             r#"{{ agents: {{ defaults: {{ workspace: "{ws}", sandbox: {{
-                 mode: "all", scope: "session", workspaceRoot: "{root}", {sandbox_extra}
+                 mode: "all", scope: "session", workspaceAccess: "rw", workspaceRoot: "{root}", {sandbox_extra}
                  docker: {{ image: "{image}", containerPrefix: "{prefix}", memory: "64m", memorySwap: "64m",
                             pidsLimit: 64, cpus: 1, {docker_extra} }} }} }} }} }}"#,
             ws = self.workspace().display(),

@@ -1,0 +1,417 @@
+//! The `agents`, `tools` and `models` sections, and [`AgentProfile`]: an agent's settings
+//! resolved once (its own entry over `agents.defaults`), the only place that reads them.
+//!
+//! Decisions (docs/security.md):
+//! - The sandbox defaults are OpenClaw's: `scope: "session"`, `workspaceAccess: "none"` (a
+//!   scratch workspace per session under `workspaceRoot`). Owners who want their agent
+//!   workspace in the sandbox say `workspaceAccess: "rw"` or `"ro"`.
+//! - Guest sessions (groups, channels, hooks) never inherit the owner's scope and workspace
+//!   access: `sandbox.guest` decides for them, by default a container and scratch workspace of
+//!   their own, and they never run tools on the host unless
+//!   `sandbox.guest.dangerouslyAllowHostTools` says so.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::{expand_home, Config, Secret};
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct AgentsConfig {
+    pub defaults: AgentDefaults,
+    /// Per-agent overrides; an agent's `sandbox`/`tools` replace the defaults' wholesale.
+    pub list: Vec<AgentEntry>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct AgentDefaults {
+    /// `anthropic/<model>` or `openai/<model>`.
+    pub model: String,
+    pub workspace: String,
+    pub sandbox: SandboxConfig,
+}
+
+impl Default for AgentDefaults {
+    fn default() -> Self {
+        AgentDefaults {
+            model: "anthropic/claude-sonnet-4-5".into(),
+            workspace: "~/.clawgate/workspace".into(),
+            sandbox: SandboxConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct AgentEntry {
+    pub id: String,
+    pub default: bool,
+    pub model: Option<String>,
+    pub workspace: Option<String>,
+    pub sandbox: Option<SandboxConfig>,
+    pub tools: Option<ToolsConfig>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SandboxMode {
+    Off,
+    NonMain,
+    All,
+}
+
+impl SandboxMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SandboxMode::Off => "off",
+            SandboxMode::NonMain => "non-main",
+            SandboxMode::All => "all",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SandboxScope {
+    Session,
+    Agent,
+    Shared,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkspaceAccess {
+    None,
+    Ro,
+    Rw,
+}
+
+/// Which sessions a sandboxed session's `sessions_*` tools may see (OpenClaw's key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SessionToolsVisibility {
+    /// Itself and the sessions it spawned.
+    #[default]
+    Spawned,
+    /// Every session of its own agent.
+    All,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct SandboxConfig {
+    pub mode: SandboxMode,
+    pub scope: SandboxScope,
+    pub workspace_access: WorkspaceAccess,
+    pub workspace_root: String,
+    pub session_tools_visibility: SessionToolsVisibility,
+    /// How sessions that are not the owner's (groups, channels, hooks) are sandboxed.
+    pub guest: GuestSandbox,
+    pub docker: DockerConfig,
+    pub prune: PruneConfig,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        SandboxConfig {
+            mode: SandboxMode::All,
+            scope: SandboxScope::Session,
+            workspace_access: WorkspaceAccess::None,
+            workspace_root: "~/.clawgate/sandboxes".into(),
+            session_tools_visibility: SessionToolsVisibility::Spawned,
+            guest: GuestSandbox::default(),
+            docker: DockerConfig::default(),
+            prune: PruneConfig::default(),
+        }
+    }
+}
+
+/// `sandbox.guest`: the scope and workspace of guest sessions, set apart from the owner's.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct GuestSandbox {
+    pub scope: SandboxScope,
+    pub workspace_access: WorkspaceAccess,
+    /// Lets guest sessions run tools on the host when the mode runs them there (`off`). Off by
+    /// default: a group member would otherwise get a shell on the owner's machine.
+    pub dangerously_allow_host_tools: bool,
+}
+
+impl Default for GuestSandbox {
+    fn default() -> Self {
+        GuestSandbox {
+            scope: SandboxScope::Session,
+            workspace_access: WorkspaceAccess::None,
+            dangerously_allow_host_tools: false,
+        }
+    }
+}
+
+/// A ulimit: a single number (soft = hard) or `{ soft, hard }`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Ulimit {
+    Both(i64),
+    Pair { soft: i64, hard: i64 },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct DockerConfig {
+    pub image: String,
+    pub container_prefix: String,
+    pub workdir: String,
+    pub read_only_root: bool,
+    pub tmpfs: Vec<String>,
+    pub network: String,
+    pub user: String,
+    pub cap_drop: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    pub setup_command: String,
+    pub pids_limit: i64,
+    pub memory: String,
+    pub memory_swap: String,
+    pub cpus: f64,
+    pub ulimits: BTreeMap<String, Ulimit>,
+    pub seccomp_profile: Option<String>,
+    pub apparmor_profile: Option<String>,
+    pub dns: Vec<String>,
+    pub extra_hosts: Vec<String>,
+    pub binds: Vec<String>,
+    /// Runs the container privileged. Refused unless `dangerouslyAllowPrivileged` is set.
+    pub privileged: bool,
+    /// Allows `network: "host"` and `container:<id>` joins. Off by default.
+    pub dangerously_allow_host_network: bool,
+    /// Allows binds of the Docker socket and of system paths, and a workspace in one. Off by
+    /// default.
+    pub dangerously_allow_system_binds: bool,
+    /// Allows `privileged: true`. Off by default.
+    pub dangerously_allow_privileged: bool,
+    /// Allows running as root (`user: "0"`, `"root"`, or empty). Off by default.
+    pub dangerously_allow_root: bool,
+    /// Allows a `capDrop` without `"ALL"`. Off by default.
+    pub dangerously_allow_capabilities: bool,
+    /// Allows `seccompProfile` / `apparmorProfile` `"unconfined"`. Off by default.
+    pub dangerously_allow_unconfined: bool,
+}
+
+impl Default for DockerConfig {
+    fn default() -> Self {
+        DockerConfig {
+            image: "clawgate-sandbox:bookworm-slim".into(),
+            container_prefix: "clawgate-sbx-".into(),
+            workdir: "/workspace".into(),
+            read_only_root: true,
+            tmpfs: vec!["/tmp".into(), "/var/tmp".into(), "/run".into()],
+            network: "none".into(),
+            user: "1000:1000".into(),
+            cap_drop: vec!["ALL".into()],
+            env: BTreeMap::from([("LANG".to_string(), "C.UTF-8".to_string())]),
+            setup_command: String::new(),
+            pids_limit: 256,
+            memory: "1g".into(),
+            memory_swap: "2g".into(),
+            cpus: 1.0,
+            ulimits: BTreeMap::from([(
+                "nofile".to_string(),
+                Ulimit::Pair {
+                    soft: 1024,
+                    hard: 2048,
+                },
+            )]),
+            seccomp_profile: None,
+            apparmor_profile: None,
+            dns: vec![],
+            extra_hosts: vec![],
+            binds: vec![],
+            privileged: false,
+            dangerously_allow_host_network: false,
+            dangerously_allow_system_binds: false,
+            dangerously_allow_privileged: false,
+            dangerously_allow_root: false,
+            dangerously_allow_capabilities: false,
+            dangerously_allow_unconfined: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct PruneConfig {
+    pub idle_hours: f64,
+    pub max_age_days: f64,
+}
+
+impl Default for PruneConfig {
+    fn default() -> Self {
+        PruneConfig {
+            idle_hours: 24.0,
+            max_age_days: 7.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct ToolsConfig {
+    pub sandbox: ToolsSandbox,
+    /// Whether `sessions_send` may cross from one agent to another (OpenClaw's key).
+    pub agent_to_agent: AgentToAgent,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct ToolsSandbox {
+    pub tools: ToolPolicyConfig,
+}
+
+/// `tools.agentToAgent`: off by default; when on, only to the agents in `allow` (`"*"`: any).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct AgentToAgent {
+    pub enabled: bool,
+    pub allow: Vec<String>,
+}
+
+impl AgentToAgent {
+    /// True when a session of one agent may send to a session of `target`.
+    pub fn allows(&self, target: &str) -> bool {
+        self.enabled && self.allow.iter().any(|a| a == "*" || a == target)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct ToolPolicyConfig {
+    pub allow: Vec<String>,
+    pub deny: Vec<String>,
+}
+
+impl Default for ToolPolicyConfig {
+    fn default() -> Self {
+        ToolPolicyConfig {
+            allow: vec![
+                "group:fs".into(),
+                "group:runtime".into(),
+                "group:sessions".into(),
+            ],
+            deny: vec![
+                "browser".into(),
+                "canvas".into(),
+                "nodes".into(),
+                "cron".into(),
+                "gateway".into(),
+            ],
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct ModelsConfig {
+    pub providers: ProvidersConfig,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct ProvidersConfig {
+    pub anthropic: ProviderConfig,
+    pub openai: ProviderConfig,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct ProviderConfig {
+    pub api_key: Option<Secret>,
+    pub base_url: Option<String>,
+}
+
+/// One agent's settings with its own entry applied over the defaults: what every part of the
+/// system (worker, tools, sandbox, CLI) reads, so no part can resolve them differently.
+#[derive(Debug, Clone)]
+pub struct AgentProfile {
+    pub id: String,
+    /// `provider/model`.
+    pub model: String,
+    /// The agent's workspace on the host.
+    pub workspace: PathBuf,
+    pub sandbox: SandboxConfig,
+    pub tools: ToolPolicyConfig,
+    pub agent_to_agent: AgentToAgent,
+}
+
+impl Config {
+    /// The settings of agent `id`: its `agents.list` entry over `agents.defaults`, where an
+    /// entry's `sandbox` or `tools` replaces the default section whole. An id the config does
+    /// not list gets the defaults.
+    pub fn agent_profile(&self, id: &str) -> AgentProfile {
+        let entry = self.agents.list.iter().find(|a| a.id == id);
+        let defaults = &self.agents.defaults;
+        let tools = entry.and_then(|a| a.tools.as_ref()).unwrap_or(&self.tools);
+        AgentProfile {
+            id: id.to_string(),
+            model: entry
+                .and_then(|a| a.model.clone())
+                .unwrap_or_else(|| defaults.model.clone()),
+            workspace: expand_home(
+                entry
+                    .and_then(|a| a.workspace.as_deref())
+                    .unwrap_or(&defaults.workspace),
+            ),
+            sandbox: entry
+                .and_then(|a| a.sandbox.clone())
+                .unwrap_or_else(|| defaults.sandbox.clone()),
+            tools: tools.sandbox.tools.clone(),
+            agent_to_agent: self.tools.agent_to_agent.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_agents_own_sections_replace_the_defaults_whole() {
+        let config = Config::parse(
+            r#"{ agents: { defaults: { model: "anthropic/a", workspace: "/srv/ws", sandbox: { mode: "all" } },
+                           list: [{ id: "ops", model: "openai/b", sandbox: { mode: "off" },
+                                    tools: { sandbox: { tools: { allow: ["exec"], deny: [] } } } }] },
+                 tools: { sandbox: { tools: { allow: ["group:fs"], deny: [] } }, agentToAgent: { enabled: true, allow: ["ops"] } } }"#,
+        )
+        .unwrap();
+
+        let ops = config.agent_profile("ops");
+        let main = config.agent_profile("main");
+
+        assert_eq!(
+            (ops.model.as_str(), ops.sandbox.mode),
+            ("openai/b", SandboxMode::Off)
+        );
+        assert_eq!(ops.tools.allow, ["exec"]);
+        assert_eq!(ops.workspace, PathBuf::from("/srv/ws"));
+        assert_eq!(
+            (main.model.as_str(), main.sandbox.mode),
+            ("anthropic/a", SandboxMode::All)
+        );
+        assert_eq!(main.tools.allow, ["group:fs"]);
+        assert!(main.agent_to_agent.allows("ops") && !main.agent_to_agent.allows("main"));
+    }
+
+    #[test]
+    fn the_sandbox_defaults_are_openclaws_and_guests_get_their_own() {
+        let sandbox = Config::default().agent_profile("main").sandbox;
+        assert_eq!(sandbox.scope, SandboxScope::Session);
+        assert_eq!(sandbox.workspace_access, WorkspaceAccess::None);
+        assert_eq!(sandbox.guest.scope, SandboxScope::Session);
+        assert_eq!(sandbox.guest.workspace_access, WorkspaceAccess::None);
+        assert!(!sandbox.guest.dangerously_allow_host_tools);
+        assert_eq!(
+            sandbox.session_tools_visibility,
+            SessionToolsVisibility::Spawned
+        );
+    }
+}

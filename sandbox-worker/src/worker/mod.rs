@@ -1,0 +1,254 @@
+//! The worker: long-polls the queue with bounded concurrency and runs each job through claim,
+//! gate, chat commands, transcript, agent loop, reply, finish and ack.
+//!
+//! One module per step, in the order a job walks them: [`scheduler`] (receive, one job per
+//! session at a time, drain), [`job`] (claim, lease, the run), [`gate`] (who may reach the
+//! agent, rate limits), [`commands`] (`/new`, `/status`, `/help`), [`delivery`] (the reply).
+
+mod commands;
+mod delivery;
+mod gate;
+mod job;
+mod scheduler;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use infra::config::{AgentProfile, Config};
+use infra::model::JobMessage;
+use infra::queue::QueueError;
+use infra::setup::Backends;
+use tokio::sync::watch;
+
+use crate::agent::AgentLimits;
+use crate::llm::RetryPolicy;
+use crate::reply::Outbound;
+use crate::sandbox::SandboxRuntime;
+
+pub use gate::Gate;
+
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    pub worker_id: String,
+    pub concurrency: usize,
+    pub lease: Duration,
+    pub heartbeat: Duration,
+    pub drain_deadline: Duration,
+    pub receive_wait: Duration,
+    pub agent: AgentLimits,
+    pub retry: RetryPolicy,
+    /// Written while the worker takes jobs, removed when it drains (fleet readiness).
+    pub ready_file: Option<PathBuf>,
+    pub pairing_ttl: Duration,
+}
+
+impl WorkerSettings {
+    /// Defaults sized to the queue's visibility timeout: heartbeat at a third of it.
+    pub fn new(visibility: Duration) -> Self {
+        WorkerSettings {
+            worker_id: format!(
+                "{}-{}",
+                hostname(),
+                ulid::Ulid::new().to_string().to_lowercase()
+            ),
+            concurrency: 4,
+            lease: visibility,
+            heartbeat: (visibility / 3).max(Duration::from_millis(200)),
+            drain_deadline: Duration::from_secs(30),
+            receive_wait: Duration::from_secs(20),
+            agent: AgentLimits::default(),
+            retry: RetryPolicy::default(),
+            ready_file: None,
+            pairing_ttl: Duration::from_secs(3600),
+        }
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map_or_else(|_| "worker".into(), |h| h.trim().to_string())
+}
+
+/// Everything a worker needs, built once by `main`.
+pub struct Worker {
+    pub config: Arc<Config>,
+    pub backends: Backends,
+    pub sandbox: Arc<SandboxRuntime>,
+    pub outbound: Outbound,
+    pub http: reqwest::Client,
+    pub settings: WorkerSettings,
+    /// Every agent the config names, resolved once.
+    profiles: HashMap<String, Arc<AgentProfile>>,
+}
+
+impl Worker {
+    /// The one way a worker is assembled (the binaries, the tests and the benchmark): an HTTP
+    /// client with timeouts, the channel clients, the sandbox runtime (`DOCKER_HOST` when it
+    /// names a unix socket, activity recorded under `state_dir`), and every agent's profile.
+    pub fn new(
+        config: Config,
+        backends: Backends,
+        state_dir: &std::path::Path,
+        mut settings: WorkerSettings,
+    ) -> Result<Self, QueueErrorOrSetup> {
+        settings.lease = backends.visibility;
+        settings.heartbeat = (backends.visibility / 3).max(Duration::from_millis(200));
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(300))
+            .build()
+            .map_err(|e| QueueErrorOrSetup::Http(e.to_string()))?;
+        let socket = std::env::var("DOCKER_HOST")
+            .ok()
+            .and_then(|h| h.strip_prefix("unix://").map(str::to_string));
+        let profiles = config
+            .agent_ids()
+            .into_iter()
+            .map(|id| (id.to_string(), Arc::new(config.agent_profile(id))))
+            .collect();
+        Ok(Worker {
+            outbound: Outbound::from_config(&config, http.clone()),
+            sandbox: Arc::new(SandboxRuntime::new(
+                socket,
+                state_dir.join("sandbox-activity"),
+            )),
+            config: Arc::new(config),
+            backends,
+            http,
+            settings,
+            profiles,
+        })
+    }
+
+    /// The sandbox runtime, for a status report (`clawgate up`).
+    pub fn sandbox(&self) -> &SandboxRuntime {
+        &self.sandbox
+    }
+
+    /// The profile of the agent a job names (an agent the config does not name gets the
+    /// defaults, as `Config::agent_profile` says).
+    fn profile(&self, agent: &str) -> Arc<AgentProfile> {
+        self.profiles
+            .get(agent)
+            .cloned()
+            .unwrap_or_else(|| Arc::new(self.config.agent_profile(agent)))
+    }
+}
+
+/// `secs` as a duration when it is a number of seconds from 0 to a day, else `default` (a
+/// command-line float may be `NaN` or `inf`).
+pub fn seconds(secs: f64, default: Duration) -> Duration {
+    Duration::try_from_secs_f64(secs.clamp(0.0, 86_400.0)).unwrap_or(default)
+}
+
+/// The key of a job's record: its channel event, which every retry of that event shares.
+pub fn work_id(job: &JobMessage) -> &str {
+    job.dedup_id()
+}
+
+/// Aborts a background task when dropped, so no heartbeat or typing loop outlives its job.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Receives SIGTERM or SIGINT into a shutdown flag.
+pub fn shutdown_on_signals() -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        else {
+            tracing::error!("cannot listen for SIGTERM; stop the worker with Ctrl-C");
+            let _ = tokio::signal::ctrl_c().await;
+            let _ = tx.send(true);
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        tracing::info!("shutdown signal received");
+        let _ = tx.send(true);
+    });
+    rx
+}
+
+/// Builds a worker from the config and serves until SIGTERM/SIGINT (the `sandbox-worker` binary
+/// and `clawgate worker`).
+///
+/// With `CLAWGATE_SECRETS_ARN`, the secrets (bot tokens, model keys) come from that Secrets
+/// Manager secret, a JSON object of environment-variable names (`infra::aws::secret_env`).
+pub async fn serve(
+    mut config: Config,
+    state_dir: PathBuf,
+    settings: WorkerSettings,
+) -> Result<(), QueueErrorOrSetup> {
+    if let Ok(arn) = std::env::var("CLAWGATE_SECRETS_ARN") {
+        let sdk = infra::aws::load_sdk_config().await;
+        let secrets = infra::aws::secret_env(&sdk, &arn)
+            .await
+            .map_err(QueueErrorOrSetup::Secrets)?;
+        config.apply_env(|name| secrets.get(name).cloned());
+    }
+    let backends = infra::setup::open_backends(&config, &state_dir).await?;
+    let worker = Arc::new(Worker::new(config, backends, &state_dir, settings)?);
+    worker.run(shutdown_on_signals()).await;
+    Ok(())
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueueErrorOrSetup {
+    #[error(transparent)]
+    Setup(#[from] infra::setup::SetupError),
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    #[error("HTTP client: {0}")]
+    Http(String),
+    #[error("secrets: {0}")]
+    Secrets(String),
+}
+
+/// Command-line options shared by the `sandbox-worker` binary and `clawgate worker`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct WorkerArgs {
+    /// Where SQLite state and sandbox activity live (default ~/.clawgate).
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Jobs run at once.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
+    /// Seconds in-flight jobs get to finish on SIGTERM before they are released.
+    #[arg(long, default_value_t = 30.0)]
+    pub drain_seconds: f64,
+    /// A file that exists while the worker takes jobs (readiness for the fleet).
+    #[arg(long, value_name = "FILE")]
+    pub ready_file: Option<PathBuf>,
+    /// A stable worker id (default: hostname plus a random suffix).
+    #[arg(long)]
+    pub worker_id: Option<String>,
+}
+
+impl WorkerArgs {
+    pub fn state_dir(&self) -> PathBuf {
+        self.state_dir
+            .clone()
+            .unwrap_or_else(infra::config::default_dir)
+    }
+
+    pub fn settings(&self, visibility: Duration) -> WorkerSettings {
+        let mut settings = WorkerSettings::new(visibility);
+        settings.concurrency = self.concurrency.max(1);
+        settings.drain_deadline = seconds(self.drain_seconds, settings.drain_deadline);
+        settings.ready_file = self.ready_file.clone();
+        if let Some(id) = &self.worker_id {
+            settings.worker_id = id.clone();
+        }
+        settings
+    }
+}
