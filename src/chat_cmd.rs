@@ -22,6 +22,9 @@ pub struct ChatArgs {
     /// Seconds to wait for the reply.
     #[arg(long, default_value_t = 300)]
     pub timeout: u64,
+    /// Where the gateway keeps its token when the config names none (default ~/.clawgate).
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 pub async fn run(config: Config, args: ChatArgs) -> anyhow::Result<ExitCode> {
@@ -35,7 +38,9 @@ pub async fn run(config: Config, args: ChatArgs) -> anyhow::Result<ExitCode> {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()?;
-    let with_token = |request: reqwest::RequestBuilder| match &config.gateway.token {
+    let state_dir = args.state_dir.unwrap_or_else(infra::config::default_dir);
+    let token = infra::setup::client_gateway_token(&config, &state_dir);
+    let with_token = |request: reqwest::RequestBuilder| match &token {
         Some(token) => request.bearer_auth(token.expose()),
         None => request,
     };

@@ -5,7 +5,10 @@
 //! Decisions:
 //! - Every start-up problem the user can fix (a broken config, a port in use, an unwritable
 //!   state directory, a public bind without a token) is one line naming it and the fix, and
-//!   exit 1. Missing optional parts (no model key, no Docker, no channel) do not stop it: they
+//!   exit 1.
+//! - WebChat and `/hooks/agent` always need a token. Without `gateway.token`, the first run
+//!   makes one in `<state dir>/gateway-token` (mode 0600) and prints the page's address with it
+//!   once; later runs say where it is. A public bind needs a configured token. Missing optional parts (no model key, no Docker, no channel) do not stop it: they
 //!   are listed with their fix, because WebChat and `/status` still work without them.
 //! - `--aws` creates the table `clawgate-state` and the queue `clawgate-jobs.fifo` when the
 //!   config names none (both idempotent), so LocalStack or moto work with no other setup.
@@ -18,7 +21,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use infra::config::{Config, QueueBackend, SandboxMode, StateBackend};
+use infra::config::{Config, QueueBackend, SandboxMode, Secret, StateBackend};
+use infra::setup::TokenSource;
 use sandbox_worker::sandbox::SandboxRuntime;
 use sandbox_worker::worker::{Worker, WorkerSettings};
 
@@ -54,10 +58,10 @@ fn refuse(message: String) -> anyhow::Error {
     anyhow::anyhow!(message)
 }
 
-/// The state directory exists and takes a file, or a one-line refusal.
+/// The state directory exists (private: `0700`) and takes a file, or a one-line refusal.
 fn check_state_dir(dir: &Path) -> anyhow::Result<()> {
     let probe = dir.join(".clawgate-write-test");
-    std::fs::create_dir_all(dir)
+    infra::embedded::private_dir(dir)
         .and_then(|_| std::fs::write(&probe, b"ok"))
         .and_then(|_| std::fs::remove_file(&probe))
         .map_err(|e| {
@@ -108,7 +112,13 @@ async fn use_aws(config: &mut Config) -> anyhow::Result<()> {
 }
 
 /// What is configured and what is missing, each missing part with its fix.
-async fn report(config: &Config, sandbox: &SandboxRuntime, addr: SocketAddr) {
+async fn report(
+    config: &Config,
+    sandbox: &SandboxRuntime,
+    addr: SocketAddr,
+    token: &Secret,
+    token_source: &TokenSource,
+) {
     let agent = config.default_agent();
     let model = config
         .agents
@@ -164,14 +174,35 @@ async fn report(config: &Config, sandbox: &SandboxRuntime, addr: SocketAddr) {
         ),
         _ => line(false, "Slack: not configured (set SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET; clawgate slack manifest --url … prints the app manifest)".into()),
     }
-    line(
-        config.gateway.token.is_some(),
-        if config.gateway.token.is_some() {
-            "gateway token set: WebChat and /hooks/agent need it".into()
-        } else {
-            "no gateway token: WebChat is open to anyone who can reach this address, /hooks/agent is off (set gateway.token or CLAWGATE_GATEWAY_TOKEN)".into()
-        },
-    );
+    match token_source {
+        TokenSource::Config => line(
+            true,
+            "gateway token from the config: WebChat and /hooks/agent need it".into(),
+        ),
+        TokenSource::File {
+            path,
+            created: true,
+        } => {
+            line(
+                true,
+                format!(
+                    "made a gateway token in {} (mode 0600): WebChat and /hooks/agent need it",
+                    path.display()
+                ),
+            );
+            eprintln!("  open {url}/#token={} (shown this once)", token.expose());
+        }
+        TokenSource::File {
+            path,
+            created: false,
+        } => line(
+            true,
+            format!(
+                "gateway token in {}: open {url}/ and paste it, or use `clawgate chat`",
+                path.display()
+            ),
+        ),
+    }
     eprintln!("Ctrl-C to stop.");
 }
 
@@ -204,17 +235,25 @@ pub async fn run(mut config: Config, args: UpArgs) -> anyhow::Result<ExitCode> {
         .map_err(|e| refuse(format!("cannot open the queue and store: {e}")))?;
     let mut settings = WorkerSettings::new(backends.visibility);
     settings.concurrency = args.concurrency.max(1);
-    settings.drain_deadline = Duration::from_secs_f64(args.drain_seconds.max(0.0));
+    settings.drain_deadline =
+        sandbox_worker::worker::seconds(args.drain_seconds, settings.drain_deadline);
     let worker = Arc::new(Worker::new(
         config.clone(),
         backends.clone(),
         &state_dir,
         settings,
     )?);
-    let app =
-        functions::router_with_webchat(&config, backends.queue.clone(), backends.store.clone());
+    let (token, token_source) =
+        infra::setup::gateway_token(&config, &state_dir).map_err(|e| refuse(format!("{e}")))?;
+    let app = functions::router_with_webchat(
+        &config,
+        backends.queue.clone(),
+        backends.store.clone(),
+        token.clone(),
+        ip.is_loopback(),
+    );
     let local = listener.local_addr()?;
-    report(&config, worker.sandbox(), local).await;
+    report(&config, worker.sandbox(), local, &token, &token_source).await;
     eprintln!(
         "  state: {} · queue: {}",
         state_dir.display(),

@@ -127,6 +127,7 @@ async fn webchat_reply(stack: &Stack, conversation: &str, job: &str) -> Vec<Valu
                 "{}/webchat/history?conversation={conversation}&after=0",
                 stack.base_url
             ))
+            .bearer_auth(stack.token())
             .send()
             .await
             .unwrap()
@@ -158,6 +159,7 @@ async fn a_webchat_message_is_answered_on_the_page_api_with_its_tool_calls() {
     let sent: Value = stack
         .http
         .post(format!("{}/webchat/send", stack.base_url))
+        .bearer_auth(stack.token())
         .json(&json!({"conversation": "e2e-web", "text": "todo file please"}))
         .send()
         .await

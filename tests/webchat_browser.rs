@@ -192,7 +192,7 @@ async fn the_webchat_page_sends_a_message_and_renders_the_tool_calls_and_the_rep
     let stack = spawn_stack(write_then_list(), StackOptions::default()).await;
     let browser = Browser::start().await;
 
-    browser.goto(&stack.base_url).await;
+    browser.goto(&stack.page_url()).await;
     browser.type_into("#input", "make a todo file").await;
     browser.click("#send").await;
     let deadline = Instant::now() + Duration::from_secs(90);

@@ -116,6 +116,46 @@ impl Ingress {
     }
 }
 
+/// A header's value as text, when it has one.
+pub(crate) fn header_text(
+    headers: &HeaderMap,
+    name: axum::http::header::HeaderName,
+) -> Option<&str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Refuses what a browser on another site could send: an `Origin` that is not this host's
+/// (403), and, when the route takes a JSON body, any other content type (415). A request with
+/// no `Origin` (scripts, other servers) passes to the token check.
+pub(crate) fn browser_guard(headers: &HeaderMap, json_body: bool) -> Option<Response> {
+    use axum::http::header::{CONTENT_TYPE, HOST, ORIGIN};
+    if let Some(origin) = header_text(headers, ORIGIN) {
+        let host = header_text(headers, HOST).unwrap_or("");
+        let origin_host = origin
+            .strip_prefix("http://")
+            .or_else(|| origin.strip_prefix("https://"))
+            .unwrap_or("");
+        if host.is_empty() || !origin_host.eq_ignore_ascii_case(host) {
+            return Some(reply(
+                StatusCode::FORBIDDEN,
+                "cross-origin requests are refused",
+            ));
+        }
+    }
+    if json_body {
+        let json = header_text(headers, CONTENT_TYPE)
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+        if !json {
+            return Some(reply(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "the body must be JSON (Content-Type: application/json)",
+            ));
+        }
+    }
+    None
+}
+
 /// True when `headers` carry `Authorization: Bearer <token>`, compared in constant time.
 pub(crate) fn bearer_matches(headers: &HeaderMap, token: &Secret) -> bool {
     let given = headers
@@ -127,17 +167,24 @@ pub(crate) fn bearer_matches(headers: &HeaderMap, token: &Secret) -> bool {
 }
 
 /// The webhook Router plus WebChat, for a process that holds the state store
-/// (`clawgate up`, `clawgate gateway`).
+/// (`clawgate up`, `clawgate gateway`). `token` guards WebChat and `/hooks/agent` (it is the
+/// configured one or the one made on first run); `loopback_only` when the gateway listens on
+/// loopback.
 pub fn router_with_webchat(
     config: &Config,
     queue: Arc<dyn JobQueue>,
     store: Arc<dyn infra::store::StateStore>,
+    token: Secret,
+    loopback_only: bool,
 ) -> Router {
-    router(Ingress::from_config(config, queue.clone())).merge(webchat::routes(webchat::WebChat {
+    let mut ingress = Ingress::from_config(config, queue.clone());
+    ingress.hooks_token = Some(token.clone());
+    router(ingress).merge(webchat::routes(webchat::WebChat {
         queue,
         store,
-        token: config.gateway.token.clone(),
+        token,
         agent: config.default_agent().to_string(),
+        loopback_only,
     }))
 }
 
@@ -276,6 +323,9 @@ async fn hook(State(ingress): State<Arc<Ingress>>, headers: HeaderMap, body: Byt
             "hooks are off: set gateway.token to enable /hooks/agent",
         );
     };
+    if let Some(refused) = browser_guard(&headers, true) {
+        return refused;
+    }
     if !bearer_matches(&headers, token) {
         return reply(StatusCode::UNAUTHORIZED, "bad or missing bearer token");
     }

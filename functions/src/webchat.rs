@@ -8,10 +8,17 @@
 //!   (so the page shows them as they happen), and `reply` entries, which are what the worker
 //!   delivered (the answer, a command's answer, an error notice).
 //!
-//! Decisions:
-//! - When `gateway.token` is set, both API calls need `Authorization: Bearer <token>` (else
-//!   401 and nothing queued). The page itself is static and holds no data; it asks for the
-//!   token when the API answers 401 and keeps it in the tab's sessionStorage.
+//! Decisions (docs/security.md):
+//! - Both API calls always need `Authorization: Bearer <token>` (else 401 and nothing queued):
+//!   a gateway without a configured token makes one on first run. The page itself is static
+//!   and holds no data; it takes the token from the URL fragment `clawgate up` prints once
+//!   (`/#token=…`, never sent to the server) or asks for it, and keeps it in the tab's
+//!   sessionStorage.
+//! - Browsers are held off three ways, each enough alone: a request whose `Origin` is not the
+//!   gateway's own is refused (403); `POST` bodies must be `application/json` (415), so no
+//!   form or `text/plain` request crosses sites without a CORS preflight, which this gateway
+//!   never answers; and on a loopback gateway a `Host` that names no loopback address is
+//!   refused (403), so a DNS-rebound name cannot reach it.
 //! - A conversation id is chosen by the page (random, kept in localStorage) and must be 1-64
 //!   characters of `A-Z a-z 0-9 _ -`; it is the peer of the session key
 //!   `agent:<agent>:webchat:dm:<conversation>`.
@@ -51,8 +58,10 @@ const PAGE: &str = include_str!("webchat.html");
 pub struct WebChat {
     pub queue: Arc<dyn JobQueue>,
     pub store: Arc<dyn StateStore>,
-    pub token: Option<Secret>,
+    pub token: Secret,
     pub agent: String,
+    /// The gateway listens on loopback: only loopback host names are served.
+    pub loopback_only: bool,
 }
 
 /// The page and its API; merge into the webhook Router.
@@ -68,10 +77,19 @@ fn refuse(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "error": message.into() }))).into_response()
 }
 
-/// `None` when the request may go on.
-fn check_token(webchat: &WebChat, headers: &HeaderMap) -> Option<Response> {
-    let expected = webchat.token.as_ref()?;
-    if crate::bearer_matches(headers, expected) {
+/// `None` when the request may go on: its host, origin, content type and token pass.
+fn check_request(webchat: &WebChat, headers: &HeaderMap, json_body: bool) -> Option<Response> {
+    let host = crate::header_text(headers, axum::http::header::HOST).unwrap_or("");
+    if webchat.loopback_only && !is_loopback_host(host) {
+        return Some(refuse(
+            StatusCode::FORBIDDEN,
+            "this gateway listens on loopback and answers only loopback host names",
+        ));
+    }
+    if let Some(refused) = crate::browser_guard(headers, json_body) {
+        return Some(refused);
+    }
+    if crate::bearer_matches(headers, &webchat.token) {
         None
     } else {
         Some(refuse(
@@ -79,6 +97,18 @@ fn check_token(webchat: &WebChat, headers: &HeaderMap) -> Option<Response> {
             "bad or missing gateway token (Authorization: Bearer …)",
         ))
     }
+}
+
+/// `localhost`, `127.x.x.x` or `[::1]`, with or without a port.
+fn is_loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// A conversation id: 1-64 characters of `A-Z a-z 0-9 _ -` (also URL-safe as it is).
@@ -101,7 +131,7 @@ struct SendRequest {
 }
 
 async fn send(State(webchat): State<Arc<WebChat>>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Some(refused) = check_token(&webchat, &headers) {
+    if let Some(refused) = check_request(&webchat, &headers, true) {
         return refused;
     }
     let request: SendRequest = match serde_json::from_slice(&body) {
@@ -178,7 +208,7 @@ async fn history(
     headers: HeaderMap,
     query: Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    if let Some(refused) = check_token(&webchat, &headers) {
+    if let Some(refused) = check_request(&webchat, &headers, false) {
         return refused;
     }
     let Ok(Query(query)) = query else {
@@ -249,5 +279,34 @@ fn shown(entry: &TranscriptEntry) -> Vec<Value> {
         )],
         EntryBody::Delivered { text } => vec![with("reply", json!({ "text": text }))],
         EntryBody::Summary { .. } => vec![],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_names_are_loopback_hosts() {
+        for host in [
+            "localhost",
+            "LOCALHOST:18789",
+            "127.0.0.1",
+            "127.1.2.3:80",
+            "[::1]:18789",
+            "[::1]",
+        ] {
+            assert!(is_loopback_host(host), "{host}");
+        }
+        for host in [
+            "evil.example",
+            "evil.example:18789",
+            "127.0.0.1.evil.example",
+            "10.0.0.1:80",
+            "",
+            "[::2]:1",
+        ] {
+            assert!(!is_loopback_host(host), "{host}");
+        }
     }
 }

@@ -143,6 +143,7 @@ fn slack(body: Vec<u8>, timestamp: i64, signed_body: Option<&[u8]>, retry: bool)
 fn hook(body: &'static str) -> Request<Body> {
     Request::post("/hooks/agent")
         .header("authorization", format!("Bearer {HOOK_TOKEN}"))
+        .header("content-type", "application/json")
         .body(Body::from(body))
         .unwrap()
 }
@@ -368,10 +369,33 @@ async fn every_bad_request_gets_a_4xx_saying_which_and_queues_nothing() {
         (
             "hook without token",
             Request::post("/hooks/agent")
+                .header("content-type", "application/json")
                 .body(Body::from(r#"{"message":"hi"}"#))
                 .unwrap(),
             StatusCode::UNAUTHORIZED,
             "bearer",
+        ),
+        (
+            "hook as text/plain (a cross-site form or fetch)",
+            Request::post("/hooks/agent")
+                .header("authorization", format!("Bearer {HOOK_TOKEN}"))
+                .header("content-type", "text/plain")
+                .body(Body::from(r#"{"message":"hi"}"#))
+                .unwrap(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "application/json",
+        ),
+        (
+            "hook from another site's page",
+            Request::post("/hooks/agent")
+                .header("authorization", format!("Bearer {HOOK_TOKEN}"))
+                .header("content-type", "application/json")
+                .header("origin", "http://evil.example")
+                .header("host", "gateway.example")
+                .body(Body::from(r#"{"message":"hi"}"#))
+                .unwrap(),
+            StatusCode::FORBIDDEN,
+            "cross-origin",
         ),
         (
             "hook malformed",

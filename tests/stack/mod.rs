@@ -296,6 +296,25 @@ impl Stack {
     pub fn log_text(&self) -> String {
         self.log.lock().unwrap().join("\n")
     }
+
+    /// The gateway token WebChat and hooks need: the configured one, else the one `clawgate up`
+    /// made in the state directory.
+    pub fn token(&self) -> String {
+        std::fs::read_to_string(self.state_dir.join(infra::setup::GATEWAY_TOKEN_FILE))
+            .map(|t| t.trim().to_string())
+            .or_else(|_| {
+                let config = std::fs::read_to_string(&self.config_path).unwrap();
+                let at = config.find("token: \"").ok_or(())?;
+                let rest = &config[at + 8..];
+                Ok::<_, ()>(rest[..rest.find('"').unwrap()].to_string())
+            })
+            .expect("the stack has a gateway token")
+    }
+
+    /// The page's address as `clawgate up` prints it on first run: the token in the fragment.
+    pub fn page_url(&self) -> String {
+        format!("{}/#token={}", self.base_url, self.token())
+    }
 }
 
 impl Drop for Stack {

@@ -9,7 +9,7 @@
 //!   limit is full) or the tree survives, the container is restarted: it is disposable, the
 //!   workspace is what persists.
 //! - A command's leftover background processes are terminated when it ends: the exec runs
-//!   under a tiny wrapper (`sh -lc CMD & wait; kill -TERM 0`, shell builtins only, so no
+//!   under a tiny wrapper (`sh -c CMD & wait; kill -TERM 0`, shell builtins only, so no
 //!   extra fork) in its own process group. Otherwise a fork loop would pin the pids limit and
 //!   wedge the sandbox. Long-running services belong to a future `process` tool, not `exec`.
 //! - Last use is the mtime of a per-container file under the activity directory, so a
@@ -48,10 +48,10 @@ const EXEC_ID_VAR: &str = "CLAWGATE_EXEC_ID";
 /// How long a timed-out tree gets to die after the kill before the container is restarted.
 const KILL_GRACE: Duration = Duration::from_secs(5);
 const SETUP_TIMEOUT: Duration = Duration::from_secs(600);
-/// Runs `$1` with `sh -lc`, then terminates whatever it left running in its process group (the
+/// Runs `$1` with `sh -c` (not a login shell: no profile file is read), then terminates whatever it left running in its process group (the
 /// exec is a session leader, so that group is this command's alone) and exits with its status.
 const EXEC_WRAPPER: &str =
-    "sh -lc \"$1\" & trap '' TERM; wait $!; rc=$?; kill -TERM 0 2>/dev/null; exit $rc";
+    "sh -c \"$1\" & trap '' TERM; wait $!; rc=$?; kill -TERM 0 2>/dev/null; exit $rc";
 
 /// A running sandbox container.
 #[derive(Debug, Clone)]
@@ -251,7 +251,7 @@ impl DockerSandboxes {
         Ok(container)
     }
 
-    /// Runs a command in the container: `sh -lc`, output drained to the end with head + tail
+    /// Runs a command in the container: `sh -c`, output drained to the end with head + tail
     /// caps, the whole tree killed on timeout.
     pub async fn exec(
         &self,

@@ -1,15 +1,20 @@
 //! The host backend for sandbox mode `off` (and the main session under `non-main`): commands
-//! run as `sh -lc` in the workspace, with a scrubbed environment, in their own process group,
-//! with the same output caps and timeout as the container.
+//! run as `sh -c` in the workspace, with a scrubbed environment, in their own process group,
+//! with the same output caps and timeout as the container. This is NO isolation: a command
+//! can read and write anything the worker's user can (docs/security.md).
 //!
 //! Decisions:
-//! - The environment starts empty: `PATH`, `HOME` (the workspace), `LANG`, the sandbox's
-//!   configured `env`, and the call's own `env`. Nothing of the worker's (API keys, tokens,
-//!   AWS credentials) reaches a command.
+//! - `sh -c`, not a login shell, and `HOME` is a fresh private directory outside every
+//!   workspace, removed after the command: no profile file a sandboxed session could have
+//!   written into a shared workspace is ever read here.
+//! - The environment starts empty: `PATH`, `HOME`, `LANG`, the sandbox's configured `env`,
+//!   and the call's own `env`. Nothing of the worker's (API keys, tokens, AWS credentials)
+//!   reaches a command.
 //! - When the command ends, whatever it left running in its process group is killed, as in
-//!   the container; so is the whole group on timeout.
-//! - A timeout kills the process group. A process that made itself a new session escapes the
-//!   group; that is the limit of running on the host, and why `mode: "all"` is the default.
+//!   the container; so is the whole group on timeout, and when the call is dropped (a job
+//!   stopped at the drain deadline).
+//! - A process that made itself a new session escapes the group; that is the limit of running
+//!   on the host, and why `mode: "all"` is the default.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -39,14 +44,15 @@ pub struct HostExec {
 impl ExecBackend for HostExec {
     async fn exec(&self, request: &ExecRequest) -> Result<ExecOutput, SandboxError> {
         let started = Instant::now();
+        let home = PrivateHome::create()?;
         let mut command = Command::new("sh");
         command
-            .arg("-lc")
+            .arg("-c")
             .arg(&request.command)
             .current_dir(&request.workdir)
             .env_clear()
             .env("PATH", SAFE_PATH)
-            .env("HOME", &self.workspace)
+            .env("HOME", &home.0)
             .env("LANG", "C.UTF-8")
             .envs(&self.base_env)
             .envs(&request.env)
@@ -59,6 +65,8 @@ impl ExecBackend for HostExec {
             .spawn()
             .map_err(|e| SandboxError::Spawn(e.to_string()))?;
         let pgid = child.id().map(|id| id as i32);
+        // Kills the whole group however this call ends, a drop included.
+        let _group = GroupKill(pgid);
         let mut out_pipe = child.stdout.take().expect("piped");
         let mut err_pipe = child.stderr.take().expect("piped");
         let mut stdout = CappedOutput::new(request.max_output_bytes);
@@ -123,6 +131,43 @@ impl ExecBackend for HostExec {
     }
 }
 
+/// Kills a process group when dropped.
+struct GroupKill(Option<i32>);
+
+impl Drop for GroupKill {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.0 {
+            // SAFETY: kill(2) with a negative pid signals the process group we created for the
+            // child; it touches no memory. A group already gone is ESRCH, which is fine.
+            unsafe { libc::kill(-pgid, libc::SIGKILL) };
+        }
+    }
+}
+
+/// A fresh `HOME` for one command, outside every workspace, removed afterwards.
+struct PrivateHome(PathBuf);
+
+impl PrivateHome {
+    fn create() -> Result<Self, SandboxError> {
+        use std::os::unix::fs::DirBuilderExt;
+        let path = std::env::temp_dir().join(format!(
+            "clawgate-home-{}",
+            ulid::Ulid::new().to_string().to_lowercase()
+        ));
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&path)
+            .map_err(|e| SandboxError::Spawn(format!("cannot make a home directory: {e}")))?;
+        Ok(PrivateHome(path))
+    }
+}
+
+impl Drop for PrivateHome {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,6 +205,50 @@ mod tests {
         assert!(out.stdout.starts_with(&dir.path().display().to_string()));
         assert!(out.stdout.contains("GREETING=hi"));
         assert!(!out.stdout.contains("CARGO"), "{}", out.stdout);
+    }
+
+    #[tokio::test]
+    async fn home_is_private_and_no_profile_in_the_workspace_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("profile-ran");
+        std::fs::write(
+            dir.path().join(".profile"),
+            format!("touch {}\n", marker.display()),
+        )
+        .unwrap();
+
+        let out = host(dir.path())
+            .exec(&request("echo $HOME", dir.path(), Duration::from_secs(10)))
+            .await
+            .unwrap();
+
+        let home = out.stdout.trim();
+        assert!(
+            !home.starts_with(&dir.path().display().to_string()),
+            "{home}"
+        );
+        assert!(!marker.exists(), "a .profile in the workspace ran");
+        assert!(
+            !std::path::Path::new(home).exists(),
+            "the home is removed after"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_dropped_call_kills_the_command_and_its_children() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("child-still-alive");
+        let command = format!("(sleep 2; touch {}) & sleep 60", marker.display());
+        let backend = host(dir.path());
+
+        let long = request(&command, dir.path(), Duration::from_secs(60));
+        let _ = tokio::time::timeout(Duration::from_millis(500), backend.exec(&long)).await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+
+        assert!(
+            !marker.exists(),
+            "the background child outlived the dropped call"
+        );
     }
 
     #[tokio::test]

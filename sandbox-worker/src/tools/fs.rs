@@ -1,19 +1,29 @@
-//! The workspace as the file tools see it: every path a model gives is mapped into the workspace
-//! or refused (`..` above the root, absolute paths elsewhere, symlinks that lead out), and the
-//! `read`, `write` and `edit` tools on top of that.
+//! The workspace as the file tools see it, on the host side of the sandbox's bind mount:
+//! every path a model gives is mapped into the workspace or refused, and the `read`, `write`
+//! and `edit` tools on top of that.
 //!
-//! Decisions:
-//! - File tools work on the host side of the workspace bind mount, for both backends: the same
-//!   confinement code serves both, and a read costs no exec. Files written are handed to the
-//!   container user, as the workspace itself is.
-//! - A path is checked before use (lexically, then through every symlink on it) and the opened
-//!   file is checked again through `/proc/self/fd`, so a symlink swapped in between the check
-//!   and the open is caught; a file created outside by such a race is removed again.
+//! Decisions (docs/security.md):
+//! - Every path is resolved beneath the workspace by `cap-std` (`openat2` with
+//!   `RESOLVE_BENEATH` where the kernel has it, else one `O_NOFOLLOW` step per component):
+//!   no component, parent directories included, can lead out, however a process in the
+//!   sandbox swaps directories for symlinks meanwhile. Parents are created the same way.
+//!   Relative symlinks that stay inside are followed; absolute ones never are (they name a
+//!   host path here and a container path in the sandbox). The last component of a write is
+//!   never a link: a link inside the workspace is written through its resolved target.
+//! - Only regular files are opened for content: a FIFO, socket or device is refused before
+//!   opening, and the open itself is non-blocking and checked again on the open descriptor,
+//!   so a node swapped in between is refused too and nothing can block the worker.
+//! - Writes open without truncating, check the descriptor, then truncate and write; files and
+//!   directories created are handed to the sandbox user through their descriptors (`fchown`),
+//!   never through a path that a link could redirect.
 
-use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::fd::AsFd;
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+
+use cap_fs_ext::{DirExt, FollowSymlinks, OpenOptionsFollowExt, OpenOptionsSyncExt};
+use cap_std::fs::{Dir, File, OpenOptions};
 
 /// Files larger than this are not read or edited whole.
 pub const MAX_FILE_BYTES: u64 = 10 * 1024 * 1024;
@@ -22,11 +32,13 @@ pub const MAX_READ_BYTES: usize = 256 * 1024;
 pub const DEFAULT_READ_LINES: usize = 2000;
 pub const MAX_LINE_CHARS: usize = 2000;
 
-/// The workspace a session's tools are confined to.
+/// The workspace a session's tools are confined to. Cloning shares the directory handle.
 #[derive(Debug, Clone)]
 pub struct Workspace {
-    /// Canonical host path.
+    /// Canonical host path (for display and working directories).
     root: PathBuf,
+    /// The open workspace directory every path is resolved beneath.
+    dir: Arc<Dir>,
     /// The workspace as commands see it (`/workspace` in a container).
     view: String,
     read_only: bool,
@@ -39,6 +51,18 @@ pub struct Workspace {
 pub struct FsError(pub String);
 
 fn io_error(path: &str, e: std::io::Error) -> FsError {
+    // cap-std reports a path that would leave the directory as permission denied ("a path
+    // led outside of the filesystem"); say what happened in the workspace's terms.
+    if e.to_string().contains("outside of the filesystem") {
+        return FsError(format!(
+            "{path:?} leads outside the workspace through a symlink"
+        ));
+    }
+    if e.raw_os_error() == Some(libc::ELOOP) {
+        return FsError(format!(
+            "{path:?} leads outside the workspace through a symlink"
+        ));
+    }
     FsError(format!("{path}: {e}"))
 }
 
@@ -51,8 +75,11 @@ impl Workspace {
         owner: Option<(u32, u32)>,
     ) -> std::io::Result<Self> {
         std::fs::create_dir_all(root)?;
+        let root = root.canonicalize()?;
+        let dir = Dir::open_ambient_dir(&root, cap_std::ambient_authority())?;
         Ok(Workspace {
-            root: root.canonicalize()?,
+            root,
+            dir: Arc::new(dir),
             view: view.trim_end_matches('/').to_string(),
             read_only,
             owner,
@@ -67,8 +94,9 @@ impl Workspace {
         self.read_only
     }
 
-    /// Maps a path as the model wrote it to a host path inside the workspace, or refuses it.
-    pub fn resolve(&self, path: &str) -> Result<PathBuf, FsError> {
+    /// Maps a path as the model wrote it to a path relative to the workspace, or refuses it.
+    /// Lexical only: what it names on disk is resolved beneath the workspace when used.
+    pub fn relative(&self, path: &str) -> Result<PathBuf, FsError> {
         let outside = || FsError(format!("{path:?} is outside the workspace ({})", self.view));
         if path.is_empty() || path.contains('\0') {
             return Err(FsError(format!("{path:?} is not a valid path")));
@@ -98,57 +126,34 @@ impl Workspace {
                 Component::RootDir | Component::Prefix(_) => return Err(outside()),
             }
         }
-        let full = self.root.join(&clean);
-        self.check_symlinks(path, &full)?;
-        Ok(full)
+        Ok(clean)
     }
 
-    /// Follows every symlink on `full` as far as the path exists; all must stay inside.
-    fn check_symlinks(&self, given: &str, full: &Path) -> Result<(), FsError> {
-        let escape = || {
-            FsError(format!(
-                "{given:?} leads outside the workspace through a symlink"
-            ))
-        };
-        let mut existing = full.to_path_buf();
-        loop {
-            match std::fs::symlink_metadata(&existing) {
-                Ok(_) => break,
-                Err(_) => {
-                    if !existing.pop() {
-                        return Err(escape());
-                    }
-                }
-            }
+    /// A directory inside the workspace as commands see it (`workdir` of `exec`).
+    pub fn view_dir(&self, given: &str) -> Result<String, FsError> {
+        let rel = self.relative(given)?;
+        if rel.as_os_str().is_empty() {
+            return Ok(self.view.clone());
         }
-        match existing.canonicalize() {
-            Ok(real) if real.starts_with(&self.root) => Ok(()),
-            // A dangling symlink: where it points is not known to be inside.
-            _ => Err(escape()),
+        let meta = self.dir.metadata(&rel).map_err(|e| io_error(given, e))?;
+        if !meta.is_dir() {
+            return Err(FsError(format!("workdir {given:?} is not a directory")));
         }
+        Ok(format!("{}/{}", self.view, rel.display()))
     }
 
-    /// The workspace-view form of a host path inside it (for a command's working directory).
-    pub fn view_path(&self, host: &Path) -> String {
-        match host.strip_prefix(&self.root) {
-            Ok(rest) if rest.as_os_str().is_empty() => self.view.clone(),
-            Ok(rest) => format!("{}/{}", self.view, rest.display()),
-            Err(_) => self.view.clone(),
-        }
+    /// The workspace root as commands see it.
+    pub fn view_root(&self) -> &str {
+        &self.view
     }
 
-    /// Checks that an open file really is inside the workspace (a symlink may have been swapped
-    /// in after `resolve`).
-    fn verify_open(&self, given: &str, file: &File) -> Result<(), FsError> {
-        use std::os::fd::AsRawFd;
-        let real = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))
-            .map_err(|e| io_error(given, e))?;
-        if real.starts_with(&self.root) {
-            Ok(())
-        } else {
-            Err(FsError(format!(
-                "{given:?} leads outside the workspace through a symlink"
-            )))
+    /// True when `given` names something inside the workspace (links followed inside only).
+    pub fn exists(&self, given: &str) -> Result<bool, FsError> {
+        let rel = self.relative(given)?;
+        match self.dir.symlink_metadata(&rel) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(io_error(given, e)),
         }
     }
 
@@ -161,27 +166,36 @@ impl Workspace {
         Ok(())
     }
 
+    /// Opens a regular file for reading: refused when it is anything else, before opening
+    /// and again on the descriptor.
+    fn open_regular(&self, given: &str, rel: &Path) -> Result<File, FsError> {
+        let meta = self.dir.metadata(rel).map_err(|e| io_error(given, e))?;
+        not_special(given, &meta)?;
+        let mut options = OpenOptions::new();
+        options.read(true).nonblock(true);
+        let file = self
+            .dir
+            .open_with(rel, &options)
+            .map_err(|e| io_error(given, e))?;
+        let meta = file.metadata().map_err(|e| io_error(given, e))?;
+        not_special(given, &meta)?;
+        Ok(file)
+    }
+
     /// Reads a whole text file (≤ [`MAX_FILE_BYTES`]).
     pub fn read_text(&self, given: &str) -> Result<String, FsError> {
-        let path = self.resolve(given)?;
-        // Symlinks inside the workspace are fine to follow; where the open really landed is
-        // checked right after.
-        let mut file = File::open(&path).map_err(|e| io_error(given, e))?;
-        self.verify_open(given, &file)?;
-        let meta = file.metadata().map_err(|e| io_error(given, e))?;
-        if meta.is_dir() {
+        let rel = self.relative(given)?;
+        let mut file = self.open_regular(given, &rel)?;
+        let len = file.metadata().map_err(|e| io_error(given, e))?.len();
+        if len > MAX_FILE_BYTES {
             return Err(FsError(format!(
-                "{given:?} is a directory; list it with exec (ls)"
+                "{given:?} is {len} bytes, over the {MAX_FILE_BYTES}-byte limit; use exec (head, sed, rg) on it"
             )));
         }
-        if meta.len() > MAX_FILE_BYTES {
-            return Err(FsError(format!(
-                "{given:?} is {} bytes, over the {MAX_FILE_BYTES}-byte limit; use exec (head, sed, rg) on it",
-                meta.len()
-            )));
-        }
-        let mut bytes = Vec::with_capacity(meta.len() as usize);
-        file.read_to_end(&mut bytes)
+        let mut bytes = Vec::with_capacity(len as usize);
+        (&mut file)
+            .take(MAX_FILE_BYTES + 1)
+            .read_to_end(&mut bytes)
             .map_err(|e| io_error(given, e))?;
         if bytes[..bytes.len().min(8192)].contains(&0) {
             return Err(FsError(format!(
@@ -200,58 +214,99 @@ impl Workspace {
                 "content is over the {MAX_FILE_BYTES}-byte limit"
             )));
         }
-        let mut path = self.resolve(given)?;
-        if path.is_symlink() {
-            // Known to lead inside (resolve checked): write its target, never through a link.
-            path = path.canonicalize().map_err(|e| io_error(given, e))?;
+        let mut rel = self.relative(given)?;
+        if rel.as_os_str().is_empty() {
+            return Err(FsError(format!(
+                "{given:?} is the workspace itself, not a file"
+            )));
         }
-        let parent = path.parent().unwrap_or(&self.root).to_path_buf();
-        let mut created = Vec::new();
-        let mut dir = parent.clone();
-        while !dir.exists() && dir.starts_with(&self.root) {
-            created.push(dir.clone());
-            if !dir.pop() {
-                break;
-            }
+        // A link inside the workspace is written through its target (resolved beneath).
+        if self
+            .dir
+            .symlink_metadata(&rel)
+            .is_ok_and(|m| m.file_type().is_symlink())
+        {
+            rel = self
+                .dir
+                .canonicalize(&rel)
+                .map_err(|e| io_error(given, e))?;
         }
-        std::fs::create_dir_all(&parent).map_err(|e| io_error(given, e))?;
-        // Re-check now that the parents exist: one of them may be a symlink made meanwhile.
-        self.check_symlinks(given, &path)?;
-        let existed = path.exists();
-        let mut file = OpenOptions::new()
+        if let Some(parent) = rel.parent().filter(|p| !p.as_os_str().is_empty()) {
+            self.create_parents(given, parent)?;
+        }
+        let mut options = OpenOptions::new();
+        options
             .write(true)
             .create(true)
-            .truncate(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&path)
+            .nonblock(true)
+            .follow(FollowSymlinks::No);
+        let mut file = self
+            .dir
+            .open_with(&rel, &options)
             .map_err(|e| io_error(given, e))?;
-        if let Err(e) = self.verify_open(given, &file) {
-            if !existed {
-                let _ = std::fs::remove_file(&path);
-            }
-            return Err(e);
-        }
+        let meta = file.metadata().map_err(|e| io_error(given, e))?;
+        not_special(given, &meta)?;
+        file.set_len(0).map_err(|e| io_error(given, e))?;
         file.write_all(content.as_bytes())
             .map_err(|e| io_error(given, e))?;
-        if let Some((uid, gid)) = self.owner {
-            for dir in created.iter().chain(std::iter::once(&path)) {
-                let _ = std::os::unix::fs::chown(dir, Some(uid), Some(gid));
+        self.hand_over(&file);
+        Ok(())
+    }
+
+    /// Creates each missing directory of `parent` beneath the workspace, one component at a
+    /// time (links are not followed), and hands each new one to the sandbox user.
+    fn create_parents(&self, given: &str, parent: &Path) -> Result<(), FsError> {
+        let mut at = PathBuf::new();
+        for part in parent.components() {
+            at.push(part);
+            match self.dir.create_dir(&at) {
+                Ok(()) => {
+                    let created = self
+                        .dir
+                        .open_dir_nofollow(&at)
+                        .map_err(|e| io_error(given, e))?;
+                    self.hand_over(&created);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(io_error(given, e)),
             }
         }
         Ok(())
     }
 
-    /// Deletes a file (for patches that remove one).
+    /// Gives an open file or directory to the sandbox user, through its descriptor.
+    fn hand_over(&self, handle: &impl AsFd) {
+        if let Some((uid, gid)) = self.owner {
+            let _ = std::os::unix::fs::fchown(handle, Some(uid), Some(gid));
+        }
+    }
+
+    /// Deletes a file (for patches that remove one); a link is removed, never its target.
     pub fn remove_file(&self, given: &str) -> Result<(), FsError> {
         self.writable(given)?;
-        let path = self.resolve(given)?;
-        std::fs::remove_file(&path).map_err(|e| io_error(given, e))
+        let rel = self.relative(given)?;
+        self.dir.remove_file(&rel).map_err(|e| io_error(given, e))
     }
 
     pub fn check_writable(&self, given: &str) -> Result<PathBuf, FsError> {
         self.writable(given)?;
-        self.resolve(given)
+        self.relative(given)
     }
+}
+
+/// Refuses what is not a regular file: a directory, a FIFO, a socket, a device.
+fn not_special(given: &str, meta: &cap_std::fs::Metadata) -> Result<(), FsError> {
+    if meta.is_dir() {
+        return Err(FsError(format!(
+            "{given:?} is a directory; list it with exec (ls)"
+        )));
+    }
+    if !meta.is_file() {
+        return Err(FsError(format!(
+            "{given:?} is not a regular file (a FIFO, socket or device); the file tools only open regular files"
+        )));
+    }
+    Ok(())
 }
 
 /// `read`: lines `offset..offset+limit` (1-based), long lines and large outputs cut, with a
@@ -335,6 +390,7 @@ fn short_diff(path: &str, before: &str, old: &str, new: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::FileTypeExt;
 
     fn ws() -> (tempfile::TempDir, Workspace) {
         let dir = tempfile::tempdir().unwrap();
@@ -345,15 +401,17 @@ mod tests {
     #[test]
     fn paths_map_into_the_workspace() {
         let (_d, ws) = ws();
-        assert_eq!(ws.resolve("a/b.txt").unwrap(), ws.root().join("a/b.txt"));
+        assert_eq!(ws.relative("a/b.txt").unwrap(), Path::new("a/b.txt"));
         assert_eq!(
-            ws.resolve("/workspace/a/./b.txt").unwrap(),
-            ws.root().join("a/b.txt")
+            ws.relative("/workspace/a/./b.txt").unwrap(),
+            Path::new("a/b.txt")
         );
-        assert_eq!(ws.resolve("a/../c").unwrap(), ws.root().join("c"));
+        assert_eq!(ws.relative("a/../c").unwrap(), Path::new("c"));
         let host_abs = ws.root().join("x").display().to_string();
-        assert_eq!(ws.resolve(&host_abs).unwrap(), ws.root().join("x"));
-        assert_eq!(ws.view_path(&ws.root().join("sub")), "/workspace/sub");
+        assert_eq!(ws.relative(&host_abs).unwrap(), Path::new("x"));
+        std::fs::create_dir(ws.root().join("sub")).unwrap();
+        assert_eq!(ws.view_dir("sub").unwrap(), "/workspace/sub");
+        assert_eq!(ws.view_dir(".").unwrap(), "/workspace");
     }
 
     #[test]
@@ -367,7 +425,7 @@ mod tests {
             "",
             "/workspacex/a",
         ] {
-            let err = ws.resolve(path).unwrap_err();
+            let err = ws.relative(path).unwrap_err();
             assert!(
                 err.0.contains("outside the workspace") || err.0.contains("not a valid"),
                 "{path}: {err}"
@@ -382,10 +440,19 @@ mod tests {
         std::os::unix::fs::symlink("/etc/passwd", ws.root().join("passwd")).unwrap();
         std::os::unix::fs::symlink(dir.path().join("nowhere"), ws.root().join("dangling")).unwrap();
         std::fs::write(ws.root().join("inside.txt"), "ok\n").unwrap();
-        std::os::unix::fs::symlink(ws.root().join("inside.txt"), ws.root().join("inner-link"))
+        std::os::unix::fs::symlink("inside.txt", ws.root().join("inner-link")).unwrap();
+        // An absolute link names a host path here and a container path in the sandbox: it is
+        // never followed, even when it happens to point inside.
+        std::os::unix::fs::symlink(ws.root().join("inside.txt"), ws.root().join("abs-link"))
             .unwrap();
 
-        for path in ["etc-link/passwd", "passwd", "dangling", "etc-link/new-file"] {
+        for path in [
+            "etc-link/passwd",
+            "passwd",
+            "dangling",
+            "etc-link/new-file",
+            "abs-link",
+        ] {
             assert!(
                 read(&ws, path, None, None)
                     .unwrap_err()
@@ -407,6 +474,75 @@ mod tests {
         assert_eq!(
             std::fs::read_to_string(ws.root().join("inside.txt")).unwrap(),
             "changed"
+        );
+    }
+
+    #[test]
+    fn a_fifo_or_socket_is_refused_at_once_and_never_blocks() {
+        let (_d, ws) = ws();
+        let fifo = ws.root().join("p");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        std::os::unix::net::UnixListener::bind(ws.root().join("s")).unwrap();
+        let started = std::time::Instant::now();
+
+        for path in ["p", "s"] {
+            let read_err = read(&ws, path, None, None).unwrap_err();
+            let write_err = ws.write_text(path, "x").unwrap_err();
+            assert!(read_err.0.contains("not a regular file"), "{read_err}");
+            assert!(!write_err.0.is_empty());
+        }
+
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        assert!(std::fs::symlink_metadata(&fifo)
+            .unwrap()
+            .file_type()
+            .is_fifo());
+    }
+
+    #[test]
+    fn swapping_a_directory_for_a_symlink_never_reaches_outside() {
+        // What a process left in the sandbox can do through the bind mount: flip `sub` between
+        // a directory and a link to a host directory while the worker writes into it.
+        let (dir, ws) = ws();
+        let canary = dir.path().join("canary");
+        std::fs::create_dir(&canary).unwrap();
+        std::fs::write(canary.join("keep"), "precious").unwrap();
+        let root = ws.root().to_path_buf();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let swapper = {
+            let (stop, canary) = (stop.clone(), canary.clone());
+            std::thread::spawn(move || {
+                let sub = root.join("sub");
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let _ = std::fs::remove_dir_all(&sub);
+                    let _ = std::fs::remove_file(&sub);
+                    let _ = std::fs::create_dir(&sub);
+                    let _ = std::fs::remove_dir_all(&sub);
+                    let _ = std::os::unix::fs::symlink(&canary, &sub);
+                }
+            })
+        };
+
+        for _ in 0..1000 {
+            let _ = ws.write_text("sub/keep", "overwritten");
+            let _ = ws.write_text("sub/new/deep.txt", "planted");
+            let _ = ws.remove_file("sub/keep");
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        swapper.join().unwrap();
+
+        let left: Vec<_> = std::fs::read_dir(&canary)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, ["keep"], "nothing was created in the host directory");
+        assert_eq!(
+            std::fs::read_to_string(canary.join("keep")).unwrap(),
+            "precious"
         );
     }
 

@@ -76,7 +76,7 @@ pub fn builtin_specs() -> Vec<ToolSpec> {
     vec![
         ToolSpec {
             name: "exec",
-            description: "Run a shell command (sh -lc) in the workspace. Returns exit_code, stdout and stderr (long output keeps its head and tail) and timed_out.",
+            description: "Run a shell command (sh -c) in the workspace. Returns exit_code, stdout and stderr (long output keeps its head and tail) and timed_out.",
             input_schema: json!({
                 "type": "object",
                 "properties": {
@@ -297,21 +297,19 @@ impl ToolBox {
             Ok(ready) => ready,
             Err(unavailable) => return ToolOutcome::error(unavailable.clone()),
         };
-        let ws = &ready.workspace;
-        let result = match tool.as_str() {
-            "exec" => return self.exec(ready, input).await,
-            "read" => parse::<ReadInput>(&tool, input)
-                .and_then(|i| fs::read(ws, &i.path, i.offset, i.limit).map_err(|e| e.0)),
-            "write" => parse::<WriteInput>(&tool, input).and_then(|i| {
-                ws.write_text(&i.path, &i.content)
-                    .map(|_| format!("wrote {} bytes to {}", i.content.len(), i.path))
-                    .map_err(|e| e.0)
-            }),
-            "edit" => parse::<EditInput>(&tool, input)
-                .and_then(|i| fs::edit(ws, &i.path, &i.old_text, &i.new_text).map_err(|e| e.0)),
-            "apply_patch" => parse::<PatchInput>(&tool, input)
-                .and_then(|i| patch::apply_patch(ws, &i.patch).map_err(|e| e.0)),
-            _ => Err(format!("unknown tool {name:?}")),
+        if tool == "exec" {
+            return self.exec(ready, input).await;
+        }
+        let (ws, input, name) = (ready.workspace.clone(), input.clone(), name.to_string());
+        // File work is blocking I/O: off the async threads, and bounded in time.
+        let work = tokio::task::spawn_blocking(move || file_tool(&ws, &tool, &name, &input));
+        let result = match tokio::time::timeout(FILE_TOOL_DEADLINE, work).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err("the file tool failed inside clawgate (an internal error)".into()),
+            Err(_) => Err(format!(
+                "the file operation did not finish within {} seconds and was abandoned",
+                FILE_TOOL_DEADLINE.as_secs()
+            )),
         };
         match result {
             Ok(text) => ToolOutcome::ok(text),
@@ -336,10 +334,9 @@ impl ToolBox {
             }
         }
         let workdir = match input.workdir.as_deref() {
-            None => ws.view_path(ws.root()),
-            Some(dir) => match ws.resolve(dir) {
-                Ok(host) if host.is_dir() => ws.view_path(&host),
-                Ok(_) => return ToolOutcome::error(format!("workdir {dir:?} is not a directory")),
+            None => ws.view_root().to_string(),
+            Some(dir) => match ws.view_dir(dir) {
+                Ok(view) => view,
                 Err(e) => return ToolOutcome::error(e.0),
             },
         };
@@ -382,6 +379,27 @@ impl ToolBox {
             }
             Err(e) => ToolOutcome::error(e.to_string()),
         }
+    }
+}
+
+/// The longest a file tool may take (a workspace on a network file system may hang).
+pub const FILE_TOOL_DEADLINE: Duration = Duration::from_secs(30);
+
+/// One call of a file tool, on a blocking thread.
+fn file_tool(ws: &Workspace, tool: &str, name: &str, input: &Value) -> Result<String, String> {
+    match tool {
+        "read" => parse::<ReadInput>(tool, input)
+            .and_then(|i| fs::read(ws, &i.path, i.offset, i.limit).map_err(|e| e.0)),
+        "write" => parse::<WriteInput>(tool, input).and_then(|i| {
+            ws.write_text(&i.path, &i.content)
+                .map(|_| format!("wrote {} bytes to {}", i.content.len(), i.path))
+                .map_err(|e| e.0)
+        }),
+        "edit" => parse::<EditInput>(tool, input)
+            .and_then(|i| fs::edit(ws, &i.path, &i.old_text, &i.new_text).map_err(|e| e.0)),
+        "apply_patch" => parse::<PatchInput>(tool, input)
+            .and_then(|i| patch::apply_patch(ws, &i.patch).map_err(|e| e.0)),
+        _ => Err(format!("unknown tool {name:?}")),
     }
 }
 

@@ -89,7 +89,13 @@ fn parse(patch: &str) -> Result<Vec<FilePatch>, String> {
                 let Some(line) = lines.get(i) else {
                     return Err("the patch ends inside a hunk".into());
                 };
-                let (kind, text) = line.split_at(line.len().min(1));
+                // The marker is one ASCII byte; a line that starts with anything else (a
+                // multi-byte character included) is not a hunk line.
+                let (kind, text) = match line.as_bytes().first() {
+                    None => ("", ""),
+                    Some(b) if b.is_ascii() => line.split_at(1),
+                    Some(_) => ("?", *line),
+                };
                 match kind {
                     " " | "" => {
                         hunk.lines.push(Line::Context(text.to_string()));
@@ -250,7 +256,7 @@ pub fn apply_patch(ws: &Workspace, patch: &str) -> Result<String, FsError> {
                         path: old.clone().expect("checked"),
                     });
                 }
-                if old.is_none() && ws.resolve(new)?.exists() {
+                if old.is_none() && ws.exists(new)? {
                     return Err(FsError(format!(
                         "the patch creates {new}, which already exists"
                     )));
@@ -396,6 +402,20 @@ diff --git a/src/a.txt b/src/a.txt
         }
         assert_eq!(file(&ws, "a"), "1\n");
         assert!(!dir.path().join("outside.txt").exists());
+    }
+
+    #[test]
+    fn a_hunk_line_starting_with_a_multibyte_character_is_an_error_not_a_crash() {
+        let (_d, ws) = ws();
+        ws.write_text("f", "a\n").unwrap();
+        for patch in [
+            "--- a/f\n+++ b/f\n@@ -1 +1 @@\né\n",
+            "--- a/f\n+++ b/f\n@@ -1,2 +1,2 @@\n a\n😀\n",
+        ] {
+            let err = apply_patch(&ws, patch).unwrap_err();
+            assert!(err.0.contains("unexpected"), "{err}");
+        }
+        assert_eq!(file(&ws, "f"), "a\n");
     }
 
     #[test]
