@@ -22,7 +22,9 @@ use std::os::fd::AsFd;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
-use cap_fs_ext::{DirExt, FollowSymlinks, OpenOptionsFollowExt, OpenOptionsSyncExt};
+use cap_fs_ext::{
+    FollowSymlinks, OpenOptionsFollowExt, OpenOptionsMaybeDirExt, OpenOptionsSyncExt,
+};
 use cap_std::fs::{Dir, File, OpenOptions};
 
 /// Files larger than this are not read or edited whole.
@@ -261,9 +263,15 @@ impl Workspace {
             at.push(part);
             match self.dir.create_dir(&at) {
                 Ok(()) => {
+                    // A real descriptor (not `O_PATH`), so `fchown` works on it.
+                    let mut options = OpenOptions::new();
+                    options
+                        .read(true)
+                        .maybe_dir(true)
+                        .follow(FollowSymlinks::No);
                     let created = self
                         .dir
-                        .open_dir_nofollow(&at)
+                        .open_with(&at, &options)
                         .map_err(|e| io_error(given, e))?;
                     self.hand_over(&created);
                 }
