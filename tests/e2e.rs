@@ -380,3 +380,85 @@ async fn clawgate_chat_sends_through_the_running_stack_and_prints_the_reply() {
         "hi there"
     );
 }
+
+/// The last user text of a model request (Anthropic's wire format).
+fn last_user_text(body: &Value) -> String {
+    body["messages"]
+        .as_array()
+        .and_then(|m| m.iter().rev().find(|m| m["role"] == "user"))
+        .map(|m| m["content"].to_string())
+        .unwrap_or_default()
+}
+
+/// Five messages from one chat in a burst, a model that takes a second: every message is
+/// answered, one turn at a time, in the order sent.
+async fn burst_scenario(backend: Backend) {
+    let stack = spawn_stack(
+        Arc::new(|_, body: &Value| {
+            let asked = last_user_text(body);
+            let n = asked
+                .split("burst-")
+                .nth(1)
+                .and_then(|rest| rest.chars().next())
+                .unwrap_or('?');
+            Reply::text(&format!("answer {n}")).after(Duration::from_millis(800))
+        }),
+        StackOptions {
+            backend,
+            docker: false,
+            gateway_token: None,
+        },
+    )
+    .await;
+
+    // Back to back, as a user types: all five are queued before the first answer is ready.
+    let mut statuses = Vec::new();
+    for i in 1..=5 {
+        statuses.push(
+            stack
+                .post_telegram(&telegram_dm(9100 + i, &format!("burst-{i}")))
+                .await,
+        );
+    }
+    let answered = stack
+        .wait_for(Duration::from_secs(120), |f| f.sent_messages().len() >= 5)
+        .await;
+
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    assert!(answered, "{}", stack.log_text());
+    let texts: Vec<String> = stack
+        .fakes
+        .sent_messages()
+        .iter()
+        .map(|m| m.body["text"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(
+        texts,
+        ["answer 1", "answer 2", "answer 3", "answer 4", "answer 5"],
+        "in the order sent"
+    );
+    // One turn at a time: each call saw every earlier answer, and none started before the
+    // previous one returned.
+    let calls = stack.fakes.model_calls();
+    assert_eq!(calls.len(), 5);
+    for (i, call) in calls.iter().enumerate() {
+        let history = call.body["messages"].as_array().unwrap().len();
+        assert_eq!(history, 2 * i + 1, "call {i} saw {history} messages");
+    }
+    for pair in calls.windows(2) {
+        assert!(
+            pair[1].at.duration_since(pair[0].at) >= Duration::from_millis(750),
+            "two turns of one chat overlapped"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_from_one_chat_is_answered_in_order_one_turn_at_a_time_on_the_cloud_queue() {
+    burst_scenario(Backend::from_env()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_from_one_chat_is_answered_in_order_one_turn_at_a_time_on_sqlite() {
+    burst_scenario(Backend::Sqlite).await;
+}

@@ -339,6 +339,69 @@ mod cases {
         assert_eq!(unique, sent);
     }
 
+    /// A worker's view of a burst: several chats send five messages each at once, and the
+    /// consumer holds each batch in flight (as running jobs) while it receives the next one.
+    pub async fn bursts_into_many_groups_keep_order_without_overlap(h: &Harness) {
+        const GROUPS: usize = 20;
+        const PER_GROUP: usize = 5;
+        for i in 0..PER_GROUP {
+            for g in 0..GROUPS {
+                let mut job = sample_job(&format!("burst{g}"), &format!("burst{g}-{i}"));
+                job.inbound.text = i.to_string();
+                h.queue.send(&job).await.unwrap();
+            }
+        }
+        let mut order: std::collections::HashMap<String, Vec<usize>> = Default::default();
+        let mut ids = HashSet::new();
+        let mut in_flight: Vec<infra::queue::JobDelivery> = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while ids.len() < GROUPS * PER_GROUP && Instant::now() < deadline {
+            let batch = h.queue.receive_jobs(10, SHORT).await.unwrap();
+            for d in &batch {
+                assert!(
+                    !in_flight
+                        .iter()
+                        .any(|f| f.delivery.group == d.delivery.group),
+                    "{} was handed out while a message of its group was in flight",
+                    d.job.session_key
+                );
+                // Held while the earlier batch finishes: keep it invisible meanwhile.
+                h.queue
+                    .extend(&d.delivery.receipt, Duration::from_secs(30))
+                    .await
+                    .unwrap();
+            }
+            // The earlier batch finishes, each group's messages in the order received.
+            for d in in_flight.drain(..) {
+                h.queue.ack(&d.delivery.receipt).await.unwrap();
+                assert!(ids.insert(d.job.job_id.clone()), "delivered twice");
+                order
+                    .entry(d.job.session_key.to_string())
+                    .or_default()
+                    .push(d.job.inbound.text.parse().unwrap());
+            }
+            in_flight = batch;
+        }
+        for d in in_flight {
+            h.queue.ack(&d.delivery.receipt).await.unwrap();
+            ids.insert(d.job.job_id.clone());
+            order
+                .entry(d.job.session_key.to_string())
+                .or_default()
+                .push(d.job.inbound.text.parse().unwrap());
+        }
+
+        assert_eq!(ids.len(), GROUPS * PER_GROUP, "nothing is lost");
+        assert_eq!(order.len(), GROUPS);
+        for (group, seen) in order {
+            assert_eq!(
+                seen,
+                (0..PER_GROUP).collect::<Vec<_>>(),
+                "{group} out of order"
+            );
+        }
+    }
+
     pub async fn an_oversized_job_is_refused_and_nothing_is_queued(h: &Harness) {
         let mut job = sample_job("12", "big");
         job.inbound.text = "x".repeat(MAX_JOB_MESSAGE_BYTES);
@@ -379,6 +442,7 @@ macro_rules! conformance {
 }
 
 conformance!(
+    bursts_into_many_groups_keep_order_without_overlap,
     delivers_a_sent_job_with_its_fields,
     drops_a_duplicate_within_the_dedup_window,
     two_consumers_on_one_group_get_its_messages_in_order_one_at_a_time,

@@ -86,9 +86,12 @@ impl QueueError {
 ///   `dedup_id` within [`DEDUP_WINDOW`] succeeds and delivers nothing new.
 /// - `receive` returns up to `max` (≤ [`MAX_RECEIVE_BATCH`]) messages, waiting up to `wait`
 ///   (≤ [`MAX_WAIT`]) and returning as soon as one is available. Within a group, messages come
-///   in send order and none is handed out while another of its group is in flight; different
-///   groups are independent. A received message is invisible for the queue's visibility timeout
-///   and then comes back with `receive_count` one higher.
+///   in send order. One receive may return several messages of one group, in that order (SQS
+///   FIFO does; the embedded queue returns one), but no message of a group is handed out while
+///   a message of that group from an earlier receive is in flight; different groups are
+///   independent. A consumer runs the messages of one group one at a time, in the order
+///   received (the worker's lanes). A received message is invisible for the queue's visibility
+///   timeout and then comes back with `receive_count` one higher.
 /// - With a dead-letter queue configured, a message already received `max_receives` times is
 ///   moved there instead of being delivered again.
 /// - `extend` sets a message's remaining invisibility to `visibility` from now (a heartbeat);
