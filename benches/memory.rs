@@ -1,4 +1,4 @@
-//! Resident memory of the two long-running processes (DESIGN §11; numbers in
+//! Resident memory of the two long-running processes (docs/architecture.md §11; numbers in
 //! docs/benchmarks.md): `clawgate gateway` before and during a bounded load of Telegram
 //! webhooks, and `clawgate worker` idle on an empty queue. Peak is the kernel's `VmHWM` for the
 //! process, the number `/usr/bin/time -v` prints as "Maximum resident set size"; current is
@@ -208,7 +208,7 @@ async fn main() {
     gateway(Backend::Sqlite, 5_000, 8).await;
     idle_worker(Backend::Sqlite).await;
     if std::env::var("AWS_ENDPOINT_URL").is_ok() {
-        // moto saturates near 40-45 requests/s (DESIGN §11): fewer requests, same shape.
+        // moto saturates near 40-45 requests/s (docs/architecture.md §11): fewer requests, same shape.
         gateway(Backend::Emulator, 1_000, 4).await;
         idle_worker(Backend::Emulator).await;
     } else {

@@ -131,9 +131,9 @@ fn main() -> ExitCode {
         Command::Gateway { args } => with_config(cli.config.as_deref(), |config| {
             tokio::runtime::Runtime::new()?.block_on(gateway_cmd::run(config, args))
         }),
-        Command::Worker { args } => with_config(cli.config.as_deref(), |config| {
-            tokio::runtime::Runtime::new()?.block_on(worker_cmd::worker(config, args))
-        }),
+        Command::Worker { args } => tokio::runtime::Runtime::new()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(worker_cmd::worker(cli.config.as_deref(), args))),
         Command::Telegram { action } => with_config(cli.config.as_deref(), |config| {
             tokio::runtime::Runtime::new()?.block_on(channels_cmd::telegram(config, action))
         }),

@@ -7,7 +7,14 @@ use clap::Subcommand;
 use infra::config::Config;
 use sandbox_worker::worker::{serve, WorkerArgs};
 
-pub async fn worker(config: Config, args: WorkerArgs) -> anyhow::Result<ExitCode> {
+/// The config comes as the fleet's does: the SSM parameter when `CLAWGATE_CONFIG_PARAMETER`
+/// names one, else the file, with `CLAWGATE_SECRETS_ARN`'s secrets applied.
+pub async fn worker(
+    config_path: Option<&std::path::Path>,
+    args: WorkerArgs,
+) -> anyhow::Result<ExitCode> {
+    let (config, origin) = infra::aws::load_deployed_config(config_path).await?;
+    tracing::info!(config = %origin, "config loaded");
     let visibility = Duration::from_secs(u64::from(config.queue.visibility_timeout_seconds));
     let settings = args.settings(visibility);
     serve(config, args.state_dir(), settings).await?;

@@ -92,3 +92,27 @@ async fn the_gateway_serves_the_router_and_queues_a_telegram_update() {
         "agent:main:telegram:dm:12345"
     );
 }
+
+#[test]
+fn a_public_bind_without_a_configured_token_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("clawgate.json");
+    std::fs::write(&config, "{}").unwrap();
+
+    let out = Command::new(env!("CARGO_BIN_EXE_clawgate"))
+        .arg("--config")
+        .arg(&config)
+        .args(["gateway", "--port", "0", "--bind", "0.0.0.0", "--state-dir"])
+        .arg(dir.path().join("state"))
+        .env_remove("CLAWGATE_GATEWAY_TOKEN")
+        .output()
+        .unwrap();
+
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("needs a gateway token"), "{stderr}");
+    assert!(
+        !dir.path().join("state").join("queue.db").exists(),
+        "nothing was opened"
+    );
+}

@@ -168,3 +168,55 @@ fn what_is_missing_is_listed_with_its_fix_and_up_still_starts() {
     assert!(line("TELEGRAM_BOT_TOKEN").contains('✗'));
     assert!(line("SLACK_BOT_TOKEN").contains('✗'));
 }
+
+#[test]
+fn the_state_directory_and_its_files_are_private() {
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let config = dir.path().join("clawgate.json5");
+    std::fs::write(
+        &config,
+        r#"{ agents: { defaults: { sandbox: { mode: "off" } } } }"#,
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_clawgate"))
+        .arg("--config")
+        .arg(&config)
+        .args(["up", "--port", "0", "--state-dir"])
+        .arg(&state)
+        .env_remove("CLAWGATE_GATEWAY_TOKEN")
+        .env_remove("AWS_ENDPOINT_URL")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut printed = Vec::new();
+    for line in BufReader::new(child.stderr.take().unwrap()).lines() {
+        let line = line.unwrap();
+        let done = line.starts_with("Ctrl-C");
+        printed.push(line);
+        if done {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&state), 0o700, "the state directory");
+    for file in ["state.db", "queue.db", "gateway-token"] {
+        assert_eq!(mode(&state.join(file)), 0o600, "{file}");
+    }
+    let token = std::fs::read_to_string(state.join("gateway-token")).unwrap();
+    let shown: Vec<&String> = printed
+        .iter()
+        .filter(|l| l.contains(token.trim()))
+        .collect();
+    assert_eq!(
+        shown.len(),
+        1,
+        "the token is printed once, in the page's address: {printed:?}"
+    );
+    assert!(shown[0].contains("/#token="), "{}", shown[0]);
+}

@@ -264,6 +264,7 @@ async fn a_restart_of_clawgate_up_between_two_messages_keeps_the_session_history
             backend: Backend::Sqlite,
             docker: false,
             gateway_token: None,
+            ..Default::default()
         },
     )
     .await;
@@ -407,6 +408,7 @@ async fn burst_scenario(backend: Backend) {
             backend,
             docker: false,
             gateway_token: None,
+            ..Default::default()
         },
     )
     .await;

@@ -207,7 +207,7 @@ async fn ack() {
         println!("ack: skipped, set AWS_ENDPOINT_URL (scripts/bench starts moto)");
         return;
     }
-    // Latency at concurrency 1, where the emulator is not the queue (DESIGN §11), then under a
+    // Latency at concurrency 1, where the emulator is not the queue (docs/architecture.md §11), then under a
     // bounded load of 4 in flight, where moto on 2 cores is the bottleneck.
     for concurrency in [1, 4] {
         ack_at(concurrency).await;
@@ -221,7 +221,7 @@ async fn ack_at(concurrency: usize) {
     let raw = aws_sdk_sqs::Client::new(&sdk);
     let http = reqwest::Client::new();
     let bot = bot();
-    // moto's FIFO SendMessage slows as a queue's history grows (DESIGN §11), so every round
+    // moto's FIFO SendMessage slows as a queue's history grows (docs/architecture.md §11), so every round
     // gives each side a fresh queue: both always send into an equally empty one.
     let fresh_queue = || async {
         let name = format!(

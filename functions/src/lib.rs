@@ -1,4 +1,4 @@
-//! The webhook functions (DESIGN §2.1) as one axum [`Router`]: verify, parse, apply the policy
+//! The webhook functions (docs/architecture.md §2) as one axum [`Router`]: verify, parse, apply the policy
 //! that needs no I/O, and make exactly one call, the enqueue. Lambda binaries and
 //! `clawgate gateway` serve this same Router.
 //!

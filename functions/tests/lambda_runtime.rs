@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use infra::queue::sqs::SqsQueue;
-use infra::queue::JobQueueExt;
+use infra::queue::{JobQueue, JobQueueExt};
 use runtime_api::{KillOnDrop, Runtime};
 
 fn fixture(name: &str) -> String {
@@ -193,4 +193,114 @@ async fn the_lambda_reads_its_secrets_from_secrets_manager_when_given_an_arn() {
     assert_eq!(status("req-good"), Some(200.into()), "{responses:?}");
     assert_eq!(status("req-bad"), Some(401.into()), "{responses:?}");
     assert_eq!(jobs.len(), 1);
+}
+
+/// An API Gateway event carrying `update` (a Telegram update) with the right secret.
+fn apigw_event_with(update: &str) -> String {
+    let mut event: serde_json::Value =
+        serde_json::from_str(&fixture("apigw_v2_telegram.json")).unwrap();
+    event["body"] = update.into();
+    event["headers"]["content-length"] = update.len().to_string().into();
+    event.to_string()
+}
+
+/// The config the deployment's parameter holds in this test, and in `scripts/terraform-check`'s
+/// apply of `examples/complete` (its `config_json`): the bot's username and one listed group.
+pub const DEPLOYED_CONFIG: &str =
+    r#"{"channels":{"telegram":{"botUsername":"clawgate_bot","groups":{"-1001234567890":{}}}}}"#;
+
+/// A group mention passes ingress only with the deployment's config (botUsername, the group
+/// listed), which the function reads from the SSM parameter: on a parameter made here, or, when
+/// `scripts/terraform-check` sets `CLAWGATE_E2E_CONFIG_PARAMETER` and `CLAWGATE_E2E_QUEUE_URL`,
+/// on the parameter and queue Terraform made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_mention_is_queued_with_the_config_the_deployment_parameter_holds() {
+    if !emulator_or_skip() {
+        return;
+    }
+    let sdk = infra::aws::load_sdk_config().await;
+    let id = ulid::Ulid::new().to_string().to_lowercase();
+    let ssm = aws_sdk_ssm::Client::new(&sdk);
+    let deployed = std::env::var("CLAWGATE_E2E_CONFIG_PARAMETER")
+        .ok()
+        .zip(std::env::var("CLAWGATE_E2E_QUEUE_URL").ok());
+    let (parameter, queue_url, made) = match deployed {
+        Some((parameter, url)) => (parameter, url, None),
+        None => {
+            let queue =
+                SqsQueue::create_fifo(&sdk, &format!("cg-lcfg-{id}"), 3, Duration::from_secs(30))
+                    .await
+                    .unwrap();
+            let name = format!("/clawgate-test-{id}/config");
+            ssm.put_parameter()
+                .name(&name)
+                .value(DEPLOYED_CONFIG)
+                .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+                .send()
+                .await
+                .unwrap();
+            (name, queue.url().to_string(), Some(queue))
+        }
+    };
+    let group = include_str!("../../infra/fixtures/telegram/group_mention.json");
+    let stranger_group = group.replace("-1001234567890", "-1009999999999");
+    let runtime = Arc::new(Runtime::default());
+    for (request, update) in [("req-listed", group), ("req-unlisted", &stranger_group)] {
+        runtime
+            .events
+            .lock()
+            .unwrap()
+            .push_back((request.to_string(), apigw_event_with(update)));
+    }
+    let api = runtime_api::serve(runtime.clone()).await;
+    let home = tempfile::tempdir().unwrap();
+
+    let _function = spawn_function(
+        &api,
+        home.path(),
+        &[
+            ("TELEGRAM_WEBHOOK_SECRET", "s3cr3t_token-1"),
+            ("CLAWGATE_QUEUE_URL", queue_url.as_str()),
+            ("CLAWGATE_CONFIG_PARAMETER", parameter.as_str()),
+        ],
+    );
+    wait_for_answers(&runtime, 2).await;
+    let responses = runtime.responses.lock().unwrap().clone();
+    let queue = SqsQueue::new(&sdk, &queue_url, Duration::from_secs(30));
+    let mut ours = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ours.is_empty() && Instant::now() < deadline {
+        for job in queue
+            .receive_jobs(10, Duration::from_secs(1))
+            .await
+            .unwrap()
+        {
+            // On the shared Terraform-made queue, take only this update's job.
+            if job.job.inbound.event_id == "telegram:default:987655" {
+                queue.ack(&job.delivery.receipt).await.unwrap();
+                ours.push(job);
+            } else {
+                let _ = queue.release(&job.delivery.receipt).await;
+            }
+        }
+    }
+    if let Some(queue) = made {
+        queue.delete_with_dead_letter_queue().await.unwrap();
+        let _ = ssm.delete_parameter().name(&parameter).send().await;
+    }
+
+    let body = |id: &str| {
+        responses
+            .iter()
+            .find(|(r, _)| r == id)
+            .map(|(_, v)| v["body"].as_str().unwrap_or("").to_string())
+            .unwrap_or_default()
+    };
+    assert_eq!(body("req-listed"), "queued", "{responses:?}");
+    assert!(body("req-unlisted").starts_with("ignored"), "{responses:?}");
+    assert_eq!(ours.len(), 1, "the listed group's mention is on the queue");
+    assert_eq!(
+        ours[0].job.session_key.to_string(),
+        "agent:main:telegram:group:-1001234567890"
+    );
 }

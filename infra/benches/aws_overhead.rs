@@ -3,7 +3,7 @@
 //! client settings, interleaved A B A B in one run so the emulator's drift hits both alike.
 //!
 //! Target (issue 2): adapter median ≤ 1.05 × raw median. The SQS queue is kept drained between
-//! sends (moto's SendMessage slows as a FIFO queue grows, DESIGN §11).
+//! sends (moto's SendMessage slows as a FIFO queue grows, docs/architecture.md §11).
 
 mod support;
 

@@ -2,7 +2,7 @@
 //! call went to (for error messages), and the sorting of SDK errors into "retry" and "don't".
 //!
 //! `aws_config::defaults(BehaviorVersion::latest())` honours `AWS_ENDPOINT_URL`, so LocalStack
-//! and moto need no code branch (DESIGN §3).
+//! and moto need no code branch (docs/architecture.md §3).
 
 pub use aws_config::{BehaviorVersion, Region, SdkConfig};
 pub use aws_sdk_sqs::config::{Credentials, SharedCredentialsProvider};
@@ -49,6 +49,85 @@ pub async fn secret_env(
         .into_iter()
         .filter_map(|(k, v)| v.as_str().map(|s| (k, s.to_string())))
         .collect())
+}
+
+/// Why a deployed process could not get its config.
+#[derive(Debug, thiserror::Error)]
+pub enum DeployedConfigError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("config parameter {name}: {message}")]
+    Parameter { name: String, message: String },
+    #[error("secrets: {0}")]
+    Secrets(String),
+    #[error("the config with its secrets applied has problems:\n{}", .0.iter().map(|i| format!("  - {i}")).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<crate::config::ConfigIssue>),
+}
+
+/// The config a deployed process runs with, read once at start-up (the webhook functions, the
+/// worker). Decision: one config reaches every part of a deployment from one place.
+/// - With `CLAWGATE_CONFIG_PARAMETER`, the config is that SSM parameter's value (a
+///   `SecureString`, decrypted): Terraform writes it from one variable, and both the functions
+///   and the fleet read it. Otherwise it is the file (`explicit`, `CLAWGATE_CONFIG`, or the
+///   default path), as on one machine.
+/// - With `CLAWGATE_SECRETS_ARN`, the secrets come from that secret ([`secret_env`]) over the
+///   environment's; secrets never live in the parameter.
+///
+/// Returns the config and where it came from (for the start-up log).
+pub async fn load_deployed_config(
+    explicit: Option<&std::path::Path>,
+) -> Result<(crate::config::Config, String), DeployedConfigError> {
+    let parameter = std::env::var("CLAWGATE_CONFIG_PARAMETER")
+        .ok()
+        .filter(|p| !p.is_empty());
+    let secrets_arn = std::env::var("CLAWGATE_SECRETS_ARN")
+        .ok()
+        .filter(|a| !a.is_empty());
+    let sdk = if parameter.is_some() || secrets_arn.is_some() {
+        Some(load_sdk_config().await)
+    } else {
+        None
+    };
+    let (mut config, origin) = match (&parameter, &sdk) {
+        (Some(name), Some(sdk)) => {
+            let text = parameter_text(sdk, name).await?;
+            let origin = format!("ssm:{name}");
+            (
+                crate::config::Config::load_text(&text, std::path::Path::new(&origin))?,
+                origin,
+            )
+        }
+        _ => {
+            let (config, path) = crate::config::Config::load(explicit)?;
+            (config, path.display().to_string())
+        }
+    };
+    if let (Some(arn), Some(sdk)) = (&secrets_arn, &sdk) {
+        let secrets = secret_env(sdk, arn)
+            .await
+            .map_err(DeployedConfigError::Secrets)?;
+        config.apply_env(|name| secrets.get(name).cloned());
+        config.validate().map_err(DeployedConfigError::Invalid)?;
+    }
+    Ok((config, origin))
+}
+
+/// The value of SSM parameter `name`, decrypted.
+async fn parameter_text(sdk: &SdkConfig, name: &str) -> Result<String, DeployedConfigError> {
+    let fail = |message: String| DeployedConfigError::Parameter {
+        name: name.to_string(),
+        message,
+    };
+    let out = aws_sdk_ssm::Client::new(sdk)
+        .get_parameter()
+        .name(name)
+        .with_decryption(true)
+        .send()
+        .await
+        .map_err(|e| fail(DisplayErrorContext(&e).to_string()))?;
+    out.parameter
+        .and_then(|p| p.value)
+        .ok_or_else(|| fail("the parameter has no value".into()))
 }
 
 /// The endpoint a service's calls go to: the override when one is set, else AWS's regional one.

@@ -46,6 +46,12 @@ pub struct StackOptions {
     pub backend: Backend,
     pub docker: bool,
     pub gateway_token: Option<String>,
+    /// The sandbox mode with Docker (default `all`).
+    pub mode: &'static str,
+    /// More keys inside `agents.defaults.sandbox` (with Docker), e.g. `sessionToolsVisibility: "all",`.
+    pub sandbox_extra: &'static str,
+    /// More top-level keys, e.g. `tools: { … },` or `limits: { … },`.
+    pub extra: String,
 }
 
 impl Default for StackOptions {
@@ -54,6 +60,9 @@ impl Default for StackOptions {
             backend: Backend::from_env(),
             docker: true,
             gateway_token: None,
+            mode: "all",
+            sandbox_extra: "",
+            extra: String::new(),
         }
     }
 }
@@ -97,8 +106,10 @@ pub async fn spawn_stack(script: Script, options: StackOptions) -> Stack {
     };
     let sandbox_config = match &sandbox {
         Some(sb) => format!(
-            r#"mode: "all", scope: "session", workspaceAccess: "rw", workspaceRoot: "{root}",
+            r#"mode: "{mode}", scope: "session", workspaceAccess: "rw", workspaceRoot: "{root}", {extra}
                docker: {{ image: "{image}", containerPrefix: "{prefix}", memory: "128m", pidsLimit: 64 }}"#,
+            mode = options.mode,
+            extra = options.sandbox_extra,
             root = sb.dir.path().join("sbx").display(),
             image = common::TEST_IMAGE,
             prefix = sb.prefix,
@@ -159,7 +170,9 @@ pub async fn spawn_stack(script: Script, options: StackOptions) -> Stack {
           }},
           {backends}
           {token}
+          {extra}
         }}"#,
+        extra = options.extra,
         ws = workspace.display(),
         base = fakes.base_url,
     );
@@ -309,6 +322,36 @@ impl Stack {
                 Ok::<_, ()>(rest[..rest.find('"').unwrap()].to_string())
             })
             .expect("the stack has a gateway token")
+    }
+
+    /// Puts `job` straight on the stack's queue, as a replay or an old gateway would.
+    pub async fn enqueue(&self, job: &infra::model::JobMessage) {
+        use infra::queue::JobQueueExt;
+        match &self.aws {
+            Some((queue, _)) => {
+                queue.send(job).await.unwrap();
+            }
+            None => {
+                let queue = infra::queue::sqlite::SqliteQueue::open(
+                    &self.state_dir.join("queue.db"),
+                    infra::setup::SQLITE_QUEUE,
+                    Duration::from_secs(5),
+                    None,
+                )
+                .unwrap();
+                queue.send(job).await.unwrap();
+            }
+        }
+    }
+
+    /// The stack's SQLite store (a `Backend::Sqlite` stack), to read job records.
+    pub fn sqlite_store(&self) -> infra::store::sqlite::SqliteStore {
+        assert_eq!(
+            self.backend,
+            Backend::Sqlite,
+            "only a SQLite stack has a store file"
+        );
+        infra::store::sqlite::SqliteStore::open(&self.state_dir.join("state.db")).unwrap()
     }
 
     /// The page's address as `clawgate up` prints it on first run: the token in the fragment.

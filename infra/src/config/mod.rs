@@ -262,16 +262,31 @@ impl Config {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !named => String::from("{}"),
             Err(source) => return Err(ConfigError::Read { path, source }),
         };
-        let (mut config, mut issues) = match Config::parse_lenient(&text) {
+        let config = Config::load_text(&text, &path)?;
+        Ok((config, path))
+    }
+
+    /// The config in `text` (read from `origin`, for messages), with the environment's secrets
+    /// applied and validated: what [`Config::load`] does once it has the file's text.
+    pub fn load_text(text: &str, origin: &Path) -> Result<Config, ConfigError> {
+        let (mut config, mut issues) = match Config::parse_lenient(text) {
             Ok(parsed) => parsed,
-            Err(message) => return Err(ConfigError::Syntax { path, message }),
+            Err(message) => {
+                return Err(ConfigError::Syntax {
+                    path: origin.to_path_buf(),
+                    message,
+                })
+            }
         };
         config.apply_env(|name| std::env::var(name).ok());
         issues.extend(config.validate().err().unwrap_or_default());
         if issues.is_empty() {
-            Ok((config, path))
+            Ok(config)
         } else {
-            Err(ConfigError::Invalid { path, issues })
+            Err(ConfigError::Invalid {
+                path: origin.to_path_buf(),
+                issues,
+            })
         }
     }
 

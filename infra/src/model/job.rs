@@ -102,7 +102,7 @@ pub struct WebchatTarget {
     pub conversation: String,
 }
 
-/// The queued unit of work (DESIGN §4). Decode with [`JobMessage::decode`], which refuses
+/// The queued unit of work (docs/architecture.md §4). Decode with [`JobMessage::decode`], which refuses
 /// versions newer than this build understands instead of misreading them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobMessage {
@@ -204,7 +204,7 @@ impl JobMessage {
         })
     }
 
-    /// The queue's per-event deduplication id: the channel event id (DESIGN §2.2).
+    /// The queue's per-event deduplication id: the channel event id (docs/architecture.md §2).
     pub fn dedup_id(&self) -> &str {
         &self.inbound.event_id
     }

@@ -1,5 +1,5 @@
 //! The job queue port: a FIFO queue of agent jobs, grouped by session, deduplicated by channel
-//! event, with visibility timeouts, redelivery and a dead-letter queue (DESIGN §2.2, §3).
+//! event, with visibility timeouts, redelivery and a dead-letter queue (docs/architecture.md §2, §3).
 //!
 //! Two adapters keep the same contract, proven by `tests/queue_conformance.rs`:
 //! [`sqs::SqsQueue`] (SQS FIFO) and [`sqlite::SqliteQueue`] (an embedded file).

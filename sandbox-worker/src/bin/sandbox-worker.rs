@@ -10,7 +10,8 @@ use sandbox_worker::worker::{serve, WorkerArgs};
 #[derive(Parser)]
 #[command(name = "sandbox-worker", version, about = "clawgate sandbox worker")]
 struct Cli {
-    /// Config file (default: $CLAWGATE_CONFIG, else ~/.clawgate/clawgate.json).
+    /// Config file (default: $CLAWGATE_CONFIG, else ~/.clawgate/clawgate.json); ignored when
+    /// CLAWGATE_CONFIG_PARAMETER names an SSM parameter to read it from.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     #[command(flatten)]
@@ -21,8 +22,8 @@ struct Cli {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     infra::telemetry::init();
-    let (config, path) = infra::config::Config::load(cli.config.as_deref())?;
-    tracing::info!(config = %path.display(), "config loaded");
+    let (config, origin) = infra::aws::load_deployed_config(cli.config.as_deref()).await?;
+    tracing::info!(config = %origin, "config loaded");
     let visibility = Duration::from_secs(u64::from(config.queue.visibility_timeout_seconds));
     let settings = cli.worker.settings(visibility);
     serve(config, cli.worker.state_dir(), settings)

@@ -1,4 +1,4 @@
-//! Where tool calls run (DESIGN §6): the plan for a session (mode, scope, workspace, container),
+//! Where tool calls run (docs/architecture.md §6): the plan for a session (mode, scope, workspace, container),
 //! and the two exec backends behind one trait, Docker ([`docker`]) and the host ([`host`]).
 //!
 //! Decisions:

@@ -1,4 +1,4 @@
-//! The agent's tools (DESIGN §7): `exec`, `read`, `write`, `edit`, `apply_patch`, their JSON
+//! The agent's tools (docs/architecture.md §7): `exec`, `read`, `write`, `edit`, `apply_patch`, their JSON
 //! schemas for the model, and one entry point that checks the policy before anything runs.
 //!
 //! Every failure, refusal included, is a [`ToolOutcome`] with `is_error`, never a panic or a

@@ -1,4 +1,4 @@
-//! Tool policy (DESIGN §7): allow and deny lists with `group:` names and `*` wildcards,
+//! Tool policy (docs/architecture.md §7): allow and deny lists with `group:` names and `*` wildcards,
 //! case-insensitive, deny wins; an agent's own lists replace the global ones whole.
 //!
 //! An empty allow list allows every tool that is not denied (OpenClaw's reading). The policy is

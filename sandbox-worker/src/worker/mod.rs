@@ -180,22 +180,13 @@ pub fn shutdown_on_signals() -> watch::Receiver<bool> {
 }
 
 /// Builds a worker from the config and serves until SIGTERM/SIGINT (the `sandbox-worker` binary
-/// and `clawgate worker`).
-///
-/// With `CLAWGATE_SECRETS_ARN`, the secrets (bot tokens, model keys) come from that Secrets
-/// Manager secret, a JSON object of environment-variable names (`infra::aws::secret_env`).
+/// and `clawgate worker`). The config comes from `infra::aws::load_deployed_config`: the SSM
+/// parameter or the file, with the deployment's secrets applied.
 pub async fn serve(
-    mut config: Config,
+    config: Config,
     state_dir: PathBuf,
     settings: WorkerSettings,
 ) -> Result<(), QueueErrorOrSetup> {
-    if let Ok(arn) = std::env::var("CLAWGATE_SECRETS_ARN") {
-        let sdk = infra::aws::load_sdk_config().await;
-        let secrets = infra::aws::secret_env(&sdk, &arn)
-            .await
-            .map_err(QueueErrorOrSetup::Secrets)?;
-        config.apply_env(|name| secrets.get(name).cloned());
-    }
     let backends = infra::setup::open_backends(&config, &state_dir).await?;
     let worker = Arc::new(Worker::new(config, backends, &state_dir, settings)?);
     worker.run(shutdown_on_signals()).await;
@@ -210,8 +201,6 @@ pub enum QueueErrorOrSetup {
     Queue(#[from] QueueError),
     #[error("HTTP client: {0}")]
     Http(String),
-    #[error("secrets: {0}")]
-    Secrets(String),
 }
 
 /// Command-line options shared by the `sandbox-worker` binary and `clawgate worker`.

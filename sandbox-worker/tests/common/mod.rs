@@ -27,6 +27,11 @@ pub fn docker_available() -> bool {
     up
 }
 
+/// [`docker_available`], for a test that returns early without it.
+pub fn docker_or_skip() -> bool {
+    docker_available()
+}
+
 /// Builds the test image from the static busybox, once per test process.
 pub fn test_image() -> &'static str {
     static BUILT: OnceLock<()> = OnceLock::new();

@@ -1,5 +1,6 @@
 # Everything clawgate needs in one AWS account: the table, the queue, the webhook functions
-# behind an HTTP API, the worker fleet, one secret, and the bucket the worker release comes from.
+# behind an HTTP API, the worker fleet, one secret, one config parameter, and the bucket the
+# worker release comes from.
 locals {
   repo           = "${path.module}/../../.."
   lambda_zip_dir = coalesce(var.lambda_zip_dir, "${local.repo}/target/lambda/${var.architecture}")
@@ -30,15 +31,31 @@ resource "aws_secretsmanager_secret" "clawgate" {
   tags        = local.tags
 }
 
+# The one config of the deployment (agents, tools, channel policies, limits): the webhook
+# functions and every worker read it from here at start-up, so ingress and the fleet can never
+# disagree (a group mention gated by botUsername, a second bot, the group policy). Secrets stay
+# in the secret above; SecureString all the same, should one slip in.
+resource "aws_ssm_parameter" "config" {
+  # checkov:skip=CKV_AWS_337:The AWS-managed key is enough for a config that holds no secrets; pass a CMK by editing this resource if policy requires one.
+  name        = "/${var.name_prefix}/config"
+  description = "clawgate config (JSON5/JSON), read by the webhook functions and the worker fleet"
+  type        = "SecureString"
+  tier        = length(var.config_json) > 4096 ? "Advanced" : "Standard"
+  value       = var.config_json
+  tags        = local.tags
+}
+
 module "webhook_functions" {
-  source         = "../../modules/webhook-functions"
-  name_prefix    = var.name_prefix
-  architecture   = var.architecture
-  lambda_zip_dir = local.lambda_zip_dir
-  queue_url      = module.job_queue.url
-  queue_arn      = module.job_queue.arn
-  secrets_arn    = aws_secretsmanager_secret.clawgate.arn
-  tags           = local.tags
+  source                = "../../modules/webhook-functions"
+  name_prefix           = var.name_prefix
+  architecture          = var.architecture
+  lambda_zip_dir        = local.lambda_zip_dir
+  queue_url             = module.job_queue.url
+  queue_arn             = module.job_queue.arn
+  secrets_arn           = aws_secretsmanager_secret.clawgate.arn
+  config_parameter_name = aws_ssm_parameter.config.name
+  config_parameter_arn  = aws_ssm_parameter.config.arn
+  tags                  = local.tags
 }
 
 resource "aws_s3_bucket" "releases" {
@@ -102,7 +119,8 @@ module "worker_fleet" {
   secrets_arn           = aws_secretsmanager_secret.clawgate.arn
   worker_tarball_bucket = aws_s3_bucket.releases.id
   worker_tarball_key    = aws_s3_object.worker.key
-  config_json           = var.config_json
+  config_parameter_name = aws_ssm_parameter.config.name
+  config_parameter_arn  = aws_ssm_parameter.config.arn
   workspaces_backup     = var.workspaces_backup
   tags                  = local.tags
 }

@@ -40,3 +40,8 @@ output "worker_autoscaling_group" {
   description = "The worker fleet's Auto Scaling group."
   value       = module.worker_fleet.autoscaling_group_name
 }
+
+output "config_parameter" {
+  description = "The SSM parameter holding the config every function and worker reads (CLAWGATE_CONFIG_PARAMETER)."
+  value       = aws_ssm_parameter.config.name
+}

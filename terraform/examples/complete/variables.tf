@@ -39,9 +39,14 @@ variable "worker_tarball_path" {
 }
 
 variable "config_json" {
-  description = "clawgate config for the workers (JSON; agents, tools, channel policies). Secrets go in the secret, never here."
+  description = "The deployment's one clawgate config (JSON; agents, tools, channel and group policies, limits), read by the webhook functions and the workers from an SSM parameter. Queue and table are set by this example. Secrets go in the secret, never here."
   type        = string
   default     = "{\"agents\": {\"defaults\": {\"model\": \"anthropic/claude-sonnet-4-5\"}}}"
+
+  validation {
+    condition     = can(jsondecode(var.config_json)) && length(var.config_json) <= 8192
+    error_message = "config_json must be a JSON object of at most 8 KiB (an SSM parameter's limit)."
+  }
 }
 
 variable "worker_min_size" {

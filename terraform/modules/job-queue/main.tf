@@ -1,4 +1,4 @@
-# The job queue of DESIGN §3: FIFO, grouped by session key, deduplicated by channel event id.
+# The job queue of docs/architecture.md §3: FIFO, grouped by session key, deduplicated by channel event id.
 # High-throughput mode (dedup and throughput limits per message group) because every session
 # is its own group.
 locals {

@@ -1,4 +1,4 @@
-# The single table of DESIGN §5: pk/sk, the `by_agent` index (gsi1pk/gsi1sk) for listing an
+# The single table of docs/architecture.md §3: pk/sk, the `by_agent` index (gsi1pk/gsi1sk) for listing an
 # agent's sessions, TTL on `ttl` for dedup markers and pairing codes, on-demand billing.
 resource "aws_dynamodb_table" "state" {
   name                        = var.name

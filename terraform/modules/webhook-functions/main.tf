@@ -1,5 +1,6 @@
-# The webhook functions of DESIGN §2.1 behind one HTTP API: each function has its own role that
-# may write its own logs, send to the job queue, and read the one secret, nothing else.
+# The webhook functions (docs/architecture.md §2) behind one HTTP API: each function has its own
+# role that may write its own logs, send to the job queue, read the one secret and the one config
+# parameter, nothing else.
 locals {
   functions = {
     telegram-webhook = ["POST /telegram", "POST /telegram/{account}", "GET /healthz"]
@@ -56,6 +57,11 @@ data "aws_iam_policy_document" "function" {
     resources = [var.secrets_arn]
   }
   statement {
+    sid       = "ReadConfig"
+    actions   = ["ssm:GetParameter"]
+    resources = [var.config_parameter_arn]
+  }
+  statement {
     sid       = "Traces"
     actions   = ["xray:PutTraceSegments", "xray:PutTelemetryRecords"]
     resources = ["*"] # X-Ray has no resource-level permissions
@@ -104,9 +110,10 @@ resource "aws_lambda_function" "function" {
 
   environment {
     variables = {
-      CLAWGATE_QUEUE_URL   = var.queue_url
-      CLAWGATE_SECRETS_ARN = var.secrets_arn
-      RUST_LOG             = "info"
+      CLAWGATE_QUEUE_URL        = var.queue_url
+      CLAWGATE_SECRETS_ARN      = var.secrets_arn
+      CLAWGATE_CONFIG_PARAMETER = var.config_parameter_name
+      RUST_LOG                  = "info"
     }
   }
 

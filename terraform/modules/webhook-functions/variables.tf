@@ -46,6 +46,16 @@ variable "secrets_arn" {
   type        = string
 }
 
+variable "config_parameter_name" {
+  description = "SSM parameter holding the deployment's config (CLAWGATE_CONFIG_PARAMETER); the workers read the same one."
+  type        = string
+}
+
+variable "config_parameter_arn" {
+  description = "ARN of config_parameter_name, which the functions may read."
+  type        = string
+}
+
 variable "secrets_kms_key_arn" {
   description = "Customer-managed KMS key of that secret, if any (the functions get kms:Decrypt on it)."
   type        = string

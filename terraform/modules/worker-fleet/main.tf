@@ -1,4 +1,4 @@
-# The worker fleet of DESIGN §2.2: an Auto Scaling group of EC2 instances (Fargate has no
+# The worker fleet (docs/architecture.md §2): an Auto Scaling group of EC2 instances (Fargate has no
 # Docker daemon), each running sandbox-worker as a systemd service beside Docker, workspaces
 # on EFS so a session's files follow it to whichever instance takes its next job, scaled by
 # target tracking on queue backlog per instance (metric math, as AWS recommends for SQS).
@@ -12,10 +12,6 @@ data "aws_region" "current" {}
 locals {
   ami_id   = var.ami_id != null ? var.ami_id : data.aws_ssm_parameter.al2023[0].value
   asg_name = "${var.name_prefix}-workers"
-  config = jsonencode(merge(jsondecode(var.config_json), {
-    queue = { backend = "sqs", url = var.queue_url }
-    state = { backend = "dynamodb", table = var.state_table_name }
-  }))
 }
 
 # --- network: no ingress at all (no SSH; Session Manager for a shell) -----------------------
@@ -119,6 +115,17 @@ data "aws_iam_policy_document" "worker" {
     resources = [var.queue_arn]
   }
   statement {
+    # sessions_send: a session queues a message for another session.
+    sid       = "SendJobs"
+    actions   = ["sqs:SendMessage"]
+    resources = [var.queue_arn]
+  }
+  statement {
+    sid       = "ReadConfig"
+    actions   = ["ssm:GetParameter"]
+    resources = [var.config_parameter_arn]
+  }
+  statement {
     sid       = "DeadLetterPoison"
     actions   = ["sqs:SendMessage", "sqs:GetQueueUrl"]
     resources = [var.dead_letter_queue_arn]
@@ -186,7 +193,9 @@ resource "aws_launch_template" "worker" {
     efs_id         = aws_efs_file_system.workspaces.id
     tarball_uri    = "s3://${var.worker_tarball_bucket}/${var.worker_tarball_key}"
     secrets_arn    = var.secrets_arn
-    config_json    = local.config
+    config_param   = var.config_parameter_name
+    queue_url      = var.queue_url
+    state_table    = var.state_table_name
     concurrency    = var.worker_concurrency
     drain_seconds  = var.drain_seconds
     lifecycle_hook = "${var.name_prefix}-drain"

@@ -147,10 +147,14 @@ variable "worker_tarball_key" {
   type        = string
 }
 
-variable "config_json" {
-  description = "clawgate config (JSON) written to /etc/clawgate/clawgate.json on each instance; queue and state are set from this module."
+variable "config_parameter_name" {
+  description = "SSM parameter holding the deployment's config (CLAWGATE_CONFIG_PARAMETER), which each worker reads at start; queue and table come from this module."
   type        = string
-  default     = "{}"
+}
+
+variable "config_parameter_arn" {
+  description = "ARN of config_parameter_name, which the workers may read."
+  type        = string
 }
 
 variable "root_volume_gb" {

@@ -9,6 +9,9 @@ variables {
   queue_url      = "https://sqs.us-east-1.amazonaws.com/123456789012/clawgate-jobs.fifo"
   queue_arn      = "arn:aws:sqs:us-east-1:123456789012:clawgate-jobs.fifo"
   secrets_arn    = "arn:aws:secretsmanager:us-east-1:123456789012:secret:clawgate-AbCdEf"
+
+  config_parameter_name = "/clawgate/config"
+  config_parameter_arn  = "arn:aws:ssm:us-east-1:123456789012:parameter/clawgate/config"
 }
 
 run "defaults_plan" {
@@ -24,6 +27,10 @@ run "defaults_plan" {
   assert {
     condition     = aws_apigatewayv2_route.route["POST /telegram/{account}"].route_key == "POST /telegram/{account}"
     error_message = "every Telegram account has its route"
+  }
+  assert {
+    condition     = aws_lambda_function.function["telegram-webhook"].environment[0].variables["CLAWGATE_CONFIG_PARAMETER"] == "/clawgate/config"
+    error_message = "the functions read the deployment's one config parameter"
   }
 }
 

@@ -17,6 +17,8 @@ variables {
   state_table_name      = "clawgate-state"
   state_table_arn       = "arn:aws:dynamodb:us-east-1:123456789012:table/clawgate-state"
   secrets_arn           = "arn:aws:secretsmanager:us-east-1:123456789012:secret:clawgate-AbCdEf"
+  config_parameter_name = "/clawgate/config"
+  config_parameter_arn  = "arn:aws:ssm:us-east-1:123456789012:parameter/clawgate/config"
   worker_tarball_bucket = "clawgate-releases"
   worker_tarball_key    = "clawgate-worker-arm64.tar.gz"
 }

@@ -1,0 +1,184 @@
+//! A job's store cost against the length of its session's history
+//! (`cargo bench -p infra --bench transcript_cost`): the store calls one job makes (claim,
+//! rate counters, read the transcript, four appends, a chunk mark, finish) on a session of 10
+//! entries and on one of 10,000 entries whose older part a compaction summarised, interleaved
+//! A B A B. Reports items read and store time per job (p50, p99) on SQLite and, when
+//! `AWS_ENDPOINT_URL` is set, DynamoDB on the emulator; and, for contrast, what reading the
+//! whole history (what a job did before issue 12) costs on the long session.
+//!
+//! Target (issue 12): the long session within 1.2× of the short one. Numbers go in
+//! docs/benchmarks.md.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use infra::model::{Channel, EntryBody, SessionKey, ToolCall, Transcript, TranscriptEntry};
+use infra::store::dynamo::DynamoStore;
+use infra::store::sqlite::SqliteStore;
+use infra::store::StateStore;
+use support::{cores, Latencies};
+
+const JOBS: usize = 40;
+const LONG: u64 = 10_000;
+const SHORT: u64 = 10;
+
+fn entry(seq: u64, body: EntryBody) -> TranscriptEntry {
+    TranscriptEntry {
+        seq,
+        at: Utc::now(),
+        job_id: None,
+        body,
+    }
+}
+
+fn user(seq: u64) -> EntryBody {
+    EntryBody::User {
+        text: format!("message {seq}: please look at the notes and tell me what is left"),
+        sender: None,
+    }
+}
+
+/// `n` entries of ordinary chat; past 20 entries, a compaction summary 8 entries from the end
+/// stands for everything before it, as the agent loop writes one.
+async fn seed(store: &dyn StateStore, key: &SessionKey, n: u64) {
+    let summary_at = (n > 20).then(|| n - 8);
+    for seq in 0..n {
+        let body = if Some(seq) == summary_at {
+            EntryBody::Summary {
+                text: "the user is planning a trip; notes are in notes/trip.md".into(),
+                through_seq: seq - 3,
+            }
+        } else if seq % 2 == 0 {
+            user(seq)
+        } else {
+            EntryBody::Assistant {
+                text: Some(format!("reply {seq}: two items are left on the list")),
+                tool_calls: vec![],
+            }
+        };
+        store
+            .append_transcript(key, "main", &entry(seq, body))
+            .await
+            .unwrap();
+    }
+}
+
+/// The store calls of one job with one tool call: items read, and the time they took.
+async fn one_job(store: &dyn StateStore, key: &SessionKey, job: &str) -> (usize, Duration) {
+    let started = Instant::now();
+    store
+        .claim_job(job, "bench", Duration::from_secs(60))
+        .await
+        .unwrap();
+    for counter in ["sender:bench", "session:bench"] {
+        store
+            .add(counter, Duration::from_secs(60), 1)
+            .await
+            .unwrap();
+    }
+    let mut transcript: Transcript = store.load_context(key).await.unwrap();
+    let items_read = transcript.entries.len() + 1; // the entries and the session record
+    let call = ToolCall {
+        id: format!("call-{job}"),
+        name: "exec".into(),
+        input: serde_json::json!({"command": "ls notes"}),
+    };
+    let steps = [
+        user(transcript.next_seq),
+        EntryBody::Assistant {
+            text: None,
+            tool_calls: vec![call.clone()],
+        },
+        EntryBody::ToolResult {
+            call_id: call.id,
+            name: "exec".into(),
+            output: "{\"stdout\":\"trip.md\\n\",\"exit_code\":0}".into(),
+            is_error: false,
+        },
+        EntryBody::Assistant {
+            text: Some("the notes are in trip.md".into()),
+            tool_calls: vec![],
+        },
+    ];
+    store
+        .add("tools:bench", Duration::from_secs(3600), 1)
+        .await
+        .unwrap();
+    for body in steps {
+        let next = transcript.next_entry(Some(job), body);
+        let stored = store.append_transcript(key, "main", &next).await.unwrap();
+        transcript.push(stored);
+    }
+    store.mark_chunk_sent(job, "bench", 0).await.unwrap();
+    store
+        .finish_job(job, "bench", infra::model::JobStatus::Done, None)
+        .await
+        .unwrap();
+    (items_read, started.elapsed())
+}
+
+async fn compare(label: &str, store: Arc<dyn StateStore>) {
+    let short = SessionKey::dm("main", Channel::Telegram, "short");
+    let long = SessionKey::dm("main", Channel::Telegram, "long");
+    let seeding = Instant::now();
+    seed(store.as_ref(), &short, SHORT).await;
+    seed(store.as_ref(), &long, LONG).await;
+    eprintln!(
+        "{label}: seeded in {:.1} s",
+        seeding.elapsed().as_secs_f64()
+    );
+    let (mut short_time, mut long_time) = (Latencies::new(), Latencies::new());
+    let (mut short_items, mut long_items) = (0, 0);
+    for i in 0..JOBS {
+        // Interleaved, so drift in the machine or the emulator hits both alike.
+        let (items, time) = one_job(store.as_ref(), &short, &format!("short-{i}")).await;
+        short_time.record(time);
+        short_items += items;
+        let (items, time) = one_job(store.as_ref(), &long, &format!("long-{i}")).await;
+        long_time.record(time);
+        long_items += items;
+    }
+    let mut whole = Latencies::new();
+    let mut whole_items = 0;
+    for _ in 0..5 {
+        let started = Instant::now();
+        whole_items = store.load_transcript_from(&long, 0).await.unwrap().len() + 1;
+        whole.record(started.elapsed());
+    }
+    let ratio = long_time.median_ns() as f64 / short_time.median_ns() as f64;
+    println!(
+        "| {label} | {:.1} | {} / {} µs | {:.1} | {} / {} µs | {ratio:.2} | {whole_items} items, {} µs |",
+        short_items as f64 / JOBS as f64,
+        short_time.median_us(),
+        short_time.p99_us(),
+        long_items as f64 / JOBS as f64,
+        long_time.median_us(),
+        long_time.p99_us(),
+        whole.median_us(),
+    );
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    println!(
+        "# transcript_cost on {} cores, {JOBS} jobs per session, interleaved",
+        cores()
+    );
+    println!("| store | 10-entry session: items read / job | store time / job p50 / p99 | 10,000-entry session: items read / job | store time / job p50 / p99 | ratio (p50) | reading the whole 10,000 (before) |");
+    println!("|---|---|---|---|---|---|---|");
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = SqliteStore::open(&dir.path().join("state.db")).unwrap();
+    compare("SQLite", Arc::new(sqlite)).await;
+    if std::env::var("AWS_ENDPOINT_URL").is_ok() {
+        let sdk = infra::aws::load_sdk_config().await;
+        let name = format!("bench-{}", ulid::Ulid::new().to_string().to_lowercase());
+        let table = DynamoStore::create_table(&sdk, &name).await.unwrap();
+        compare("DynamoDB (moto)", Arc::new(table.clone())).await;
+        table.delete_table().await.unwrap();
+    } else {
+        println!("(DynamoDB row skipped: AWS_ENDPOINT_URL is not set)");
+    }
+}
