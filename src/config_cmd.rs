@@ -1,5 +1,6 @@
 //! `clawgate config validate|show`: check a config file and list every problem with its key
-//! path, or print the effective config with secrets redacted.
+//! path (and, when it is valid, who may reach the agent through each channel), or print the
+//! effective config with secrets redacted.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -18,8 +19,11 @@ pub enum ConfigAction {
 pub fn run(action: ConfigAction, path: Option<&Path>) -> anyhow::Result<ExitCode> {
     let loaded = Config::load(path);
     match (action, loaded) {
-        (ConfigAction::Validate, Ok((_, path))) => {
+        (ConfigAction::Validate, Ok((config, path))) => {
             println!("ok: {} is valid", path.display());
+            for line in effective_policy(&config) {
+                println!("  {line}");
+            }
             Ok(ExitCode::SUCCESS)
         }
         (ConfigAction::Show, Ok((config, path))) => {
@@ -42,4 +46,25 @@ pub fn run(action: ConfigAction, path: Option<&Path>) -> anyhow::Result<ExitCode
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+/// Who may reach the agent through each configured channel, in words.
+fn effective_policy(config: &Config) -> Vec<String> {
+    let mut lines = Vec::new();
+    if let Some(tg) = config.channels.telegram.as_ref().filter(|t| t.enabled) {
+        lines.push(format!(
+            "telegram {}",
+            infra::config::explain_dm(tg.dm_policy, &tg.allow_from)
+        ));
+        lines.push(format!("telegram {}", tg.group_access().explain()));
+    }
+    if let Some(slack) = config.channels.slack.as_ref().filter(|s| s.enabled) {
+        lines.push(format!(
+            "slack {}",
+            infra::config::explain_dm(slack.dm_policy, &slack.allow_from)
+        ));
+        lines.push(format!("slack {}", slack.group_access().explain()));
+    }
+    lines.push("webchat and /hooks/agent: whoever holds the gateway token".into());
+    lines
 }

@@ -72,11 +72,12 @@ fn session_and_agent(
     Ok((key, agent))
 }
 
-/// Every container prefix the config uses (defaults and per-agent sections).
+/// Every container prefix the config's agents use.
 fn prefixes(config: &Config) -> Vec<String> {
-    let mut all: Vec<String> = std::iter::once(&config.agents.defaults.sandbox)
-        .chain(config.agents.list.iter().filter_map(|a| a.sandbox.as_ref()))
-        .map(|s| s.docker.container_prefix.clone())
+    let mut all: Vec<String> = config
+        .agent_ids()
+        .into_iter()
+        .map(|id| config.agent_profile(id).sandbox.docker.container_prefix)
         .collect();
     all.sort();
     all.dedup();
@@ -97,7 +98,7 @@ pub async fn run(action: SandboxAction, config: &Config) -> anyhow::Result<ExitC
     match action {
         SandboxAction::List => {
             let docker = runtime()
-                .docker(config.agents.defaults.sandbox.mode)
+                .docker(config.agent_profile(config.default_agent()).sandbox.mode)
                 .await?;
             let now = SystemTime::now();
             println!(
@@ -123,7 +124,7 @@ pub async fn run(action: SandboxAction, config: &Config) -> anyhow::Result<ExitC
             Ok(ExitCode::SUCCESS)
         }
         SandboxAction::Prune { all } => {
-            let sandbox = &config.agents.defaults.sandbox;
+            let sandbox = config.agent_profile(config.default_agent()).sandbox;
             let docker = runtime().docker(sandbox.mode).await?;
             let (idle, max_age) = prune_limits(&sandbox.prune);
             let mut removed = Vec::new();

@@ -119,14 +119,8 @@ async fn report(
     token: &Secret,
     token_source: &TokenSource,
 ) {
-    let agent = config.default_agent();
-    let model = config
-        .agents
-        .list
-        .iter()
-        .find(|a| a.id == agent)
-        .and_then(|a| a.model.clone())
-        .unwrap_or_else(|| config.agents.defaults.model.clone());
+    let profile = config.agent_profile(config.default_agent());
+    let model = &profile.model;
     let providers = &config.models.providers;
     let model_ok = if model.starts_with("anthropic/") {
         providers.anthropic.api_key.is_some()
@@ -144,12 +138,12 @@ async fn report(
             format!("model {model}: no key. Set ANTHROPIC_API_KEY (or agents.defaults.model \"openai/<model>\" with OPENAI_API_KEY or OPENAI_BASE_URL for a local server)")
         },
     );
-    let mode = config.agents.defaults.sandbox.mode;
+    let mode = profile.sandbox.mode;
     if mode == SandboxMode::Off {
         line(true, "sandbox off: tools run on this host".into());
     } else {
         match sandbox.docker(mode).await {
-            Ok(_) => line(true, format!("Docker sandboxes (image {})", config.agents.defaults.sandbox.docker.image)),
+            Ok(_) => line(true, format!("Docker sandboxes (image {})", profile.sandbox.docker.image)),
             Err(e) => line(false, format!("Docker: {e}. Start it (sudo systemctl start docker) or set agents.defaults.sandbox.mode: \"off\"")),
         }
     }

@@ -35,6 +35,15 @@ fn validate_accepts_the_documented_example() {
 
     assert_eq!(code, 0);
     assert!(stdout.contains("is valid"));
+    // The example lists one Telegram group and limits groups to one sender.
+    assert!(
+        stdout.contains("telegram groups: any group; in them senders 4242"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("slack groups: groups C024BE91L"),
+        "{stdout}"
+    );
 }
 
 #[test]

@@ -41,6 +41,18 @@ fn config_text(fakes: &Fakes, workspace: &Path, sandbox: &str, extra: &str) -> S
     )
 }
 
+/// Tools on the host (no Docker needed), the workspace under `dir`; `extra` as in
+/// [`config_text`].
+fn host_config(fakes: &Fakes, dir: &Path, extra: &str) -> Config {
+    Config::parse(&config_text(
+        fakes,
+        &dir.join("ws"),
+        r#"mode: "off""#,
+        extra,
+    ))
+    .unwrap()
+}
+
 fn docker_sandbox(sb: &common::Sandbox) -> String {
     format!(
         r#"mode: "all", scope: "session", workspaceAccess: "rw", workspaceRoot: "{}", docker: {{ image: "{}", containerPrefix: "{}" }}"#,
@@ -214,13 +226,7 @@ async fn a_slack_thread_message_is_answered_in_the_thread() {
 async fn the_same_event_delivered_twice_gets_one_reply() {
     let dir = tempfile::tempdir().unwrap();
     let fakes = Fakes::start(Arc::new(|_, _: &Value| Reply::text("hi there"))).await;
-    let config = Config::parse(&config_text(
-        &fakes,
-        &dir.path().join("ws"),
-        r#"mode: "off""#,
-        "",
-    ))
-    .unwrap();
+    let config = host_config(&fakes, dir.path(), "");
     let worker = start_worker(&config, dir.path(), |_| {}).await;
     let first = telegram_job("2002");
     // A channel retry after the queue's dedup window: a new job for the same event.
@@ -277,13 +283,7 @@ async fn a_model_that_answers_429_then_succeeds_is_waited_for_as_advised() {
         }
     }))
     .await;
-    let config = Config::parse(&config_text(
-        &fakes,
-        &dir.path().join("ws"),
-        r#"mode: "off""#,
-        "",
-    ))
-    .unwrap();
+    let config = host_config(&fakes, dir.path(), "");
     let worker = start_worker(&config, dir.path(), |_| {}).await;
 
     worker
@@ -312,13 +312,7 @@ async fn a_model_that_answers_429_then_succeeds_is_waited_for_as_advised() {
 async fn a_model_that_always_fails_gets_the_user_a_short_error_and_a_failed_record() {
     let dir = tempfile::tempdir().unwrap();
     let fakes = Fakes::start(Arc::new(|_, _: &Value| Reply::error(500, "overloaded"))).await;
-    let config = Config::parse(&config_text(
-        &fakes,
-        &dir.path().join("ws"),
-        r#"mode: "off""#,
-        "",
-    ))
-    .unwrap();
+    let config = host_config(&fakes, dir.path(), "");
     let worker = start_worker(&config, dir.path(), |_| {}).await;
     let job = telegram_job("4004");
 
@@ -370,13 +364,7 @@ async fn a_poison_job_is_dead_lettered_after_max_receives_while_others_are_serve
     let dir = tempfile::tempdir().unwrap();
     let fakes = Fakes::start(Arc::new(|_, _: &Value| Reply::text("ok"))).await;
     fakes.break_chat(666);
-    let config = Config::parse(&config_text(
-        &fakes,
-        &dir.path().join("ws"),
-        r#"mode: "off""#,
-        "",
-    ))
-    .unwrap();
+    let config = host_config(&fakes, dir.path(), "");
     let worker = start_worker(&config, dir.path(), |s| s.concurrency = 2).await;
     let mut poison = telegram_job("5005");
     poison.session_key = "agent:main:telegram:dm:666".parse().unwrap();
@@ -547,13 +535,7 @@ async fn allowlist_answers_listed_senders_and_disabled_answers_nobody() {
 async fn chat_commands_are_answered_without_the_model() {
     let dir = tempfile::tempdir().unwrap();
     let fakes = Fakes::start(Arc::new(|_, _: &Value| Reply::text("model answer"))).await;
-    let config = Config::parse(&config_text(
-        &fakes,
-        &dir.path().join("ws"),
-        r#"mode: "off""#,
-        "",
-    ))
-    .unwrap();
+    let config = host_config(&fakes, dir.path(), "");
     let worker = start_worker(&config, dir.path(), |_| {}).await;
     let mut hello = telegram_job("7000");
     hello.inbound.text = "remember: blue".into();
@@ -918,4 +900,247 @@ async fn sigterm_mid_job_releases_it_and_another_worker_finishes_it() {
     );
     assert_eq!(record.lease_owner.as_deref(), Some("worker-b"));
     assert_eq!(record.status, JobStatus::Done);
+}
+
+/// Waits until `check` holds for the job's record (up to 20 s).
+async fn wait_for_record(
+    worker: &InProcess,
+    job: &JobMessage,
+    check: impl Fn(&infra::model::JobRecord) -> bool,
+) -> Option<infra::model::JobRecord> {
+    for _ in 0..200 {
+        if let Some(r) = worker.backends.store.get_job(work_id(job)).await.unwrap() {
+            if check(&r) {
+                return Some(r);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sender_over_the_rate_limit_gets_one_notice_then_silence() {
+    // Limits count in fixed one-minute windows: start early in one, so all four land in it.
+    let into_minute = chrono::Utc::now().timestamp() % 60;
+    if into_minute > 40 {
+        tokio::time::sleep(Duration::from_secs((61 - into_minute) as u64)).await;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let fakes = Fakes::start(Arc::new(|_, _: &Value| Reply::text("answer"))).await;
+    let config = host_config(
+        &fakes,
+        dir.path(),
+        "limits: { senderMessagesPerMinute: 2 },",
+    );
+    let worker = start_worker(&config, dir.path(), |_| {}).await;
+    let jobs: Vec<JobMessage> = (0..4).map(|i| telegram_job(&format!("rate-{i}"))).collect();
+
+    for job in &jobs {
+        // One at a time, so the order of the counts is the order sent.
+        worker.backends.queue.send(job).await.unwrap();
+        wait_for_record(&worker, job, |r| r.status == JobStatus::Done).await;
+    }
+    worker.shutdown().await;
+
+    let texts: Vec<String> = fakes
+        .sent_messages()
+        .iter()
+        .map(|m| m.body["text"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(texts.len(), 3, "{texts:?}");
+    assert_eq!(&texts[..2], ["answer", "answer"]);
+    assert!(
+        texts[2].contains("more than 2 messages a minute"),
+        "{}",
+        texts[2]
+    );
+    assert_eq!(fakes.model_calls().len(), 2, "no model call over the limit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_that_lost_its_lease_stops_before_its_next_side_effect() {
+    let dir = tempfile::tempdir().unwrap();
+    let fakes = Fakes::start(Arc::new(|_, body: &Value| match last_tool_result(body) {
+        None => Reply::tool_use(
+            "toolu_slow",
+            "exec",
+            json!({"command": "sleep 3; echo done"}),
+        ),
+        Some(_) => Reply::text("this must never be said"),
+    }))
+    .await;
+    let config = host_config(&fakes, dir.path(), "");
+    let worker = start_worker(&config, dir.path(), |s| s.worker_id = "w-lease".into()).await;
+    let job = telegram_job("lease-1");
+
+    worker.backends.queue.send(&job).await.unwrap();
+    assert!(
+        fakes
+            .wait_for(Duration::from_secs(20), |f| f.model_calls().len() == 1)
+            .await
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Another worker takes the job over while the tool runs (this one stalled, say).
+    let store = &worker.backends.store;
+    store.release_job(work_id(&job), "w-lease").await.unwrap();
+    let taken = store
+        .claim_job(work_id(&job), "thief", Duration::from_secs(120))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let record = store.get_job(work_id(&job)).await.unwrap().unwrap();
+    worker.shutdown().await;
+
+    assert!(matches!(taken, infra::store::Claim::Claimed(_)));
+    assert_eq!(
+        fakes.model_calls().len(),
+        1,
+        "no model call after the lease was lost"
+    );
+    assert!(
+        fakes.sent_messages().is_empty(),
+        "no reply from the worker that lost it"
+    );
+    assert_eq!(record.lease_owner.as_deref(), Some("thief"));
+    assert_eq!(record.status, JobStatus::Running, "left to the new holder");
+}
+
+/// A transcript where an earlier job asked for a tool call and died before it ran.
+async fn seed_open_tool_call(worker: &InProcess) {
+    let key = telegram_job("seed").session_key;
+    let entries = [
+        infra::model::EntryBody::User {
+            text: "run the backup".into(),
+            sender: None,
+        },
+        infra::model::EntryBody::Assistant {
+            text: None,
+            tool_calls: vec![infra::model::ToolCall {
+                id: "toolu_old".into(),
+                name: "exec".into(),
+                input: json!({"command": "backup.sh"}),
+            }],
+        },
+    ];
+    for (seq, body) in entries.into_iter().enumerate() {
+        let entry = infra::model::TranscriptEntry {
+            seq: seq as u64,
+            at: chrono::Utc::now(),
+            job_id: Some("dead-lettered-job".into()),
+            body,
+        };
+        worker
+            .backends
+            .store
+            .append_transcript(&key, "main", &entry)
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tool_calls_an_earlier_job_left_open_are_closed_before_the_next_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let fakes = Fakes::start(Arc::new(|_, _: &Value| Reply::text("ok"))).await;
+    let config = host_config(&fakes, dir.path(), "");
+    let worker = start_worker(&config, dir.path(), |_| {}).await;
+    seed_open_tool_call(&worker).await;
+    let mut hello = telegram_job("open-1");
+    hello.inbound.text = "hello again".into();
+
+    worker.backends.queue.send(&hello).await.unwrap();
+    let answered = fakes
+        .wait_for(Duration::from_secs(20), |f| !f.sent_messages().is_empty())
+        .await;
+    worker.shutdown().await;
+
+    assert!(answered);
+    let messages = fakes.model_calls()[0].body["messages"].clone();
+    let roles: Vec<&str> = messages
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(roles, ["user", "assistant", "user"], "{messages}");
+    let closing = messages[2]["content"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["type"] == "tool_result")
+        .expect("the open call is answered first");
+    assert_eq!(closing["tool_use_id"], "toolu_old");
+    assert_eq!(closing["is_error"], true);
+    assert!(messages[2].to_string().contains("hello again"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_closes_an_open_tool_call_and_starts_clean() {
+    let dir = tempfile::tempdir().unwrap();
+    let fakes = Fakes::start(Arc::new(|_, _: &Value| Reply::text("fresh"))).await;
+    let config = host_config(&fakes, dir.path(), "");
+    let worker = start_worker(&config, dir.path(), |_| {}).await;
+    seed_open_tool_call(&worker).await;
+    let mut reset = telegram_job("new-1");
+    reset.inbound.text = "/new".into();
+    let mut ask = telegram_job("new-2");
+    ask.inbound.text = "what now?".into();
+
+    worker.backends.queue.send(&reset).await.unwrap();
+    worker.backends.queue.send(&ask).await.unwrap();
+    let answered = fakes
+        .wait_for(Duration::from_secs(20), |f| f.sent_messages().len() == 2)
+        .await;
+    let stored = worker
+        .backends
+        .store
+        .load_transcript_from(&reset.session_key, 0)
+        .await
+        .unwrap();
+    worker.shutdown().await;
+
+    assert!(answered);
+    assert!(matches!(
+        &stored[2].body,
+        infra::model::EntryBody::ToolResult { call_id, is_error: true, .. } if call_id == "toolu_old"
+    ));
+    assert!(matches!(
+        stored[3].body,
+        infra::model::EntryBody::Summary { .. }
+    ));
+    let messages = fakes.model_calls()[0].body["messages"].clone();
+    assert_eq!(messages.as_array().unwrap().len(), 1, "{messages}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn model_text_posted_to_slack_cannot_ping_the_channel_or_disguise_a_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let fakes = Fakes::start(Arc::new(|_, _: &Value| {
+        Reply::text("<!channel> urgent: <https://evil.example|slack.com/login> & <@U0ADMIN>")
+    }))
+    .await;
+    let config = host_config(&fakes, dir.path(), "");
+    let worker = start_worker(&config, dir.path(), |_| {}).await;
+
+    worker
+        .backends
+        .queue
+        .send(&slack_job("EvEsc"))
+        .await
+        .unwrap();
+    let posted = fakes
+        .wait_for(Duration::from_secs(20), |f| !f.slack_posts().is_empty())
+        .await;
+    worker.shutdown().await;
+
+    assert!(posted);
+    let text = fakes.slack_posts()[0].body["text"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        text,
+        "&lt;!channel&gt; urgent: &lt;https://evil.example|slack.com/login&gt; &amp; &lt;@U0ADMIN&gt;"
+    );
 }

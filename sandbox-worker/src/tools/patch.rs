@@ -194,6 +194,17 @@ fn apply_hunks(original: &str, hunks: &[Hunk], name: &str) -> Result<String, Str
     Ok(text)
 }
 
+/// Parses `patch` and applies each file's hunks to `original`, in memory: the parser and
+/// matcher of [`apply_patch`] without a workspace (for `scripts/fuzz`). Returns each file's
+/// patched text.
+#[doc(hidden)]
+pub fn parse_and_apply(original: &str, patch: &str) -> Result<Vec<String>, String> {
+    parse(patch)?
+        .iter()
+        .map(|file| apply_hunks(original, &file.hunks, "fuzzed"))
+        .collect()
+}
+
 /// One file's planned change.
 enum Change {
     Write {

@@ -16,6 +16,16 @@ use crate::embedded::now_ms;
 use crate::model::{EntryBody, SessionKey, SessionMeta, TranscriptEntry};
 use crate::store::{capped, StoreError, TranscriptPage, TranscriptStore};
 
+impl DynamoStore {
+    /// The stored JSON of entry `seq`, if there is one.
+    async fn stored_body(&self, key: &SessionKey, seq: u64) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .get_item(session_pk(key), &format!("MSG#{seq:012}"))
+            .await?
+            .and_then(|item| get_s(&item, "body")))
+    }
+}
+
 /// The index key a session is listed under: its agent and a shard drawn from its key.
 fn index_key(agent: &str, key: &SessionKey) -> String {
     let shard = Sha256::digest(key.to_string().as_bytes())[0] % AGENT_INDEX_SHARDS;
@@ -185,6 +195,11 @@ impl TranscriptStore for DynamoStore {
                 Ok(_) => return Ok(stored),
                 Err(err) if is_code(err.code(), "TransactionCanceledException") => {
                     let next = self.get_session(key).await?.map_or(0, |m| m.next_seq);
+                    // A retried attempt whose first try landed (its answer was lost in a
+                    // timeout) meets its own entry: that is success, not a conflict.
+                    if next == seq + 1 && self.stored_body(key, seq).await? == Some(body.clone()) {
+                        return Ok(stored);
+                    }
                     if next != seq {
                         return Err(StoreError::SeqConflict {
                             session: key.to_string(),

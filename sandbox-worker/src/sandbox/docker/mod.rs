@@ -20,23 +20,28 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use bollard::container::LogOutput;
 use bollard::exec::StartExecResults;
-use bollard::models::{ContainerCreateBody, ExecConfig, HostConfig, ResourcesUlimits};
+use bollard::models::ExecConfig;
 use bollard::query_parameters::{
-    CreateContainerOptions, ListContainersOptions, RemoveContainerOptions, RestartContainerOptions,
-    StartContainerOptions,
+    CreateContainerOptions, RestartContainerOptions, StartContainerOptions,
 };
 use bollard::Docker;
 use futures_util::StreamExt;
-use infra::config::{parse_bytes, PruneConfig, Ulimit};
 use tokio::time::Instant;
 
+mod lifecycle;
+mod spec;
+
+pub use lifecycle::{prune_limits, SandboxInfo};
+pub use spec::container_body;
+use spec::prepare_workspace;
+
 use super::output::CappedOutput;
-use super::{numeric_owner, ExecBackend, ExecOutput, ExecRequest, SandboxError, SandboxPlan};
+use super::{ExecBackend, ExecOutput, ExecRequest, SandboxError, SandboxPlan};
 
 pub const LABEL_SANDBOX: &str = "clawgate.sandbox";
 pub const LABEL_SCOPE: &str = "clawgate.scope";
@@ -60,18 +65,6 @@ pub struct ContainerRef {
     pub id: String,
     pub user: String,
     pub created: bool,
-}
-
-/// What `clawgate sandbox list` shows.
-#[derive(Debug, Clone)]
-pub struct SandboxInfo {
-    pub name: String,
-    pub scope_key: String,
-    pub image: String,
-    pub state: String,
-    pub created: SystemTime,
-    pub last_used: SystemTime,
-    pub config_hash: String,
 }
 
 /// All sandbox containers on one Docker daemon.
@@ -395,128 +388,6 @@ impl DockerSandboxes {
             .map_err(|e| self.error(name, &e))
     }
 
-    /// Every clawgate sandbox container on this daemon whose name starts with `prefix` (all of
-    /// them with `None`).
-    pub async fn list(&self, prefix: Option<&str>) -> Result<Vec<SandboxInfo>, SandboxError> {
-        let filters = HashMap::from([("label".to_string(), vec![format!("{LABEL_SANDBOX}=1")])]);
-        let containers = self
-            .docker
-            .list_containers(Some(ListContainersOptions {
-                all: true,
-                filters: Some(filters),
-                ..Default::default()
-            }))
-            .await
-            .map_err(|e| self.error("(list)", &e))?;
-        let mut out = Vec::new();
-        for c in containers {
-            let labels = c.labels.unwrap_or_default();
-            let name = c
-                .names
-                .and_then(|n| n.into_iter().next())
-                .unwrap_or_default()
-                .trim_start_matches('/')
-                .to_string();
-            let created = labels
-                .get(LABEL_CREATED)
-                .and_then(|s| s.parse::<u64>().ok())
-                .or(c.created.map(|s| s as u64))
-                .map(|s| UNIX_EPOCH + Duration::from_secs(s))
-                .unwrap_or(UNIX_EPOCH);
-            if prefix.is_some_and(|p| !name.starts_with(p)) {
-                continue;
-            }
-            let last_used = std::fs::metadata(self.activity_dir.join(&name))
-                .and_then(|m| m.modified())
-                .unwrap_or(created);
-            out.push(SandboxInfo {
-                scope_key: labels.get(LABEL_SCOPE).cloned().unwrap_or_default(),
-                config_hash: labels.get(LABEL_CONFIG_HASH).cloned().unwrap_or_default(),
-                image: c.image.unwrap_or_default(),
-                state: c.state.map(|s| s.to_string()).unwrap_or_default(),
-                name,
-                created,
-                last_used,
-            });
-        }
-        out.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(out)
-    }
-
-    /// Removes sandbox containers (named with `prefix`, or all) idle longer than `idle` or
-    /// older than `max_age` (or every one with `all`), except those running an exec. Returns
-    /// the names removed.
-    pub async fn prune(
-        &self,
-        prefix: Option<&str>,
-        idle: Duration,
-        max_age: Duration,
-        now: SystemTime,
-        all: bool,
-    ) -> Result<Vec<String>, SandboxError> {
-        let mut removed = Vec::new();
-        for info in self.list(prefix).await? {
-            if self.running_execs(&info.name) > 0 {
-                continue;
-            }
-            let idle_for = now.duration_since(info.last_used).unwrap_or_default();
-            let age = now.duration_since(info.created).unwrap_or_default();
-            if all || idle_for > idle || age > max_age {
-                self.remove(&info.name).await?;
-                removed.push(info.name);
-            }
-        }
-        Ok(removed)
-    }
-
-    /// Prunes this prefix's containers by `limits` every `every`, for as long as the task runs.
-    pub fn spawn_prune_loop(
-        self: &Arc<Self>,
-        prefix: String,
-        limits: &PruneConfig,
-        every: Duration,
-    ) -> tokio::task::JoinHandle<()> {
-        let (idle, max_age) = prune_limits(limits);
-        let sandboxes = self.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            loop {
-                tick.tick().await;
-                match sandboxes
-                    .prune(Some(&prefix), idle, max_age, SystemTime::now(), false)
-                    .await
-                {
-                    Ok(removed) if !removed.is_empty() => {
-                        tracing::info!(?removed, "pruned idle or old sandboxes")
-                    }
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "sandbox prune failed; will retry"),
-                }
-            }
-        })
-    }
-
-    /// Removes one container (running or not) and its activity record.
-    pub async fn remove(&self, name: &str) -> Result<(), SandboxError> {
-        match self
-            .docker
-            .remove_container(
-                name,
-                Some(RemoveContainerOptions {
-                    force: true,
-                    ..Default::default()
-                }),
-            )
-            .await
-        {
-            Ok(()) => {}
-            Err(e) if status_code(&e) == Some(404) => {}
-            Err(e) => return Err(self.error(name, &e)),
-        }
-        let _ = std::fs::remove_file(self.activity_dir.join(name));
-        Ok(())
-    }
-
     fn running_execs(&self, name: &str) -> usize {
         self.in_flight
             .lock()
@@ -549,14 +420,6 @@ impl DockerSandboxes {
     }
 }
 
-/// `prune.idleHours` and `prune.maxAgeDays` as durations.
-pub fn prune_limits(prune: &PruneConfig) -> (Duration, Duration) {
-    (
-        Duration::from_secs_f64(prune.idle_hours * 3600.0),
-        Duration::from_secs_f64(prune.max_age_days * 86400.0),
-    )
-}
-
 /// Counts an exec as running for as long as it lives.
 struct InFlight<'a> {
     map: &'a Mutex<HashMap<String, usize>>,
@@ -585,107 +448,6 @@ impl Drop for InFlight<'_> {
                 map.remove(&self.name);
             }
         }
-    }
-}
-
-/// Creates the workspace and hands it to the container user, so a non-root user can write.
-fn prepare_workspace(path: &Path, user: &str) -> Result<(), SandboxError> {
-    let fail = |e: std::io::Error| SandboxError::Workspace {
-        path: path.display().to_string(),
-        message: e.to_string(),
-    };
-    std::fs::create_dir_all(path).map_err(fail)?;
-    if let Some((uid, gid)) = numeric_owner(user) {
-        let meta = std::fs::metadata(path).map_err(fail)?;
-        use std::os::unix::fs::MetadataExt;
-        if meta.uid() != uid || meta.gid() != gid {
-            std::os::unix::fs::chown(path, Some(uid), Some(gid)).map_err(fail)?;
-        }
-    }
-    Ok(())
-}
-
-/// The container spec: every option of the config, with the hardening defaults always on.
-pub fn container_body(plan: &SandboxPlan) -> ContainerCreateBody {
-    let d = &plan.docker;
-    let mut binds = vec![format!(
-        "{}:{}{}",
-        plan.workspace.display(),
-        d.workdir,
-        if plan.read_only { ":ro" } else { "" }
-    )];
-    binds.extend(d.binds.iter().cloned());
-    let mut security_opt = vec!["no-new-privileges".to_string()];
-    if let Some(profile) = &d.seccomp_profile {
-        security_opt.push(format!("seccomp={profile}"));
-    }
-    if let Some(profile) = &d.apparmor_profile {
-        security_opt.push(format!("apparmor={profile}"));
-    }
-    let tmpfs: HashMap<String, String> = d
-        .tmpfs
-        .iter()
-        .map(|spec| match spec.split_once(':') {
-            Some((path, opts)) => (path.to_string(), opts.to_string()),
-            // An explicit mode: a directory of that name in the image would set it otherwise.
-            None => (spec.clone(), "rw,nosuid,nodev,mode=1777".to_string()),
-        })
-        .collect();
-    let ulimits = d
-        .ulimits
-        .iter()
-        .map(|(name, limit)| {
-            let (soft, hard) = match limit {
-                Ulimit::Both(n) => (*n, *n),
-                Ulimit::Pair { soft, hard } => (*soft, *hard),
-            };
-            ResourcesUlimits {
-                name: Some(name.clone()),
-                soft: Some(soft),
-                hard: Some(hard),
-            }
-        })
-        .collect();
-    let created = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs();
-    let labels = HashMap::from([
-        (LABEL_SANDBOX.to_string(), "1".to_string()),
-        (LABEL_SCOPE.to_string(), plan.scope_key.clone()),
-        (LABEL_CREATED.to_string(), created.to_string()),
-        (LABEL_CONFIG_HASH.to_string(), plan.config_hash.clone()),
-    ]);
-    let host_config = HostConfig {
-        binds: Some(binds),
-        network_mode: Some(d.network.clone()),
-        cap_drop: Some(d.cap_drop.clone()),
-        security_opt: Some(security_opt),
-        readonly_rootfs: Some(d.read_only_root),
-        tmpfs: Some(tmpfs),
-        pids_limit: Some(d.pids_limit),
-        memory: parse_bytes(&d.memory),
-        memory_swap: parse_bytes(&d.memory_swap),
-        nano_cpus: Some((d.cpus * 1e9) as i64),
-        ulimits: Some(ulimits),
-        dns: (!d.dns.is_empty()).then(|| d.dns.clone()),
-        extra_hosts: (!d.extra_hosts.is_empty()).then(|| d.extra_hosts.clone()),
-        init: Some(true),
-        privileged: Some(d.privileged && d.dangerously_allow_privileged),
-        auto_remove: Some(false),
-        ..Default::default()
-    };
-    ContainerCreateBody {
-        image: Some(d.image.clone()),
-        // Only the configured environment: nothing from the worker's own leaks in.
-        env: Some(d.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
-        user: Some(d.user.clone()),
-        working_dir: Some(d.workdir.clone()),
-        cmd: Some(vec!["sleep".into(), "2147483647".into()]),
-        labels: Some(labels),
-        network_disabled: Some(d.network == "none"),
-        host_config: Some(host_config),
-        ..Default::default()
     }
 }
 

@@ -1,0 +1,113 @@
+//! The container spec: every option of the sandbox config turned into Docker's create body,
+//! with the hardening that is always on, and the workspace made ready for the container user.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bollard::models::{ContainerCreateBody, HostConfig, ResourcesUlimits};
+use infra::config::{parse_bytes, Ulimit};
+
+use super::{LABEL_CONFIG_HASH, LABEL_CREATED, LABEL_SANDBOX, LABEL_SCOPE};
+use crate::sandbox::{numeric_owner, SandboxError, SandboxPlan};
+
+/// Creates the workspace and hands it to the container user, so a non-root user can write.
+pub(super) fn prepare_workspace(path: &Path, user: &str) -> Result<(), SandboxError> {
+    let fail = |e: std::io::Error| SandboxError::Workspace {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    };
+    std::fs::create_dir_all(path).map_err(fail)?;
+    if let Some((uid, gid)) = numeric_owner(user) {
+        let meta = std::fs::metadata(path).map_err(fail)?;
+        use std::os::unix::fs::MetadataExt;
+        if meta.uid() != uid || meta.gid() != gid {
+            std::os::unix::fs::chown(path, Some(uid), Some(gid)).map_err(fail)?;
+        }
+    }
+    Ok(())
+}
+
+/// The container spec: every option of the config, with the hardening defaults always on.
+pub fn container_body(plan: &SandboxPlan) -> ContainerCreateBody {
+    let d = &plan.docker;
+    let mut binds = vec![format!(
+        "{}:{}{}",
+        plan.workspace.display(),
+        d.workdir,
+        if plan.read_only { ":ro" } else { "" }
+    )];
+    binds.extend(d.binds.iter().cloned());
+    let mut security_opt = vec!["no-new-privileges".to_string()];
+    if let Some(profile) = &d.seccomp_profile {
+        security_opt.push(format!("seccomp={profile}"));
+    }
+    if let Some(profile) = &d.apparmor_profile {
+        security_opt.push(format!("apparmor={profile}"));
+    }
+    let tmpfs: HashMap<String, String> = d
+        .tmpfs
+        .iter()
+        .map(|spec| match spec.split_once(':') {
+            Some((path, opts)) => (path.to_string(), opts.to_string()),
+            // An explicit mode: a directory of that name in the image would set it otherwise.
+            None => (spec.clone(), "rw,nosuid,nodev,mode=1777".to_string()),
+        })
+        .collect();
+    let ulimits = d
+        .ulimits
+        .iter()
+        .map(|(name, limit)| {
+            let (soft, hard) = match limit {
+                Ulimit::Both(n) => (*n, *n),
+                Ulimit::Pair { soft, hard } => (*soft, *hard),
+            };
+            ResourcesUlimits {
+                name: Some(name.clone()),
+                soft: Some(soft),
+                hard: Some(hard),
+            }
+        })
+        .collect();
+    let created = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    let labels = HashMap::from([
+        (LABEL_SANDBOX.to_string(), "1".to_string()),
+        (LABEL_SCOPE.to_string(), plan.scope_key.clone()),
+        (LABEL_CREATED.to_string(), created.to_string()),
+        (LABEL_CONFIG_HASH.to_string(), plan.config_hash.clone()),
+    ]);
+    let host_config = HostConfig {
+        binds: Some(binds),
+        network_mode: Some(d.network.clone()),
+        cap_drop: Some(d.cap_drop.clone()),
+        security_opt: Some(security_opt),
+        readonly_rootfs: Some(d.read_only_root),
+        tmpfs: Some(tmpfs),
+        pids_limit: Some(d.pids_limit),
+        memory: parse_bytes(&d.memory),
+        memory_swap: parse_bytes(&d.memory_swap),
+        nano_cpus: Some((d.cpus * 1e9) as i64),
+        ulimits: Some(ulimits),
+        dns: (!d.dns.is_empty()).then(|| d.dns.clone()),
+        extra_hosts: (!d.extra_hosts.is_empty()).then(|| d.extra_hosts.clone()),
+        init: Some(true),
+        privileged: Some(d.privileged && d.dangerously_allow_privileged),
+        auto_remove: Some(false),
+        ..Default::default()
+    };
+    ContainerCreateBody {
+        image: Some(d.image.clone()),
+        // Only the configured environment: nothing from the worker's own leaks in.
+        env: Some(d.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+        user: Some(d.user.clone()),
+        working_dir: Some(d.workdir.clone()),
+        cmd: Some(vec!["sleep".into(), "2147483647".into()]),
+        labels: Some(labels),
+        network_disabled: Some(d.network == "none"),
+        host_config: Some(host_config),
+        ..Default::default()
+    }
+}
