@@ -418,7 +418,11 @@ async fn burst_scenario(backend: Backend) {
     for i in 1..=5 {
         statuses.push(
             stack
-                .post_telegram(&telegram_dm(9100 + i, &format!("burst-{i}")))
+                .post_telegram(&stack::telegram_dm_from(
+                    stack::BURST_USER,
+                    9100 + i,
+                    &format!("burst-{i}"),
+                ))
                 .await,
         );
     }

@@ -206,8 +206,7 @@ fn apigw_event_with(update: &str) -> String {
 
 /// The config the deployment's parameter holds in this test, and in `scripts/terraform-check`'s
 /// apply of `examples/complete` (its `config_json`): the bot's username and one listed group.
-pub const DEPLOYED_CONFIG: &str =
-    r#"{"channels":{"telegram":{"botUsername":"clawgate_bot","groups":{"-1001234567890":{}}}}}"#;
+const DEPLOYED_CONFIG: &str = include_str!("../fixtures/deployed_config.json");
 
 /// A group mention passes ingress only with the deployment's config (botUsername, the group
 /// listed), which the function reads from the SSM parameter: on a parameter made here, or, when

@@ -164,7 +164,7 @@ pub async fn spawn_stack(script: Script, options: StackOptions) -> Stack {
           models: {{ providers: {{ anthropic: {{ apiKey: "sk-ant-e2e", baseUrl: "{base}" }} }} }},
           channels: {{
             telegram: {{ botToken: "{TG_TOKEN}", webhookSecret: "{TG_SECRET}", apiBase: "{base}", botUsername: "clawgate_bot",
-                        dmPolicy: "allowlist", allowFrom: [12345] }},
+                        dmPolicy: "allowlist", allowFrom: [12345, {BURST_USER}] }},
             slack: {{ botToken: "xoxb-e2e", signingSecret: "{SLACK_SECRET}", apiBase: "{base}",
                      dmPolicy: "allowlist", allowFrom: ["U2147483697"], channels: {{ C024BE91L: {{}} }} }},
           }},
@@ -379,9 +379,18 @@ impl Drop for Stack {
     }
 }
 
+/// A second allowed user, whose chat no other test shares (tests on the Terraform-made table
+/// share its sessions).
+pub const BURST_USER: i64 = 777_001;
+
 /// A private Telegram message from user 12345, as Telegram sends it.
 pub fn telegram_dm(update_id: i64, text: &str) -> Value {
-    json!({"update_id": update_id, "message": {"message_id": update_id % 100_000, "from": {"id": 12345, "is_bot": false, "first_name": "Ada"}, "chat": {"id": 12345, "first_name": "Ada", "type": "private"}, "date": 1764064800, "text": text}})
+    telegram_dm_from(12345, update_id, text)
+}
+
+/// A private Telegram message from `user`, as Telegram sends it.
+pub fn telegram_dm_from(user: i64, update_id: i64, text: &str) -> Value {
+    json!({"update_id": update_id, "message": {"message_id": update_id % 100_000, "from": {"id": user, "is_bot": false, "first_name": "Ada"}, "chat": {"id": user, "first_name": "Ada", "type": "private"}, "date": 1764064800, "text": text}})
 }
 
 pub fn workspace_file(stack: &Stack, path: &str) -> Option<String> {
