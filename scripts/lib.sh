@@ -80,6 +80,9 @@ start_moto() {
 ensure_docker() {
   # The static busybox is what the tests' FROM-scratch sandbox image is built from.
   dpkg -s busybox-static >/dev/null 2>&1 || apt_install busybox-static
+  # debootstrap makes the local Debian base the quick-start test builds Dockerfile.sandbox on
+  # (no registry here to pull debian:bookworm-slim from).
+  command -v debootstrap >/dev/null || apt_install debootstrap
   if docker info >/dev/null 2>&1; then
     log "docker daemon already running"
     return

@@ -20,6 +20,10 @@ struct Cli {
     /// Config file (default: $CLAWGATE_CONFIG, else ~/.clawgate/clawgate.json).
     #[arg(long, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// The default agent's model, e.g. openai/llama3.2 or anthropic/claude-sonnet-4-5 (sets
+    /// CLAWGATE_MODEL, which overrides agents.defaults.model).
+    #[arg(long, global = true, value_name = "PROVIDER/MODEL")]
+    model: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -113,6 +117,11 @@ fn config_problem_line(e: &infra::config::ConfigError) -> String {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(model) = &cli.model {
+        // One way in for the model: the environment the config loader already reads. Set
+        // before any thread starts.
+        std::env::set_var("CLAWGATE_MODEL", model);
+    }
     infra::telemetry::init();
     let outcome = match cli.command {
         Command::Config { action } => config_cmd::run(action, cli.config.as_deref()),

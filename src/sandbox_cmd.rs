@@ -1,5 +1,5 @@
-//! `clawgate sandbox list|explain|prune|exec`: see and manage the sandbox containers, and ask
-//! why a session's tools run where they do.
+//! `clawgate sandbox build|list|explain|prune|exec`: build the sandbox image, see and manage
+//! the sandbox containers, and ask why a session's tools run where they do.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,10 +17,29 @@ use sandbox_worker::tools::{builtin_specs, ToolBox};
 
 #[derive(Subcommand)]
 pub enum SandboxAction {
+    /// Build the sandbox image from the Dockerfile.sandbox compiled into clawgate, through the
+    /// Docker API (no checkout and no docker CLI needed).
+    Build {
+        /// The image to make (default: the config's agents.defaults.sandbox.docker.image).
+        #[arg(long)]
+        tag: Option<String>,
+        /// The Debian base to build from (default: $CLAWGATE_SANDBOX_BASE, else
+        /// debian:bookworm-slim, which the daemon pulls if it lacks it).
+        #[arg(long, value_name = "IMAGE")]
+        base: Option<String>,
+        /// Do nothing when the image already exists.
+        #[arg(long)]
+        if_missing: bool,
+    },
     /// List sandbox containers: scope key, container, image, age, idle time.
-    List,
+    List {
+        /// One JSON object per container, as an array.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show where a session's tools run and why: mode, scope, image, workspace, tool policy.
     Explain {
+        /// The session key, e.g. agent:main:telegram:dm:123456789 (see `clawgate status`).
         #[arg(long)]
         session: String,
         /// The agent (default: the session key's, else the config's default agent).
@@ -35,13 +54,17 @@ pub enum SandboxAction {
     },
     /// Run a command as the session's exec tool would, and exit with its status.
     Exec {
+        /// The session key, e.g. agent:main:telegram:dm:123456789.
         #[arg(long)]
         session: String,
+        /// The agent (default: the session key's, else the config's default agent).
         #[arg(long)]
         agent: Option<String>,
         /// Seconds before the command is killed.
         #[arg(long, default_value_t = 120)]
         timeout: u64,
+        /// The command after `--`, one word per argument as with `docker exec`, e.g.
+        /// `-- sh -c "echo one two"`.
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
@@ -96,16 +119,47 @@ fn human(d: Duration) -> String {
 
 pub async fn run(action: SandboxAction, config: &Config) -> anyhow::Result<ExitCode> {
     match action {
-        SandboxAction::List => {
+        SandboxAction::Build {
+            tag,
+            base,
+            if_missing,
+        } => {
+            let sandbox = config.agent_profile(config.default_agent()).sandbox;
+            let tag = tag.unwrap_or(sandbox.docker.image);
+            let docker = runtime().docker(sandbox.mode).await?;
+            docker
+                .build_command(&tag, base.as_deref(), if_missing)
+                .await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        SandboxAction::List { json } => {
             let docker = runtime()
                 .docker(config.agent_profile(config.default_agent()).sandbox.mode)
                 .await?;
             let now = SystemTime::now();
+            let containers = docker.list(None).await?;
+            if json {
+                let rows: Vec<_> = containers
+                    .iter()
+                    .map(|c| {
+                        serde_json::json!({
+                            "scopeKey": c.scope_key,
+                            "container": c.name,
+                            "image": c.image,
+                            "state": c.state,
+                            "ageSeconds": now.duration_since(c.created).unwrap_or_default().as_secs(),
+                            "idleSeconds": now.duration_since(c.last_used).unwrap_or_default().as_secs(),
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+                return Ok(ExitCode::SUCCESS);
+            }
             println!(
                 "{:<28} {:<52} {:<32} {:<8} {:>6} {:>6}",
                 "SCOPE", "CONTAINER", "IMAGE", "STATE", "AGE", "IDLE"
             );
-            for c in docker.list(None).await? {
+            for c in containers {
                 println!(
                     "{:<28} {:<52} {:<32} {:<8} {:>6} {:>6}",
                     c.scope_key,
@@ -149,7 +203,10 @@ pub async fn run(action: SandboxAction, config: &Config) -> anyhow::Result<ExitC
         } => {
             let (key, agent) = session_and_agent(config, &session, agent)?;
             let tools = ToolBox::for_session(&runtime(), config, &agent, &key).await;
-            let input = serde_json::json!({ "command": command.join(" "), "timeout": timeout });
+            // Quoted back into one `sh -c` line, so each argument stays one word.
+            let line = shlex::try_join(command.iter().map(String::as_str))
+                .context("a command argument holds a NUL byte")?;
+            let input = serde_json::json!({ "command": line, "timeout": timeout });
             let out = tools.run("exec", &input).await;
             let Ok(report) = serde_json::from_str::<serde_json::Value>(&out.output) else {
                 eprintln!("error: {}", out.output);

@@ -10,6 +10,11 @@
 //!   makes one in `<state dir>/gateway-token` (mode 0600) and prints the page's address with it
 //!   once; later runs say where it is. A public bind needs a configured token. Missing optional parts (no model key, no Docker, no channel) do not stop it: they
 //!   are listed with their fix, because WebChat and `/status` still work without them.
+//! - The model: `--model` / `CLAWGATE_MODEL` / the config, else with `OPENAI_BASE_URL` alone
+//!   the first model that server lists (`llm::resolve_default_model`), else Anthropic's.
+//! - The sandbox image is checked before the report: when the default image is missing it is
+//!   built from the compiled-in `Dockerfile.sandbox` (a progress bar; minutes, once). A custom
+//!   `docker.image` is never built from our Dockerfile: the report says what to run.
 //! - `--aws` creates the table `clawgate-state` and the queue `clawgate-jobs.fifo` when the
 //!   config names none (both idempotent), so LocalStack or moto work with no other setup.
 //! - Ctrl-C (or SIGTERM) stops taking requests, lets the worker drain its jobs for up to
@@ -21,8 +26,12 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use infra::config::{Config, QueueBackend, SandboxMode, Secret, StateBackend};
+use infra::config::{
+    Config, QueueBackend, SandboxMode, Secret, StateBackend, DEFAULT_SANDBOX_IMAGE,
+};
 use infra::setup::TokenSource;
+use sandbox_worker::llm::ModelChoice;
+use sandbox_worker::sandbox::docker::{base_image, dockerfile_digest};
 use sandbox_worker::sandbox::SandboxRuntime;
 use sandbox_worker::worker::{Worker, WorkerSettings};
 
@@ -111,42 +120,98 @@ async fn use_aws(config: &mut Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// What is configured and what is missing, each missing part with its fix.
-async fn report(
-    config: &Config,
-    sandbox: &SandboxRuntime,
-    addr: SocketAddr,
-    token: &Secret,
-    token_source: &TokenSource,
-) {
+/// The sandbox's state after start-up's check: a report line and whether it is usable.
+struct SandboxLine {
+    ok: bool,
+    text: String,
+}
+
+/// Checks Docker and the image; builds the default image when it is missing.
+async fn prepare_sandbox(config: &Config, sandbox: &SandboxRuntime) -> SandboxLine {
     let profile = config.agent_profile(config.default_agent());
-    let model = &profile.model;
+    let mode = profile.sandbox.mode;
+    let image = profile.sandbox.docker.image;
+    if mode == SandboxMode::Off {
+        return SandboxLine {
+            ok: true,
+            text: "sandbox off: tools run on this host, with NO isolation".into(),
+        };
+    }
+    let docker = match sandbox.docker(mode).await {
+        Ok(docker) => docker,
+        Err(e) => return SandboxLine {
+            ok: false,
+            text: format!("Docker: {e}. Start it (sudo systemctl start docker) or set agents.defaults.sandbox.mode: \"off\""),
+        },
+    };
+    let fail = |text: String| SandboxLine { ok: false, text };
+    match docker.image_status(&image).await {
+        Err(e) => fail(format!("sandbox image {image}: {e}")),
+        Ok(Some(status)) => SandboxLine {
+            ok: true,
+            text: match status.dockerfile_sha256 {
+                Some(sha) if sha != dockerfile_digest() => format!(
+                    "Docker sandboxes (image {image}, built from an older Dockerfile.sandbox: `clawgate sandbox build` refreshes it)"
+                ),
+                _ => format!("Docker sandboxes (image {image})"),
+            },
+        },
+        Ok(None) if image != DEFAULT_SANDBOX_IMAGE => fail(format!(
+            "sandbox image {image} is missing. Build your image, or `clawgate sandbox build --tag {image}` for the default one"
+        )),
+        Ok(None) => {
+            let base = base_image(None);
+            eprintln!("building the sandbox image {image} from {base} (once; a few minutes)…");
+            match docker.build_image_with_progress(&image, &base).await {
+                Ok(_) => SandboxLine {
+                    ok: true,
+                    text: format!("Docker sandboxes (image {image}, built now)"),
+                },
+                Err(e) => fail(format!("{e}. Retry with `clawgate sandbox build`")),
+            }
+        }
+    }
+}
+
+/// The model line: what runs, or what is missing and how to fix it.
+fn model_line(config: &Config, choice: &ModelChoice) -> (bool, String) {
+    let model = config.agent_profile(config.default_agent()).model;
     let providers = &config.models.providers;
-    let model_ok = if model.starts_with("anthropic/") {
+    let ok = if model.starts_with("anthropic/") {
         providers.anthropic.api_key.is_some()
     } else {
         providers.openai.api_key.is_some() || providers.openai.base_url.is_some()
     };
+    let text = match choice {
+        _ if !ok => format!("model {model}: no key. Set ANTHROPIC_API_KEY, or OPENAI_BASE_URL for a local OpenAI-compatible server (Ollama, vLLM), or --model openai/<model> with OPENAI_API_KEY"),
+        ModelChoice::FromServer { model, listed } => format!(
+            "model {model} (the first of {listed} at OPENAI_BASE_URL; choose with --model openai/<name>)"
+        ),
+        ModelChoice::ServerSilent { base_url, reason } => format!(
+            "model {model}: {base_url} gave no model list ({reason}); pass --model openai/<name>"
+        ),
+        ModelChoice::Configured => format!("model {model}"),
+    };
+    (
+        ok && !matches!(choice, ModelChoice::ServerSilent { .. }),
+        text,
+    )
+}
+
+/// What is configured and what is missing, each missing part with its fix.
+fn report(
+    config: &Config,
+    model: (bool, String),
+    sandbox: &SandboxLine,
+    addr: SocketAddr,
+    token: &Secret,
+    token_source: &TokenSource,
+) {
     let url = format!("http://{addr}");
     eprintln!("clawgate is up: WebChat at {url}/");
     let line = |ok: bool, what: String| eprintln!("  {} {what}", if ok { "✓" } else { "✗" });
-    line(
-        model_ok,
-        if model_ok {
-            format!("model {model}")
-        } else {
-            format!("model {model}: no key. Set ANTHROPIC_API_KEY (or agents.defaults.model \"openai/<model>\" with OPENAI_API_KEY or OPENAI_BASE_URL for a local server)")
-        },
-    );
-    let mode = profile.sandbox.mode;
-    if mode == SandboxMode::Off {
-        line(true, "sandbox off: tools run on this host".into());
-    } else {
-        match sandbox.docker(mode).await {
-            Ok(_) => line(true, format!("Docker sandboxes (image {})", profile.sandbox.docker.image)),
-            Err(e) => line(false, format!("Docker: {e}. Start it (sudo systemctl start docker) or set agents.defaults.sandbox.mode: \"off\"")),
-        }
-    }
+    line(model.0, model.1);
+    line(sandbox.ok, sandbox.text.clone());
     match &config.channels.telegram {
         Some(tg) if tg.enabled && tg.bot_token.is_some() => line(
             tg.webhook_secret.is_some(),
@@ -217,6 +282,8 @@ pub async fn run(mut config: Config, args: UpArgs) -> anyhow::Result<ExitCode> {
     if args.aws {
         use_aws(&mut config).await?;
     }
+    let choice =
+        sandbox_worker::llm::resolve_default_model(&mut config, &reqwest::Client::new()).await;
     let port = args.port.unwrap_or(config.gateway.port);
     let addr = SocketAddr::new(ip, port);
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
@@ -247,7 +314,15 @@ pub async fn run(mut config: Config, args: UpArgs) -> anyhow::Result<ExitCode> {
         ip.is_loopback(),
     );
     let local = listener.local_addr()?;
-    report(&config, worker.sandbox(), local, &token, &token_source).await;
+    let sandbox = prepare_sandbox(&config, worker.sandbox()).await;
+    report(
+        &config,
+        model_line(&config, &choice),
+        &sandbox,
+        local,
+        &token,
+        &token_source,
+    );
     eprintln!(
         "  state: {} · queue: {}",
         state_dir.display(),

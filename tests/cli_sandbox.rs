@@ -109,10 +109,31 @@ fn exec_in_mode_off_runs_in_the_workspace_and_passes_the_exit_code_through() {
             "--session",
             "agent:main:main",
             "--",
+            "sh",
+            "-c",
             "pwd; echo hi; exit 4",
         ],
     );
+    // Each argument stays one word, as with `docker exec`: two spaces survive, `*` is not a glob.
+    let (words_code, words, _) = clawgate(
+        dir.path(),
+        &config,
+        &[
+            "sandbox",
+            "exec",
+            "--session",
+            "agent:main:main",
+            "--",
+            "printf",
+            "[%s]",
+            "a  b",
+            "*",
+            "$HOME",
+        ],
+    );
 
+    assert_eq!(words_code, 0);
+    assert_eq!(words, "[a  b][*][$HOME]");
     assert_eq!(code, 4);
     assert_eq!(
         stdout,
@@ -145,7 +166,23 @@ fn exec_then_list_then_prune_against_the_docker_daemon() {
             "--session",
             "agent:main:slack:dm:U1",
             "--",
+            "sh",
+            "-c",
             "echo hi from $(id -u)",
+        ],
+    );
+    let (_, one_two, _) = clawgate(
+        home,
+        &config,
+        &[
+            "sandbox",
+            "exec",
+            "--session",
+            "agent:main:slack:dm:U1",
+            "--",
+            "sh",
+            "-c",
+            "echo one two",
         ],
     );
     let made = sb.containers();
@@ -154,6 +191,7 @@ fn exec_then_list_then_prune_against_the_docker_daemon() {
 
     assert_eq!(exec_code, 0, "{exec_err}");
     assert_eq!(exec_out, "hi from 1000\n");
+    assert_eq!(one_two, "one two\n");
     assert_eq!(made.len(), 1, "{made:?}");
     let row = listed
         .lines()

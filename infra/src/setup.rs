@@ -71,7 +71,7 @@ pub fn gateway_token(
             crate::embedded::private_dir(state_dir).map_err(|e| fail(e.to_string()))?;
             let mut bytes = [0u8; 32];
             rand::rng().fill_bytes(&mut bytes);
-            let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            let token = hex::encode(bytes);
             let mut file = std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)

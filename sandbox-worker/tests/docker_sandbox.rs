@@ -467,3 +467,52 @@ async fn the_prune_loop_removes_an_idle_container_on_its_own() {
 
     assert!(gone, "the loop did not prune the idle container");
 }
+
+#[tokio::test]
+async fn a_build_from_a_base_the_daemon_cannot_have_fails_naming_the_fix() {
+    if !docker_available() {
+        return;
+    }
+    let sb = Sandbox::new();
+    let docker = sb
+        .runtime()
+        .docker(infra::config::SandboxMode::All)
+        .await
+        .expect("docker");
+    let tag = format!("clawgate-test/never-built:{}", sb.prefix.trim_matches('-'));
+
+    let built = docker
+        .build_image(&tag, "clawgate-test/no-such-base:none", |_| {})
+        .await;
+
+    let message = built.expect_err("no such base").to_string();
+    assert!(
+        message.contains("clawgate-test/no-such-base:none"),
+        "{message}"
+    );
+    assert!(message.contains("--base IMAGE"), "{message}");
+    assert_eq!(docker.image_status(&tag).await.expect("inspect"), None);
+}
+
+#[tokio::test]
+async fn a_missing_image_names_the_command_that_builds_it() {
+    if !docker_available() {
+        return;
+    }
+    let sb = Sandbox::new();
+    let mut plan_config = sb.config("", "");
+    plan_config.agents.defaults.sandbox.docker.image = "clawgate-test/absent:none".into();
+    let tools = ToolBox::for_session(&sb.runtime(), &plan_config, "main", &dm("u-missing")).await;
+
+    let out = tools
+        .run("exec", &json!({ "command": "true", "timeout": 5 }))
+        .await;
+
+    assert!(out.is_error);
+    assert!(
+        out.output
+            .contains("clawgate sandbox build --tag clawgate-test/absent:none"),
+        "{}",
+        out.output
+    );
+}

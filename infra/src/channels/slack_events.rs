@@ -110,10 +110,7 @@ pub fn sign(signing_secret: &str, timestamp: i64, body: &[u8]) -> String {
     mac.update(format!("v0:{timestamp}:").as_bytes());
     mac.update(body);
     let bytes = mac.finalize().into_bytes();
-    format!(
-        "v0={}",
-        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
-    )
+    format!("v0={}", hex::encode(bytes))
 }
 
 fn decode_hex(hex: &str) -> Option<Vec<u8>> {

@@ -93,7 +93,7 @@ pub fn generate_secret_token() -> Secret {
     use rand::RngCore;
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
-    Secret::new(bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())
+    Secret::new(hex::encode(bytes))
 }
 
 /// Parses one webhook body into a job for `bot`, or says why it is ignored.

@@ -28,16 +28,21 @@ pub struct AgentsConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct AgentDefaults {
-    /// `anthropic/<model>` or `openai/<model>`.
-    pub model: String,
+    /// `anthropic/<model>` or `openai/<model>`; `CLAWGATE_MODEL` (and `--model`) override it.
+    /// Unset: [`DEFAULT_MODEL`], or, with `OPENAI_BASE_URL` and no Anthropic key, the first
+    /// model that server lists (resolved once at start-up by the worker's `llm` module).
+    pub model: Option<String>,
     pub workspace: String,
     pub sandbox: SandboxConfig,
 }
 
+/// The model of an agent no setting names.
+pub const DEFAULT_MODEL: &str = "anthropic/claude-sonnet-4-5";
+
 impl Default for AgentDefaults {
     fn default() -> Self {
         AgentDefaults {
-            model: "anthropic/claude-sonnet-4-5".into(),
+            model: None,
             workspace: "~/.clawgate/workspace".into(),
             sandbox: SandboxConfig::default(),
         }
@@ -198,10 +203,14 @@ pub struct DockerConfig {
     pub dangerously_allow_unconfined: bool,
 }
 
+/// The sandbox image `clawgate sandbox build` makes from `Dockerfile.sandbox`, and the default
+/// `docker.image`.
+pub const DEFAULT_SANDBOX_IMAGE: &str = "clawgate-sandbox:bookworm-slim";
+
 impl Default for DockerConfig {
     fn default() -> Self {
         DockerConfig {
-            image: "clawgate-sandbox:bookworm-slim".into(),
+            image: DEFAULT_SANDBOX_IMAGE.into(),
             container_prefix: "clawgate-sbx-".into(),
             workdir: "/workspace".into(),
             read_only_root: true,
@@ -355,7 +364,8 @@ impl Config {
             id: id.to_string(),
             model: entry
                 .and_then(|a| a.model.clone())
-                .unwrap_or_else(|| defaults.model.clone()),
+                .or_else(|| defaults.model.clone())
+                .unwrap_or_else(|| DEFAULT_MODEL.to_string()),
             workspace: expand_home(
                 entry
                     .and_then(|a| a.workspace.as_deref())

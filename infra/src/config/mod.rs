@@ -299,7 +299,7 @@ impl Config {
         }
     }
 
-    /// Overrides secrets (and the OpenAI base URL) from the environment.
+    /// Overrides secrets, endpoints and the model (`CLAWGATE_MODEL`) from the environment.
     pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) {
         let get = |name: &str| get(name).filter(|v| !v.is_empty());
         if let Some(token) = get("TELEGRAM_BOT_TOKEN") {
@@ -349,6 +349,9 @@ impl Config {
         }
         if let Some(url) = get("OPENAI_BASE_URL") {
             self.models.providers.openai.base_url = Some(url);
+        }
+        if let Some(model) = get("CLAWGATE_MODEL") {
+            self.agents.defaults.model = Some(model);
         }
         if let Some(url) = get("CLAWGATE_QUEUE_URL") {
             self.queue.backend = QueueBackend::Sqs;
@@ -575,6 +578,18 @@ mod tests {
             assert!(!text.contains("sk-ant-secret"));
             assert!(text.contains("<redacted>"));
         }
+    }
+
+    #[test]
+    fn clawgate_model_overrides_the_file_and_an_unset_model_is_the_default() {
+        let mut named =
+            Config::parse(r#"{ agents: { defaults: { model: "openai/a" } } }"#).unwrap();
+        let unset = Config::parse("{}").unwrap();
+        named.apply_env(|name| (name == "CLAWGATE_MODEL").then(|| "openai/from-env".into()));
+
+        assert_eq!(named.agent_profile("main").model, "openai/from-env");
+        assert_eq!(unset.agents.defaults.model, None);
+        assert_eq!(unset.agent_profile("main").model, DEFAULT_MODEL);
     }
 
     #[test]

@@ -30,11 +30,9 @@ impl Config {
                 message,
             })
         };
-        check_model(
-            &self.agents.defaults.model,
-            "agents.defaults.model",
-            &mut bad,
-        );
+        if let Some(model) = &self.agents.defaults.model {
+            check_model(model, "agents.defaults.model", &mut bad);
+        }
         check_sandbox(
             &self.agents.defaults.sandbox,
             "agents.defaults.sandbox",

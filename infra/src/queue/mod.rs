@@ -173,7 +173,7 @@ pub fn fifo_token(raw: &str) -> String {
         return raw.to_string();
     }
     let digest = Sha256::digest(raw.as_bytes());
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    let hex = hex::encode(digest);
     let prefix: String = raw.chars().filter(|c| valid(*c)).take(60).collect();
     format!("{prefix}~{hex}")
 }

@@ -173,6 +173,69 @@ fn error_message(body: &str) -> String {
     message.chars().take(300).collect()
 }
 
+/// How the default agent's model was chosen, for the start-up report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelChoice {
+    /// The config, `CLAWGATE_MODEL` or `--model` named it (or nothing pointed elsewhere).
+    Configured,
+    /// Nothing named one and `OPENAI_BASE_URL` is set without an Anthropic key: the first
+    /// model that server lists, of `listed`.
+    FromServer { model: String, listed: usize },
+    /// As above, but the server's model list could not be had.
+    ServerSilent { base_url: String, reason: String },
+}
+
+/// Resolves an unset `agents.defaults.model` once, at start-up: with `OPENAI_BASE_URL` (Ollama,
+/// vLLM, LM Studio…) and no Anthropic key, a user who exported the URL alone means that server,
+/// so the default becomes `openai/<first model it lists>` (`GET {base}/models`). A named model
+/// (config, `CLAWGATE_MODEL`, `--model`) is never second-guessed.
+pub async fn resolve_default_model(
+    config: &mut infra::config::Config,
+    http: &reqwest::Client,
+) -> ModelChoice {
+    let providers = &config.models.providers;
+    let base_url = match (&config.agents.defaults.model, &providers.anthropic.api_key) {
+        (None, None) => match &providers.openai.base_url {
+            Some(url) => url.trim_end_matches('/').to_string(),
+            None => return ModelChoice::Configured,
+        },
+        _ => return ModelChoice::Configured,
+    };
+    let mut request = http
+        .get(format!("{base_url}/models"))
+        .timeout(Duration::from_secs(5));
+    if let Some(key) = &providers.openai.api_key {
+        request = request.bearer_auth(key.expose());
+    }
+    let silent = |reason: String| ModelChoice::ServerSilent {
+        base_url: base_url.clone(),
+        reason,
+    };
+    let listing: Value = match request.send().await {
+        Ok(response) if response.status().is_success() => match response.json().await {
+            Ok(listing) => listing,
+            Err(e) => return silent(format!("the model list is not JSON ({e})")),
+        },
+        Ok(response) => return silent(format!("GET /models answered {}", response.status())),
+        Err(e) => return silent(format!("GET /models failed ({e})")),
+    };
+    let ids: Vec<&str> = listing["data"]
+        .as_array()
+        .map(|models| models.iter().filter_map(|m| m["id"].as_str()).collect())
+        .unwrap_or_default();
+    match ids.first() {
+        Some(first) => {
+            let model = format!("openai/{first}");
+            config.agents.defaults.model = Some(model.clone());
+            ModelChoice::FromServer {
+                model,
+                listed: ids.len(),
+            }
+        }
+        None => silent("it lists no models".into()),
+    }
+}
+
 /// The model of an agent's profile (`anthropic/<model>` or `openai/<model>`), with the
 /// provider settings (keys, base URLs) from `providers`.
 pub fn model_for(
@@ -221,6 +284,84 @@ pub fn model_for(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A server whose `GET /models` answers `status` with `body`.
+    async fn model_list(status: u16, body: Value) -> String {
+        let app = axum::Router::new().route(
+            "/v1/models",
+            axum::routing::get(move || async move {
+                (
+                    axum::http::StatusCode::from_u16(status).unwrap(),
+                    axum::Json(body),
+                )
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/v1/", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        url
+    }
+
+    fn config(json5: &str, base_url: &str) -> infra::config::Config {
+        let mut config = infra::config::Config::parse(json5).unwrap();
+        config.models.providers.openai.base_url = Some(base_url.into());
+        config
+    }
+
+    #[tokio::test]
+    async fn openai_base_url_alone_picks_the_servers_first_model_and_a_named_one_is_kept() {
+        let url = model_list(
+            200,
+            serde_json::json!({"data": [{"id": "llama3.2"}, {"id": "qwen"}]}),
+        )
+        .await;
+        let http = reqwest::Client::new();
+        let mut alone = config("{}", &url);
+        let mut named = config(
+            r#"{ agents: { defaults: { model: "openai/mine" } } }"#,
+            &url,
+        );
+        let mut anthropic = config("{}", &url);
+        anthropic.models.providers.anthropic.api_key = Some(infra::config::Secret::new("k"));
+
+        let chose = resolve_default_model(&mut alone, &http).await;
+        let kept = resolve_default_model(&mut named, &http).await;
+        let left = resolve_default_model(&mut anthropic, &http).await;
+
+        assert_eq!(
+            chose,
+            ModelChoice::FromServer {
+                model: "openai/llama3.2".into(),
+                listed: 2
+            }
+        );
+        assert_eq!(alone.agent_profile("main").model, "openai/llama3.2");
+        assert_eq!(
+            (kept, named.agent_profile("main").model),
+            (ModelChoice::Configured, "openai/mine".into())
+        );
+        assert_eq!(
+            (left, anthropic.agents.defaults.model),
+            (ModelChoice::Configured, None)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_server_without_a_model_list_leaves_the_model_unset_and_says_why() {
+        let failing = model_list(500, serde_json::json!({"error": "boom"})).await;
+        let empty = model_list(200, serde_json::json!({"data": []})).await;
+        let http = reqwest::Client::new();
+
+        for url in [failing, empty] {
+            let mut config = config("{}", &url);
+            let choice = resolve_default_model(&mut config, &http).await;
+            assert!(
+                matches!(choice, ModelChoice::ServerSilent { .. }),
+                "{choice:?}"
+            );
+            assert_eq!(config.agents.defaults.model, None);
+        }
+    }
 
     #[test]
     fn spend_limit_429s_are_recognised() {

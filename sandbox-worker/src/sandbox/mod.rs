@@ -78,8 +78,10 @@ pub enum SandboxError {
         mode: String,
         message: String,
     },
-    #[error("sandbox image {image:?} is not present; build it with `docker build -t {image} -f Dockerfile.sandbox .` (clawgate never pulls images)")]
+    #[error("sandbox image {image:?} is not present; build it with `clawgate sandbox build --tag {image}` (clawgate never pulls images)")]
     ImageMissing { image: String },
+    #[error("building the sandbox image {image:?} failed: {message}")]
+    ImageBuild { image: String, message: String },
     #[error("sandbox setup command failed in {container} (exit {exit_code:?}): {output}")]
     SetupFailed {
         container: String,

@@ -150,7 +150,7 @@ fn config_hash(
 ) -> String {
     let spec = serde_json::json!({ "docker": docker, "workspace": workspace, "access": access });
     let digest = Sha256::digest(spec.to_string().as_bytes());
-    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+    hex::encode(&digest[..8])
 }
 
 /// `<prefix><slug>-<hash8>`, at most 63 characters, valid as a Docker container name.
@@ -173,7 +173,7 @@ pub fn container_name(prefix: &str, scope_key: &str) -> String {
 /// A readable, filesystem- and Docker-safe slug of `key` plus an 8-hex hash, `max` chars at most.
 fn slug_with_hash(key: &str, max: usize) -> String {
     let digest = Sha256::digest(key.as_bytes());
-    let hash: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
+    let hash = hex::encode(&digest[..4]);
     let mut slug = String::new();
     for c in key.chars() {
         let c = c.to_ascii_lowercase();

@@ -183,10 +183,12 @@ pub fn shutdown_on_signals() -> watch::Receiver<bool> {
 /// and `clawgate worker`). The config comes from `infra::aws::load_deployed_config`: the SSM
 /// parameter or the file, with the deployment's secrets applied.
 pub async fn serve(
-    config: Config,
+    mut config: Config,
     state_dir: PathBuf,
     settings: WorkerSettings,
 ) -> Result<(), QueueErrorOrSetup> {
+    let choice = crate::llm::resolve_default_model(&mut config, &reqwest::Client::new()).await;
+    tracing::info!(?choice, model = %config.agent_profile(config.default_agent()).model, "model");
     let backends = infra::setup::open_backends(&config, &state_dir).await?;
     let worker = Arc::new(Worker::new(config, backends, &state_dir, settings)?);
     worker.run(shutdown_on_signals()).await;

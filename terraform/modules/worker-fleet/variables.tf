@@ -143,7 +143,7 @@ variable "worker_tarball_bucket" {
 }
 
 variable "worker_tarball_key" {
-  description = "S3 key of the tarball: bin/sandbox-worker, Dockerfile.sandbox, the systemd units."
+  description = "S3 key of the tarball: bin/sandbox-worker (Dockerfile.sandbox compiled in), the lifecycle script, the systemd units."
   type        = string
 }
 

@@ -33,9 +33,14 @@ use bollard::Docker;
 use futures_util::StreamExt;
 use tokio::time::Instant;
 
+mod image;
 mod lifecycle;
 mod spec;
 
+pub use image::{
+    base_image, dockerfile_digest, BuildEvent, ImageStatus, BASE_ENV, DEFAULT_BASE, DOCKERFILE,
+    LABEL_BASE, LABEL_DOCKERFILE,
+};
 pub use lifecycle::{prune_limits, SandboxInfo};
 pub use spec::container_body;
 use spec::prepare_workspace;
