@@ -4,8 +4,10 @@
 mod channels_cmd;
 mod chat_cmd;
 mod config_cmd;
+mod doctor_cmd;
 mod gateway_cmd;
 mod sandbox_cmd;
+mod status_cmd;
 mod up_cmd;
 mod worker_cmd;
 
@@ -70,10 +72,34 @@ enum Command {
         #[command(subcommand)]
         action: channels_cmd::SlackAction,
     },
+    /// Re-run every check and probe each dependency for real; each finding with its fix.
+    /// Exits 1 when any is a problem.
+    Doctor {
+        #[command(flatten)]
+        args: doctor_cmd::DoctorArgs,
+    },
+    /// Sessions, jobs waiting and in flight, dead letters, sandboxes and pairing requests.
+    Status {
+        #[command(flatten)]
+        args: status_cmd::StatusArgs,
+    },
+    /// The dead-letter queue: list, redrive or discard the jobs that could not be run.
+    Dlq {
+        /// Where SQLite state lives (default ~/.clawgate).
+        #[arg(long, value_name = "DIR", global = true)]
+        state_dir: Option<PathBuf>,
+        #[command(subcommand)]
+        action: status_cmd::DlqAction,
+    },
+    /// Print a shell completion script, e.g. `clawgate completions bash > /etc/bash_completion.d/clawgate`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
     /// Approve senders who asked to pair with the bot.
     Pairing {
         /// Where SQLite state lives (default ~/.clawgate).
-        #[arg(long, value_name = "DIR")]
+        #[arg(long, value_name = "DIR", global = true)]
         state_dir: Option<PathBuf>,
         #[command(subcommand)]
         action: worker_cmd::PairingAction,
@@ -147,6 +173,26 @@ fn main() -> ExitCode {
             tokio::runtime::Runtime::new()?.block_on(channels_cmd::telegram(config, action))
         }),
         Command::Slack { action } => channels_cmd::slack(action),
+        Command::Doctor { args } => tokio::runtime::Runtime::new()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(doctor_cmd::run(cli.config.as_deref(), args))),
+        Command::Status { args } => with_config(cli.config.as_deref(), |config| {
+            tokio::runtime::Runtime::new()?.block_on(status_cmd::status(config, args))
+        }),
+        Command::Dlq { state_dir, action } => with_config(cli.config.as_deref(), |config| {
+            let state_dir = state_dir.unwrap_or_else(infra::config::default_dir);
+            tokio::runtime::Runtime::new()?.block_on(status_cmd::dlq(config, state_dir, action))
+        }),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "clawgate",
+                &mut std::io::stdout(),
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Pairing { state_dir, action } => with_config(cli.config.as_deref(), |config| {
             let state_dir = state_dir.unwrap_or_else(infra::config::default_dir);
             tokio::runtime::Runtime::new()?.block_on(worker_cmd::pairing(config, state_dir, action))
@@ -157,6 +203,49 @@ fn main() -> ExitCode {
         Err(err) => {
             eprintln!("error: {err:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every argument of every subcommand says what it is for.
+    #[test]
+    fn every_argument_has_help_text() {
+        fn walk(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in command.get_arguments() {
+                let id = arg.get_id().as_str();
+                if arg.get_help().is_none() && !["help", "version"].contains(&id) {
+                    missing.push(format!("{path} --{id}"));
+                }
+            }
+            for sub in command.get_subcommands() {
+                if sub.get_about().is_none() {
+                    missing.push(format!("{path} {} (no about)", sub.get_name()));
+                }
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "clawgate", &mut missing);
+        assert!(missing.is_empty(), "no help text: {missing:#?}");
+    }
+
+    #[test]
+    fn completions_cover_the_subcommands() {
+        let mut script = Vec::new();
+        clap_complete::generate(
+            clap_complete::Shell::Bash,
+            &mut Cli::command(),
+            "clawgate",
+            &mut script,
+        );
+        let script = String::from_utf8(script).unwrap();
+        for word in ["doctor", "status", "sandbox", "dlq", "--model"] {
+            assert!(script.contains(word), "{word} missing");
         }
     }
 }

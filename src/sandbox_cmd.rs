@@ -77,7 +77,8 @@ fn docker_socket() -> Option<String> {
         .and_then(|h| h.strip_prefix("unix://").map(str::to_string))
 }
 
-fn runtime() -> SandboxRuntime {
+/// The sandbox runtime every operator command uses (`DOCKER_HOST`, the default activity dir).
+pub fn runtime() -> SandboxRuntime {
     SandboxRuntime::new(docker_socket(), activity_dir())
 }
 

@@ -25,14 +25,22 @@ pub async fn worker(
 pub enum PairingAction {
     /// Pending pairing requests of a channel.
     List {
+        /// telegram or slack.
         channel: String,
+        /// The channel account (channels.telegram.accounts.<name>).
         #[arg(long, default_value = "default")]
         account: String,
+        /// As a JSON array.
+        #[arg(long)]
+        json: bool,
     },
     /// Approve a code: its sender may talk to the bot from now on.
     Approve {
+        /// telegram or slack.
         channel: String,
+        /// The code the sender was given, e.g. K7M2Q9.
         code: String,
+        /// The channel account (channels.telegram.accounts.<name>).
         #[arg(long, default_value = "default")]
         account: String,
     },
@@ -45,8 +53,16 @@ pub async fn pairing(
 ) -> anyhow::Result<ExitCode> {
     let backends = infra::setup::open_backends(&config, &state_dir).await?;
     match action {
-        PairingAction::List { channel, account } => {
+        PairingAction::List {
+            channel,
+            account,
+            json,
+        } => {
             let pending = backends.store.list_pairing(&channel, &account).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&pending)?);
+                return Ok(ExitCode::SUCCESS);
+            }
             if pending.is_empty() {
                 eprintln!("no pending pairing requests for {channel}/{account}");
             }

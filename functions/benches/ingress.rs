@@ -33,7 +33,7 @@ use infra::channels::slack_events::{self, SlackEvent};
 use infra::channels::telegram_webhook::{self, Parsed, TelegramBot};
 use infra::config::Secret;
 use infra::queue::sqs::SqsQueue;
-use infra::queue::{group_token, Delivery, JobQueue, QueueError};
+use infra::queue::{group_token, Delivery, JobQueue, QueueDepth, QueueError};
 use runtime_api::{KillOnDrop, Runtime};
 use support::Latencies;
 use tower::ServiceExt;
@@ -108,6 +108,12 @@ impl JobQueue for DiscardQueue {
     fn describe(&self) -> String {
         "discard".into()
     }
+    async fn depth(&self) -> Result<QueueDepth, QueueError> {
+        Ok(QueueDepth::default())
+    }
+    fn dead_letters(&self) -> Option<Box<dyn JobQueue>> {
+        None
+    }
 }
 
 fn ingress(queue: Arc<dyn JobQueue>) -> Ingress {
@@ -125,6 +131,7 @@ fn ingress(queue: Arc<dyn JobQueue>) -> Ingress {
         hooks_token: None,
         default_agent: "main".into(),
         agents: ["main".to_string()].into(),
+        store: None,
     }
 }
 

@@ -65,6 +65,8 @@ pub struct Ingress {
     pub default_agent: String,
     /// The agents a hook may name ([`Config::agent_ids`]).
     pub agents: BTreeSet<String>,
+    /// The state store, when this process holds one: `/readyz` checks it too.
+    pub store: Option<Arc<dyn infra::store::StateStore>>,
 }
 
 impl Ingress {
@@ -112,6 +114,7 @@ impl Ingress {
             hooks_token: config.gateway.token.clone(),
             default_agent: agent,
             agents: config.agent_ids().into_iter().map(str::to_string).collect(),
+            store: None,
         }
     }
 }
@@ -179,6 +182,7 @@ pub fn router_with_webchat(
 ) -> Router {
     let mut ingress = Ingress::from_config(config, queue.clone());
     ingress.hooks_token = Some(token.clone());
+    ingress.store = Some(store.clone());
     router(ingress).merge(webchat::routes(webchat::WebChat {
         queue,
         store,
@@ -192,12 +196,57 @@ pub fn router_with_webchat(
 pub fn router(ingress: Ingress) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
         .route("/telegram", post(telegram_default))
         .route("/telegram/{account}", post(telegram))
         .route("/slack/events", post(slack))
         .route("/hooks/agent", post(hook))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(Arc::new(ingress))
+}
+
+/// How long `/readyz` waits for each dependency.
+const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// `/readyz`: 200 when the queue (and the store, where this process holds one) answers, else
+/// 503. `/healthz` stays free of calls. Only "ok"/"unreachable" is said: the details (endpoints,
+/// errors) go to the log, not to whoever asks.
+async fn readyz(State(ingress): State<Arc<Ingress>>) -> Response {
+    let queue = match tokio::time::timeout(READY_TIMEOUT, ingress.queue.depth()).await {
+        Ok(Ok(_)) => "ok",
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "readyz: queue unreachable");
+            "unreachable"
+        }
+        Err(_) => "unreachable",
+    };
+    let store = match &ingress.store {
+        None => None,
+        Some(store) => {
+            let probe: SessionKey = "agent:main:main".parse().expect("a valid key");
+            Some(
+                match tokio::time::timeout(READY_TIMEOUT, store.get_session(&probe)).await {
+                    Ok(Ok(_)) => "ok",
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "readyz: store unreachable");
+                        "unreachable"
+                    }
+                    Err(_) => "unreachable",
+                },
+            )
+        }
+    };
+    let ready = queue == "ok" && store.is_none_or(|s| s == "ok");
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let mut body = json!({ "ready": ready, "queue": queue });
+    if let Some(store) = store {
+        body["store"] = json!(store);
+    }
+    (status, Json(body)).into_response()
 }
 
 fn reply(status: StatusCode, text: impl Into<String>) -> Response {

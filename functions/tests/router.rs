@@ -566,3 +566,40 @@ fn aws_sdk_config_for(endpoint: &str) -> infra::aws::SdkConfig {
         ))
         .build()
 }
+
+#[tokio::test]
+async fn readyz_answers_200_when_the_queue_answers_and_503_without_saying_where() {
+    let h = Harness::new().await;
+    let sdk = aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url("http://127.0.0.1:9")
+        .credentials_provider(aws_sdk_sqs::config::SharedCredentialsProvider::new(
+            aws_sdk_sqs::config::Credentials::for_tests(),
+        ))
+        .build();
+    let dead: Arc<dyn JobQueue> = Arc::new(SqsQueue::new(
+        &sdk,
+        "http://127.0.0.1:9/000000000000/gone.fifo",
+        Duration::from_secs(30),
+    ));
+
+    let (ready, ready_body) = h
+        .send(Request::get("/readyz").body(Body::empty()).unwrap())
+        .await;
+    let response = router(Ingress::from_config(&config(), dead))
+        .oneshot(Request::get("/readyz").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let body = String::from_utf8_lossy(&body);
+
+    assert_eq!(ready, StatusCode::OK, "{ready_body}");
+    assert_eq!(ready_body, r#"{"queue":"ok","ready":true}"#);
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body, r#"{"queue":"unreachable","ready":false}"#);
+    h.cleanup().await;
+}

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use infra::model::{JobMessage, MAX_JOB_MESSAGE_BYTES};
 use infra::queue::sqlite::{DeadLetterPolicy, SqliteQueue};
 use infra::queue::sqs::SqsQueue;
-use infra::queue::{group_token, JobQueue, JobQueueExt, QueueError};
+use infra::queue::{admin, group_token, JobQueue, JobQueueExt, QueueDepth, QueueError};
 
 use common::{emulator, sample_job, unique_name};
 
@@ -41,10 +41,10 @@ impl Harness {
             }),
         )
         .unwrap();
-        let dlq = queue.dead_letter_queue().unwrap();
+        let dlq = queue.dead_letters().unwrap();
         Harness {
             queue: Arc::new(queue),
-            dlq: Arc::new(dlq),
+            dlq: Arc::from(dlq),
             sqs: None,
             _dir: Some(dir),
         }
@@ -59,12 +59,10 @@ impl Harness {
         let queue = SqsQueue::connect(&config, queue.url(), VISIBILITY)
             .await
             .unwrap();
-        let dlq = queue
-            .dead_letter_queue()
-            .expect("redrive policy names a DLQ");
+        let dlq = queue.dead_letters().expect("redrive policy names a DLQ");
         Some(Harness {
             queue: Arc::new(queue.clone()),
-            dlq: Arc::new(dlq),
+            dlq: Arc::from(dlq),
             sqs: Some(queue),
             _dir: None,
         })
@@ -78,6 +76,20 @@ impl Harness {
 
     async fn drain(&self, n: usize, within: Duration) -> Vec<infra::queue::Delivery> {
         drain(&*self.queue, n, within).await
+    }
+
+    /// Receives `n` messages and keeps them in flight.
+    async fn drain_without_ack(&self, n: usize) -> Vec<infra::queue::Delivery> {
+        let mut got = Vec::new();
+        while got.len() < n {
+            got.extend(
+                self.queue
+                    .receive(n - got.len(), Duration::from_secs(2))
+                    .await
+                    .unwrap(),
+            );
+        }
+        got
     }
 }
 
@@ -402,6 +414,71 @@ mod cases {
         }
     }
 
+    pub async fn depth_counts_waiting_in_flight_and_dead_letters(h: &Harness) {
+        for peer in ["20", "21", "22"] {
+            h.queue.send(&sample_job(peer, peer)).await.unwrap();
+        }
+        let empty_dlq = h.dlq.depth().await.unwrap();
+
+        let got = h.queue.receive(1, Duration::from_secs(2)).await.unwrap();
+        let while_running = h.queue.depth().await.unwrap();
+        h.queue.dead_letter(&got[0], "operator test").await.unwrap();
+        let after = h.queue.depth().await.unwrap();
+        let dead = h.dlq.depth().await.unwrap();
+
+        assert_eq!(empty_dlq, QueueDepth::default());
+        assert_eq!((while_running.waiting, while_running.in_flight), (2, 1));
+        assert_eq!((after.waiting, after.in_flight), (2, 0));
+        assert_eq!((dead.waiting, dead.in_flight), (1, 0));
+        assert!(
+            h.dlq.dead_letters().is_none(),
+            "a dead-letter queue has none of its own"
+        );
+    }
+
+    pub async fn dead_letters_are_listed_redriven_and_discarded(h: &Harness) {
+        let (stuck, junk) = (sample_job("30", "stuck"), sample_job("31", "junk"));
+        h.queue.send(&stuck).await.unwrap();
+        h.queue.send(&junk).await.unwrap();
+        for d in h.drain_without_ack(2).await {
+            h.queue.dead_letter(&d, "model kept failing").await.unwrap();
+        }
+
+        let listed = admin::list_dead_letters(&*h.queue, 10).await.unwrap();
+        let id_of = |job: &JobMessage| {
+            listed
+                .iter()
+                .find(|l| l.job_id.as_deref() == Some(job.job_id.as_str()))
+                .map(|l| l.message_id.clone())
+                .unwrap_or_else(|| panic!("{listed:?}"))
+        };
+        let (stuck_id, junk_id) = (id_of(&stuck), id_of(&junk));
+        admin::redrive(&*h.queue, &stuck_id).await.unwrap();
+        admin::discard(&*h.queue, &junk_id).await.unwrap();
+        let again = admin::discard(&*h.queue, &junk_id).await;
+        let back = h.drain(1, Duration::from_secs(3)).await;
+        let left = h.dlq.depth().await.unwrap();
+
+        assert_eq!(listed.len(), 2);
+        assert!(listed
+            .iter()
+            .all(|l| l.reason.as_deref() == Some("model kept failing")));
+        assert_eq!(
+            listed[0]
+                .session_key
+                .as_deref()
+                .map(|k| k.starts_with("agent:main:telegram:dm:3")),
+            Some(true)
+        );
+        assert_eq!(back.len(), 1);
+        assert_eq!(JobMessage::decode(&back[0].body).unwrap(), stuck);
+        assert!(
+            matches!(again, Err(admin::AdminError::NotFound(_))),
+            "{again:?}"
+        );
+        assert_eq!(left, QueueDepth::default());
+    }
+
     pub async fn an_oversized_job_is_refused_and_nothing_is_queued(h: &Harness) {
         let mut job = sample_job("12", "big");
         job.inbound.text = "x".repeat(MAX_JOB_MESSAGE_BYTES);
@@ -456,6 +533,8 @@ conformance!(
     long_poll_returns_as_soon_as_a_message_arrives,
     racing_consumers_never_share_a_message,
     an_oversized_job_is_refused_and_nothing_is_queued,
+    depth_counts_waiting_in_flight_and_dead_letters,
+    dead_letters_are_listed_redriven_and_discarded,
 );
 
 #[tokio::test]

@@ -60,13 +60,25 @@ impl SlackClient {
         if let Some(ts) = &target.thread_ts {
             body["thread_ts"] = json!(ts);
         }
-        let url = format!("{}/api/chat.postMessage", self.base_url);
+        let answer = self.call("chat.postMessage", &body).await?;
+        Ok(answer["ts"].as_str().unwrap_or("").to_string())
+    }
+
+    /// `auth.test`: who the token is (team, bot user), for `clawgate doctor`.
+    pub async fn auth_test(&self) -> Result<Value, ChannelError> {
+        self.call("auth.test", &json!({})).await
+    }
+
+    /// One Web API call with the bot token: the answer when `ok`, waiting out short rate
+    /// limits; Slack's `error` code otherwise.
+    async fn call(&self, method: &str, body: &Value) -> Result<Value, ChannelError> {
+        let url = format!("{}/api/{method}", self.base_url);
         for _ in 0..=MAX_RATE_LIMIT_WAITS {
             let response = self
                 .http
                 .post(&url)
                 .bearer_auth(self.token.expose())
-                .json(&body)
+                .json(body)
                 .send()
                 .await
                 .map_err(|e| ChannelError::Retryable {
@@ -88,6 +100,7 @@ impl SlackClient {
                     break;
                 }
                 tracing::info!(
+                    method,
                     wait_s = wait.as_secs(),
                     "slack rate limit; waiting as asked"
                 );
@@ -97,12 +110,12 @@ impl SlackClient {
             if status >= 500 {
                 return Err(ChannelError::Retryable {
                     channel: CHANNEL,
-                    message: format!("chat.postMessage: HTTP {status}"),
+                    message: format!("{method}: HTTP {status}"),
                 });
             }
             let answer: Value = response.json().await.unwrap_or_default();
             if answer["ok"] == true {
-                return Ok(answer["ts"].as_str().unwrap_or("").to_string());
+                return Ok(answer);
             }
             let error = answer["error"]
                 .as_str()
@@ -111,18 +124,18 @@ impl SlackClient {
             return Err(if RETRYABLE_ERRORS.contains(&error.as_str()) {
                 ChannelError::Retryable {
                     channel: CHANNEL,
-                    message: format!("chat.postMessage: {error}"),
+                    message: format!("{method}: {error}"),
                 }
             } else {
                 ChannelError::Permanent {
                     channel: CHANNEL,
-                    message: format!("chat.postMessage: {error}"),
+                    message: format!("{method}: {error}"),
                 }
             });
         }
         Err(ChannelError::Retryable {
             channel: CHANNEL,
-            message: "chat.postMessage: still rate limited".into(),
+            message: format!("{method}: still rate limited"),
         })
     }
 }

@@ -1,6 +1,6 @@
 //! Telegram Bot API, outbound: `sendMessage` (HTML parse mode, plain-text retry when Telegram
-//! rejects the entities, 429 `retry_after` honoured), `sendChatAction`, and `setWebhook` for
-//! `clawgate telegram set-webhook`.
+//! rejects the entities, 429 `retry_after` honoured), `sendChatAction`, `setWebhook` for
+//! `clawgate telegram set-webhook`, and `getMe` / `getWebhookInfo` for `clawgate doctor`.
 //!
 //! The bot token is part of every URL, so no URL is ever logged or put in an error.
 
@@ -102,6 +102,26 @@ impl TelegramClient {
         });
         match self.call("setWebhook", &body).await? {
             Answer::Ok(_) => Ok("webhook set".to_string()),
+            Answer::EntitiesRejected(why) => Err(ChannelError::Permanent {
+                channel: CHANNEL,
+                message: why,
+            }),
+        }
+    }
+
+    /// `getMe`: the bot behind the token (`clawgate doctor`).
+    pub async fn get_me(&self) -> Result<Value, ChannelError> {
+        self.query("getMe").await
+    }
+
+    /// `getWebhookInfo`: the registered `url`, `pending_update_count`, `last_error_message`.
+    pub async fn get_webhook_info(&self) -> Result<Value, ChannelError> {
+        self.query("getWebhookInfo").await
+    }
+
+    async fn query(&self, method: &str) -> Result<Value, ChannelError> {
+        match self.call(method, &json!({})).await? {
+            Answer::Ok(result) => Ok(result),
             Answer::EntitiesRejected(why) => Err(ChannelError::Permanent {
                 channel: CHANNEL,
                 message: why,

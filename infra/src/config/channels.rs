@@ -197,6 +197,10 @@ pub struct TelegramConfig {
     pub api_base: Option<String>,
     pub bot_token: Option<Secret>,
     pub webhook_secret: Option<Secret>,
+    /// The public URL Telegram should post to (OpenClaw's key): `clawgate telegram
+    /// set-webhook` uses it when `--url` is not given, and `clawgate doctor` checks that the
+    /// bot's registered webhook is this one.
+    pub webhook_url: Option<String>,
     /// The bot's @username (without `@`), for mention gating in groups.
     pub bot_username: Option<String>,
     pub dm_policy: DmPolicy,
@@ -216,6 +220,7 @@ pub struct TelegramConfig {
 pub struct TelegramAccountConfig {
     pub bot_token: Option<Secret>,
     pub webhook_secret: Option<Secret>,
+    pub webhook_url: Option<String>,
     pub bot_username: Option<String>,
     /// The agent this bot talks to (default: the default agent).
     pub agent: Option<String>,
@@ -228,6 +233,7 @@ pub struct TelegramAccount<'a> {
     pub name: &'a str,
     pub bot_token: Option<&'a Secret>,
     pub webhook_secret: Option<&'a Secret>,
+    pub webhook_url: Option<&'a str>,
     pub bot_username: Option<&'a str>,
     pub agent: Option<&'a str>,
 }
@@ -242,6 +248,7 @@ impl TelegramConfig {
             name: Self::DEFAULT_ACCOUNT,
             bot_token: self.bot_token.as_ref(),
             webhook_secret: self.webhook_secret.as_ref(),
+            webhook_url: self.webhook_url.as_deref(),
             bot_username: self.bot_username.as_deref(),
             agent: None,
         };
@@ -249,6 +256,7 @@ impl TelegramConfig {
             name,
             bot_token: a.bot_token.as_ref(),
             webhook_secret: a.webhook_secret.as_ref(),
+            webhook_url: a.webhook_url.as_deref(),
             bot_username: a.bot_username.as_deref(),
             agent: a.agent.as_deref(),
         }))
@@ -275,6 +283,7 @@ impl Default for TelegramConfig {
             api_base: None,
             bot_token: None,
             webhook_secret: None,
+            webhook_url: None,
             bot_username: None,
             dm_policy: DmPolicy::Pairing,
             allow_from: vec![],

@@ -4,6 +4,7 @@
 //! Two adapters keep the same contract, proven by `tests/queue_conformance.rs`:
 //! [`sqs::SqsQueue`] (SQS FIFO) and [`sqlite::SqliteQueue`] (an embedded file).
 
+pub mod admin;
 pub mod sqlite;
 pub mod sqs;
 
@@ -34,6 +35,16 @@ pub struct Delivery {
     pub body: String,
     /// Set on messages in a dead-letter queue that were moved there with a reason.
     pub dead_letter_reason: Option<String>,
+}
+
+/// How many messages a queue holds (approximate on SQS, exact on SQLite).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueueDepth {
+    /// Visible: waiting for a worker (or, on a dead-letter queue, for an operator).
+    pub waiting: u64,
+    /// Received and not yet acked or released.
+    pub in_flight: u64,
 }
 
 /// A delivery whose body decoded as a job this build can run.
@@ -98,6 +109,9 @@ impl QueueError {
 ///   `release` makes it visible at once; both fail with `ReceiptInvalid` on a stale receipt.
 /// - `ack` deletes the message; acking an already-deleted message is not an error.
 /// - `dead_letter` moves the message to the dead-letter queue now, with a reason.
+/// - `depth` counts the messages waiting and in flight; `dead_letters` is the dead-letter
+///   queue as a queue of its own (what the operator's redrive and discard receive from), or
+///   `None` when there is none.
 #[async_trait]
 pub trait JobQueue: Send + Sync {
     async fn send_raw(&self, body: &str, group: &str, dedup_id: &str)
@@ -108,6 +122,8 @@ pub trait JobQueue: Send + Sync {
     async fn dead_letter(&self, delivery: &Delivery, reason: &str) -> Result<(), QueueError>;
     /// Where this queue lives, for logs: `sqs <url>` or `sqlite <file> <name>`.
     fn describe(&self) -> String;
+    async fn depth(&self) -> Result<QueueDepth, QueueError>;
+    fn dead_letters(&self) -> Option<Box<dyn JobQueue>>;
 
     async fn release(&self, receipt: &str) -> Result<(), QueueError> {
         self.extend(receipt, Duration::ZERO).await

@@ -21,7 +21,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 
-use super::{Delivery, JobQueue, QueueError, DEDUP_WINDOW, MAX_RECEIVE_BATCH, MAX_WAIT};
+use super::{
+    Delivery, JobQueue, QueueDepth, QueueError, DEDUP_WINDOW, MAX_RECEIVE_BATCH, MAX_WAIT,
+};
 use crate::embedded::{now_ms, Db, EmbeddedError};
 
 const SCHEMA: &str = "
@@ -346,5 +348,30 @@ impl JobQueue for SqliteQueue {
 
     fn describe(&self) -> String {
         format!("sqlite {} queue {}", self.db.path().display(), self.name)
+    }
+
+    async fn depth(&self) -> Result<QueueDepth, QueueError> {
+        let name = self.name.clone();
+        let now = now_ms();
+        let (waiting, in_flight) = self
+            .db
+            .call(move |conn| {
+                conn.query_row(
+                    "SELECT COALESCE(SUM(visible_at_ms <= ?2), 0), COALESCE(SUM(visible_at_ms > ?2), 0)
+                     FROM queue_messages WHERE queue = ?1",
+                    params![name, now],
+                    |row| Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?)),
+                )
+            })
+            .await?;
+        Ok(QueueDepth {
+            waiting: waiting.max(0) as u64,
+            in_flight: in_flight.max(0) as u64,
+        })
+    }
+
+    fn dead_letters(&self) -> Option<Box<dyn JobQueue>> {
+        self.dead_letter_queue()
+            .map(|q| Box::new(q) as Box<dyn JobQueue>)
     }
 }

@@ -16,7 +16,7 @@ use aws_sdk_sqs::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sqs::types::{MessageAttributeValue, MessageSystemAttributeName, QueueAttributeName};
 use aws_sdk_sqs::Client;
 
-use super::{Delivery, JobQueue, QueueError, MAX_RECEIVE_BATCH, MAX_WAIT};
+use super::{Delivery, JobQueue, QueueDepth, QueueError, MAX_RECEIVE_BATCH, MAX_WAIT};
 use crate::aws::{classify, endpoint_label, Failure};
 
 const REASON_ATTRIBUTE: &str = "clawgate-dead-letter-reason";
@@ -362,6 +362,35 @@ impl JobQueue for SqsQueue {
 
     fn describe(&self) -> String {
         format!("sqs {}", self.url)
+    }
+
+    async fn depth(&self) -> Result<QueueDepth, QueueError> {
+        let attributes = self
+            .client
+            .get_queue_attributes()
+            .queue_url(&self.url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .map_err(|e| self.error(e))?
+            .attributes
+            .unwrap_or_default();
+        let count = |name: QueueAttributeName| {
+            attributes
+                .get(&name)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        Ok(QueueDepth {
+            waiting: count(QueueAttributeName::ApproximateNumberOfMessages),
+            in_flight: count(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+        })
+    }
+
+    fn dead_letters(&self) -> Option<Box<dyn JobQueue>> {
+        self.dead_letter_queue()
+            .map(|q| Box::new(q) as Box<dyn JobQueue>)
     }
 }
 

@@ -5,7 +5,9 @@ use infra::config::Secret;
 use infra::model::{EntryBody, ToolCall};
 use serde_json::{json, Value};
 
-use super::{send_with_retry, LlmError, Model, ModelReply, ModelRequest, RetryPolicy};
+use super::{
+    list_models, send_with_retry, LlmError, Model, ModelReply, ModelRequest, Probe, RetryPolicy,
+};
 
 pub const API_VERSION: &str = "2023-06-01";
 
@@ -114,6 +116,20 @@ impl Model for Anthropic {
 
     fn name(&self) -> String {
         format!("anthropic/{}", self.model)
+    }
+
+    async fn probe(&self) -> Result<Probe, LlmError> {
+        let url = format!(
+            "{}/v1/models?limit=1000",
+            self.base_url.trim_end_matches('/')
+        );
+        list_models(
+            self.http
+                .get(url)
+                .header("x-api-key", self.api_key.expose())
+                .header("anthropic-version", API_VERSION),
+        )
+        .await
     }
 }
 

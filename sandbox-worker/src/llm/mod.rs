@@ -67,6 +67,51 @@ pub trait Model: Send + Sync {
     async fn complete(&self, request: &ModelRequest<'_>) -> Result<ModelReply, LlmError>;
     /// `provider/model`, for `/status` and logs.
     fn name(&self) -> String;
+    /// A cost-free call proving the endpoint and key work (`clawgate doctor`): the provider's
+    /// model list, once, without retries.
+    async fn probe(&self) -> Result<Probe, LlmError> {
+        Err(LlmError::NotConfigured(format!(
+            "{} cannot be probed",
+            self.name()
+        )))
+    }
+}
+
+/// What a probe saw: the ids the provider lists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Probe {
+    pub models: Vec<String>,
+}
+
+/// One `GET` of a provider's model list (`{"data": [{"id": …}]}`, both APIs): a non-2xx is
+/// `Refused` with the provider's message, so a bad key reads as the provider says it.
+pub async fn list_models(request: reqwest::RequestBuilder) -> Result<Probe, LlmError> {
+    let response = request
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .map_err(|e| LlmError::GaveUp {
+            attempts: 1,
+            last: format!("network error: {}", e.without_url()),
+        })?;
+    let status = response.status().as_u16();
+    let body = response.text().await.unwrap_or_default();
+    if !(200..300).contains(&status) {
+        return Err(LlmError::Refused {
+            status,
+            message: error_message(&body),
+        });
+    }
+    let listing: Value =
+        serde_json::from_str(&body).map_err(|e| LlmError::Malformed(e.to_string()))?;
+    Ok(Probe {
+        models: listing["data"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m["id"].as_str().map(str::to_string))
+            .collect(),
+    })
 }
 
 /// How hard to try.

@@ -6,7 +6,9 @@ use infra::config::Secret;
 use infra::model::{EntryBody, ToolCall};
 use serde_json::{json, Value};
 
-use super::{send_with_retry, LlmError, Model, ModelReply, ModelRequest, RetryPolicy};
+use super::{
+    list_models, send_with_retry, LlmError, Model, ModelReply, ModelRequest, Probe, RetryPolicy,
+};
 
 pub struct OpenAi {
     pub http: reqwest::Client,
@@ -98,6 +100,16 @@ impl Model for OpenAi {
 
     fn name(&self) -> String {
         format!("openai/{}", self.model)
+    }
+
+    async fn probe(&self) -> Result<Probe, LlmError> {
+        let url = format!("{}/models", self.base_url.trim_end_matches('/'));
+        let request = self.http.get(url);
+        list_models(match &self.api_key {
+            Some(key) => request.bearer_auth(key.expose()),
+            None => request,
+        })
+        .await
     }
 }
 
