@@ -89,7 +89,17 @@ pub async fn snapshot(config: &Config, backends: &Backends, sessions_per_agent: 
         }
     }
     let sandboxes = sandboxes(config).await;
+    let last_hour = match infra::metrics::read_counters(backends.store.as_ref()).await {
+        Ok(counters) => Value::Object(
+            counters
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), json!(v)))
+                .collect(),
+        ),
+        Err(e) => json!({ "error": e.to_string() }),
+    };
     json!({
+        "thisHour": last_hour,
         "queue": { "describe": queue.describe(), "depth": depth.as_ref().ok(), "error": depth.as_ref().err() },
         "deadLetters": { "depth": dead.as_ref().ok().cloned().flatten(), "configured": dead.as_ref().map(|d| d.is_some()).unwrap_or(true), "error": dead.as_ref().err() },
         "sessions": sessions,
@@ -148,6 +158,16 @@ pub async fn status(config: Config, args: StatusArgs) -> anyhow::Result<ExitCode
             "dead letters: unreachable: {}",
             dead["error"].as_str().unwrap_or("")
         ),
+    }
+    if let Some(counts) = snap["thisHour"]
+        .as_object()
+        .filter(|c| !c.contains_key("error"))
+    {
+        let line: Vec<String> = counts.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        println!(
+            "this hour:    {} (workers with --metrics store)",
+            line.join(", ")
+        );
     }
     let sessions = snap["sessions"].as_array().cloned().unwrap_or_default();
     println!("sessions:     {} recent", sessions.len());

@@ -296,6 +296,7 @@ pub async fn run(mut config: Config, args: UpArgs) -> anyhow::Result<ExitCode> {
         .map_err(|e| refuse(format!("cannot open the queue and store: {e}")))?;
     let mut settings = WorkerSettings::new(backends.visibility);
     settings.concurrency = args.concurrency.max(1);
+    settings.metrics = sandbox_worker::worker::MetricsMode::Store;
     settings.drain_deadline =
         sandbox_worker::worker::seconds(args.drain_seconds, settings.drain_deadline);
     let worker = Arc::new(Worker::new(

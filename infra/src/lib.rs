@@ -5,6 +5,7 @@ pub mod aws;
 pub mod channels;
 pub mod config;
 pub mod embedded;
+pub mod metrics;
 pub mod model;
 pub mod queue;
 pub mod setup;

@@ -30,6 +30,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
+use infra::metrics::{Metric, Metrics};
 use infra::model::{EntryBody, SessionKey, ToolCall, Transcript, TranscriptEntry};
 use infra::store::{RateCounters, StoreError, TranscriptStore};
 use tokio::sync::OnceCell;
@@ -176,6 +177,7 @@ pub struct AgentRun<'a> {
     pub job_id: &'a str,
     pub system: String,
     pub limits: AgentLimits,
+    pub metrics: &'a Metrics,
 }
 
 impl AgentRun<'_> {
@@ -204,9 +206,17 @@ impl AgentRun<'_> {
                     } else {
                         tool_calls += 1;
                         budget_left -= 1;
-                        self.run_tool(&call)
+                        let began = Instant::now();
+                        let outcome = self
+                            .run_tool(&call)
                             .instrument(phase::span("sandbox"))
-                            .await
+                            .await;
+                        let tool = [("Tool", call.name.as_str())];
+                        self.metrics.count(Metric::ToolCalls, &tool).await;
+                        self.metrics
+                            .time(Metric::ToolDuration, began.elapsed(), &tool)
+                            .await;
+                        outcome
                     };
                     self.append(
                         transcript,
@@ -251,11 +261,23 @@ impl AgentRun<'_> {
                 tools: &self.specs,
                 max_tokens: self.limits.max_tokens,
             };
+            let asked = Instant::now();
             let reply = self
                 .model
                 .complete(&request)
                 .instrument(phase::span("model"))
                 .await?;
+            self.metrics
+                .time(Metric::ModelLatency, asked.elapsed(), &[])
+                .await;
+            if let Some(usage) = reply.usage {
+                self.metrics
+                    .record(Metric::ModelInputTokens, usage.input as f64, &[])
+                    .await;
+                self.metrics
+                    .record(Metric::ModelOutputTokens, usage.output as f64, &[])
+                    .await;
+            }
             turns += 1;
             let body = EntryBody::Assistant {
                 text: reply.text,
@@ -485,6 +507,7 @@ mod tests {
                 text: Some(text.into()),
                 tool_calls: vec![],
                 stop: "end_turn".into(),
+                usage: None,
             })
         }
         fn name(&self) -> String {
@@ -511,6 +534,7 @@ mod tests {
                 text: None,
                 tool_calls: vec![call(1), call(2)],
                 stop: "tool_use".into(),
+                usage: None,
             })
         }
         fn name(&self) -> String {
@@ -546,6 +570,7 @@ mod tests {
             job_id: "j",
             system: "be helpful".into(),
             limits,
+            metrics: &Metrics::default(),
         }
         .run(transcript)
         .await

@@ -46,6 +46,28 @@ pub struct ModelReply {
     pub tool_calls: Vec<ToolCall>,
     /// The provider's stop reason (`end_turn`, `tool_use`, `stop`, `tool_calls`, …).
     pub stop: String,
+    /// Tokens in and out, when the provider says.
+    pub usage: Option<Usage>,
+}
+
+/// A model call's token counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Usage {
+    pub input: u64,
+    pub output: u64,
+}
+
+impl Usage {
+    /// `usage` as both APIs name it (Anthropic `input_tokens`/`output_tokens`, OpenAI
+    /// `prompt_tokens`/`completion_tokens`).
+    pub fn from_body(body: &Value) -> Option<Usage> {
+        let usage = body.get("usage")?;
+        let field = |a: &str, b: &str| usage[a].as_u64().or_else(|| usage[b].as_u64());
+        Some(Usage {
+            input: field("input_tokens", "prompt_tokens")?,
+            output: field("output_tokens", "completion_tokens")?,
+        })
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

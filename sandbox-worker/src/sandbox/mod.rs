@@ -108,6 +108,7 @@ pub trait ExecBackend: Send + Sync {
 pub struct SandboxRuntime {
     socket: Option<String>,
     activity_dir: PathBuf,
+    metrics: infra::metrics::Metrics,
     docker: tokio::sync::OnceCell<std::sync::Arc<docker::DockerSandboxes>>,
 }
 
@@ -118,8 +119,15 @@ impl SandboxRuntime {
         SandboxRuntime {
             socket,
             activity_dir,
+            metrics: Default::default(),
             docker: tokio::sync::OnceCell::new(),
         }
+    }
+
+    /// Counts each container created (a cold start) in `metrics`.
+    pub fn with_metrics(mut self, metrics: infra::metrics::Metrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// The Docker connection, made on first call; a failed attempt is retried on the next.
@@ -155,6 +163,11 @@ impl SandboxRuntime {
         }
         let sandboxes = self.docker(plan.mode).await?;
         let container = sandboxes.ensure(plan).await?;
+        if container.created {
+            self.metrics
+                .count(infra::metrics::Metric::SandboxColdStarts, &[])
+                .await;
+        }
         Ok(std::sync::Arc::new(docker::DockerExec {
             sandboxes,
             container,

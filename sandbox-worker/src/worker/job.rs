@@ -25,6 +25,7 @@ use std::sync::Arc;
 
 use futures_util::FutureExt;
 use infra::channels::ChannelError;
+use infra::metrics::Metric;
 use infra::model::{EntryBody, JobMessage, JobRecord, JobStatus, Transcript};
 use infra::queue::JobDelivery;
 use infra::store::{Claim, StoreError};
@@ -216,6 +217,14 @@ impl Worker {
             Claim::Claimed(r) => r,
         };
         tracing::info!(job = %job.job_id, session = %job.session_key, attempt = record.attempt, "job claimed");
+        let started = std::time::Instant::now();
+        self.metrics.count(Metric::JobsStarted, &[]).await;
+        if record.attempt <= 1 {
+            let waited = (chrono::Utc::now() - job.inbound.received_at)
+                .to_std()
+                .unwrap_or_default();
+            self.metrics.time(Metric::QueueWait, waited, &[]).await;
+        }
         let finish = |status, detail: Option<String>| async move {
             store
                 .finish_job(work, owner, status, detail.as_deref())
@@ -223,7 +232,19 @@ impl Worker {
                 .await
                 .map_err(|e| Attempt::Unfinished(e.to_string()))
         };
-        match self.run_job(job, &record, lease).await {
+        let outcome = self.run_job(job, &record, lease).await;
+        let ended = match &outcome {
+            Ok(()) => Some(Metric::JobsFinished),
+            Err(JobError::Fail { .. }) => Some(Metric::JobsFailed),
+            Err(JobError::Retry(_)) => None,
+        };
+        if let Some(metric) = ended {
+            self.metrics.count(metric, &[]).await;
+            self.metrics
+                .time(Metric::JobDuration, started.elapsed(), &[])
+                .await;
+        }
+        match outcome {
             Ok(()) => finish(JobStatus::Done, None).await,
             Err(JobError::Retry(reason)) => Err(Attempt::Unfinished(reason)),
             Err(JobError::Fail { reason, tell_user }) => {
@@ -319,6 +340,7 @@ impl Worker {
             job_id: &job.job_id,
             system,
             limits: self.settings.agent.clone(),
+            metrics: &self.metrics,
         }
         .run(&mut transcript)
         .await;

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use infra::config::{AgentProfile, Config};
+use infra::metrics::{Metrics, Sink};
 use infra::model::JobMessage;
 use infra::queue::QueueError;
 use infra::setup::Backends;
@@ -42,6 +43,20 @@ pub struct WorkerSettings {
     /// Written while the worker takes jobs, removed when it drains (fleet readiness).
     pub ready_file: Option<PathBuf>,
     pub pairing_ttl: Duration,
+    /// Where job metrics go.
+    pub metrics: MetricsMode,
+}
+
+/// Where a worker's metrics go (`--metrics`, `CLAWGATE_METRICS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MetricsMode {
+    /// Nowhere.
+    Off,
+    /// CloudWatch embedded metric format lines on stdout (the fleet: the CloudWatch agent
+    /// ships them).
+    Emf,
+    /// Hourly counters in the state store, read by `clawgate status`.
+    Store,
 }
 
 impl WorkerSettings {
@@ -61,6 +76,7 @@ impl WorkerSettings {
             agent: AgentLimits::default(),
             retry: RetryPolicy::default(),
             ready_file: None,
+            metrics: MetricsMode::Off,
             pairing_ttl: Duration::from_secs(3600),
         }
     }
@@ -81,6 +97,7 @@ pub struct Worker {
     pub settings: WorkerSettings,
     /// Every agent the config names, resolved once.
     profiles: HashMap<String, Arc<AgentProfile>>,
+    pub metrics: Metrics,
 }
 
 impl Worker {
@@ -108,12 +125,18 @@ impl Worker {
             .into_iter()
             .map(|id| (id.to_string(), Arc::new(config.agent_profile(id))))
             .collect();
+        let metrics = match settings.metrics {
+            MetricsMode::Off => Metrics::default(),
+            MetricsMode::Emf => Metrics::emf_stdout("worker"),
+            MetricsMode::Store => Metrics::new("worker", Sink::Store(backends.store.clone())),
+        };
         Ok(Worker {
             outbound: Outbound::from_config(&config, http.clone()),
-            sandbox: Arc::new(SandboxRuntime::new(
-                socket,
-                state_dir.join("sandbox-activity"),
-            )),
+            sandbox: Arc::new(
+                SandboxRuntime::new(socket, state_dir.join("sandbox-activity"))
+                    .with_metrics(metrics.clone()),
+            ),
+            metrics,
             config: Arc::new(config),
             backends,
             http,
@@ -223,6 +246,10 @@ pub struct WorkerArgs {
     /// A stable worker id (default: hostname plus a random suffix).
     #[arg(long)]
     pub worker_id: Option<String>,
+    /// Where job metrics go: emf (stdout, for CloudWatch), store (counters `clawgate status`
+    /// reads) or off.
+    #[arg(long, env = "CLAWGATE_METRICS", value_enum, default_value_t = MetricsMode::Store)]
+    pub metrics: MetricsMode,
 }
 
 impl WorkerArgs {
@@ -237,6 +264,7 @@ impl WorkerArgs {
         settings.concurrency = self.concurrency.max(1);
         settings.drain_deadline = seconds(self.drain_seconds, settings.drain_deadline);
         settings.ready_file = self.ready_file.clone();
+        settings.metrics = self.metrics;
         if let Some(id) = &self.worker_id {
             settings.worker_id = id.clone();
         }

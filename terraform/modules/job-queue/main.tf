@@ -54,3 +54,20 @@ resource "aws_cloudwatch_metric_alarm" "dead_letter_age" {
   alarm_actions       = var.alarm_actions
   tags                = var.tags
 }
+
+# Jobs waiting long mean no worker takes them (the fleet is down or cannot keep up).
+resource "aws_cloudwatch_metric_alarm" "oldest_job_age" {
+  alarm_name          = "${local.base}-oldest-job-age"
+  alarm_description   = "clawgate jobs wait in ${aws_sqs_queue.jobs.name}: no worker takes them"
+  namespace           = "AWS/SQS"
+  metric_name         = "ApproximateAgeOfOldestMessage"
+  dimensions          = { QueueName = aws_sqs_queue.jobs.name }
+  statistic           = "Maximum"
+  period              = 60
+  evaluation_periods  = 3
+  threshold           = var.oldest_job_age_alarm_seconds
+  comparison_operator = "GreaterThanThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = var.alarm_actions
+  tags                = var.tags
+}

@@ -43,7 +43,7 @@ variable "dlq_age_alarm_seconds" {
 }
 
 variable "alarm_actions" {
-  description = "ARNs (e.g. an SNS topic) notified by the dead-letter alarm."
+  description = "ARNs (e.g. an SNS topic) notified by the dead-letter and oldest-job alarms."
   type        = list(string)
   default     = []
 }
@@ -58,4 +58,14 @@ variable "tags" {
   description = "Tags for every resource."
   type        = map(string)
   default     = {}
+}
+
+variable "oldest_job_age_alarm_seconds" {
+  description = "Age of the oldest waiting job that raises the queue alarm."
+  type        = number
+  default     = 300
+  validation {
+    condition     = var.oldest_job_age_alarm_seconds > 0
+    error_message = "oldest_job_age_alarm_seconds must be positive."
+  }
 }

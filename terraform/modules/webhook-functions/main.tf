@@ -113,7 +113,7 @@ resource "aws_lambda_function" "function" {
       CLAWGATE_QUEUE_URL        = var.queue_url
       CLAWGATE_SECRETS_ARN      = var.secrets_arn
       CLAWGATE_CONFIG_PARAMETER = var.config_parameter_name
-      RUST_LOG                  = "info"
+      RUST_LOG                  = lower(var.log_level)
     }
   }
 
@@ -121,9 +121,13 @@ resource "aws_lambda_function" "function" {
     mode = "Active"
   }
 
+  # JSON: the functions already write JSON lines on Lambda; the platform's own records join
+  # them, and the level below filters both.
   logging_config {
-    log_format = "Text"
-    log_group  = aws_cloudwatch_log_group.function[each.key].name
+    log_format            = "JSON"
+    application_log_level = upper(var.log_level)
+    system_log_level      = "WARN"
+    log_group             = aws_cloudwatch_log_group.function[each.key].name
   }
 
   tags       = var.tags
@@ -193,4 +197,22 @@ resource "aws_lambda_permission" "api" {
   function_name = aws_lambda_function.function[each.key].function_name
   principal     = "apigateway.amazonaws.com"
   source_arn    = "${aws_apigatewayv2_api.webhooks.execution_arn}/*/*"
+}
+
+# A function that errors loses webhook events (the channel retries, then gives up): alarm on any.
+resource "aws_cloudwatch_metric_alarm" "function_errors" {
+  for_each            = local.functions
+  alarm_name          = "${var.name_prefix}-${each.key}-errors"
+  alarm_description   = "The clawgate ${each.key} function is failing invocations"
+  namespace           = "AWS/Lambda"
+  metric_name         = "Errors"
+  dimensions          = { FunctionName = aws_lambda_function.function[each.key].function_name }
+  statistic           = "Sum"
+  period              = 300
+  evaluation_periods  = 1
+  threshold           = var.errors_alarm_threshold
+  comparison_operator = "GreaterThanOrEqualToThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = var.alarm_actions
+  tags                = var.tags
 }

@@ -135,3 +135,25 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+variable "log_level" {
+  description = "Log level of the functions (RUST_LOG and Lambda's application log level): trace, debug, info, warn or error."
+  type        = string
+  default     = "info"
+  validation {
+    condition     = contains(["trace", "debug", "info", "warn", "error"], lower(var.log_level))
+    error_message = "log_level must be trace, debug, info, warn or error."
+  }
+}
+
+variable "errors_alarm_threshold" {
+  description = "Function errors in 5 minutes that raise the errors alarm."
+  type        = number
+  default     = 1
+}
+
+variable "alarm_actions" {
+  description = "ARNs (e.g. an SNS topic) notified by the function alarms."
+  type        = list(string)
+  default     = []
+}

@@ -10,8 +10,20 @@ data "aws_ssm_parameter" "al2023" {
 data "aws_region" "current" {}
 
 locals {
-  ami_id   = var.ami_id != null ? var.ami_id : data.aws_ssm_parameter.al2023[0].value
-  asg_name = "${var.name_prefix}-workers"
+  ami_id    = var.ami_id != null ? var.ami_id : data.aws_ssm_parameter.al2023[0].value
+  asg_name  = "${var.name_prefix}-workers"
+  log_group = "/clawgate/${var.name_prefix}/worker"
+}
+
+# --- logs and metrics: the CloudWatch agent ships the worker's JSON logs and its EMF metric
+# lines (CloudWatch Logs extracts the metrics from them; no PutMetricData call) -------------
+
+resource "aws_cloudwatch_log_group" "worker" {
+  # checkov:skip=CKV_AWS_338:Retention is var.log_retention_days (default 30): these logs carry chat metadata, so a year is a privacy cost; set 365 where compliance asks for it.
+  name              = local.log_group
+  retention_in_days = var.log_retention_days
+  kms_key_id        = var.logs_kms_key_arn
+  tags              = var.tags
 }
 
 # --- network: no ingress at all (no SSH; Session Manager for a shell) -----------------------
@@ -159,6 +171,11 @@ data "aws_iam_policy_document" "worker" {
     resources = [aws_efs_file_system.workspaces.arn]
   }
   statement {
+    sid       = "ShipLogs"
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"]
+    resources = ["${aws_cloudwatch_log_group.worker.arn}:*"]
+  }
+  statement {
     sid       = "DrainHook"
     actions   = ["autoscaling:CompleteLifecycleAction"]
     resources = ["arn:aws:autoscaling:*:*:autoScalingGroup:*:autoScalingGroupName/${local.asg_name}"]
@@ -200,6 +217,7 @@ resource "aws_launch_template" "worker" {
     drain_seconds  = var.drain_seconds
     lifecycle_hook = "${var.name_prefix}-drain"
     asg_name       = local.asg_name
+    log_group      = aws_cloudwatch_log_group.worker.name
   }))
   vpc_security_group_ids = [aws_security_group.workers.id]
 
@@ -331,4 +349,63 @@ resource "aws_autoscaling_policy" "backlog" {
       }
     }
   }
+}
+
+# --- the fleet at a glance ------------------------------------------------------------------
+
+locals {
+  worker_metric          = { namespace = "clawgate", dimensions = { Service = "worker" } }
+  dead_letter_queue_name = element(split(":", var.dead_letter_queue_arn), 5)
+  widget = {
+    jobs = [for m in ["JobsStarted", "JobsFinished", "JobsFailed"] : ["clawgate", m, "Service", "worker", { stat = "Sum" }]]
+    durations = [
+      ["clawgate", "JobDuration", "Service", "worker", { stat = "p50" }],
+      ["clawgate", "JobDuration", "Service", "worker", { stat = "p90" }],
+      ["clawgate", "QueueWait", "Service", "worker", { stat = "p90" }],
+      ["clawgate", "ModelLatency", "Service", "worker", { stat = "p90" }],
+    ]
+    queue = [
+      ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", var.queue_name, { stat = "Maximum" }],
+      ["AWS/SQS", "ApproximateNumberOfMessagesNotVisible", "QueueName", var.queue_name, { stat = "Maximum" }],
+      ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", local.dead_letter_queue_name, { stat = "Maximum", label = "dead letters" }],
+    ]
+    age = [["AWS/SQS", "ApproximateAgeOfOldestMessage", "QueueName", var.queue_name, { stat = "Maximum" }]]
+    model = [
+      ["clawgate", "ModelInputTokens", "Service", "worker", { stat = "Sum" }],
+      ["clawgate", "ModelOutputTokens", "Service", "worker", { stat = "Sum" }],
+    ]
+    sandbox = [
+      ["clawgate", "SandboxColdStarts", "Service", "worker", { stat = "Sum" }],
+      ["AWS/AutoScaling", "GroupInServiceInstances", "AutoScalingGroupName", local.asg_name, { stat = "Maximum" }],
+    ]
+  }
+}
+
+resource "aws_cloudwatch_dashboard" "fleet" {
+  dashboard_name = "${var.name_prefix}-fleet"
+  dashboard_body = jsonencode({
+    widgets = [
+      for i, w in [
+        { title = "Jobs", metrics = local.widget.jobs },
+        { title = "Job duration, queue wait, model latency (ms)", metrics = local.widget.durations },
+        { title = "Queue: waiting, in flight, dead letters", metrics = local.widget.queue },
+        { title = "Oldest waiting job (s)", metrics = local.widget.age },
+        { title = "Model tokens", metrics = local.widget.model },
+        { title = "Sandbox cold starts and workers", metrics = local.widget.sandbox },
+        ] : {
+        type   = "metric"
+        x      = (i % 2) * 12
+        y      = floor(i / 2) * 6
+        width  = 12
+        height = 6
+        properties = {
+          title   = w.title
+          region  = data.aws_region.current.name
+          metrics = w.metrics
+          period  = 60
+          view    = "timeSeries"
+        }
+      }
+    ]
+  })
 }

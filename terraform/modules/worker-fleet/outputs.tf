@@ -17,3 +17,13 @@ output "security_group_id" {
   description = "The workers' security group (no ingress)."
   value       = aws_security_group.workers.id
 }
+
+output "log_group_name" {
+  description = "CloudWatch log group of the workers' JSON logs and EMF metric lines."
+  value       = aws_cloudwatch_log_group.worker.name
+}
+
+output "dashboard_name" {
+  description = "CloudWatch dashboard of the fleet: jobs, durations, queue, tokens, cold starts."
+  value       = aws_cloudwatch_dashboard.fleet.dashboard_name
+}

@@ -180,3 +180,19 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+variable "log_retention_days" {
+  description = "Days the worker log group (JSON logs and EMF metric lines) keeps events."
+  type        = number
+  default     = 30
+  validation {
+    condition     = contains([1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653], var.log_retention_days)
+    error_message = "log_retention_days must be one of CloudWatch's values (1, 3, 5, 7, 14, 30, 60, 90, … 3653)."
+  }
+}
+
+variable "logs_kms_key_arn" {
+  description = "Customer-managed KMS key for the worker log group; null uses CloudWatch's own encryption."
+  type        = string
+  default     = null
+}
