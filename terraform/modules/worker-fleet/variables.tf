@@ -59,7 +59,7 @@ variable "min_size" {
 }
 
 variable "max_size" {
-  description = "Most instances."
+  description = "Most instances (the fleet never grows past this)."
   type        = number
   default     = 4
 
