@@ -47,9 +47,15 @@ pub async fn run(config: Config, args: GatewayArgs) -> anyhow::Result<ExitCode> 
         &config,
         backends.queue.clone(),
         backends.store.clone(),
-        token,
+        token.clone(),
         ip.is_loopback(),
-    );
+    )
+    .merge(crate::control::routes(crate::control::Control {
+        config: std::sync::Arc::new(config.clone()),
+        backends: backends.clone(),
+        token,
+        loopback_only: ip.is_loopback(),
+    }));
     eprintln!(
         "clawgate gateway listening on http://{}",
         listener.local_addr()?

@@ -4,6 +4,7 @@
 mod channels_cmd;
 mod chat_cmd;
 mod config_cmd;
+mod control;
 mod doctor_cmd;
 mod gateway_cmd;
 mod sandbox_cmd;

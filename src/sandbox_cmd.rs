@@ -179,17 +179,7 @@ pub async fn run(action: SandboxAction, config: &Config) -> anyhow::Result<ExitC
             Ok(ExitCode::SUCCESS)
         }
         SandboxAction::Prune { all } => {
-            let sandbox = config.agent_profile(config.default_agent()).sandbox;
-            let docker = runtime().docker(sandbox.mode).await?;
-            let (idle, max_age) = prune_limits(&sandbox.prune);
-            let mut removed = Vec::new();
-            for prefix in prefixes(config) {
-                removed.extend(
-                    docker
-                        .prune(Some(&prefix), idle, max_age, SystemTime::now(), all)
-                        .await?,
-                );
-            }
+            let removed = prune(config, all).await?;
             for name in &removed {
                 println!("removed {name}");
             }
@@ -222,6 +212,24 @@ pub async fn run(action: SandboxAction, config: &Config) -> anyhow::Result<ExitC
             Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
         }
     }
+}
+
+/// Removes this config's containers idle past `prune.idleHours` or older than
+/// `prune.maxAgeDays` (every one with `all`); returns their names. `sandbox prune` and the
+/// Control UI.
+pub async fn prune(config: &Config, all: bool) -> anyhow::Result<Vec<String>> {
+    let sandbox = config.agent_profile(config.default_agent()).sandbox;
+    let docker = runtime().docker(sandbox.mode).await?;
+    let (idle, max_age) = prune_limits(&sandbox.prune);
+    let mut removed = Vec::new();
+    for prefix in prefixes(config) {
+        removed.extend(
+            docker
+                .prune(Some(&prefix), idle, max_age, SystemTime::now(), all)
+                .await?,
+        );
+    }
+    Ok(removed)
 }
 
 fn explain(config: &Config, agent: &str, key: &SessionKey) {

@@ -69,17 +69,19 @@ pub async fn snapshot(config: &Config, backends: &Backends, sessions_per_agent: 
     }
     let mut pairing = Vec::new();
     let channels = &config.channels;
-    let telegram_accounts = channels
-        .telegram
-        .iter()
-        .flat_map(|t| t.accounts().map(|a| ("telegram", a.name.to_string())));
-    let slack = channels.slack.iter().map(|_| {
-        (
-            "slack",
-            infra::config::TelegramConfig::DEFAULT_ACCOUNT.to_string(),
-        )
-    });
-    for (channel, account) in telegram_accounts.chain(slack) {
+    // Collected before any await: the account iterators borrow the config.
+    let mut accounts: Vec<(&str, String)> = Vec::new();
+    if let Some(telegram) = &channels.telegram {
+        accounts.extend(
+            telegram
+                .accounts()
+                .map(|a| ("telegram", a.name.to_string())),
+        );
+    }
+    if channels.slack.is_some() {
+        accounts.push(("slack", "default".to_string()));
+    }
+    for (channel, account) in accounts {
         if let Ok(pending) = backends.store.list_pairing(channel, &account).await {
             pairing.extend(
                 pending

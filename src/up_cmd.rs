@@ -209,6 +209,7 @@ fn report(
 ) {
     let url = format!("http://{addr}");
     eprintln!("clawgate is up: WebChat at {url}/");
+    eprintln!("  Control UI at {url}/control");
     let line = |ok: bool, what: String| eprintln!("  {} {what}", if ok { "✓" } else { "✗" });
     line(model.0, model.1);
     line(sandbox.ok, sandbox.text.clone());
@@ -313,7 +314,13 @@ pub async fn run(mut config: Config, args: UpArgs) -> anyhow::Result<ExitCode> {
         backends.store.clone(),
         token.clone(),
         ip.is_loopback(),
-    );
+    )
+    .merge(crate::control::routes(crate::control::Control {
+        config: Arc::new(config.clone()),
+        backends: backends.clone(),
+        token: token.clone(),
+        loopback_only: ip.is_loopback(),
+    }));
     let local = listener.local_addr()?;
     let sandbox = prepare_sandbox(&config, worker.sandbox()).await;
     report(

@@ -1,211 +1,105 @@
-//! The WebChat page in headless Chromium, driven over WebDriver (Debian's `chromium` and
-//! `chromium-driver`, which `scripts/test` installs): type a message, press Send, and see the
-//! tool calls and the reply rendered. The WebDriver client is the few W3C calls this needs,
-//! made with reqwest.
-//!
-//! Skipped with a printed reason when chromedriver is absent, unless
-//! `CLAWGATE_REQUIRE_BROWSER=1` (set by `scripts/test` once the install succeeded).
+//! The WebChat page in headless Chromium over WebDriver, against the real stack: send a message
+//! and watch the tool calls and the reply arrive (over the event stream), markdown rendered
+//! with hostile HTML left as text, a pending reply shown after a reload, a second conversation,
+//! and the whole history of a long conversation on load. A screenshot is kept in
+//! `target/test-artifacts/webchat.png`.
 
+mod browser;
 #[path = "../sandbox-worker/tests/common/mod.rs"]
 mod common;
 #[path = "../sandbox-worker/tests/fakes/mod.rs"]
 mod fakes;
 mod stack;
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
+use chrono::Utc;
+use fakes::{last_tool_result, Reply};
+use infra::model::{EntryBody, SessionKey, TranscriptEntry};
 use serde_json::{json, Value};
-use stack::{spawn_stack, write_then_list, KillOnDrop, StackOptions};
+use stack::{spawn_stack, StackOptions};
 
-const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
-const CHROMIUM: &str = "/usr/bin/chromium";
-/// The W3C key under which an element reference travels.
-const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+const MARKDOWN_REPLY: &str = "**Bold** answer:\n\n```sh\necho <b>x</b>\n```\n\n<img src=x onerror=\"window.pwned=1\"> [bad](javascript:window.pwned=2)";
 
-/// One WebDriver session.
-struct Browser {
-    http: reqwest::Client,
-    session: String,
-    _driver: KillOnDrop,
-    _profile: tempfile::TempDir,
-}
-
-impl Browser {
-    async fn start() -> Browser {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let driver = KillOnDrop(
-            Command::new(CHROMEDRIVER)
-                .arg(format!("--port={port}"))
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
-        );
-        let http = reqwest::Client::new();
-        let base = format!("http://127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while http.get(format!("{base}/status")).send().await.is_err() {
-            assert!(Instant::now() < deadline, "chromedriver did not start");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let profile = tempfile::tempdir().unwrap();
-        // Flags from the machine notes: no sandbox as root, and no background networking,
-        // whose connections this offline machine refuses.
-        let args = [
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-dev-shm-usage",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .chain([format!("--user-data-dir={}", profile.path().display())])
-        .collect::<Vec<_>>();
-        let created: Value = http
-            .post(format!("{base}/session"))
-            .json(&json!({"capabilities": {"alwaysMatch": {
-                "browserName": "chrome",
-                "goog:chromeOptions": {"binary": CHROMIUM, "args": args}
-            }}}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let session = created["value"]["sessionId"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no session: {created}"))
-            .to_string();
-        Browser {
-            http,
-            session: format!("{base}/session/{session}"),
-            _driver: driver,
-            _profile: profile,
-        }
-    }
-
-    async fn call(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
-        let mut request = self.http.request(method, format!("{}{path}", self.session));
-        if !body.is_null() {
-            request = request.json(&body);
-        }
-        let response: Value = request.send().await.unwrap().json().await.unwrap();
-        response["value"].clone()
-    }
-
-    async fn goto(&self, url: &str) {
-        let answer = self
-            .call(reqwest::Method::POST, "/url", json!({ "url": url }))
-            .await;
-        assert!(answer.is_null(), "navigation to {url} failed: {answer}");
-    }
-
-    async fn find_all(&self, css: &str) -> Vec<String> {
-        let found = self
-            .call(
-                reqwest::Method::POST,
-                "/elements",
-                json!({"using": "css selector", "value": css}),
-            )
-            .await;
-        assert!(found.is_array(), "finding {css} failed: {found}");
-        found
+/// "make a todo file": a write, an ls, then the listing. "show markdown": a markdown reply
+/// with hostile HTML in it. "take your time": a reply after 4 s.
+fn script() -> fakes::Script {
+    Arc::new(|_, body: &Value| {
+        // The text of the latest user turn (a string, or text blocks beside tool results).
+        let last_user = body["messages"]
             .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|e| e[ELEMENT].as_str().map(str::to_string))
-            .collect()
-    }
-
-    async fn texts(&self, css: &str) -> Vec<String> {
-        let mut out = Vec::new();
-        for element in self.find_all(css).await {
-            let text = self
-                .call(
-                    reqwest::Method::GET,
-                    &format!("/element/{element}/text"),
-                    Value::Null,
-                )
-                .await;
-            out.push(text.as_str().unwrap_or("").to_string());
+            .and_then(|m| m.iter().rev().find(|m| m["role"] == "user"))
+            .map(|m| match &m["content"] {
+                Value::String(text) => text.clone(),
+                blocks => blocks
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|b| b["text"].as_str())
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            })
+            .unwrap_or_default();
+        match (last_tool_result(body), last_user.as_str()) {
+            (_, text) if text.contains("show markdown") => Reply::text(MARKDOWN_REPLY),
+            (_, text) if text.contains("take your time") => {
+                Reply::text("done waiting").after(Duration::from_secs(4))
+            }
+            (None, _) => Reply::tool_use(
+                &format!("toolu_{}", ulid::Ulid::new()),
+                "write",
+                json!({"path": "notes/todo.txt", "content": "buy milk\n"}),
+            ),
+            (Some(result), _) if result.starts_with("wrote") => Reply::tool_use(
+                &format!("toolu_{}", ulid::Ulid::new()),
+                "exec",
+                json!({"command": "ls notes"}),
+            ),
+            (Some(result), _) => {
+                let report: Value =
+                    serde_json::from_str(&result).unwrap_or(json!({"stdout": result}));
+                Reply::text(&format!(
+                    "Files: {}",
+                    report["stdout"].as_str().unwrap_or("").trim()
+                ))
+            }
         }
-        out
-    }
-
-    async fn type_into(&self, css: &str, text: &str) {
-        let element = self.find_all(css).await.remove(0);
-        self.call(
-            reqwest::Method::POST,
-            &format!("/element/{element}/value"),
-            json!({ "text": text }),
-        )
-        .await;
-    }
-
-    async fn click(&self, css: &str) {
-        let element = self.find_all(css).await.remove(0);
-        self.call(
-            reqwest::Method::POST,
-            &format!("/element/{element}/click"),
-            json!({}),
-        )
-        .await;
-    }
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        // Close the session so Chromium exits; chromedriver is killed after.
-        let url = self.session.clone();
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Runtime::new().unwrap();
-            let _ = rt.block_on(reqwest::Client::new().delete(url).send());
-        })
-        .join();
-    }
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_webchat_page_sends_a_message_and_renders_the_tool_calls_and_the_reply() {
-    if !std::path::Path::new(CHROMEDRIVER).exists() {
-        if std::env::var("CLAWGATE_REQUIRE_BROWSER").is_ok_and(|v| v == "1") {
-            panic!("CLAWGATE_REQUIRE_BROWSER=1 but {CHROMEDRIVER} is missing");
-        }
-        eprintln!("skipped: {CHROMEDRIVER} is missing (apt-get install chromium chromium-driver; scripts/test does)");
-        return;
-    }
+async fn the_webchat_page_streams_tool_calls_and_renders_safe_markdown() {
     if !common::docker_available() {
-        eprintln!("skipped: no Docker daemon");
         return;
     }
-    let stack = spawn_stack(write_then_list(), StackOptions::default()).await;
-    let browser = Browser::start().await;
+    let Some(browser) = browser::browser_or_skip().await else {
+        return;
+    };
+    let stack = spawn_stack(script(), StackOptions::default()).await;
+    let wait = Duration::from_secs(90);
 
+    // A tool-using turn, seen as it streams in.
     browser.goto(&stack.page_url()).await;
     browser.type_into("#input", "make a todo file").await;
     browser.click("#send").await;
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let replies = loop {
-        let replies = browser.texts(".msg.reply").await;
-        if !replies.is_empty() || Instant::now() > deadline {
-            break replies;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
+    let replies = browser.wait_for_texts(".msg.reply", 1, wait).await;
     let users = browser.texts(".msg.user").await;
     let tool_calls = browser.texts(".msg.tool-call").await;
     let tool_results = browser.texts(".msg.tool-result").await;
+    // Markdown with hostile HTML in it.
+    browser.type_into("#input", "show markdown").await;
+    browser.click("#send").await;
+    let replies_after = browser.wait_for_texts(".msg.reply", 2, wait).await;
+    let code = browser.texts(".msg.reply pre code").await;
+    let strong = browser.texts(".msg.reply strong").await;
+    let injected = browser
+        .execute(
+            "return [window.pwned === undefined, document.querySelectorAll('.msg.reply img, .msg.reply script').length, [...document.querySelectorAll('.msg.reply a')].map(a => a.getAttribute('href'))]",
+            json!([]),
+        )
+        .await;
+    let screenshot = browser.screenshot("webchat").await;
 
     assert_eq!(replies, ["Files: todo.txt"], "log:\n{}", stack.log_text());
     assert_eq!(users, ["make a todo file"]);
@@ -213,4 +107,106 @@ async fn the_webchat_page_sends_a_message_and_renders_the_tool_calls_and_the_rep
     assert!(tool_calls[0].contains("write") && tool_calls[0].contains("notes/todo.txt"));
     assert!(tool_calls[1].contains("exec") && tool_calls[1].contains("ls notes"));
     assert!(tool_results[1].contains("todo.txt"), "{tool_results:?}");
+    assert_eq!(replies_after.len(), 2);
+    assert_eq!(strong, ["Bold"]);
+    assert_eq!(
+        code,
+        ["echo <b>x</b>"],
+        "the code block shows its text, tags and all"
+    );
+    assert!(
+        replies_after[1].contains("<img src=x onerror=\"window.pwned=1\">"),
+        "{replies_after:?}"
+    );
+    assert_eq!(
+        injected,
+        json!([true, 0, ["#"]]),
+        "nothing injected ran or loaded"
+    );
+    assert!(std::fs::metadata(&screenshot).unwrap().len() > 5_000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_reload_the_page_shows_the_whole_history_and_the_pending_reply() {
+    let Some(browser) = browser::browser_or_skip().await else {
+        return;
+    };
+    let stack = spawn_stack(
+        script(),
+        StackOptions {
+            docker: false,
+            ..StackOptions::default()
+        },
+    )
+    .await;
+    let backends = stack.backends().await;
+    browser.goto(&stack.page_url()).await;
+    let conversation = browser
+        .execute(
+            "return localStorage.getItem('clawgate.conversation')",
+            json!([]),
+        )
+        .await
+        .as_str()
+        .unwrap()
+        .to_string();
+    // A long conversation already in the store: 260 messages, more than one history page.
+    let key = SessionKey::dm("main", infra::model::Channel::Webchat, &conversation);
+    for seq in 0..260 {
+        let entry = TranscriptEntry {
+            seq,
+            at: Utc::now(),
+            job_id: Some(format!("old-{seq}")),
+            body: EntryBody::User {
+                text: format!("old message {seq}"),
+                sender: None,
+            },
+        };
+        backends
+            .store
+            .append_transcript(&key, "main", &entry)
+            .await
+            .unwrap();
+    }
+
+    browser.reload().await;
+    let loaded = browser
+        .wait_for_texts(".msg.user", 260, Duration::from_secs(30))
+        .await;
+    browser.type_into("#input", "take your time").await;
+    browser.click("#send").await;
+    let sent = browser
+        .wait_for_texts(".msg.user", 261, Duration::from_secs(10))
+        .await;
+    browser.reload().await;
+    let pending = browser
+        .wait_for_texts(".pending", 1, Duration::from_secs(10))
+        .await;
+    let answered = browser
+        .wait_for_texts(".msg.reply", 1, Duration::from_secs(30))
+        .await;
+    let pending_after = browser.texts(".pending").await;
+    browser.click("#new-conversation").await;
+    let fresh = browser.texts(".msg").await;
+    let listed = browser
+        .wait_for_texts("#conversations li", 2, Duration::from_secs(10))
+        .await;
+
+    assert_eq!(loaded.len(), 260, "the whole history, not one page of it");
+    assert_eq!(sent.len(), 261, "the sent message streamed in");
+    assert_eq!(loaded[0], "old message 0");
+    assert_eq!(loaded[259], "old message 259");
+    assert_eq!(
+        pending.len(),
+        1,
+        "the reply being worked on is shown after a reload"
+    );
+    assert_eq!(answered, ["done waiting"]);
+    assert!(pending_after.is_empty());
+    assert!(
+        fresh.is_empty(),
+        "a new conversation starts empty: {fresh:?}"
+    );
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    assert!(listed.contains(&"old message 0".to_string()), "{listed:?}");
 }

@@ -35,6 +35,7 @@ use serde_json::json;
 use subtle::ConstantTimeEq;
 
 pub mod lambda;
+pub mod markdown;
 pub mod webchat;
 
 /// Bodies over this are refused with 413.

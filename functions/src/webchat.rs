@@ -1,12 +1,16 @@
-//! WebChat: a page at `/` and its two API calls, served beside the webhook Router by
-//! `clawgate up` and `clawgate gateway` (they hold the state store; the Lambda functions do not).
+//! WebChat: a page at `/` and its API, served beside the webhook Router by `clawgate up` and
+//! `clawgate gateway` (they hold the state store; the Lambda functions do not).
 //!
 //! - `POST /webchat/send` `{conversation, text}` queues a job on channel `webchat`, the same
 //!   queue and worker path as every channel, and answers 202 `{jobId, sessionKey, seq}`.
 //! - `GET /webchat/history?conversation=C&after=N` returns the session's transcript entries
-//!   from seq `N`: the user's messages, tool calls and results as the worker checkpoints them
-//!   (so the page shows them as they happen), and `reply` entries, which are what the worker
-//!   delivered (the answer, a command's answer, an error notice).
+//!   from seq `N`, a page at a time (`more` says another follows): the user's messages, tool
+//!   calls and results as the worker checkpoints them, and `reply` entries, which are what the
+//!   worker delivered (the answer, a command's answer, an error notice), with their markdown
+//!   rendered to safe HTML ([`crate::markdown`]).
+//! - `GET /webchat/events?conversation=C&after=N` is the same entries as a server-sent event
+//!   stream (`event: entries`), so the page sees tool calls and the reply as they land.
+//! - `GET /webchat/conversations` lists this agent's WebChat conversations, newest first.
 //!
 //! Decisions (docs/security.md):
 //! - Both API calls always need `Authorization: Bearer <token>` (else 401 and nothing queued):
@@ -22,8 +26,11 @@
 //! - A conversation id is chosen by the page (random, kept in localStorage) and must be 1-64
 //!   characters of `A-Z a-z 0-9 _ -`; it is the peer of the session key
 //!   `agent:<agent>:webchat:dm:<conversation>`.
-//! - The page polls history every 700 ms while a reply is pending: no streaming connection to
-//!   hold open, and it works the same through any proxy.
+//! - Updates come over SSE, read by the page with `fetch` (an `EventSource` cannot send the
+//!   `Authorization` header, and a token in a URL would land in logs). Behind the stream the
+//!   gateway reads the store every [`EVENTS_POLL`]: the store has no cross-process change
+//!   feed, and one key-range read per open page is cheap. A stream ends after
+//!   [`EVENTS_MAX`]; the page reconnects from where it was.
 
 use std::sync::Arc;
 
@@ -48,6 +55,12 @@ use serde_json::{json, Value};
 pub const MAX_MESSAGE_CHARS: usize = 32_000;
 /// Most entries one history call returns.
 const HISTORY_PAGE: usize = 200;
+/// How often an open event stream reads the store for new entries.
+const EVENTS_POLL: std::time::Duration = std::time::Duration::from_millis(300);
+/// How long one event stream stays open.
+const EVENTS_MAX: std::time::Duration = std::time::Duration::from_secs(300);
+/// Most conversations `/webchat/conversations` lists.
+const CONVERSATIONS: usize = 50;
 /// Tool output shown on the page is cut to this many characters.
 const SHOWN_OUTPUT_CHARS: usize = 2_000;
 
@@ -70,6 +83,8 @@ pub fn routes(webchat: WebChat) -> Router {
         .route("/", get(|| async { Html(PAGE) }))
         .route("/webchat/send", post(send))
         .route("/webchat/history", get(history))
+        .route("/webchat/events", get(events))
+        .route("/webchat/conversations", get(conversations))
         .with_state(Arc::new(webchat))
 }
 
@@ -79,8 +94,19 @@ fn refuse(status: StatusCode, message: impl Into<String>) -> Response {
 
 /// `None` when the request may go on: its host, origin, content type and token pass.
 fn check_request(webchat: &WebChat, headers: &HeaderMap, json_body: bool) -> Option<Response> {
+    gateway_guard(&webchat.token, webchat.loopback_only, headers, json_body)
+}
+
+/// The gateway's guard for its own pages' API calls (WebChat, the Control UI): on a loopback
+/// gateway only loopback host names, no foreign `Origin`, JSON bodies only, and the token.
+pub fn gateway_guard(
+    token: &Secret,
+    loopback_only: bool,
+    headers: &HeaderMap,
+    json_body: bool,
+) -> Option<Response> {
     let host = crate::header_text(headers, axum::http::header::HOST).unwrap_or("");
-    if webchat.loopback_only && !is_loopback_host(host) {
+    if loopback_only && !is_loopback_host(host) {
         return Some(refuse(
             StatusCode::FORBIDDEN,
             "this gateway listens on loopback and answers only loopback host names",
@@ -89,7 +115,7 @@ fn check_request(webchat: &WebChat, headers: &HeaderMap, json_body: bool) -> Opt
     if let Some(refused) = crate::browser_guard(headers, json_body) {
         return Some(refused);
     }
-    if crate::bearer_matches(headers, &webchat.token) {
+    if crate::bearer_matches(headers, token) {
         None
     } else {
         Some(refuse(
@@ -235,7 +261,8 @@ async fn history(
                 .or(page.entries.last().map(|e| e.seq + 1))
                 .unwrap_or(query.after);
             let entries: Vec<Value> = page.entries.iter().flat_map(shown).collect();
-            Json(json!({ "entries": entries, "next": next })).into_response()
+            let more = page.next_seq.is_some();
+            Json(json!({ "entries": entries, "next": next, "more": more })).into_response()
         }
         Err(e) => {
             tracing::error!(error = %e, "webchat: state store unavailable");
@@ -252,8 +279,100 @@ fn cut(text: &str) -> String {
     out
 }
 
-/// An entry as the page renders it. An assistant's text is not shown: its `reply` copy is.
-fn shown(entry: &TranscriptEntry) -> Vec<Value> {
+/// `GET /webchat/events`: new entries as server-sent events, from `after` on.
+async fn events(
+    State(webchat): State<Arc<WebChat>>,
+    headers: HeaderMap,
+    query: Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    if let Some(refused) = check_request(&webchat, &headers, false) {
+        return refused;
+    }
+    let Ok(Query(query)) = query else {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "expected ?conversation=ID&after=SEQ",
+        );
+    };
+    if !valid_conversation(&query.conversation) {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "conversation must be 1-64 characters of A-Z a-z 0-9 _ -",
+        );
+    }
+    let key = session_key(&webchat, &query.conversation);
+    let opened = tokio::time::Instant::now();
+    let stream = futures_util::stream::unfold(
+        (webchat, key, query.after),
+        move |(webchat, key, after)| async move {
+            while opened.elapsed() < EVENTS_MAX {
+                match webchat
+                    .store
+                    .load_transcript(&key, after, HISTORY_PAGE)
+                    .await
+                {
+                    Ok(page) if !page.entries.is_empty() => {
+                        let next = page.entries.last().map_or(after, |e| e.seq + 1);
+                        let entries: Vec<Value> = page.entries.iter().flat_map(shown).collect();
+                        let data = json!({ "entries": entries, "next": next }).to_string();
+                        let event = Event::default().event("entries").data(data);
+                        return Some((
+                            Ok::<_, std::convert::Infallible>(event),
+                            (webchat, key, next),
+                        ));
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "webchat events: state store unavailable"),
+                }
+                tokio::time::sleep(EVENTS_POLL).await;
+            }
+            None
+        },
+    );
+    Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
+
+/// `GET /webchat/conversations`: this agent's WebChat conversations, newest first, each with
+/// its first message as a title.
+async fn conversations(State(webchat): State<Arc<WebChat>>, headers: HeaderMap) -> Response {
+    if let Some(refused) = check_request(&webchat, &headers, false) {
+        return refused;
+    }
+    let sessions = match webchat.store.list_sessions(&webchat.agent, 500).await {
+        Ok(sessions) => sessions,
+        Err(e) => {
+            tracing::error!(error = %e, "webchat: state store unavailable");
+            return refuse(StatusCode::SERVICE_UNAVAILABLE, "state store unavailable");
+        }
+    };
+    let mut listed = Vec::new();
+    for meta in sessions
+        .into_iter()
+        .filter(|m| m.channel.as_deref() == Some(Channel::Webchat.as_str()))
+        .take(CONVERSATIONS)
+    {
+        let title = match webchat.store.load_transcript(&meta.key, 0, 4).await {
+            Ok(page) => page.entries.iter().find_map(|e| match &e.body {
+                EntryBody::User { text, .. } => Some(text.chars().take(60).collect::<String>()),
+                _ => None,
+            }),
+            Err(_) => None,
+        };
+        listed.push(json!({
+            "conversation": meta.peer,
+            "title": title,
+            "lastActiveMs": meta.last_active_ms,
+            "entries": meta.next_seq,
+        }));
+    }
+    Json(json!({ "conversations": listed })).into_response()
+}
+
+/// An entry as the pages render it. An assistant's text is not shown: its `reply` copy is.
+pub fn shown(entry: &TranscriptEntry) -> Vec<Value> {
     let base = |kind: &str| json!({ "seq": entry.seq, "at": entry.at, "jobId": entry.job_id, "kind": kind });
     let with = |kind: &str, fields: Value| {
         let mut v = base(kind);
@@ -277,7 +396,10 @@ fn shown(entry: &TranscriptEntry) -> Vec<Value> {
             "tool_result",
             json!({ "name": name, "text": cut(output), "isError": is_error }),
         )],
-        EntryBody::Delivered { text } => vec![with("reply", json!({ "text": text }))],
+        EntryBody::Delivered { text } => vec![with(
+            "reply",
+            json!({ "text": text, "html": crate::markdown::to_safe_html(text) }),
+        )],
         EntryBody::Summary { .. } => vec![],
     }
 }

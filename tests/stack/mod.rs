@@ -344,6 +344,15 @@ impl Stack {
         }
     }
 
+    /// The stack's queue and store, on whichever backend it runs, opened as the stack's own
+    /// `clawgate up` opened them.
+    pub async fn backends(&self) -> infra::setup::Backends {
+        let (config, _) = infra::config::Config::load(Some(&self.config_path)).unwrap();
+        infra::setup::open_backends(&config, &self.state_dir)
+            .await
+            .unwrap()
+    }
+
     /// The stack's SQLite store (a `Backend::Sqlite` stack), to read job records.
     pub fn sqlite_store(&self) -> infra::store::sqlite::SqliteStore {
         assert_eq!(
