@@ -57,6 +57,7 @@ impl Browser {
             "--disable-component-update",
             "--disable-sync",
             "--disable-dev-shm-usage",
+            "--window-size=1280,900",
         ]
         .iter()
         .map(|s| s.to_string())
@@ -194,6 +195,18 @@ impl Browser {
         loop {
             let texts = self.texts(css).await;
             if texts.len() >= n || Instant::now() > deadline {
+                return texts;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Waits until `css` matches exactly `n` elements, up to `within`; returns their texts.
+    pub async fn wait_for_exactly(&self, css: &str, n: usize, within: Duration) -> Vec<String> {
+        let deadline = Instant::now() + within;
+        loop {
+            let texts = self.texts(css).await;
+            if texts.len() == n || Instant::now() > deadline {
                 return texts;
             }
             tokio::time::sleep(Duration::from_millis(200)).await;

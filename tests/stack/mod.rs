@@ -353,6 +353,14 @@ impl Stack {
             .unwrap()
     }
 
+    /// The names of the sandbox containers this stack made (none without Docker).
+    pub fn containers(&self) -> Vec<String> {
+        self.sandbox
+            .as_ref()
+            .map(|sb| sb.containers())
+            .unwrap_or_default()
+    }
+
     /// The stack's SQLite store (a `Backend::Sqlite` stack), to read job records.
     pub fn sqlite_store(&self) -> infra::store::sqlite::SqliteStore {
         assert_eq!(
