@@ -229,27 +229,40 @@ struct HistoryQuery {
     after: u64,
 }
 
+/// A history or events request, checked: the guard, the query, the conversation id.
+#[allow(clippy::result_large_err)] // the refusal is the response itself, built once
+fn read_request(
+    webchat: &WebChat,
+    headers: &HeaderMap,
+    query: Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<(SessionKey, HistoryQuery), Response> {
+    if let Some(refused) = check_request(webchat, headers, false) {
+        return Err(refused);
+    }
+    let Ok(Query(query)) = query else {
+        return Err(refuse(
+            StatusCode::BAD_REQUEST,
+            "expected ?conversation=ID&after=SEQ",
+        ));
+    };
+    if !valid_conversation(&query.conversation) {
+        return Err(refuse(
+            StatusCode::BAD_REQUEST,
+            "conversation must be 1-64 characters of A-Z a-z 0-9 _ -",
+        ));
+    }
+    Ok((session_key(webchat, &query.conversation), query))
+}
+
 async fn history(
     State(webchat): State<Arc<WebChat>>,
     headers: HeaderMap,
     query: Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    if let Some(refused) = check_request(&webchat, &headers, false) {
-        return refused;
-    }
-    let Ok(Query(query)) = query else {
-        return refuse(
-            StatusCode::BAD_REQUEST,
-            "expected ?conversation=ID&after=SEQ",
-        );
+    let (key, query) = match read_request(&webchat, &headers, query) {
+        Ok(read) => read,
+        Err(refused) => return refused,
     };
-    if !valid_conversation(&query.conversation) {
-        return refuse(
-            StatusCode::BAD_REQUEST,
-            "conversation must be 1-64 characters of A-Z a-z 0-9 _ -",
-        );
-    }
-    let key = session_key(&webchat, &query.conversation);
     match webchat
         .store
         .load_transcript(&key, query.after, HISTORY_PAGE)
@@ -286,22 +299,10 @@ async fn events(
     query: Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     use axum::response::sse::{Event, KeepAlive, Sse};
-    if let Some(refused) = check_request(&webchat, &headers, false) {
-        return refused;
-    }
-    let Ok(Query(query)) = query else {
-        return refuse(
-            StatusCode::BAD_REQUEST,
-            "expected ?conversation=ID&after=SEQ",
-        );
+    let (key, query) = match read_request(&webchat, &headers, query) {
+        Ok(read) => read,
+        Err(refused) => return refused,
     };
-    if !valid_conversation(&query.conversation) {
-        return refuse(
-            StatusCode::BAD_REQUEST,
-            "conversation must be 1-64 characters of A-Z a-z 0-9 _ -",
-        );
-    }
-    let key = session_key(&webchat, &query.conversation);
     let opened = tokio::time::Instant::now();
     let stream = futures_util::stream::unfold(
         (webchat, key, query.after),
