@@ -73,6 +73,13 @@ enum Command {
         #[command(subcommand)]
         action: channels_cmd::SlackAction,
     },
+    /// Write the starter workspace files (AGENTS.md, SOUL.md, TOOLS.md, IDENTITY.md, USER.md,
+    /// BOOTSTRAP.md) the assistant's persona is read from; existing files are left alone.
+    Setup {
+        /// The agent whose workspace to set up (default: the config's default agent).
+        #[arg(long)]
+        agent: Option<String>,
+    },
     /// Re-run every check and probe each dependency for real; each finding with its fix.
     /// Exits 1 when any is a problem.
     Doctor {
@@ -174,6 +181,20 @@ fn main() -> ExitCode {
             tokio::runtime::Runtime::new()?.block_on(channels_cmd::telegram(config, action))
         }),
         Command::Slack { action } => channels_cmd::slack(action),
+        Command::Setup { agent } => with_config(cli.config.as_deref(), |config| {
+            let agent = agent.unwrap_or_else(|| config.default_agent().to_string());
+            let workspace = config.agent_profile(&agent).workspace;
+            let written = sandbox_worker::persona::write_templates(&workspace)?;
+            for name in &written {
+                println!("wrote {}", workspace.join(name).display());
+            }
+            eprintln!(
+                "{} starter file(s) in {}; edit them, they are the assistant's persona",
+                written.len(),
+                workspace.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }),
         Command::Doctor { args } => tokio::runtime::Runtime::new()
             .map_err(anyhow::Error::from)
             .and_then(|rt| rt.block_on(doctor_cmd::run(cli.config.as_deref(), args))),

@@ -173,6 +173,26 @@ async fn prepare_sandbox(config: &Config, sandbox: &SandboxRuntime) -> SandboxLi
     }
 }
 
+/// On the first run with the default workspace, writes the starter persona files there
+/// (`clawgate setup` does the same for any agent); says what it did.
+fn first_run_workspace(config: &Config) -> Option<String> {
+    if config.agents.defaults.workspace != infra::config::DEFAULT_WORKSPACE {
+        return None;
+    }
+    let workspace = config.agent_profile(config.default_agent()).workspace;
+    if workspace.exists() {
+        return None;
+    }
+    Some(match sandbox_worker::persona::write_templates(&workspace) {
+        Ok(written) => format!(
+            "✓ wrote {} starter files (AGENTS.md, SOUL.md, USER.md, …) to {}: edit them, they are the assistant's persona",
+            written.len(),
+            workspace.display()
+        ),
+        Err(e) => format!("✗ could not write the starter files to {} ({e})", workspace.display()),
+    })
+}
+
 /// The model line: what runs, or what is missing and how to fix it.
 fn model_line(config: &Config, choice: &ModelChoice) -> (bool, String) {
     let model = config.agent_profile(config.default_agent()).model;
@@ -323,6 +343,7 @@ pub async fn run(mut config: Config, args: UpArgs) -> anyhow::Result<ExitCode> {
     }));
     let local = listener.local_addr()?;
     let sandbox = prepare_sandbox(&config, worker.sandbox()).await;
+    let starter = first_run_workspace(&config);
     report(
         &config,
         model_line(&config, &choice),
@@ -331,6 +352,9 @@ pub async fn run(mut config: Config, args: UpArgs) -> anyhow::Result<ExitCode> {
         &token,
         &token_source,
     );
+    if let Some(line) = starter {
+        eprintln!("  {line}");
+    }
     eprintln!(
         "  state: {} · queue: {}",
         state_dir.display(),

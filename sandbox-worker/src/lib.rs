@@ -5,6 +5,7 @@
 
 pub mod agent;
 pub mod llm;
+pub mod persona;
 pub mod phase;
 pub mod profile;
 pub mod reply;

@@ -33,8 +33,14 @@ pub struct AgentDefaults {
     /// model that server lists (resolved once at start-up by the worker's `llm` module).
     pub model: Option<String>,
     pub workspace: String,
+    /// The most characters of each workspace bootstrap file (AGENTS.md, SOUL.md, …) the
+    /// system prompt carries (OpenClaw's key); longer files are cut with a visible marker.
+    pub bootstrap_max_chars: usize,
     pub sandbox: SandboxConfig,
 }
+
+/// The agent workspace when the config names none.
+pub const DEFAULT_WORKSPACE: &str = "~/.clawgate/workspace";
 
 /// The model of an agent no setting names.
 pub const DEFAULT_MODEL: &str = "anthropic/claude-sonnet-4-5";
@@ -43,7 +49,8 @@ impl Default for AgentDefaults {
     fn default() -> Self {
         AgentDefaults {
             model: None,
-            workspace: "~/.clawgate/workspace".into(),
+            workspace: DEFAULT_WORKSPACE.into(),
+            bootstrap_max_chars: 20_000,
             sandbox: SandboxConfig::default(),
         }
     }
@@ -347,6 +354,7 @@ pub struct AgentProfile {
     pub model: String,
     /// The agent's workspace on the host.
     pub workspace: PathBuf,
+    pub bootstrap_max_chars: usize,
     pub sandbox: SandboxConfig,
     pub tools: ToolPolicyConfig,
     pub agent_to_agent: AgentToAgent,
@@ -371,6 +379,7 @@ impl Config {
                     .and_then(|a| a.workspace.as_deref())
                     .unwrap_or(&defaults.workspace),
             ),
+            bootstrap_max_chars: defaults.bootstrap_max_chars,
             sandbox: entry
                 .and_then(|a| a.sandbox.clone())
                 .unwrap_or_else(|| defaults.sandbox.clone()),

@@ -44,6 +44,15 @@ impl Config {
             "agents.defaults.workspace",
             &mut bad,
         );
+        if !(100..=1_000_000).contains(&self.agents.defaults.bootstrap_max_chars) {
+            bad(
+                "agents.defaults.bootstrapMaxChars",
+                format!(
+                    "{} is out of range: use 100 to 1000000 characters",
+                    self.agents.defaults.bootstrap_max_chars
+                ),
+            );
+        }
         let mut seen = BTreeSet::new();
         for (i, agent) in self.agents.list.iter().enumerate() {
             let at = format!("agents.list[{i}]");
