@@ -151,3 +151,53 @@ fn clawgate_setup_writes_the_starter_files_once() {
         "mine now"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_primary_that_answers_401_fails_over_to_the_fallback_and_the_transcript_says_so() {
+    let stack = spawn_stack(
+        Arc::new(|_, body: &Value| match body["model"].as_str() {
+            Some("claude-revoked") => Reply::error(401, "invalid x-api-key"),
+            _ => Reply::text("answered by the backup"),
+        }),
+        StackOptions {
+            docker: false,
+            model:
+                r#"{ primary: "anthropic/claude-revoked", fallbacks: ["anthropic/claude-backup"] }"#
+                    .into(),
+            ..StackOptions::default()
+        },
+    )
+    .await;
+
+    stack
+        .post_telegram(&telegram_dm(7101, "are you there?"))
+        .await;
+    let answered = stack
+        .wait_for(Duration::from_secs(60), |f| f.sent_messages().len() == 1)
+        .await;
+    let backends = stack.backends().await;
+    let key = infra::model::SessionKey::dm("main", infra::model::Channel::Telegram, "12345");
+    let transcript = backends.store.load_transcript_from(&key, 0).await.unwrap();
+
+    assert!(answered, "{}", stack.log_text());
+    let asked: Vec<String> = stack
+        .fakes
+        .model_calls()
+        .iter()
+        .map(|c| c.body["model"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(
+        asked,
+        ["claude-revoked", "claude-backup"],
+        "a 401 is not retried: it fails over at once"
+    );
+    assert_eq!(
+        stack.fakes.sent_messages()[0].body["text"],
+        "answered by the backup"
+    );
+    let answered_by = transcript.iter().rev().find_map(|e| match &e.body {
+        infra::model::EntryBody::Assistant { model, .. } => model.clone(),
+        _ => None,
+    });
+    assert_eq!(answered_by.as_deref(), Some("anthropic/claude-backup"));
+}

@@ -56,6 +56,7 @@ fn body_at(seq: u64, summary_at: Option<u64>) -> EntryBody {
         EntryBody::Assistant {
             text: Some(format!("reply {seq}: two items are left on the list")),
             tool_calls: vec![],
+            model: None,
         }
     }
 }
@@ -98,6 +99,7 @@ async fn one_job(store: &dyn StateStore, key: &SessionKey, job: &str) -> (usize,
         EntryBody::Assistant {
             text: None,
             tool_calls: vec![call.clone()],
+            model: None,
         },
         EntryBody::ToolResult {
             call_id: call.id,
@@ -108,6 +110,7 @@ async fn one_job(store: &dyn StateStore, key: &SessionKey, job: &str) -> (usize,
         EntryBody::Assistant {
             text: Some("the notes are in trip.md".into()),
             tool_calls: vec![],
+            model: None,
         },
     ];
     store

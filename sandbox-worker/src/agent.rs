@@ -282,6 +282,7 @@ impl AgentRun<'_> {
             let body = EntryBody::Assistant {
                 text: reply.text,
                 tool_calls: reply.tool_calls,
+                model: Some(reply.model.unwrap_or_else(|| self.model.name())),
             };
             self.append(transcript, body).await?;
         }
@@ -508,6 +509,7 @@ mod tests {
                 tool_calls: vec![],
                 stop: "end_turn".into(),
                 usage: None,
+                model: None,
             })
         }
         fn name(&self) -> String {
@@ -535,6 +537,7 @@ mod tests {
                 tool_calls: vec![call(1), call(2)],
                 stop: "tool_use".into(),
                 usage: None,
+                model: None,
             })
         }
         fn name(&self) -> String {
@@ -647,6 +650,7 @@ mod tests {
                 EntryBody::Assistant {
                     text: Some(format!("reply {seq}")),
                     tool_calls: vec![],
+                    model: None,
                 }
             };
             let entry = TranscriptEntry {
@@ -728,6 +732,7 @@ mod tests {
                 EntryBody::Assistant {
                     text: Some("hi there".into()),
                     tool_calls: vec![],
+                    model: None,
                 },
             ),
             entry(
@@ -831,6 +836,7 @@ mod tests {
                 EntryBody::Assistant {
                     text: None,
                     tool_calls: vec![call("a"), call("b")],
+                    model: None,
                 },
             ),
             result(1, "a"),
@@ -853,6 +859,7 @@ mod tests {
             EntryBody::Assistant {
                 text: Some("done".into()),
                 tool_calls: vec![],
+                model: None,
             },
         ));
         assert!(ids(&t).is_empty());

@@ -1021,6 +1021,7 @@ async fn seed_open_tool_call(worker: &InProcess) {
                 name: "exec".into(),
                 input: json!({"command": "backup.sh"}),
             }],
+            model: None,
         },
     ];
     for (seq, body) in entries.into_iter().enumerate() {

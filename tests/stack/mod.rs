@@ -52,6 +52,8 @@ pub struct StackOptions {
     pub sandbox_extra: &'static str,
     /// More top-level keys, e.g. `tools: { … },` or `limits: { … },`.
     pub extra: String,
+    /// `agents.defaults.model`, as JSON5 (a string, or `{ primary, fallbacks }`).
+    pub model: String,
 }
 
 impl Default for StackOptions {
@@ -63,6 +65,7 @@ impl Default for StackOptions {
             mode: "all",
             sandbox_extra: "",
             extra: String::new(),
+            model: r#""anthropic/claude-test""#.into(),
         }
     }
 }
@@ -160,7 +163,7 @@ pub async fn spawn_stack(script: Script, options: StackOptions) -> Stack {
         .unwrap_or_default();
     let config = format!(
         r#"{{
-          agents: {{ defaults: {{ model: "anthropic/claude-test", workspace: "{ws}", sandbox: {{ {sandbox_config} }} }} }},
+          agents: {{ defaults: {{ model: {model}, workspace: "{ws}", sandbox: {{ {sandbox_config} }} }} }},
           models: {{ providers: {{ anthropic: {{ apiKey: "sk-ant-e2e", baseUrl: "{base}" }} }} }},
           channels: {{
             telegram: {{ botToken: "{TG_TOKEN}", webhookSecret: "{TG_SECRET}", apiBase: "{base}", botUsername: "clawgate_bot",
@@ -173,6 +176,7 @@ pub async fn spawn_stack(script: Script, options: StackOptions) -> Stack {
           {extra}
         }}"#,
         extra = options.extra,
+        model = options.model,
         ws = workspace.display(),
         base = fakes.base_url,
     );

@@ -28,15 +28,55 @@ pub struct AgentsConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct AgentDefaults {
-    /// `anthropic/<model>` or `openai/<model>`; `CLAWGATE_MODEL` (and `--model`) override it.
-    /// Unset: [`DEFAULT_MODEL`], or, with `OPENAI_BASE_URL` and no Anthropic key, the first
-    /// model that server lists (resolved once at start-up by the worker's `llm` module).
-    pub model: Option<String>,
+    /// `anthropic/<model>` or `openai/<model>`, or OpenClaw's `{primary, fallbacks}`;
+    /// `CLAWGATE_MODEL` (and `--model`) override the primary. Unset: [`DEFAULT_MODEL`], or, with
+    /// `OPENAI_BASE_URL` and no Anthropic key, the first model that server lists (resolved
+    /// once at start-up by the worker's `llm` module).
+    pub model: Option<ModelSetting>,
     pub workspace: String,
     /// The most characters of each workspace bootstrap file (AGENTS.md, SOUL.md, …) the
     /// system prompt carries (OpenClaw's key); longer files are cut with a visible marker.
     pub bootstrap_max_chars: usize,
     pub sandbox: SandboxConfig,
+}
+
+/// A model, or a primary with fallbacks tried in order when it fails for good (OpenClaw's
+/// `model: { primary, fallbacks }`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ModelSetting {
+    Name(String),
+    Chain {
+        primary: String,
+        #[serde(default)]
+        fallbacks: Vec<String>,
+    },
+}
+
+impl ModelSetting {
+    pub fn primary(&self) -> &str {
+        match self {
+            ModelSetting::Name(name) | ModelSetting::Chain { primary: name, .. } => name,
+        }
+    }
+
+    pub fn fallbacks(&self) -> &[String] {
+        match self {
+            ModelSetting::Name(_) => &[],
+            ModelSetting::Chain { fallbacks, .. } => fallbacks,
+        }
+    }
+
+    /// The same chain with another primary (`CLAWGATE_MODEL`, `--model`).
+    pub fn with_primary(&self, primary: String) -> ModelSetting {
+        match self {
+            ModelSetting::Name(_) => ModelSetting::Name(primary),
+            ModelSetting::Chain { fallbacks, .. } => ModelSetting::Chain {
+                primary,
+                fallbacks: fallbacks.clone(),
+            },
+        }
+    }
 }
 
 /// The agent workspace when the config names none.
@@ -61,7 +101,7 @@ impl Default for AgentDefaults {
 pub struct AgentEntry {
     pub id: String,
     pub default: bool,
-    pub model: Option<String>,
+    pub model: Option<ModelSetting>,
     pub workspace: Option<String>,
     pub sandbox: Option<SandboxConfig>,
     pub tools: Option<ToolsConfig>,
@@ -352,6 +392,8 @@ pub struct AgentProfile {
     pub id: String,
     /// `provider/model`.
     pub model: String,
+    /// Tried in order when `model` fails for good (auth, refusal, retries spent).
+    pub fallbacks: Vec<String>,
     /// The agent's workspace on the host.
     pub workspace: PathBuf,
     pub bootstrap_max_chars: usize,
@@ -368,12 +410,14 @@ impl Config {
         let entry = self.agents.list.iter().find(|a| a.id == id);
         let defaults = &self.agents.defaults;
         let tools = entry.and_then(|a| a.tools.as_ref()).unwrap_or(&self.tools);
+        let model = entry
+            .and_then(|a| a.model.clone())
+            .or_else(|| defaults.model.clone())
+            .unwrap_or_else(|| ModelSetting::Name(DEFAULT_MODEL.to_string()));
         AgentProfile {
             id: id.to_string(),
-            model: entry
-                .and_then(|a| a.model.clone())
-                .or_else(|| defaults.model.clone())
-                .unwrap_or_else(|| DEFAULT_MODEL.to_string()),
+            model: model.primary().to_string(),
+            fallbacks: model.fallbacks().to_vec(),
             workspace: expand_home(
                 entry
                     .and_then(|a| a.workspace.as_deref())

@@ -351,7 +351,10 @@ impl Config {
             self.models.providers.openai.base_url = Some(url);
         }
         if let Some(model) = get("CLAWGATE_MODEL") {
-            self.agents.defaults.model = Some(model);
+            self.agents.defaults.model = Some(match &self.agents.defaults.model {
+                Some(setting) => setting.with_primary(model),
+                None => ModelSetting::Name(model),
+            });
         }
         if let Some(url) = get("CLAWGATE_QUEUE_URL") {
             self.queue.backend = QueueBackend::Sqs;
@@ -590,6 +593,26 @@ mod tests {
         assert_eq!(named.agent_profile("main").model, "openai/from-env");
         assert_eq!(unset.agents.defaults.model, None);
         assert_eq!(unset.agent_profile("main").model, DEFAULT_MODEL);
+    }
+
+    #[test]
+    fn a_model_chain_is_checked_per_model_and_clawgate_model_keeps_its_fallbacks() {
+        let bad = issues(
+            r#"{ agents: { defaults: { model: { primary: "anthropic/a", fallbacks: ["openai/b", "gpt-4"] } } } }"#,
+        );
+        let mut chain = Config::parse(
+            r#"{ agents: { defaults: { model: { primary: "anthropic/a", fallbacks: ["openai/b"] } } } }"#,
+        )
+        .unwrap();
+        chain.apply_env(|name| (name == "CLAWGATE_MODEL").then(|| "openai/c".into()));
+        let profile = chain.agent_profile("main");
+
+        assert_eq!(bad.len(), 1);
+        assert_eq!(bad[0].path, "agents.defaults.model.fallbacks[1]");
+        assert_eq!(
+            (profile.model.as_str(), profile.fallbacks),
+            ("openai/c", vec!["openai/b".to_string()])
+        );
     }
 
     #[test]

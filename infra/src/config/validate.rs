@@ -4,6 +4,7 @@
 //! Every number a user can type is bounded here (a JSON5 file may say `Infinity`), so nothing
 //! downstream converts an unbounded float into a duration or a size.
 
+use super::ModelSetting;
 use std::collections::BTreeSet;
 
 use super::channels::{is_telegram_secret_token, GroupEntry, ANY_GROUP};
@@ -31,7 +32,7 @@ impl Config {
             })
         };
         if let Some(model) = &self.agents.defaults.model {
-            check_model(model, "agents.defaults.model", &mut bad);
+            check_models(model, "agents.defaults.model", &mut bad);
         }
         check_sandbox(
             &self.agents.defaults.sandbox,
@@ -77,7 +78,7 @@ impl Config {
                 );
             }
             if let Some(model) = &agent.model {
-                check_model(model, &format!("{at}.model"), &mut bad);
+                check_models(model, &format!("{at}.model"), &mut bad);
             }
             if let Some(sandbox) = &agent.sandbox {
                 check_sandbox(sandbox, &format!("{at}.sandbox"), &mut bad);
@@ -234,6 +235,20 @@ fn is_url_segment(s: &str) -> bool {
     (1..=64).contains(&s.len())
         && s.chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+}
+
+/// A model setting: its primary at `path` (or `path.primary`), each fallback at
+/// `path.fallbacks[i]`.
+fn check_models(setting: &ModelSetting, path: &str, bad: &mut impl FnMut(&str, String)) {
+    match setting {
+        ModelSetting::Name(name) => check_model(name, path, bad),
+        ModelSetting::Chain { primary, fallbacks } => {
+            check_model(primary, &format!("{path}.primary"), bad);
+            for (i, fallback) in fallbacks.iter().enumerate() {
+                check_model(fallback, &format!("{path}.fallbacks[{i}]"), bad);
+            }
+        }
+    }
 }
 
 fn check_model(model: &str, path: &str, bad: &mut impl FnMut(&str, String)) {

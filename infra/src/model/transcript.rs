@@ -40,6 +40,10 @@ pub enum EntryBody {
         text: Option<String>,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         tool_calls: Vec<ToolCall>,
+        /// Which model answered (`provider/model`), when known: a fallback, not the primary,
+        /// may have.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        model: Option<String>,
     },
     ToolResult {
         call_id: String,
@@ -214,6 +218,7 @@ mod tests {
                     name: "write".into(),
                     input: serde_json::json!({"path":"a","content":"x".repeat(500_000)}),
                 }],
+                model: None,
             },
         };
         entry.cap_to(350_000);

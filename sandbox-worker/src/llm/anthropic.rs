@@ -34,7 +34,9 @@ pub fn request_body(model: &str, request: &ModelRequest<'_>) -> Value {
                 "user",
                 json!({"type": "text", "text": format!("Summary of the earlier conversation:\n{text}")}),
             ),
-            EntryBody::Assistant { text, tool_calls } => {
+            EntryBody::Assistant {
+                text, tool_calls, ..
+            } => {
                 if let Some(text) = text.as_ref().filter(|t| !t.is_empty()) {
                     push("assistant", json!({"type": "text", "text": text}));
                 }
@@ -96,6 +98,7 @@ pub fn parse_reply(body: &Value) -> Result<ModelReply, LlmError> {
         tool_calls,
         stop: body["stop_reason"].as_str().unwrap_or("").to_string(),
         usage: super::Usage::from_body(body),
+        model: None,
     })
 }
 
@@ -187,6 +190,7 @@ mod tests {
                 EntryBody::Assistant {
                     text: Some("ok".into()),
                     tool_calls: vec![call("a"), call("b")],
+                    model: None,
                 },
             ),
             entry(

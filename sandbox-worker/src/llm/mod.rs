@@ -48,6 +48,8 @@ pub struct ModelReply {
     pub stop: String,
     /// Tokens in and out, when the provider says.
     pub usage: Option<Usage>,
+    /// Which model answered, when a [`Failover`] chose among several.
+    pub model: Option<String>,
 }
 
 /// A model call's token counts.
@@ -293,7 +295,7 @@ pub async fn resolve_default_model(
     match ids.first() {
         Some(first) => {
             let model = format!("openai/{first}");
-            config.agents.defaults.model = Some(model.clone());
+            config.agents.defaults.model = Some(infra::config::ModelSetting::Name(model.clone()));
             ModelChoice::FromServer {
                 model,
                 listed: ids.len(),
@@ -304,14 +306,74 @@ pub async fn resolve_default_model(
 }
 
 /// The model of an agent's profile (`anthropic/<model>` or `openai/<model>`), with the
-/// provider settings (keys, base URLs) from `providers`.
+/// provider settings (keys, base URLs) from `providers`; with fallbacks, a [`Failover`] over
+/// the primary and each fallback that is configured.
 pub fn model_for(
     profile: &AgentProfile,
     providers: &ProvidersConfig,
     http: reqwest::Client,
     retry: RetryPolicy,
 ) -> Result<Box<dyn Model>, LlmError> {
-    let spec = &profile.model;
+    let primary = one_model(&profile.model, providers, http.clone(), retry.clone())?;
+    if profile.fallbacks.is_empty() {
+        return Ok(primary);
+    }
+    let mut models = vec![primary];
+    for spec in &profile.fallbacks {
+        match one_model(spec, providers, http.clone(), retry.clone()) {
+            Ok(model) => models.push(model),
+            Err(e) => tracing::warn!(model = %spec, error = %e, "fallback model left out"),
+        }
+    }
+    Ok(Box::new(Failover { models }))
+}
+
+/// An agent's models in order: each call goes to the first, and moves down the list when one
+/// fails for good (a refusal such as a bad key, its retries spent on rate limits or outages, a
+/// spend limit, an unreadable answer). OpenClaw's `model: { primary, fallbacks }`. The reply
+/// says which model answered, and the transcript keeps it.
+pub struct Failover {
+    models: Vec<Box<dyn Model>>,
+}
+
+#[async_trait]
+impl Model for Failover {
+    async fn complete(&self, request: &ModelRequest<'_>) -> Result<ModelReply, LlmError> {
+        let mut last = None;
+        for model in &self.models {
+            match model.complete(request).await {
+                Ok(mut reply) => {
+                    reply.model = Some(model.name());
+                    return Ok(reply);
+                }
+                Err(e) => {
+                    tracing::warn!(model = %model.name(), error = %e, "model failed; trying the next one");
+                    last = Some(e);
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| LlmError::NotConfigured("no model".into())))
+    }
+
+    fn name(&self) -> String {
+        self.models.first().map(|m| m.name()).unwrap_or_default()
+    }
+
+    async fn probe(&self) -> Result<Probe, LlmError> {
+        match self.models.first() {
+            Some(model) => model.probe().await,
+            None => Err(LlmError::NotConfigured("no model".into())),
+        }
+    }
+}
+
+/// One `provider/model` with its provider's settings.
+fn one_model(
+    spec: &str,
+    providers: &ProvidersConfig,
+    http: reqwest::Client,
+    retry: RetryPolicy,
+) -> Result<Box<dyn Model>, LlmError> {
     let (provider, model) = spec
         .split_once('/')
         .ok_or_else(|| LlmError::NotConfigured(format!("model {spec:?} is not provider/model")))?;

@@ -29,7 +29,7 @@ pub fn request_body(model: &str, request: &ModelRequest<'_>) -> Value {
             EntryBody::Summary { text, .. } => {
                 json!({"role": "user", "content": format!("Summary of the earlier conversation:\n{text}")})
             }
-            EntryBody::Assistant { text, tool_calls } => {
+            EntryBody::Assistant { text, tool_calls, .. } => {
                 let mut message = json!({"role": "assistant", "content": text});
                 if !tool_calls.is_empty() {
                     message["tool_calls"] = tool_calls
@@ -80,6 +80,7 @@ pub fn parse_reply(body: &Value) -> Result<ModelReply, LlmError> {
         tool_calls,
         stop: choice["finish_reason"].as_str().unwrap_or("").to_string(),
         usage: super::Usage::from_body(body),
+        model: None,
     })
 }
 
@@ -159,6 +160,7 @@ mod tests {
                         name: "exec".into(),
                         input: json!({"command": "ls"}),
                     }],
+                    model: None,
                 },
             },
             TranscriptEntry {

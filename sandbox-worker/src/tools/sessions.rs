@@ -82,7 +82,9 @@ fn line(body: &EntryBody) -> String {
     let cut = |t: &str| t.chars().take(500).collect::<String>();
     match body {
         EntryBody::User { text, .. } => format!("user: {}", cut(text)),
-        EntryBody::Assistant { text, tool_calls } => {
+        EntryBody::Assistant {
+            text, tool_calls, ..
+        } => {
             let calls: Vec<&str> = tool_calls.iter().map(|c| c.name.as_str()).collect();
             format!(
                 "assistant: {}{}",
