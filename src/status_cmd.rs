@@ -100,7 +100,22 @@ pub async fn snapshot(config: &Config, backends: &Backends, sessions_per_agent: 
         ),
         Err(e) => json!({ "error": e.to_string() }),
     };
+    let today = chrono::Utc::now().date_naive();
+    let usage_today =
+        match infra::usage::day_totals(backends.store.as_ref(), today, &config.model_names()).await {
+            Ok(totals) => Value::Array(
+                totals
+                    .iter()
+                    .map(|(model, tokens)| {
+                        json!({ "model": model, "tokens": tokens,
+                                "costUsd": infra::usage::cost(&config.models.pricing, model, tokens) })
+                    })
+                    .collect(),
+            ),
+            Err(e) => json!({ "error": e.to_string() }),
+        };
     json!({
+        "usageToday": usage_today,
         "thisHour": last_hour,
         "queue": { "describe": queue.describe(), "depth": depth.as_ref().ok(), "error": depth.as_ref().err() },
         "deadLetters": { "depth": dead.as_ref().ok().cloned().flatten(), "configured": dead.as_ref().map(|d| d.is_some()).unwrap_or(true), "error": dead.as_ref().err() },
@@ -169,6 +184,20 @@ pub async fn status(config: Config, args: StatusArgs) -> anyhow::Result<ExitCode
         println!(
             "this hour:    {} (workers with --metrics store)",
             line.join(", ")
+        );
+    }
+    for u in snap["usageToday"].as_array().into_iter().flatten() {
+        let t = &u["tokens"];
+        println!(
+            "tokens today: {} input {}, output {}, cache read {}, cache write {}{}",
+            u["model"].as_str().unwrap_or("?"),
+            t["input"],
+            t["output"],
+            t["cacheRead"],
+            t["cacheWrite"],
+            u["costUsd"]
+                .as_f64()
+                .map_or(String::new(), |usd| format!(" (≈ ${usd:.4})"))
         );
     }
     let sessions = snap["sessions"].as_array().cloned().unwrap_or_default();

@@ -11,3 +11,4 @@ pub mod queue;
 pub mod setup;
 pub mod store;
 pub mod telemetry;
+pub mod usage;

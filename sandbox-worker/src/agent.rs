@@ -178,6 +178,8 @@ pub struct AgentRun<'a> {
     pub system: String,
     pub limits: AgentLimits,
     pub metrics: &'a Metrics,
+    /// Where each call's token usage is added up (`infra::usage`), when anywhere.
+    pub usage: Option<&'a dyn RateCounters>,
 }
 
 impl AgentRun<'_> {
@@ -270,6 +272,7 @@ impl AgentRun<'_> {
             self.metrics
                 .time(Metric::ModelLatency, asked.elapsed(), &[])
                 .await;
+            let answered_by = reply.model.unwrap_or_else(|| self.model.name());
             if let Some(usage) = reply.usage {
                 self.metrics
                     .record(Metric::ModelInputTokens, usage.input as f64, &[])
@@ -277,12 +280,22 @@ impl AgentRun<'_> {
                 self.metrics
                     .record(Metric::ModelOutputTokens, usage.output as f64, &[])
                     .await;
+                if let Some(counters) = self.usage {
+                    let today = chrono::Utc::now().date_naive();
+                    if let Err(e) =
+                        infra::usage::record(counters, self.session, today, &answered_by, &usage)
+                            .instrument(phase::span("store"))
+                            .await
+                    {
+                        tracing::warn!(error = %e, "could not add up token usage");
+                    }
+                }
             }
             turns += 1;
             let body = EntryBody::Assistant {
                 text: reply.text,
                 tool_calls: reply.tool_calls,
-                model: Some(reply.model.unwrap_or_else(|| self.model.name())),
+                model: Some(answered_by),
             };
             self.append(transcript, body).await?;
         }
@@ -574,6 +587,7 @@ mod tests {
             system: "be helpful".into(),
             limits,
             metrics: &Metrics::default(),
+            usage: None,
         }
         .run(transcript)
         .await

@@ -54,6 +54,8 @@ pub struct StackOptions {
     pub extra: String,
     /// `agents.defaults.model`, as JSON5 (a string, or `{ primary, fallbacks }`).
     pub model: String,
+    /// More keys inside `models`, e.g. `pricing: { … },`.
+    pub models_extra: &'static str,
 }
 
 impl Default for StackOptions {
@@ -66,6 +68,7 @@ impl Default for StackOptions {
             sandbox_extra: "",
             extra: String::new(),
             model: r#""anthropic/claude-test""#.into(),
+            models_extra: "",
         }
     }
 }
@@ -164,7 +167,7 @@ pub async fn spawn_stack(script: Script, options: StackOptions) -> Stack {
     let config = format!(
         r#"{{
           agents: {{ defaults: {{ model: {model}, workspace: "{ws}", sandbox: {{ {sandbox_config} }} }} }},
-          models: {{ providers: {{ anthropic: {{ apiKey: "sk-ant-e2e", baseUrl: "{base}" }} }} }},
+          models: {{ providers: {{ anthropic: {{ apiKey: "sk-ant-e2e", baseUrl: "{base}" }} }}, {models_extra} }},
           channels: {{
             telegram: {{ botToken: "{TG_TOKEN}", webhookSecret: "{TG_SECRET}", apiBase: "{base}", botUsername: "clawgate_bot",
                         dmPolicy: "allowlist", allowFrom: [12345, {BURST_USER}] }},
@@ -177,6 +180,7 @@ pub async fn spawn_stack(script: Script, options: StackOptions) -> Stack {
         }}"#,
         extra = options.extra,
         model = options.model,
+        models_extra = options.models_extra,
         ws = workspace.display(),
         base = fakes.base_url,
     );

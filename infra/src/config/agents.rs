@@ -369,6 +369,8 @@ impl Default for ToolPolicyConfig {
 #[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct ModelsConfig {
     pub providers: ProvidersConfig,
+    /// USD per million tokens by `provider/model`, for `/usage` and `clawgate status`.
+    pub pricing: std::collections::BTreeMap<String, crate::usage::Price>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -403,6 +405,22 @@ pub struct AgentProfile {
 }
 
 impl Config {
+    /// Every `provider/model` any agent may call (primaries and fallbacks), sorted: the models
+    /// usage totals are read for.
+    pub fn model_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .agent_ids()
+            .into_iter()
+            .flat_map(|id| {
+                let profile = self.agent_profile(id);
+                std::iter::once(profile.model).chain(profile.fallbacks)
+            })
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
     /// The settings of agent `id`: its `agents.list` entry over `agents.defaults`, where an
     /// entry's `sandbox` or `tools` replaces the default section whole. An id the config does
     /// not list gets the defaults.

@@ -275,6 +275,8 @@ pub trait SenderStore: Send + Sync {
 ///   concurrent adds are never lost. A new window starts from zero.
 #[async_trait]
 pub trait RateCounters: Send + Sync {
+    /// Adds `n` to `key`'s count in the current window and returns the new count; adding 0
+    /// reads it.
     async fn add(&self, key: &str, window: Duration, n: u32) -> Result<u64, StoreError>;
 }
 

@@ -19,6 +19,17 @@ mod cases {
         assert_eq!(other, 1);
     }
 
+    pub async fn adding_zero_reads_the_count(h: &Harness) {
+        let window = Duration::from_secs(30 * 86_400);
+        let key = format!("usage:{}", ulid::Ulid::new());
+
+        let unseen = h.store.add(&key, window, 0).await.unwrap();
+        h.store.add(&key, window, 1200).await.unwrap();
+        let read = h.store.add(&key, window, 0).await.unwrap();
+
+        assert_eq!((unseen, read), (0, 1200));
+    }
+
     pub async fn a_new_window_starts_from_zero(h: &Harness) {
         let window = Duration::from_millis(400);
         let mut last = 0;
@@ -54,4 +65,5 @@ conformance!(
     counts_add_up_within_a_window_and_each_key_counts_alone,
     a_new_window_starts_from_zero,
     concurrent_adds_are_never_lost,
+    adding_zero_reads_the_count,
 );

@@ -97,7 +97,7 @@ pub fn parse_reply(body: &Value) -> Result<ModelReply, LlmError> {
         text: (!text.is_empty()).then_some(text),
         tool_calls,
         stop: body["stop_reason"].as_str().unwrap_or("").to_string(),
-        usage: super::Usage::from_body(body),
+        usage: super::usage_from_body(body),
         model: None,
     })
 }

@@ -53,23 +53,23 @@ pub struct ModelReply {
 }
 
 /// A model call's token counts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Usage {
-    pub input: u64,
-    pub output: u64,
-}
+pub type Usage = infra::usage::Tokens;
 
-impl Usage {
-    /// `usage` as both APIs name it (Anthropic `input_tokens`/`output_tokens`, OpenAI
-    /// `prompt_tokens`/`completion_tokens`).
-    pub fn from_body(body: &Value) -> Option<Usage> {
-        let usage = body.get("usage")?;
-        let field = |a: &str, b: &str| usage[a].as_u64().or_else(|| usage[b].as_u64());
-        Some(Usage {
-            input: field("input_tokens", "prompt_tokens")?,
-            output: field("output_tokens", "completion_tokens")?,
-        })
-    }
+/// `usage` as both APIs name it: Anthropic `input_tokens`, `output_tokens`,
+/// `cache_read_input_tokens`, `cache_creation_input_tokens`; OpenAI `prompt_tokens`,
+/// `completion_tokens`, `prompt_tokens_details.cached_tokens`.
+pub fn usage_from_body(body: &Value) -> Option<Usage> {
+    let usage = body.get("usage")?;
+    let field = |a: &str, b: &str| usage[a].as_u64().or_else(|| usage[b].as_u64());
+    Some(Usage {
+        input: field("input_tokens", "prompt_tokens")?,
+        output: field("output_tokens", "completion_tokens")?,
+        cache_read: usage["cache_read_input_tokens"]
+            .as_u64()
+            .or_else(|| usage["prompt_tokens_details"]["cached_tokens"].as_u64())
+            .unwrap_or(0),
+        cache_write: usage["cache_creation_input_tokens"].as_u64().unwrap_or(0),
+    })
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -79,7 +79,7 @@ pub fn parse_reply(body: &Value) -> Result<ModelReply, LlmError> {
             .map(str::to_string),
         tool_calls,
         stop: choice["finish_reason"].as_str().unwrap_or("").to_string(),
-        usage: super::Usage::from_body(body),
+        usage: super::usage_from_body(body),
         model: None,
     })
 }

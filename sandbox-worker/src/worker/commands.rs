@@ -1,4 +1,5 @@
-//! Chat commands answered without the model: `/new` (and `/reset`), `/status`, `/help`.
+//! Chat commands answered without the model: `/new` (and `/reset`), `/status`, `/usage`,
+//! `/whoami`, `/help`. Anything else that starts with `/` goes to the model.
 
 use infra::model::{EntryBody, JobMessage, Transcript};
 
@@ -46,7 +47,29 @@ impl Worker {
                     transcript.next_seq
                 )
             }
-            "/help" => "Commands:\n/new or /reset: start a new conversation\n/status: model, sandbox and transcript size\n/help: this list\nAnything else goes to the assistant.".to_string(),
+            "/usage" => {
+                let models = self.config.model_names();
+                let counters = self.backends.store.as_ref();
+                let pricing = &self.config.models.pricing;
+                let today = chrono::Utc::now().date_naive();
+                let session = infra::usage::session_totals(counters, &job.session_key, &models).await?;
+                let day = infra::usage::day_totals(counters, today, &models).await?;
+                format!(
+                    "Tokens in this session:\n{}\n\nToday ({today}, all sessions):\n{}",
+                    infra::usage::describe(&session, pricing),
+                    infra::usage::describe(&day, pricing)
+                )
+            }
+            "/whoami" => format!(
+                "You: {} on {} ({})\nSession: {}\nThis session is {}'s: {}",
+                job.inbound.sender.id,
+                job.inbound.channel.as_str(),
+                job.inbound.sender.name.as_deref().unwrap_or("no name given"),
+                job.session_key,
+                setup.trust.as_str(),
+                setup.plan.trust_reason
+            ),
+            "/help" => "Commands:\n/new or /reset: start a new conversation\n/status: model, sandbox and transcript size\n/usage: tokens and estimated cost, this session and today\n/whoami: who you are to the assistant, and whose session this is\n/help: this list\nAnything else goes to the assistant.".to_string(),
             _ => return Ok(None),
         }))
     }

@@ -353,6 +353,7 @@ impl Worker {
             system,
             limits: self.settings.agent.clone(),
             metrics: &self.metrics,
+            usage: Some(self.backends.store.as_ref()),
         }
         .run(&mut transcript)
         .await;

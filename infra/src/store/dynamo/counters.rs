@@ -31,7 +31,9 @@ impl RateCounters for DynamoStore {
             .update_expression(update)
             .set_expression_attribute_names(e.names())
             .set_expression_attribute_values(e.values())
-            .return_values(ReturnValue::UpdatedNew)
+            // ALL_NEW, not UPDATED_NEW: adding 0 reads a counter (`infra::usage`, `status`),
+            // and an emulator may leave an unchanged attribute out of UPDATED_NEW.
+            .return_values(ReturnValue::AllNew)
             .send()
             .await
             .map_err(|err| self.error(err))?;

@@ -1,8 +1,10 @@
-//! The assistant's persona end to end: workspace files written as an OpenClaw user has them,
-//! a Telegram DM from the owner and a Slack channel mention through the real `clawgate up`,
-//! and the exact system prompt the (fake) model received for each: the files in OpenClaw's
-//! order, a long one cut with its marker, `MEMORY.md` and `BOOTSTRAP.md` only in the owner's
-//! DM, and `BOOTSTRAP.md` gone after that first turn.
+//! The personal-assistant layer end to end, through the real `clawgate up` and a fake model:
+//! - the persona: workspace files written as an OpenClaw user has them, and the exact system
+//!   prompt the model received in the owner's Telegram DM and in a Slack channel (files in
+//!   OpenClaw's order, a long one cut with its marker, `MEMORY.md` and `BOOTSTRAP.md` only in
+//!   the owner's DM, `BOOTSTRAP.md` gone after that first turn);
+//! - `clawgate setup`; model failover on a 401; `/usage` totals matching the tokens the fake
+//!   reported, with their cost; `/whoami`.
 
 #[path = "../sandbox-worker/tests/common/mod.rs"]
 mod common;
@@ -200,4 +202,64 @@ async fn a_primary_that_answers_401_fails_over_to_the_fallback_and_the_transcrip
         _ => None,
     });
     assert_eq!(answered_by.as_deref(), Some("anthropic/claude-backup"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_adds_up_the_tokens_the_model_reported_and_prices_them() {
+    let stack = spawn_stack(
+        Arc::new(|_, _: &Value| {
+            Reply::ok(json!({
+                "id": "msg_usage", "type": "message", "role": "assistant", "model": "claude-test",
+                "content": [{"type": "text", "text": "ok"}], "stop_reason": "end_turn", "stop_sequence": null,
+                "usage": {"input_tokens": 1200, "output_tokens": 300, "cache_read_input_tokens": 100, "cache_creation_input_tokens": 0}
+            }))
+        }),
+        StackOptions {
+            docker: false,
+            models_extra: r#"pricing: { "anthropic/claude-test": { input: 3, output: 15, cacheRead: 0.3 } },"#,
+            ..StackOptions::default()
+        },
+    )
+    .await;
+
+    // One burst: the session's lane answers them in order, so /usage comes after both turns.
+    for (update, text) in [
+        (7201, "one"),
+        (7202, "two"),
+        (7203, "/usage"),
+        (7204, "/whoami"),
+    ] {
+        assert_eq!(stack.post_telegram(&telegram_dm(update, text)).await, 200);
+    }
+    let all = stack
+        .wait_for(Duration::from_secs(90), |f| f.sent_messages().len() == 4)
+        .await;
+    assert!(all, "{}", stack.log_text());
+    let sent = stack.fakes.sent_messages();
+    let usage = sent[2].body["text"].as_str().unwrap();
+    let whoami = sent[3].body["text"].as_str().unwrap();
+
+    assert_eq!(
+        stack.fakes.model_calls().len(),
+        2,
+        "the commands never reach the model"
+    );
+    // 2 × (1200 in, 300 out, 100 cache read) at $3 / $15 / $0.30 per million.
+    let line =
+        "anthropic/claude-test: input 2400, output 600, cache read 200, cache write 0 (≈ $0.0163)";
+    assert!(
+        usage.contains(&format!("Tokens in this session:\n{line}")),
+        "{usage}\n{}",
+        stack.log_text()
+    );
+    assert!(
+        usage.contains(&format!("all sessions):\n{line}")),
+        "{usage}"
+    );
+    assert!(whoami.contains("You: 12345 on telegram"), "{whoami}");
+    assert!(
+        whoami.contains("Session: agent:main:telegram:dm:12345"),
+        "{whoami}"
+    );
+    assert!(whoami.contains("owner's"), "{whoami}");
 }

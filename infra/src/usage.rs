@@ -1,0 +1,210 @@
+//! Token usage and its estimated cost: every model call's input, output and cache tokens, added
+//! to counters in the store per session and per day, each per model, which `/usage`,
+//! `clawgate status` and the Control UI read back.
+//!
+//! Decisions:
+//! - The store's `RateCounters` hold the totals (one atomic add per figure), so every worker of
+//!   a fleet adds to the same numbers. A day's counters are keyed by its UTC date; a session's
+//!   live in one 3650-day window (they restart when that window turns, once a decade).
+//! - Cost is an estimate from `models.pricing` (USD per million tokens, per `provider/model`):
+//!   a model without a price has no cost, never a made-up one.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+
+use crate::model::SessionKey;
+use crate::store::{RateCounters, StoreError};
+
+const DAY_WINDOW: Duration = Duration::from_secs(2 * 86_400);
+const SESSION_WINDOW: Duration = Duration::from_secs(3650 * 86_400);
+
+/// A model call's tokens, or a sum of them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Tokens {
+    pub input: u64,
+    pub output: u64,
+    pub cache_read: u64,
+    pub cache_write: u64,
+}
+
+impl Tokens {
+    fn figures(&self) -> [(&'static str, u64); 4] {
+        [
+            ("input", self.input),
+            ("output", self.output),
+            ("cacheRead", self.cache_read),
+            ("cacheWrite", self.cache_write),
+        ]
+    }
+
+    pub fn is_zero(&self) -> bool {
+        self.figures().iter().all(|(_, n)| *n == 0)
+    }
+}
+
+/// A model's price, USD per million tokens (`models.pricing."provider/model"`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct Price {
+    pub input: f64,
+    pub output: f64,
+    pub cache_read: f64,
+    pub cache_write: f64,
+}
+
+/// The estimated cost of `tokens` of `model`, when the table prices it.
+pub fn cost(pricing: &BTreeMap<String, Price>, model: &str, tokens: &Tokens) -> Option<f64> {
+    let price = pricing.get(model)?;
+    let per = |n: u64, usd: f64| n as f64 * usd / 1_000_000.0;
+    Some(
+        per(tokens.input, price.input)
+            + per(tokens.output, price.output)
+            + per(tokens.cache_read, price.cache_read)
+            + per(tokens.cache_write, price.cache_write),
+    )
+}
+
+fn session_key(session: &SessionKey, model: &str, figure: &str) -> String {
+    format!("usage:session:{session}:{model}:{figure}")
+}
+
+fn day_key(day: NaiveDate, model: &str, figure: &str) -> String {
+    format!("usage:day:{day}:{model}:{figure}")
+}
+
+async fn add_all(
+    counters: &dyn RateCounters,
+    tokens: &Tokens,
+    key: impl Fn(&str) -> String,
+    window: Duration,
+) -> Result<Tokens, StoreError> {
+    let mut total = Tokens::default();
+    for (figure, n) in tokens.figures() {
+        let n = u32::try_from(n).unwrap_or(u32::MAX);
+        let sum = counters.add(&key(figure), window, n).await?;
+        match figure {
+            "input" => total.input = sum,
+            "output" => total.output = sum,
+            "cacheRead" => total.cache_read = sum,
+            _ => total.cache_write = sum,
+        }
+    }
+    Ok(total)
+}
+
+/// Adds one call's tokens to its session's and its day's totals for `model`.
+pub async fn record(
+    counters: &dyn RateCounters,
+    session: &SessionKey,
+    day: NaiveDate,
+    model: &str,
+    tokens: &Tokens,
+) -> Result<(), StoreError> {
+    add_all(
+        counters,
+        tokens,
+        |f| session_key(session, model, f),
+        SESSION_WINDOW,
+    )
+    .await?;
+    add_all(counters, tokens, |f| day_key(day, model, f), DAY_WINDOW).await?;
+    Ok(())
+}
+
+/// A session's totals for each of `models` that it used.
+pub async fn session_totals(
+    counters: &dyn RateCounters,
+    session: &SessionKey,
+    models: &[String],
+) -> Result<Vec<(String, Tokens)>, StoreError> {
+    let mut out = Vec::new();
+    for model in models {
+        let tokens = add_all(
+            counters,
+            &Tokens::default(),
+            |f| session_key(session, model, f),
+            SESSION_WINDOW,
+        )
+        .await?;
+        if !tokens.is_zero() {
+            out.push((model.clone(), tokens));
+        }
+    }
+    Ok(out)
+}
+
+/// A day's totals for each of `models` used that day.
+pub async fn day_totals(
+    counters: &dyn RateCounters,
+    day: NaiveDate,
+    models: &[String],
+) -> Result<Vec<(String, Tokens)>, StoreError> {
+    let mut out = Vec::new();
+    for model in models {
+        let tokens = add_all(
+            counters,
+            &Tokens::default(),
+            |f| day_key(day, model, f),
+            DAY_WINDOW,
+        )
+        .await?;
+        if !tokens.is_zero() {
+            out.push((model.clone(), tokens));
+        }
+    }
+    Ok(out)
+}
+
+/// Totals as lines: `model: input N, output N, cache read N, cache write N (≈ $x.xxxx)`.
+pub fn describe(totals: &[(String, Tokens)], pricing: &BTreeMap<String, Price>) -> String {
+    if totals.is_empty() {
+        return "no model calls".into();
+    }
+    totals
+        .iter()
+        .map(|(model, t)| {
+            let cost = cost(pricing, model, t).map_or_else(
+                || " (no price in models.pricing)".to_string(),
+                |usd| format!(" (≈ ${usd:.4})"),
+            );
+            format!(
+                "{model}: input {}, output {}, cache read {}, cache write {}{cost}",
+                t.input, t.output, t.cache_read, t.cache_write
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cost_uses_the_price_per_million_and_an_unpriced_model_has_none() {
+        let pricing = BTreeMap::from([(
+            "anthropic/x".to_string(),
+            Price {
+                input: 3.0,
+                output: 15.0,
+                cache_read: 0.3,
+                cache_write: 3.75,
+            },
+        )]);
+        let tokens = Tokens {
+            input: 2_400,
+            output: 600,
+            cache_read: 1_000,
+            cache_write: 0,
+        };
+
+        let usd = cost(&pricing, "anthropic/x", &tokens).unwrap();
+
+        assert!((usd - (0.0072 + 0.009 + 0.0003)).abs() < 1e-12, "{usd}");
+        assert_eq!(cost(&pricing, "openai/y", &tokens), None);
+    }
+}
