@@ -1,6 +1,7 @@
 //! `clawgate`: the command-line entry point. Each subcommand lives in its own module; `main`
 //! parses the arguments, sets up logging and maps the outcome to an exit code.
 
+mod agents_cmd;
 mod channels_cmd;
 mod chat_cmd;
 mod config_cmd;
@@ -72,6 +73,11 @@ enum Command {
     Slack {
         #[command(subcommand)]
         action: channels_cmd::SlackAction,
+    },
+    /// The agents: model chain, workspace and persona files, sandbox, what routes to each.
+    Agents {
+        #[command(subcommand)]
+        action: agents_cmd::AgentsAction,
     },
     /// Write the starter workspace files (AGENTS.md, SOUL.md, TOOLS.md, IDENTITY.md, USER.md,
     /// BOOTSTRAP.md) the assistant's persona is read from; existing files are left alone.
@@ -181,6 +187,9 @@ fn main() -> ExitCode {
             tokio::runtime::Runtime::new()?.block_on(channels_cmd::telegram(config, action))
         }),
         Command::Slack { action } => channels_cmd::slack(action),
+        Command::Agents { action } => with_config(cli.config.as_deref(), |config| {
+            agents_cmd::run(&config, action)
+        }),
         Command::Setup { agent } => with_config(cli.config.as_deref(), |config| {
             let agent = agent.unwrap_or_else(|| config.default_agent().to_string());
             let workspace = config.agent_profile(&agent).workspace;

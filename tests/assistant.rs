@@ -263,3 +263,70 @@ async fn usage_adds_up_the_tokens_the_model_reported_and_prices_them() {
     );
     assert!(whoami.contains("owner's"), "{whoami}");
 }
+
+#[test]
+fn agents_list_shows_each_agents_model_chain_files_and_routes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (main_ws, ops_ws) = (dir.path().join("main-ws"), dir.path().join("ops-ws"));
+    std::fs::create_dir_all(&ops_ws).unwrap();
+    std::fs::write(ops_ws.join("SOUL.md"), "ops").unwrap();
+    let config = dir.path().join("clawgate.json5");
+    std::fs::write(
+        &config,
+        format!(
+            r#"{{ agents: {{ defaults: {{ workspace: "{}", model: {{ primary: "anthropic/a", fallbacks: ["openai/b"] }} }},
+                         list: [{{ id: "main", default: true }}, {{ id: "ops", workspace: "{}", model: "openai/c" }}] }},
+                 channels: {{ telegram: {{ botToken: "1:x", accounts: {{ work: {{ botToken: "2:y", agent: "ops" }} }} }} }} }}"#,
+            main_ws.display(),
+            ops_ws.display()
+        ),
+    )
+    .unwrap();
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_clawgate"))
+        .env("HOME", dir.path())
+        .arg("--config")
+        .arg(&config)
+        .args(["agents", "list", "--json"])
+        .output()
+        .unwrap();
+
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let agents: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let by_id = |id: &str| {
+        agents
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["id"] == id)
+            .cloned()
+            .unwrap()
+    };
+    let (main, ops) = (by_id("main"), by_id("ops"));
+    assert_eq!(
+        (
+            main["default"].clone(),
+            main["model"].clone(),
+            main["fallbacks"].clone()
+        ),
+        (json!(true), json!("anthropic/a"), json!(["openai/b"]))
+    );
+    assert_eq!(
+        main["routes"],
+        json!([
+            "telegram account default",
+            "everything no account names (the default agent)"
+        ])
+    );
+    assert_eq!(main["personaFiles"], json!([]));
+    assert_eq!(
+        (ops["model"].clone(), ops["fallbacks"].clone()),
+        (json!("openai/c"), json!([]))
+    );
+    assert_eq!(ops["routes"], json!(["telegram account work"]));
+    assert_eq!(ops["personaFiles"], json!(["SOUL.md"]));
+}
