@@ -121,20 +121,13 @@ pub async fn session_totals(
     session: &SessionKey,
     models: &[String],
 ) -> Result<Vec<(String, Tokens)>, StoreError> {
-    let mut out = Vec::new();
-    for model in models {
-        let tokens = add_all(
-            counters,
-            &Tokens::default(),
-            |f| session_key(session, model, f),
-            SESSION_WINDOW,
-        )
-        .await?;
-        if !tokens.is_zero() {
-            out.push((model.clone(), tokens));
-        }
-    }
-    Ok(out)
+    totals(
+        counters,
+        models,
+        |m, f| session_key(session, m, f),
+        SESSION_WINDOW,
+    )
+    .await
 }
 
 /// A day's totals for each of `models` used that day.
@@ -143,15 +136,19 @@ pub async fn day_totals(
     day: NaiveDate,
     models: &[String],
 ) -> Result<Vec<(String, Tokens)>, StoreError> {
+    totals(counters, models, |m, f| day_key(day, m, f), DAY_WINDOW).await
+}
+
+/// Reads (adds zero to) each model's counters under `key`, keeping the models with any.
+async fn totals(
+    counters: &dyn RateCounters,
+    models: &[String],
+    key: impl Fn(&str, &str) -> String,
+    window: Duration,
+) -> Result<Vec<(String, Tokens)>, StoreError> {
     let mut out = Vec::new();
     for model in models {
-        let tokens = add_all(
-            counters,
-            &Tokens::default(),
-            |f| day_key(day, model, f),
-            DAY_WINDOW,
-        )
-        .await?;
+        let tokens = add_all(counters, &Tokens::default(), |f| key(model, f), window).await?;
         if !tokens.is_zero() {
             out.push((model.clone(), tokens));
         }
