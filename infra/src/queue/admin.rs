@@ -9,7 +9,9 @@
 //!   reads there.
 //! - A redriven job is sent with a fresh deduplication id (`redrive:<message id>`): its
 //!   original id may still be inside the dedup window, which would silently drop it.
-//! - Finding one message takes a few receives; at most [`MAX_ROUNDS`], then "not found". The
+//! - Finding one message takes a few receives; at most [`MAX_ROUNDS`] (about 4 s of empty
+//!   polls, so a message another lister holds for a moment is still found), then "not
+//!   found". The
 //!   dead-letter queue is FIFO too: a session's later dead letter is only handed out once its
 //!   earlier one is gone, so the list shows each session's oldest, and the operator handles
 //!   them in order.
@@ -116,10 +118,9 @@ async fn take(dlq: &dyn JobQueue, message_id: &str) -> Result<Delivery, AdminErr
     let mut found = None;
     let outcome = async {
         for _ in 0..MAX_ROUNDS {
+            // An empty receive is not the end: another lister (a page's refresh, `dlq list`)
+            // may hold the message for a moment; it is back once released.
             let got = dlq.receive(super::MAX_RECEIVE_BATCH, POLL).await?;
-            if got.is_empty() {
-                break;
-            }
             for d in got {
                 if found.is_none() && d.message_id == message_id {
                     found = Some(d);
