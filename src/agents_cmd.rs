@@ -1,7 +1,7 @@
 //! `clawgate agents list`: each agent with its model chain, workspace, sandbox mode, which of
-//! its workspace persona files exist, and what routes messages to it. Routing today is the
-//! Telegram account's `agent` key, else the default agent; OpenClaw's `bindings` are not built
-//! yet (issue 14), and the listing says so rather than pretend.
+//! its workspace persona files exist, and what routes messages to it: its `bindings` (with
+//! their rank), the Telegram accounts whose `agent` it is, and "the default" for the default
+//! agent (see `infra::config::bindings` for the order).
 
 use std::process::ExitCode;
 
@@ -32,15 +32,23 @@ fn describe(config: &Config) -> Vec<Value> {
                 .filter(|name| profile.workspace.join(name).is_file())
                 .collect();
             let mut routes: Vec<String> = config
-                .channels
-                .telegram
+                .bindings
                 .iter()
-                .flat_map(|t| t.accounts())
-                .filter(|a| a.agent.unwrap_or(default) == id)
-                .map(|a| format!("telegram account {}", a.name))
+                .enumerate()
+                .filter(|(_, b)| b.agent_id == id)
+                .map(|(i, b)| format!("bindings[{i}] {}", b.matches.describe()))
                 .collect();
+            routes.extend(
+                config
+                    .channels
+                    .telegram
+                    .iter()
+                    .flat_map(|t| t.accounts())
+                    .filter(|a| a.agent.unwrap_or(default) == id)
+                    .map(|a| format!("telegram account {}", a.name)),
+            );
             if id == default {
-                routes.push("everything no account names (the default agent)".into());
+                routes.push("everything no binding or account names (the default agent)".into());
             }
             json!({
                 "id": id,

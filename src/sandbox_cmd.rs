@@ -238,6 +238,32 @@ fn explain(config: &Config, agent: &str, key: &SessionKey) {
     let d = &plan.docker;
     println!("session:    {}", plan.session);
     println!("agent:      {agent}");
+    if let SessionKey::Peer {
+        channel,
+        kind,
+        peer,
+        sub,
+        ..
+    } = key
+    {
+        if let Ok(channel) = channel.parse() {
+            let topic = match sub {
+                Some(infra::model::SubThread::Topic(t)) => Some(t.as_str()),
+                _ => None,
+            };
+            let routes = config.agent_routes();
+            let facts = infra::config::RouteFacts {
+                channel,
+                account: "",
+                peer_kind: *kind,
+                peer_id: peer,
+                topic,
+                team_id: None,
+            };
+            let route = routes.explain(agent, &facts);
+            println!("routed by:  {}", route.describe(&routes.bindings));
+        }
+    }
     println!("whose:      {} ({})", plan.trust, plan.trust_reason);
     println!("mode:       {}", plan.mode.as_str());
     println!(

@@ -59,7 +59,10 @@ async fn a_stranger_mentioning_the_bot_in_his_own_supergroup_gets_no_model_call(
     let queued = {
         let bot = infra::channels::telegram_webhook::TelegramBot {
             account: "default".into(),
-            agent: "main".into(),
+            routes: std::sync::Arc::new(infra::config::AgentRoutes {
+                default_agent: "main".into(),
+                ..Default::default()
+            }),
             username: Some("clawgate_bot".into()),
             groups: infra::config::GroupAccess {
                 policy: infra::config::GroupPolicy::Open,

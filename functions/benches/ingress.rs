@@ -52,7 +52,10 @@ fn fixture(path: &str) -> Vec<u8> {
 fn bot() -> TelegramBot {
     TelegramBot {
         account: "default".into(),
-        agent: "main".into(),
+        routes: std::sync::Arc::new(infra::config::AgentRoutes {
+            default_agent: "main".into(),
+            ..Default::default()
+        }),
         username: Some("clawgate_bot".into()),
         groups: Default::default(),
     }
@@ -158,7 +161,10 @@ async fn cpu() {
     // An owner who listed every channel, so the mention is queued.
     let slack_app = slack_events::SlackApp {
         account: "default".into(),
-        agent: "main".into(),
+        routes: std::sync::Arc::new(infra::config::AgentRoutes {
+            default_agent: "main".into(),
+            ..Default::default()
+        }),
         groups: infra::config::GroupAccess {
             groups: [("*".to_string(), Default::default())].into(),
             ..Default::default()

@@ -25,7 +25,7 @@ use axum::{Json, Router};
 use chrono::Utc;
 use infra::channels::slack_events::{self, SlackApp, SlackEvent};
 use infra::channels::telegram_webhook::{self, Parsed, TelegramBot};
-use infra::config::{Config, Secret};
+use infra::config::{Config, RouteFacts, Secret};
 use infra::model::{
     Channel, ChatKind, ChatRef, InboundMessage, JobMessage, ReplyTarget, Sender, SessionKey,
 };
@@ -73,20 +73,21 @@ pub struct Ingress {
 impl Ingress {
     pub fn from_config(config: &Config, queue: Arc<dyn JobQueue>) -> Self {
         let agent = config.default_agent().to_string();
+        let routes = Arc::new(config.agent_routes());
         let telegram = config
             .channels
             .telegram
             .iter()
             .filter(|t| t.enabled)
             .flat_map(|t| {
-                let agent = &agent;
+                let routes = &routes;
                 let groups = t.group_access();
                 t.accounts().map(move |account| {
                     let ingress = TelegramIngress {
                         secret: account.webhook_secret.cloned(),
                         bot: TelegramBot {
                             account: account.name.to_string(),
-                            agent: account.agent.unwrap_or(agent).to_string(),
+                            routes: routes.clone(),
                             username: account.bot_username.map(str::to_string),
                             groups: groups.clone(),
                         },
@@ -104,7 +105,7 @@ impl Ingress {
                 signing_secret: s.signing_secret.clone(),
                 app: SlackApp {
                     account: "default".into(),
-                    agent: agent.clone(),
+                    routes: routes.clone(),
                     groups: s.group_access(),
                 },
             });
@@ -188,7 +189,19 @@ pub fn router_with_webchat(
         queue,
         store,
         token,
-        agent: config.default_agent().to_string(),
+        // One agent serves the gateway's WebChat (its conversation list is that agent's), so
+        // only a channel-wide binding (`match: {channel: "webchat"}`) moves it.
+        agent: config
+            .agent_routes()
+            .route(&RouteFacts {
+                channel: Channel::Webchat,
+                account: "default",
+                peer_kind: ChatKind::Dm,
+                peer_id: "",
+                topic: None,
+                team_id: None,
+            })
+            .agent,
         loopback_only,
     }))
 }
@@ -466,12 +479,30 @@ fn delivery(
         )
     })?;
     let account = match &target {
-        // The bot that serves the agent: the chat is with that bot, not with any other.
-        ReplyTarget::Telegram(_) => {
+        // A bot whose messages from this chat route to the agent: the chat is with that bot,
+        // not with any other.
+        ReplyTarget::Telegram(t) => {
+            let (peer_kind, topic) = match session {
+                SessionKey::Peer { kind, .. } => {
+                    (*kind, t.message_thread_id.map(|n| n.to_string()))
+                }
+                _ => (ChatKind::Dm, None),
+            };
+            let chat = t.chat_id.to_string();
             let mut serving: Vec<&String> = ingress
                 .telegram
                 .iter()
-                .filter(|(_, t)| t.bot.agent == agent)
+                .filter(|(name, ingress)| {
+                    let facts = RouteFacts {
+                        channel: Channel::Telegram,
+                        account: name,
+                        peer_kind,
+                        peer_id: &chat,
+                        topic: topic.as_deref(),
+                        team_id: None,
+                    };
+                    ingress.bot.routes.route(&facts).agent == agent
+                })
                 .map(|(name, _)| name)
                 .collect();
             serving.sort_by_key(|name| (name.as_str() != "default", name.as_str()));

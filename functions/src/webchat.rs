@@ -401,7 +401,7 @@ pub fn shown(entry: &TranscriptEntry) -> Vec<Value> {
             "reply",
             json!({ "text": text, "html": crate::markdown::to_safe_html(text) }),
         )],
-        EntryBody::Summary { .. } => vec![],
+        EntryBody::Summary { .. } | EntryBody::Options(_) => vec![],
     }
 }
 

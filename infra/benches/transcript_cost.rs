@@ -57,6 +57,8 @@ fn body_at(seq: u64, summary_at: Option<u64>) -> EntryBody {
             text: Some(format!("reply {seq}: two items are left on the list")),
             tool_calls: vec![],
             model: None,
+            usage: None,
+            reasoning: vec![],
         }
     }
 }
@@ -100,6 +102,8 @@ async fn one_job(store: &dyn StateStore, key: &SessionKey, job: &str) -> (usize,
             text: None,
             tool_calls: vec![call.clone()],
             model: None,
+            usage: None,
+            reasoning: vec![],
         },
         EntryBody::ToolResult {
             call_id: call.id,
@@ -111,6 +115,8 @@ async fn one_job(store: &dyn StateStore, key: &SessionKey, job: &str) -> (usize,
             text: Some("the notes are in trip.md".into()),
             tool_calls: vec![],
             model: None,
+            usage: None,
+            reasoning: vec![],
         },
     ];
     store

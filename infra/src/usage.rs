@@ -21,30 +21,7 @@ use crate::store::{RateCounters, StoreError};
 const DAY_WINDOW: Duration = Duration::from_secs(2 * 86_400);
 const SESSION_WINDOW: Duration = Duration::from_secs(3650 * 86_400);
 
-/// A model call's tokens, or a sum of them.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Tokens {
-    pub input: u64,
-    pub output: u64,
-    pub cache_read: u64,
-    pub cache_write: u64,
-}
-
-impl Tokens {
-    fn figures(&self) -> [(&'static str, u64); 4] {
-        [
-            ("input", self.input),
-            ("output", self.output),
-            ("cacheRead", self.cache_read),
-            ("cacheWrite", self.cache_write),
-        ]
-    }
-
-    pub fn is_zero(&self) -> bool {
-        self.figures().iter().all(|(_, n)| *n == 0)
-    }
-}
+pub use crate::model::Tokens;
 
 /// A model's price, USD per million tokens (`models.pricing."provider/model"`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]

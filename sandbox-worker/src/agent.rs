@@ -7,10 +7,10 @@
 //! and is never run again); a user message, tool result or summary calls the model; an
 //! assistant turn without tool calls is the answer.
 //!
-//! Compaction: when the context (entries since the last summary) grows past the budget, the
-//! older part is summarised by the model and a `Summary` entry is appended; later contexts
-//! start from it, and so do later jobs' reads. Nothing is dropped: the full history stays in
-//! the store.
+//! Compaction (`crate::compaction`): when the context (entries since the last summary) grows
+//! past its token budget, the older part is summarised by the model and a `Summary` entry is
+//! appended; later contexts start from it, and so do later jobs' reads. Nothing is dropped:
+//! the full history stays in the store.
 //!
 //! Decisions:
 //! - Before every side effect (a model call, a tool call) the job's lease is checked: a worker
@@ -31,12 +31,12 @@ use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
 use infra::metrics::{Metric, Metrics};
-use infra::model::{EntryBody, SessionKey, ToolCall, Transcript, TranscriptEntry};
+use infra::model::{EntryBody, SessionKey, ThinkLevel, ToolCall, Transcript, TranscriptEntry};
 use infra::store::{RateCounters, StoreError, TranscriptStore};
 use tokio::sync::OnceCell;
 use tracing::Instrument;
 
-use crate::llm::{LlmError, Model, ModelRequest, ToolSpec};
+use crate::llm::{LlmError, Model, ModelReply, ModelRequest, ToolSpec};
 use crate::phase;
 use crate::tools::policy::ToolPolicy;
 use crate::tools::{ExtraTools, ToolBox, ToolOutcome};
@@ -47,8 +47,8 @@ pub struct AgentLimits {
     pub max_turns: u32,
     pub max_tool_calls: u32,
     pub wall_time: Duration,
-    /// Context size (JSON bytes, about 4 per token) past which older turns are compacted.
-    pub context_budget_bytes: usize,
+    /// Context size in tokens past which older turns are compacted (`crate::compaction`).
+    pub compact_at_tokens: u64,
     /// Entries kept verbatim after a compaction.
     pub keep_recent: usize,
     pub max_tokens: u32,
@@ -60,7 +60,7 @@ impl Default for AgentLimits {
             max_turns: 16,
             max_tool_calls: 48,
             wall_time: Duration::from_secs(600),
-            context_budget_bytes: 400_000,
+            compact_at_tokens: 180_000,
             keep_recent: 12,
             max_tokens: 4096,
         }
@@ -165,7 +165,8 @@ pub struct ToolBudget<'a> {
 pub struct AgentRun<'a> {
     pub model: &'a dyn Model,
     pub tools: &'a LazyTools,
-    pub extra: Option<&'a dyn ExtraTools>,
+    /// Tools the worker serves itself (session tools, memory tools).
+    pub extra: &'a [&'a dyn ExtraTools],
     pub policy: &'a ToolPolicy,
     /// Tool specs offered to the model (policy applied).
     pub specs: Vec<ToolSpec>,
@@ -180,6 +181,11 @@ pub struct AgentRun<'a> {
     pub metrics: &'a Metrics,
     /// Where each call's token usage is added up (`infra::usage`), when anywhere.
     pub usage: Option<&'a dyn RateCounters>,
+    /// `/think` for this session.
+    pub thinking: Option<ThinkLevel>,
+    /// The memory-flush instruction run before a compaction; `None` runs none (a guest
+    /// session, or `memoryFlush.enabled: false`).
+    pub flush_prompt: Option<String>,
 }
 
 impl AgentRun<'_> {
@@ -262,6 +268,7 @@ impl AgentRun<'_> {
                 history: &context,
                 tools: &self.specs,
                 max_tokens: self.limits.max_tokens,
+                thinking: self.thinking,
             };
             let asked = Instant::now();
             let reply = self
@@ -272,30 +279,14 @@ impl AgentRun<'_> {
             self.metrics
                 .time(Metric::ModelLatency, asked.elapsed(), &[])
                 .await;
-            let answered_by = reply.model.unwrap_or_else(|| self.model.name());
-            if let Some(usage) = reply.usage {
-                self.metrics
-                    .record(Metric::ModelInputTokens, usage.input as f64, &[])
-                    .await;
-                self.metrics
-                    .record(Metric::ModelOutputTokens, usage.output as f64, &[])
-                    .await;
-                if let Some(counters) = self.usage {
-                    let today = chrono::Utc::now().date_naive();
-                    if let Err(e) =
-                        infra::usage::record(counters, self.session, today, &answered_by, &usage)
-                            .instrument(phase::span("store"))
-                            .await
-                    {
-                        tracing::warn!(error = %e, "could not add up token usage");
-                    }
-                }
-            }
+            let answered_by = self.add_usage(&reply).await;
             turns += 1;
             let body = EntryBody::Assistant {
                 text: reply.text,
                 tool_calls: reply.tool_calls,
                 model: Some(answered_by),
+                usage: None,
+                reasoning: vec![],
             };
             self.append(transcript, body).await?;
         }
@@ -303,7 +294,7 @@ impl AgentRun<'_> {
 
     /// How many of `wanted` calls the session's hourly budget still allows (all of them when
     /// there is no budget).
-    async fn budget_left(&self, wanted: usize) -> Result<usize, AgentError> {
+    pub(crate) async fn budget_left(&self, wanted: usize) -> Result<usize, AgentError> {
         let Some(budget) = self.budget.as_ref().filter(|b| b.per_hour > 0) else {
             return Ok(wanted);
         };
@@ -325,12 +316,13 @@ impl AgentRun<'_> {
     /// Runs one call where it belongs: a session tool here (the policy checked first, whatever
     /// the model asked), anything else in the tool box, which checks the policy where the tool
     /// runs. A panic inside a tool becomes its error result.
-    async fn run_tool(&self, call: &ToolCall) -> ToolOutcome {
+    pub(crate) async fn run_tool(&self, call: &ToolCall) -> ToolOutcome {
         let name = call.name.to_ascii_lowercase();
         let run = async {
             if let Some(extra) = self
                 .extra
-                .filter(|e| e.specs().iter().any(|s| s.name == name))
+                .iter()
+                .find(|e| e.specs().iter().any(|s| s.name == name))
             {
                 if !self.policy.allows(&name) {
                     return ToolOutcome::error(format!(
@@ -368,7 +360,11 @@ impl AgentRun<'_> {
     }
 
     /// Appends one step: the checkpoint.
-    async fn append(&self, transcript: &mut Transcript, body: EntryBody) -> Result<(), AgentError> {
+    pub(crate) async fn append(
+        &self,
+        transcript: &mut Transcript,
+        body: EntryBody,
+    ) -> Result<(), AgentError> {
         let entry = transcript.next_entry(Some(self.job_id), body);
         let stored = self
             .store
@@ -379,38 +375,30 @@ impl AgentRun<'_> {
         Ok(())
     }
 
-    async fn compact_if_needed(&self, transcript: &mut Transcript) -> Result<(), AgentError> {
-        let context = context(&transcript.entries);
-        let size: usize = context.iter().map(|e| e.encoded_len()).sum();
-        if size <= self.limits.context_budget_bytes || context.len() <= self.limits.keep_recent + 1
-        {
-            return Ok(());
+    /// Adds a call's reported tokens to the metrics and the session's and day's totals;
+    /// returns which model answered.
+    pub(crate) async fn add_usage(&self, reply: &ModelReply) -> String {
+        let answered_by = reply.model.clone().unwrap_or_else(|| self.model.name());
+        let Some(usage) = reply.usage else {
+            return answered_by;
+        };
+        self.metrics
+            .record(Metric::ModelInputTokens, usage.input as f64, &[])
+            .await;
+        self.metrics
+            .record(Metric::ModelOutputTokens, usage.output as f64, &[])
+            .await;
+        if let Some(counters) = self.usage {
+            let today = chrono::Utc::now().date_naive();
+            if let Err(e) =
+                infra::usage::record(counters, self.session, today, &answered_by, &usage)
+                    .instrument(phase::span("store"))
+                    .await
+            {
+                tracing::warn!(error = %e, "could not add up token usage");
+            }
         }
-        // Cut before a user message so a tool call is never separated from its result.
-        let mut cut = context.len() - self.limits.keep_recent;
-        while cut > 1 && !matches!(context[cut].body, EntryBody::User { .. }) {
-            cut -= 1;
-        }
-        if cut <= 1 {
-            return Ok(());
-        }
-        let older = &context[..cut];
-        let through_seq = older.iter().map(|e| e.seq).max().unwrap_or(0);
-        self.lease.check()?;
-        let summary = self
-            .model
-            .complete(&ModelRequest {
-                system: "Summarise the conversation so far for your own later use: the user's goals, decisions made, facts learned, files touched and open tasks. Be concise and concrete.",
-                history: older,
-                tools: &[],
-                max_tokens: 1024,
-            })
-            .instrument(phase::span("model"))
-            .await?;
-        let text = summary.text.unwrap_or_default();
-        tracing::info!(session = %self.session, through_seq, "compacted older turns into a summary");
-        self.append(transcript, EntryBody::Summary { text, through_seq })
-            .await
+        answered_by
     }
 }
 
@@ -523,6 +511,7 @@ mod tests {
                 stop: "end_turn".into(),
                 usage: None,
                 model: None,
+                reasoning: vec![],
             })
         }
         fn name(&self) -> String {
@@ -551,6 +540,7 @@ mod tests {
                 stop: "tool_use".into(),
                 usage: None,
                 model: None,
+                reasoning: vec![],
             })
         }
         fn name(&self) -> String {
@@ -575,7 +565,7 @@ mod tests {
         AgentRun {
             model,
             tools: &tools,
-            extra: None,
+            extra: &[],
             policy: &policy,
             specs: vec![],
             store,
@@ -588,6 +578,8 @@ mod tests {
             limits,
             metrics: &Metrics::default(),
             usage: None,
+            thinking: None,
+            flush_prompt: None,
         }
         .run(transcript)
         .await
@@ -665,6 +657,8 @@ mod tests {
                     text: Some(format!("reply {seq}")),
                     tool_calls: vec![],
                     model: None,
+                    usage: None,
+                    reasoning: vec![],
                 }
             };
             let entry = TranscriptEntry {
@@ -699,7 +693,7 @@ mod tests {
             seen: Mutex::new(vec![]),
         };
         let limits = AgentLimits {
-            context_budget_bytes: 5_000,
+            compact_at_tokens: 1_250,
             keep_recent: 4,
             ..AgentLimits::default()
         };
@@ -747,6 +741,8 @@ mod tests {
                     text: Some("hi there".into()),
                     tool_calls: vec![],
                     model: None,
+                    usage: None,
+                    reasoning: vec![],
                 },
             ),
             entry(
@@ -851,6 +847,8 @@ mod tests {
                     text: None,
                     tool_calls: vec![call("a"), call("b")],
                     model: None,
+                    usage: None,
+                    reasoning: vec![],
                 },
             ),
             result(1, "a"),
@@ -874,6 +872,8 @@ mod tests {
                 text: Some("done".into()),
                 tool_calls: vec![],
                 model: None,
+                usage: None,
+                reasoning: vec![],
             },
         ));
         assert!(ids(&t).is_empty());

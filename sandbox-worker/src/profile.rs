@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use infra::config::{AgentProfile, Config, Trust};
-use infra::model::SessionKey;
+use infra::model::{SessionKey, SessionOptions};
 
 use crate::llm::ToolSpec;
 use crate::sandbox::SandboxPlan;
@@ -35,16 +35,28 @@ impl SessionSetup {
         }
     }
 
+    /// The agent's profile with this session's `/model` choice as its primary (the agent's
+    /// fallbacks still follow it).
+    pub fn profile_for(&self, options: &SessionOptions) -> Arc<AgentProfile> {
+        match &options.model {
+            Some(model) if *model != self.profile.model => Arc::new(AgentProfile {
+                model: model.clone(),
+                ..(*self.profile).clone()
+            }),
+            _ => self.profile.clone(),
+        }
+    }
+
     /// Resolves the agent's profile too (the CLI and tests).
     pub fn resolve(config: &Config, agent: &str, session: &SessionKey) -> Self {
         SessionSetup::new(config, Arc::new(config.agent_profile(agent)), session)
     }
 
     /// The tools offered to the model: the built-in ones and `extra`, as the policy allows.
-    pub fn specs(&self, extra: Option<&dyn ExtraTools>) -> Vec<ToolSpec> {
+    pub fn specs(&self, extra: &[&dyn ExtraTools]) -> Vec<ToolSpec> {
         builtin_specs()
             .into_iter()
-            .chain(extra.map(|e| e.specs()).unwrap_or_default())
+            .chain(extra.iter().flat_map(|e| e.specs()))
             .filter(|s| self.policy.allows(s.name))
             .collect()
     }

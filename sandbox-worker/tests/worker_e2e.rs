@@ -1022,6 +1022,8 @@ async fn seed_open_tool_call(worker: &InProcess) {
                 input: json!({"command": "backup.sh"}),
             }],
             model: None,
+            usage: None,
+            reasoning: vec![],
         },
     ];
     for (seq, body) in entries.into_iter().enumerate() {

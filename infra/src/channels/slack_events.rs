@@ -14,13 +14,15 @@
 //! - The event id is `slack:<account>:<event_id>`: Slack's retries (`X-Slack-Retry-Num`) carry
 //!   the same `event_id`, so the queue drops them.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
 use serde_json::Value;
 use sha2::Sha256;
 
 use super::WebhookError;
-use crate::config::{GroupAccess, GroupVerdict};
+use crate::config::{AgentRoutes, GroupAccess, GroupVerdict, RouteFacts};
 use crate::model::{
     Channel, ChatKind, ChatRef, InboundMessage, JobMessage, ReplyTarget, Sender, SessionKey,
     SlackTarget, SubThread,
@@ -137,7 +139,8 @@ pub enum SlackEvent {
 #[derive(Debug, Clone)]
 pub struct SlackApp {
     pub account: String,
-    pub agent: String,
+    /// Which agent answers which conversation (`bindings`, the default).
+    pub routes: Arc<AgentRoutes>,
     /// Who may reach the agent in channels (`groupPolicy`, `channels`, `groupAllowFrom`).
     pub groups: GroupAccess,
 }
@@ -148,7 +151,7 @@ pub fn parse_event(
     app: &SlackApp,
     now: DateTime<Utc>,
 ) -> Result<SlackEvent, WebhookError> {
-    let (account, agent) = (app.account.as_str(), app.agent.as_str());
+    let account = app.account.as_str();
     let payload: Value =
         serde_json::from_slice(body).map_err(|e| WebhookError::MalformedJson(e.to_string()))?;
     match payload["type"].as_str() {
@@ -192,6 +195,19 @@ pub fn parse_event(
             return Ok(SlackEvent::Ignored(why));
         }
     }
+    let route = app.routes.route(&RouteFacts {
+        channel: Channel::Slack,
+        account,
+        peer_kind: if is_dm {
+            ChatKind::Dm
+        } else {
+            ChatKind::Channel
+        },
+        peer_id: if is_dm { user } else { channel },
+        topic: None,
+        team_id: payload["team_id"].as_str(),
+    });
+    let agent = route.agent.as_str();
     let text = event["text"].as_str().unwrap_or("");
     let thread_ts = event["thread_ts"].as_str().map(str::to_string);
     let (session, kind, reply_thread) = if is_dm {
@@ -261,7 +277,10 @@ mod tests {
     fn app() -> SlackApp {
         SlackApp {
             account: "default".into(),
-            agent: "main".into(),
+            routes: Arc::new(AgentRoutes {
+                default_agent: "main".into(),
+                ..AgentRoutes::default()
+            }),
             groups: GroupAccess {
                 groups: [(ANY_GROUP.to_string(), GroupEntry::default())].into(),
                 ..GroupAccess::default()
@@ -410,6 +429,43 @@ mod tests {
                 channel: "D0PNCRP9N".into(),
                 thread_ts: None
             }))
+        );
+    }
+
+    #[test]
+    fn a_binding_on_the_channel_or_the_team_picks_the_agent() {
+        let bind = |agent: &str, matches: serde_json::Value| -> crate::config::Binding {
+            serde_json::from_value(serde_json::json!({"agentId": agent, "match": matches})).unwrap()
+        };
+        let mut app = app();
+        app.routes = Arc::new(AgentRoutes {
+            bindings: vec![
+                bind(
+                    "team",
+                    serde_json::json!({"channel": "slack", "teamId": "T123ABC456"}),
+                ),
+                bind(
+                    "ops",
+                    serde_json::json!({"channel": "slack", "peer": {"kind": "channel", "id": "C024BE91L"}}),
+                ),
+            ],
+            default_agent: "main".into(),
+            ..AgentRoutes::default()
+        });
+        let job_for = |name: &str| match parse_event(&fixture(name), &app, Utc::now()).unwrap() {
+            SlackEvent::Job(job) => job,
+            other => panic!("{other:?}"),
+        };
+        let threaded = job_for("app_mention_thread.json");
+        assert_eq!(threaded.agent_id, "ops");
+        assert_eq!(
+            threaded.session_key.to_string(),
+            "agent:ops:slack:channel:C024BE91L:thread:1700000000.000100"
+        );
+        let dm = job_for("message_im.json");
+        assert_eq!(
+            (dm.agent_id.as_str(), dm.session_key.to_string().as_str()),
+            ("team", "agent:team:slack:dm:U2147483697")
         );
     }
 

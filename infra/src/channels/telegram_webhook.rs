@@ -13,12 +13,14 @@
 //! - The event id is `telegram:<account>:<update_id>`: Telegram retries an update with the same
 //!   id, so the queue's dedup and the worker's job record both recognise the retry.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use subtle::ConstantTimeEq;
 
 use super::WebhookError;
-use crate::config::{GroupAccess, GroupVerdict, Secret};
+use crate::config::{AgentRoutes, GroupAccess, GroupVerdict, RouteFacts, Secret};
 use crate::model::{
     Channel, ChatKind, ChatRef, InboundMessage, JobMessage, ReplyTarget, Sender, SessionKey,
     SubThread, TelegramTarget,
@@ -28,7 +30,8 @@ use crate::model::{
 #[derive(Debug, Clone)]
 pub struct TelegramBot {
     pub account: String,
-    pub agent: String,
+    /// Which agent answers which chat (`bindings`, the accounts' `agent`, the default).
+    pub routes: Arc<AgentRoutes>,
     /// Without the `@`; needed for mention gating in groups.
     pub username: Option<String>,
     /// Who may reach the agent in groups and channels.
@@ -160,10 +163,25 @@ pub fn parse_update(
     let topic = (message["is_topic_message"] == true)
         .then(|| message["message_thread_id"].as_i64())
         .flatten();
+    let chat = chat_id.to_string();
+    let topic_id = topic.map(|t| t.to_string());
+    let route = bot.routes.route(&RouteFacts {
+        channel: Channel::Telegram,
+        account: &bot.account,
+        peer_kind: kind,
+        peer_id: if kind == ChatKind::Dm {
+            &sender_id
+        } else {
+            &chat
+        },
+        topic: topic_id.as_deref(),
+        team_id: None,
+    });
+    let agent = route.agent.as_str();
     let session = match kind {
-        ChatKind::Dm => SessionKey::dm(&bot.agent, Channel::Telegram, &sender_id),
+        ChatKind::Dm => SessionKey::dm(agent, Channel::Telegram, &sender_id),
         _ => {
-            let mut key = SessionKey::group(&bot.agent, Channel::Telegram, &chat_id.to_string());
+            let mut key = SessionKey::group(agent, Channel::Telegram, &chat);
             if let SessionKey::Peer { kind: k, .. } = &mut key {
                 *k = kind;
             }
@@ -202,7 +220,7 @@ pub fn parse_update(
     });
     Ok(Parsed::Job(Box::new(JobMessage::new(
         session,
-        &bot.agent,
+        agent,
         inbound,
         Some(reply_to),
     ))))
@@ -225,7 +243,10 @@ mod tests {
     fn bot() -> TelegramBot {
         TelegramBot {
             account: "default".into(),
-            agent: "main".into(),
+            routes: Arc::new(AgentRoutes {
+                default_agent: "main".into(),
+                ..AgentRoutes::default()
+            }),
             username: Some("clawgate_bot".into()),
             groups: GroupAccess {
                 groups: [(ANY_GROUP.to_string(), GroupEntry::default())].into(),

@@ -37,7 +37,48 @@ pub struct AgentDefaults {
     /// The most characters of each workspace bootstrap file (AGENTS.md, SOUL.md, …) the
     /// system prompt carries (OpenClaw's key); longer files are cut with a visible marker.
     pub bootstrap_max_chars: usize,
+    /// The model's context window in tokens (OpenClaw's key): compaction keeps the context
+    /// `compaction.reserveTokensFloor` below it.
+    pub context_tokens: u64,
+    pub compaction: CompactionConfig,
     pub sandbox: SandboxConfig,
+}
+
+/// `agents.defaults.compaction`: when older turns are summarised, and the memory flush first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct CompactionConfig {
+    /// Tokens kept free below `contextTokens` for the next answer and its tool results.
+    pub reserve_tokens_floor: u64,
+    pub memory_flush: MemoryFlushConfig,
+}
+
+impl Default for CompactionConfig {
+    fn default() -> Self {
+        CompactionConfig {
+            reserve_tokens_floor: 20_000,
+            memory_flush: MemoryFlushConfig::default(),
+        }
+    }
+}
+
+/// `agents.defaults.compaction.memoryFlush`: the silent turn before a compaction that asks the
+/// model to write what matters to the memory files (owner sessions only).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct MemoryFlushConfig {
+    pub enabled: bool,
+    /// The flush turn's instruction (default: write durable notes to `memory/<today>.md`).
+    pub prompt: Option<String>,
+}
+
+impl Default for MemoryFlushConfig {
+    fn default() -> Self {
+        MemoryFlushConfig {
+            enabled: true,
+            prompt: None,
+        }
+    }
 }
 
 /// A model, or a primary with fallbacks tried in order when it fails for good (OpenClaw's
@@ -91,6 +132,8 @@ impl Default for AgentDefaults {
             model: None,
             workspace: DEFAULT_WORKSPACE.into(),
             bootstrap_max_chars: 20_000,
+            context_tokens: 200_000,
+            compaction: CompactionConfig::default(),
             sandbox: SandboxConfig::default(),
         }
     }
@@ -399,6 +442,10 @@ pub struct AgentProfile {
     /// The agent's workspace on the host.
     pub workspace: PathBuf,
     pub bootstrap_max_chars: usize,
+    /// Compaction starts when the context reaches this many tokens (`contextTokens` less
+    /// `compaction.reserveTokensFloor`).
+    pub compact_at_tokens: u64,
+    pub memory_flush: MemoryFlushConfig,
     pub sandbox: SandboxConfig,
     pub tools: ToolPolicyConfig,
     pub agent_to_agent: AgentToAgent,
@@ -442,6 +489,10 @@ impl Config {
                     .unwrap_or(&defaults.workspace),
             ),
             bootstrap_max_chars: defaults.bootstrap_max_chars,
+            compact_at_tokens: defaults
+                .context_tokens
+                .saturating_sub(defaults.compaction.reserve_tokens_floor),
+            memory_flush: defaults.compaction.memory_flush.clone(),
             sandbox: entry
                 .and_then(|a| a.sandbox.clone())
                 .unwrap_or_else(|| defaults.sandbox.clone()),

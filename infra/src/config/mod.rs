@@ -14,6 +14,7 @@
 //! - Secrets are [`Secret`]: `Debug`, `Display` and `Serialize` print `<redacted>`.
 
 mod agents;
+mod bindings;
 mod channels;
 mod lenient;
 mod trust;
@@ -25,6 +26,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize, Serializer};
 
 pub use agents::*;
+pub use bindings::*;
 pub use channels::*;
 pub use trust::Trust;
 pub use validate::{dangerous_bind_source, dangerous_workspace, parse_bytes};
@@ -76,6 +78,8 @@ pub struct Config {
     pub state: StateConfig,
     pub queue: QueueConfig,
     pub limits: LimitsConfig,
+    /// Which agent answers which conversation ([`bindings`]).
+    pub bindings: Vec<Binding>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -392,7 +396,34 @@ impl Config {
         std::iter::once(self.default_agent())
             .chain(self.agents.list.iter().map(|a| a.id.as_str()))
             .chain(bound)
+            .chain(self.bindings.iter().map(|b| b.agent_id.as_str()))
             .collect()
+    }
+
+    /// The routing table channels pick agents with: `bindings`, the Telegram accounts' own
+    /// `agent` settings, and the default agent.
+    pub fn agent_routes(&self) -> AgentRoutes {
+        let account_agents = self
+            .channels
+            .telegram
+            .iter()
+            .filter(|t| t.enabled)
+            .flat_map(|t| {
+                t.accounts().filter_map(|a| {
+                    let agent = a.agent?;
+                    Some((
+                        crate::model::Channel::Telegram,
+                        a.name.to_string(),
+                        agent.to_string(),
+                    ))
+                })
+            })
+            .collect();
+        AgentRoutes {
+            bindings: self.bindings.clone(),
+            account_agents,
+            default_agent: self.default_agent().to_string(),
+        }
     }
 
     /// The effective config as JSON with every secret redacted (`clawgate config show`).

@@ -54,6 +54,16 @@ impl Config {
                 ),
             );
         }
+        let d = &self.agents.defaults;
+        if d.context_tokens < 1_000 || d.compaction.reserve_tokens_floor >= d.context_tokens {
+            bad(
+                "agents.defaults.compaction.reserveTokensFloor",
+                format!(
+                    "contextTokens ({}) must be at least 1000 and above reserveTokensFloor ({})",
+                    d.context_tokens, d.compaction.reserve_tokens_floor
+                ),
+            );
+        }
         let mut seen = BTreeSet::new();
         for (i, agent) in self.agents.list.iter().enumerate() {
             let at = format!("agents.list[{i}]");
@@ -94,6 +104,7 @@ impl Config {
         if let Some(slack) = &self.channels.slack {
             check_groups(&slack.channels, "channels.slack.channels", &mut bad);
         }
+        self.check_bindings(&mut bad);
         if let Some(token) = &self.gateway.token {
             if token.expose().chars().count() < GATEWAY_TOKEN_MIN_CHARS {
                 bad(

@@ -75,6 +75,9 @@ pub struct SessionMeta {
     /// Where a job starts reading: just past what the latest summary covers (0 before any).
     #[serde(default)]
     pub context_from_seq: u64,
+    /// Set by the latest `Options` entry (`/model`, `/think`).
+    #[serde(default)]
+    pub options: super::SessionOptions,
 }
 
 /// A pending request from an unknown sender to talk to the bot.

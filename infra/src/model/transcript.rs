@@ -44,6 +44,14 @@ pub enum EntryBody {
         /// may have.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         model: Option<String>,
+        /// The call's tokens as the provider reported them: the session's and the job's usage,
+        /// and the context size compaction reads.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        usage: Option<Tokens>,
+        /// Reasoning blocks the provider wants sent back with this turn (Anthropic's
+        /// `thinking` and `redacted_thinking`, signature included), kept opaque.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        reasoning: Vec<serde_json::Value>,
     },
     ToolResult {
         call_id: String,
@@ -58,6 +66,110 @@ pub enum EntryBody {
     /// failure notice. WebChat has no channel to post to, so its page reads these. Models
     /// never see them (the assistant's own words are its `Assistant` entries).
     Delivered { text: String },
+    /// The session's options from here on (`/model`, `/think`): the whole set, so the latest
+    /// such entry is the session's state. The store copies it onto the session's metadata in
+    /// the same write, so a job that reads only the context after a compaction still has it.
+    Options(SessionOptions),
+}
+
+/// A model call's tokens, or a sum of them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct Tokens {
+    pub input: u64,
+    pub output: u64,
+    pub cache_read: u64,
+    pub cache_write: u64,
+}
+
+impl Tokens {
+    /// Every figure with its name, for counters and display.
+    pub fn figures(&self) -> [(&'static str, u64); 4] {
+        [
+            ("input", self.input),
+            ("output", self.output),
+            ("cacheRead", self.cache_read),
+            ("cacheWrite", self.cache_write),
+        ]
+    }
+
+    pub fn is_zero(&self) -> bool {
+        self.figures().iter().all(|(_, n)| *n == 0)
+    }
+
+    /// The prompt as the provider counted it: fresh input plus what came from or went to its
+    /// prompt cache.
+    pub fn prompt(&self) -> u64 {
+        self.input + self.cache_read + self.cache_write
+    }
+
+    /// Adds `other` figure by figure.
+    pub fn add(&mut self, other: &Tokens) {
+        self.input += other.input;
+        self.output += other.output;
+        self.cache_read += other.cache_read;
+        self.cache_write += other.cache_write;
+    }
+}
+
+/// How hard the model thinks before it answers (`/think`): Anthropic's extended-thinking
+/// budget, OpenAI's `reasoning_effort`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ThinkLevel {
+    #[default]
+    Off,
+    Minimal,
+    Low,
+    Medium,
+    High,
+}
+
+impl ThinkLevel {
+    pub const ALL: [ThinkLevel; 5] = [
+        ThinkLevel::Off,
+        ThinkLevel::Minimal,
+        ThinkLevel::Low,
+        ThinkLevel::Medium,
+        ThinkLevel::High,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ThinkLevel::Off => "off",
+            ThinkLevel::Minimal => "minimal",
+            ThinkLevel::Low => "low",
+            ThinkLevel::Medium => "medium",
+            ThinkLevel::High => "high",
+        }
+    }
+
+    /// The level a word names (`/think high`); `on` is `medium`, as in OpenClaw.
+    pub fn parse(word: &str) -> Option<ThinkLevel> {
+        match word.to_ascii_lowercase().as_str() {
+            "on" => Some(ThinkLevel::Medium),
+            w => ThinkLevel::ALL.into_iter().find(|l| l.as_str() == w),
+        }
+    }
+}
+
+/// What the owner set for one session with chat commands.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct SessionOptions {
+    /// `/model <provider/model>`: the model tried first in this session, before the agent's
+    /// fallbacks. `None` is the agent's own primary.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// `/think <level>`; `None` is the config's default (off).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub thinking: Option<ThinkLevel>,
+}
+
+impl SessionOptions {
+    pub fn is_default(&self) -> bool {
+        *self == SessionOptions::default()
+    }
 }
 
 /// The part of a session's history a job works on, and the seq its next entry takes.
@@ -67,6 +179,8 @@ pub struct Transcript {
     pub next_seq: u64,
     /// The entries loaded, oldest first: the whole history or its tail since a compaction.
     pub entries: Vec<TranscriptEntry>,
+    /// The session's options: from its metadata, then any `Options` entry after.
+    pub options: SessionOptions,
 }
 
 impl Transcript {
@@ -82,15 +196,27 @@ impl Transcript {
 
     /// A transcript holding the whole history `entries` (the next seq follows the last).
     pub fn whole(entries: Vec<TranscriptEntry>) -> Transcript {
+        let options = entries
+            .iter()
+            .rev()
+            .find_map(|e| match &e.body {
+                EntryBody::Options(o) => Some(o.clone()),
+                _ => None,
+            })
+            .unwrap_or_default();
         Transcript {
             next_seq: entries.last().map_or(0, |e| e.seq + 1),
             entries,
+            options,
         }
     }
 
     /// Records an entry the store accepted.
     pub fn push(&mut self, stored: TranscriptEntry) {
         self.next_seq = self.next_seq.max(stored.seq + 1);
+        if let EntryBody::Options(options) = &stored.body {
+            self.options = options.clone();
+        }
         self.entries.push(stored);
     }
 }
@@ -132,7 +258,20 @@ impl TranscriptEntry {
             | EntryBody::Summary { text, .. }
             | EntryBody::Delivered { text } => truncate_by(text, len - max_bytes),
             EntryBody::ToolResult { output, .. } => truncate_by(output, len - max_bytes),
-            EntryBody::Assistant { tool_calls, .. } => {
+            // Small by construction: `/model` takes only a configured model's name.
+            EntryBody::Options(_) => {}
+            EntryBody::Assistant {
+                tool_calls,
+                reasoning,
+                ..
+            } => {
+                // Reasoning blocks cannot be cut (their signature covers them): an oversized
+                // set goes whole. Anthropic accepts a turn without them once the tool loop
+                // that made them has ended.
+                let reasoning_size: usize = reasoning.iter().map(|b| b.to_string().len()).sum();
+                if reasoning_size > max_bytes / 2 {
+                    reasoning.clear();
+                }
                 for call in tool_calls.iter_mut() {
                     let size = call.input.to_string().len();
                     if size > 1024 {
@@ -219,6 +358,8 @@ mod tests {
                     input: serde_json::json!({"path":"a","content":"x".repeat(500_000)}),
                 }],
                 model: None,
+                usage: None,
+                reasoning: vec![],
             },
         };
         entry.cap_to(350_000);

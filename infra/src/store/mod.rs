@@ -116,6 +116,8 @@ impl From<crate::embedded::EmbeddedError> for StoreError {
 /// - A `Summary` entry moves the session's `context_from_seq` to just past what it covers, so
 ///   [`TranscriptStore::load_context`] reads only what a model still needs; no other entry
 ///   moves it.
+/// - An `Options` entry sets the session's `options` in the same write; no other entry changes
+///   them, and `load_context` returns them whatever part of the history it reads.
 /// - Only a `User` entry (or a session's first entry) moves `last_active_ms`, which orders
 ///   `list_sessions`: the index behind it is written at most once per job.
 /// - `load_transcript` returns entries with `seq >= from_seq` in order, at most `limit`.
@@ -169,6 +171,7 @@ pub trait TranscriptStore: Send + Sync {
         Ok(Transcript {
             next_seq: meta.next_seq,
             entries,
+            options: meta.options,
         })
     }
 }

@@ -10,7 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use infra::model::{Channel, EntryBody, JobStatus, SessionKey, TranscriptEntry};
+use infra::model::{
+    Channel, EntryBody, JobStatus, SessionKey, SessionOptions, ThinkLevel, TranscriptEntry,
+};
 use infra::store::dynamo::DynamoStore;
 use infra::store::sqlite::SqliteStore;
 use infra::store::{Claim, JobLedger, StateStore, TranscriptStore};

@@ -265,6 +265,58 @@ mod cases {
         assert_eq!(window.next_seq, 8);
         assert_eq!((unknown.next_seq, unknown.entries.len()), (0, 0));
     }
+
+    pub async fn an_options_entry_sets_the_sessions_options_across_a_compaction(h: &Harness) {
+        let key = dm("options");
+        let entry = |seq, body| TranscriptEntry {
+            seq,
+            at: Utc::now(),
+            job_id: None,
+            body,
+        };
+        let chosen = SessionOptions {
+            model: Some("openai/gpt-test".into()),
+            thinking: Some(ThinkLevel::High),
+        };
+        h.store
+            .append_transcript(&key, "main", &user(0, "hi"))
+            .await
+            .unwrap();
+        let before = h.store.get_session(&key).await.unwrap().unwrap();
+
+        for (seq, body) in [
+            (1, EntryBody::Options(chosen.clone())),
+            (
+                2,
+                EntryBody::User {
+                    text: "after".into(),
+                    sender: None,
+                },
+            ),
+            (
+                3,
+                EntryBody::Summary {
+                    text: "all of it".into(),
+                    through_seq: 2,
+                },
+            ),
+        ] {
+            h.store
+                .append_transcript(&key, "main", &entry(seq, body))
+                .await
+                .unwrap();
+        }
+        let meta = h.store.get_session(&key).await.unwrap().unwrap();
+        let context = h.store.load_context(&key).await.unwrap();
+
+        assert!(before.options.is_default());
+        assert_eq!(meta.options, chosen, "later entries keep the options");
+        assert_eq!(context.entries.len(), 1, "only the summary is read");
+        assert_eq!(
+            context.options, chosen,
+            "the options hold though their entry lies before the compaction"
+        );
+    }
 }
 
 conformance!(
@@ -276,4 +328,5 @@ conformance!(
     sessions_are_listed_per_agent_most_recent_first,
     only_a_users_message_moves_a_sessions_activity,
     a_summary_moves_where_a_job_starts_reading,
+    an_options_entry_sets_the_sessions_options_across_a_compaction,
 );

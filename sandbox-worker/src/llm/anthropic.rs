@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use infra::config::Secret;
-use infra::model::{EntryBody, ToolCall};
+use infra::model::{EntryBody, ThinkLevel, ToolCall};
 use serde_json::{json, Value};
 
 use super::{
@@ -35,8 +35,15 @@ pub fn request_body(model: &str, request: &ModelRequest<'_>) -> Value {
                 json!({"type": "text", "text": format!("Summary of the earlier conversation:\n{text}")}),
             ),
             EntryBody::Assistant {
-                text, tool_calls, ..
+                text,
+                tool_calls,
+                reasoning,
+                ..
             } => {
+                // Thinking blocks go back first, unchanged (their signature covers them).
+                for block in reasoning {
+                    push("assistant", block.clone());
+                }
                 if let Some(text) = text.as_ref().filter(|t| !t.is_empty()) {
                     push("assistant", json!({"type": "text", "text": text}));
                 }
@@ -56,7 +63,8 @@ pub fn request_body(model: &str, request: &ModelRequest<'_>) -> Value {
                 "user",
                 json!({"type": "tool_result", "tool_use_id": call_id, "content": output, "is_error": is_error}),
             ),
-            EntryBody::Delivered { .. } => {} // agent::context drops these; never sent
+            // agent::context drops these; never sent
+            EntryBody::Delivered { .. } | EntryBody::Options(_) => {}
         }
     }
     let tools: Vec<Value> = request
@@ -73,7 +81,24 @@ pub fn request_body(model: &str, request: &ModelRequest<'_>) -> Value {
     if !tools.is_empty() {
         body["tools"] = json!(tools);
     }
+    // `/think`: extended thinking with a budget; `max_tokens` must exceed the budget, so the
+    // answer keeps its own allowance on top.
+    if let Some(budget) = request.thinking.and_then(thinking_budget) {
+        body["thinking"] = json!({"type": "enabled", "budget_tokens": budget});
+        body["max_tokens"] = json!(request.max_tokens + budget);
+    }
     body
+}
+
+/// The extended-thinking budget of a level (Anthropic's minimum is 1024 tokens).
+pub fn thinking_budget(level: ThinkLevel) -> Option<u32> {
+    match level {
+        ThinkLevel::Off => None,
+        ThinkLevel::Minimal => Some(1024),
+        ThinkLevel::Low => Some(4096),
+        ThinkLevel::Medium => Some(10_000),
+        ThinkLevel::High => Some(32_000),
+    }
 }
 
 pub fn parse_reply(body: &Value) -> Result<ModelReply, LlmError> {
@@ -82,8 +107,10 @@ pub fn parse_reply(body: &Value) -> Result<ModelReply, LlmError> {
         .ok_or_else(|| LlmError::Malformed("no content array".into()))?;
     let mut text = String::new();
     let mut tool_calls = Vec::new();
+    let mut reasoning = Vec::new();
     for block in blocks {
         match block["type"].as_str() {
+            Some("thinking" | "redacted_thinking") => reasoning.push(block.clone()),
             Some("text") => text.push_str(block["text"].as_str().unwrap_or("")),
             Some("tool_use") => tool_calls.push(ToolCall {
                 id: block["id"].as_str().unwrap_or("").to_string(),
@@ -99,6 +126,7 @@ pub fn parse_reply(body: &Value) -> Result<ModelReply, LlmError> {
         stop: body["stop_reason"].as_str().unwrap_or("").to_string(),
         usage: super::usage_from_body(body),
         model: None,
+        reasoning,
     })
 }
 
@@ -191,6 +219,8 @@ mod tests {
                     text: Some("ok".into()),
                     tool_calls: vec![call("a"), call("b")],
                     model: None,
+                    usage: None,
+                    reasoning: vec![],
                 },
             ),
             entry(
@@ -219,6 +249,7 @@ mod tests {
                 history: &history,
                 tools: &[],
                 max_tokens: 10,
+                thinking: None,
             },
         );
         let messages = body["messages"].as_array().unwrap();
@@ -232,5 +263,76 @@ mod tests {
         assert_eq!(messages[2]["content"][1]["is_error"], true);
         assert_eq!(body["system"], "sys");
         assert!(body.get("tools").is_none());
+    }
+
+    #[test]
+    fn thinking_asks_for_a_budget_and_its_blocks_go_back_first_unchanged() {
+        let reply = parse_reply(&json!({
+            "content": [
+                {"type": "thinking", "thinking": "the user wants x", "signature": "sig=="},
+                {"type": "redacted_thinking", "data": "opaque"},
+                {"type": "tool_use", "id": "t1", "name": "exec", "input": {"command": "ls"}}
+            ],
+            "stop_reason": "tool_use"
+        }))
+        .unwrap();
+        assert_eq!(reply.reasoning.len(), 2);
+        let history = vec![
+            entry(
+                0,
+                EntryBody::User {
+                    text: "go".into(),
+                    sender: None,
+                },
+            ),
+            entry(
+                1,
+                EntryBody::Assistant {
+                    text: None,
+                    tool_calls: reply.tool_calls.clone(),
+                    model: None,
+                    usage: None,
+                    reasoning: reply.reasoning.clone(),
+                },
+            ),
+        ];
+
+        let body = request_body(
+            "m",
+            &ModelRequest {
+                system: "sys",
+                history: &history,
+                tools: &[],
+                max_tokens: 4096,
+                thinking: Some(ThinkLevel::High),
+            },
+        );
+
+        assert_eq!(
+            body["thinking"],
+            json!({"type": "enabled", "budget_tokens": 32000})
+        );
+        assert_eq!(
+            body["max_tokens"], 36096,
+            "the answer keeps its own 4096 on top of the budget"
+        );
+        let turn = &body["messages"][1]["content"];
+        assert_eq!(
+            turn[0],
+            json!({"type": "thinking", "thinking": "the user wants x", "signature": "sig=="})
+        );
+        assert_eq!(turn[1]["type"], "redacted_thinking");
+        assert_eq!(turn[2]["type"], "tool_use");
+        let off = request_body(
+            "m",
+            &ModelRequest {
+                system: "s",
+                history: &history,
+                tools: &[],
+                max_tokens: 10,
+                thinking: Some(ThinkLevel::Off),
+            },
+        );
+        assert!(off.get("thinking").is_none() && off["max_tokens"] == 10);
     }
 }

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use infra::config::{AgentProfile, ProvidersConfig};
-use infra::model::{ToolCall, TranscriptEntry};
+use infra::model::{ThinkLevel, ToolCall, TranscriptEntry};
 use serde_json::Value;
 
 /// A tool as offered to a model: name, description and JSON schema of its input.
@@ -37,6 +37,8 @@ pub struct ModelRequest<'a> {
     pub history: &'a [TranscriptEntry],
     pub tools: &'a [ToolSpec],
     pub max_tokens: u32,
+    /// `/think`: how hard to reason first; `None` or `Off` asks for no reasoning.
+    pub thinking: Option<ThinkLevel>,
 }
 
 /// What a model said.
@@ -50,6 +52,8 @@ pub struct ModelReply {
     pub usage: Option<Usage>,
     /// Which model answered, when a [`Failover`] chose among several.
     pub model: Option<String>,
+    /// Reasoning blocks to send back with this turn (see `EntryBody::Assistant`).
+    pub reasoning: Vec<Value>,
 }
 
 /// A model call's token counts.

@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use infra::config::Secret;
-use infra::model::{EntryBody, ToolCall};
+use infra::model::{EntryBody, ThinkLevel, ToolCall};
 use serde_json::{json, Value};
 
 use super::{
@@ -24,7 +24,8 @@ pub fn request_body(model: &str, request: &ModelRequest<'_>) -> Value {
     let mut messages = vec![json!({"role": "system", "content": request.system})];
     for entry in request.history {
         messages.push(match &entry.body {
-            EntryBody::Delivered { .. } => continue, // agent::context drops these; never sent
+            // agent::context drops these; never sent
+            EntryBody::Delivered { .. } | EntryBody::Options(_) => continue,
             EntryBody::User { text, .. } => json!({"role": "user", "content": text}),
             EntryBody::Summary { text, .. } => {
                 json!({"role": "user", "content": format!("Summary of the earlier conversation:\n{text}")})
@@ -45,6 +46,11 @@ pub fn request_body(model: &str, request: &ModelRequest<'_>) -> Value {
         });
     }
     let mut body = json!({"model": model, "max_tokens": request.max_tokens, "messages": messages});
+    // `/think`: OpenAI's reasoning models take an effort; off sends nothing, so models
+    // without reasoning (and servers that refuse the key) are untouched.
+    if let Some(effort) = request.thinking.filter(|t| *t != ThinkLevel::Off) {
+        body["reasoning_effort"] = json!(effort.as_str());
+    }
     if !request.tools.is_empty() {
         body["tools"] = request
             .tools
@@ -81,6 +87,7 @@ pub fn parse_reply(body: &Value) -> Result<ModelReply, LlmError> {
         stop: choice["finish_reason"].as_str().unwrap_or("").to_string(),
         usage: super::usage_from_body(body),
         model: None,
+        reasoning: vec![],
     })
 }
 
@@ -161,6 +168,8 @@ mod tests {
                         input: json!({"command": "ls"}),
                     }],
                     model: None,
+                    usage: None,
+                    reasoning: vec![],
                 },
             },
             TranscriptEntry {
@@ -182,6 +191,7 @@ mod tests {
                 history: &history,
                 tools: &[],
                 max_tokens: 5,
+                thinking: None,
             },
         );
         let m = body["messages"].as_array().unwrap();
@@ -194,5 +204,25 @@ mod tests {
             m[3],
             json!({"role": "tool", "tool_call_id": "call_1", "content": "a b"})
         );
+    }
+
+    #[test]
+    fn thinking_is_a_reasoning_effort_and_off_sends_none() {
+        let ask = |thinking| {
+            request_body(
+                "o",
+                &ModelRequest {
+                    system: "s",
+                    history: &[],
+                    tools: &[],
+                    max_tokens: 5,
+                    thinking,
+                },
+            )
+        };
+        assert_eq!(ask(Some(ThinkLevel::Low))["reasoning_effort"], "low");
+        assert_eq!(ask(Some(ThinkLevel::High))["reasoning_effort"], "high");
+        assert!(ask(Some(ThinkLevel::Off)).get("reasoning_effort").is_none());
+        assert!(ask(None).get("reasoning_effort").is_none());
     }
 }

@@ -159,6 +159,52 @@ impl Workspace {
         }
     }
 
+    /// The regular files directly in directory `given` (symlinks and special files left out),
+    /// with their modification time and size; an absent directory has none.
+    pub fn list_files(
+        &self,
+        given: &str,
+    ) -> Result<Vec<(String, std::time::SystemTime, u64)>, FsError> {
+        let rel = self.relative(given)?;
+        let entries = match self.dir.read_dir(&rel) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+            Err(e) => return Err(io_error(given, e)),
+        };
+        let mut files = Vec::new();
+        for entry in entries.flatten() {
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            if !kind.is_file() {
+                continue;
+            }
+            let (Ok(meta), Ok(name)) = (entry.metadata(), entry.file_name().into_string()) else {
+                continue;
+            };
+            let modified = meta
+                .modified()
+                .map(|t| t.into_std())
+                .unwrap_or(std::time::UNIX_EPOCH);
+            files.push((name, modified, meta.len()));
+        }
+        files.sort();
+        Ok(files)
+    }
+
+    /// The modification time and size of regular file `given`, if there is one.
+    pub fn file_stamp(&self, given: &str) -> Option<(std::time::SystemTime, u64)> {
+        let rel = self.relative(given).ok()?;
+        let meta = self.dir.symlink_metadata(&rel).ok()?;
+        meta.is_file().then(|| {
+            let modified = meta
+                .modified()
+                .map(|t| t.into_std())
+                .unwrap_or(std::time::UNIX_EPOCH);
+            (modified, meta.len())
+        })
+    }
+
     fn writable(&self, given: &str) -> Result<(), FsError> {
         if self.read_only {
             return Err(FsError(format!(

@@ -5,6 +5,7 @@
 //! dropped call: the model sees what went wrong and can try something else.
 
 pub mod fs;
+pub mod memory;
 pub mod patch;
 pub mod policy;
 pub mod sessions;

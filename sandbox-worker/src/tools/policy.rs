@@ -10,6 +10,7 @@ use infra::config::ToolPolicyConfig;
 pub const GROUPS: &[(&str, &[&str])] = &[
     ("group:fs", &["read", "write", "edit", "apply_patch"]),
     ("group:runtime", &["exec", "process"]),
+    ("group:memory", &["memory_search", "memory_get"]),
     (
         "group:sessions",
         &[

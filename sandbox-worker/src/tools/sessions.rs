@@ -110,6 +110,11 @@ fn line(body: &EntryBody) -> String {
         }
         EntryBody::Summary { text, .. } => format!("summary: {}", cut(text)),
         EntryBody::Delivered { text } => format!("delivered: {}", cut(text)),
+        EntryBody::Options(o) => format!(
+            "options: model {}, thinking {}",
+            o.model.as_deref().unwrap_or("(the agent's)"),
+            o.thinking.unwrap_or_default().as_str()
+        ),
     }
 }
 

@@ -1,7 +1,17 @@
-//! Chat commands answered without the model: `/new` (and `/reset`), `/status`, `/usage`,
-//! `/whoami`, `/help`. Anything else that starts with `/` goes to the model.
+//! Chat commands answered without the model: `/new` (and `/reset`), `/status`, `/model`,
+//! `/think`, `/usage`, `/whoami`, `/help`; `/compact` runs a compaction. Anything else that
+//! starts with `/` goes to the model.
+//!
+//! Decisions:
+//! - `/model <name>` and `/think <level>` change only the session they are sent in, and only
+//!   in the owner's sessions: which model runs (and what it costs) is the owner's call, never a
+//!   group member's. Anyone may ask what they are set to.
+//! - The choice is an `Options` entry in the transcript (the store keeps it on the session),
+//!   so it holds across jobs, workers and compactions, and the history says when it changed.
+//! - `/model` takes a model the config can reach: a configured provider's `provider/model`.
 
-use infra::model::{EntryBody, JobMessage, Transcript};
+use infra::config::Trust;
+use infra::model::{EntryBody, JobMessage, SessionOptions, ThinkLevel, Transcript};
 
 use super::job::JobError;
 use super::Worker;
@@ -9,14 +19,24 @@ use crate::agent::orphaned_results;
 use crate::llm::{model_for, RetryPolicy};
 use crate::profile::SessionSetup;
 
+/// What a command asks of the job.
+pub(super) enum Command {
+    /// Deliver this text; nothing else happens.
+    Answer(String),
+    /// `/compact [instructions]`: summarise the older part of the session now.
+    Compact(Option<String>),
+}
+
+const OWNER_ONLY: &str = "Only the owner can change this, in the owner's own sessions (a direct message or the main session).";
+
 impl Worker {
-    /// The command's answer, or `None` when the message is not a command.
+    /// What the message asks for when it is a command; `None` when it is not one.
     pub(super) async fn command(
         &self,
         job: &JobMessage,
         setup: &SessionSetup,
         transcript: &mut Transcript,
-    ) -> Result<Option<String>, JobError> {
+    ) -> Result<Option<Command>, JobError> {
         let text = job.inbound.text.trim();
         let Some(word) = text
             .split_whitespace()
@@ -26,22 +46,31 @@ impl Worker {
             return Ok(None);
         };
         let command = word.split('@').next().unwrap_or(word).to_ascii_lowercase();
-        Ok(Some(match command.as_str() {
+        let argument = text[word.len()..].trim();
+        let answer = match command.as_str() {
             "/new" | "/reset" => {
                 self.start_over(job, transcript).await?;
                 "Started a new conversation.".to_string()
             }
+            "/compact" => {
+                return Ok(Some(Command::Compact(
+                    (!argument.is_empty()).then(|| argument.to_string()),
+                )))
+            }
+            "/model" => self.model_command(job, setup, transcript, argument).await?,
+            "/think" => self.think_command(job, setup, transcript, argument).await?,
             "/status" => {
                 let model = model_for(
-                    &setup.profile,
+                    &setup.profile_for(&transcript.options),
                     &self.config.models.providers,
                     self.http.clone(),
                     RetryPolicy::default(),
                 )
                 .map_or_else(|e| format!("not configured ({e})"), |m| m.name());
                 format!(
-                    "Session: {}\nModel: {model}\nSandbox: mode {}, {}\nTranscript: {} entries",
+                    "Session: {}\nModel: {model}\nThinking: {}\nSandbox: mode {}, {}\nTranscript: {} entries",
                     job.session_key,
+                    transcript.options.thinking.unwrap_or_default().as_str(),
                     setup.plan.mode.as_str(),
                     setup.sandbox_line(),
                     transcript.next_seq
@@ -69,9 +98,106 @@ impl Worker {
                 setup.trust.as_str(),
                 setup.plan.trust_reason
             ),
-            "/help" => "Commands:\n/new or /reset: start a new conversation\n/status: model, sandbox and transcript size\n/usage: tokens and estimated cost, this session and today\n/whoami: who you are to the assistant, and whose session this is\n/help: this list\nAnything else goes to the assistant.".to_string(),
+            "/help" => "Commands:\n/new or /reset: start a new conversation\n/status: model, sandbox and transcript size\n/model [provider/model | default]: show or change this session's model\n/think [off|minimal|low|medium|high]: show or change how hard the model thinks first\n/compact [instructions]: summarise the older part of this conversation now\n/usage: tokens and estimated cost, this session and today\n/whoami: who you are to the assistant, and whose session this is\n/help: this list\nAnything else goes to the assistant.".to_string(),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some(Command::Answer(answer)))
+    }
+
+    /// `/model`: shows the session's model chain, or (the owner) sets its primary.
+    async fn model_command(
+        &self,
+        job: &JobMessage,
+        setup: &SessionSetup,
+        transcript: &mut Transcript,
+        argument: &str,
+    ) -> Result<String, JobError> {
+        let current = setup.profile_for(&transcript.options);
+        if argument.is_empty() {
+            let whose = if transcript.options.model.is_some() {
+                "chosen for this session"
+            } else {
+                "the agent's"
+            };
+            return Ok(format!(
+                "Model: {} ({whose})\nFallbacks: {}\nConfigured: {}\nChange it with /model <provider/model>; /model default goes back to the agent's.",
+                current.model,
+                if current.fallbacks.is_empty() { "none".to_string() } else { current.fallbacks.join(", ") },
+                self.config.model_names().join(", ")
+            ));
+        }
+        if setup.trust != Trust::Owner {
+            return Ok(OWNER_ONLY.into());
+        }
+        let model = match argument {
+            "default" | "reset" => None,
+            name => {
+                let mut probe = (*setup.profile).clone();
+                (probe.model, probe.fallbacks) = (name.to_string(), vec![]);
+                let usable = name.len() <= 200
+                    && model_for(
+                        &probe,
+                        &self.config.models.providers,
+                        self.http.clone(),
+                        RetryPolicy::default(),
+                    )
+                    .is_ok();
+                if !usable {
+                    return Ok(format!(
+                        "No model {:?} can be reached: use provider/model with a configured provider (anthropic, openai). Configured: {}",
+                        name.chars().take(200).collect::<String>(),
+                        self.config.model_names().join(", ")
+                    ));
+                }
+                Some(name.to_string())
+            }
+        };
+        let options = SessionOptions {
+            model,
+            ..transcript.options.clone()
+        };
+        self.append(job, transcript, EntryBody::Options(options))
+            .await?;
+        Ok(format!(
+            "Model for this session: {}. The next message uses it.",
+            setup.profile_for(&transcript.options).model
+        ))
+    }
+
+    /// `/think`: shows the session's thinking level, or (the owner) sets it.
+    async fn think_command(
+        &self,
+        job: &JobMessage,
+        setup: &SessionSetup,
+        transcript: &mut Transcript,
+        argument: &str,
+    ) -> Result<String, JobError> {
+        let levels = ThinkLevel::ALL.map(ThinkLevel::as_str).join(", ");
+        if argument.is_empty() {
+            return Ok(format!(
+                "Thinking: {}\nChange it with /think <{levels}>.",
+                transcript.options.thinking.unwrap_or_default().as_str()
+            ));
+        }
+        let Some(level) = ThinkLevel::parse(argument) else {
+            return Ok(format!(
+                "Unknown thinking level {:?}: use one of {levels}.",
+                argument.chars().take(40).collect::<String>()
+            ));
+        };
+        if setup.trust != Trust::Owner {
+            return Ok(OWNER_ONLY.into());
+        }
+        let options = SessionOptions {
+            thinking: Some(level),
+            ..transcript.options.clone()
+        };
+        self.append(job, transcript, EntryBody::Options(options))
+            .await?;
+        Ok(format!(
+            "Thinking: {}. The next message uses it.",
+            level.as_str()
+        ))
     }
 
     /// `/new`: answers any tool call left open, then a summary that covers everything with no

@@ -31,16 +31,19 @@ use infra::queue::JobDelivery;
 use infra::store::{Claim, StoreError};
 use tracing::Instrument;
 
+use super::commands::Command;
 use super::{work_id, AbortOnDrop, Gate, Worker};
 use crate::agent::{
-    orphaned_results, AgentError, AgentOutcome, AgentRun, LazyTools, Lease, ToolBudget,
+    orphaned_results, AgentError, AgentLimits, AgentOutcome, AgentRun, LazyTools, Lease, ToolBudget,
 };
+use crate::compaction::{self, Compacted};
 use crate::llm::{model_for, LlmError};
 use crate::persona;
 use crate::phase;
 use crate::profile::SessionSetup;
+use crate::tools::memory::MemoryTools;
 use crate::tools::sessions::{Caller, SessionTools};
-use crate::tools::ToolBox;
+use crate::tools::{ExtraTools, ToolBox};
 
 /// Why a job attempt did not finish.
 #[derive(Debug)]
@@ -276,12 +279,14 @@ impl Worker {
             Gate::Answer(text) => return self.deliver(job, record, lease, &text).await,
         }
         let mut transcript = self.load_transcript(job, record).await?;
-        if let Some(text) = self.command(job, &setup, &mut transcript).await? {
-            return self.deliver(job, record, lease, &text).await;
-        }
-        self.append_user_message(job, &mut transcript).await?;
+        let compact = match self.command(job, &setup, &mut transcript).await? {
+            Some(Command::Answer(text)) => return self.deliver(job, record, lease, &text).await,
+            Some(Command::Compact(instructions)) => Some(instructions),
+            None => None,
+        };
+        let owner = setup.trust == infra::config::Trust::Owner;
         let model = model_for(
-            &setup.profile,
+            &setup.profile_for(&transcript.options),
             &self.config.models.providers,
             self.http.clone(),
             self.settings.retry.clone(),
@@ -315,7 +320,16 @@ impl Worker {
             },
             status_note: format!("model {}; sandbox {}", model.name(), setup.sandbox_line()),
         };
-        let owner = setup.trust == infra::config::Trust::Owner;
+        // Memory is the owner's: its tools are not offered in guest sessions.
+        let memory = MemoryTools {
+            workspace: setup.profile.workspace.clone(),
+            indexes: self.memory.clone(),
+        };
+        let extra: Vec<&dyn ExtraTools> = if owner {
+            vec![&sessions, &memory]
+        } else {
+            vec![&sessions]
+        };
         let files = persona::read_bootstrap(
             &setup.profile.workspace,
             owner,
@@ -330,17 +344,13 @@ impl Worker {
             &files,
         );
         let ritual = files.iter().any(|f| f.name == persona::BOOTSTRAP_FILE);
-        let typing = job
-            .reply_to
-            .as_ref()
-            .and_then(|t| self.outbound.keep_typing(&job.inbound.account, t))
-            .map(AbortOnDrop);
-        let outcome = AgentRun {
+        let flush = &setup.profile.memory_flush;
+        let run = AgentRun {
             model: model.as_ref(),
             tools: &tools,
-            extra: Some(&sessions),
+            extra: &extra,
             policy: &setup.policy,
-            specs: setup.specs(Some(&sessions)),
+            specs: setup.specs(&extra),
             store: self.backends.store.as_ref(),
             budget: Some(ToolBudget {
                 counters: self.backends.store.as_ref(),
@@ -351,12 +361,36 @@ impl Worker {
             agent: &job.agent_id,
             job_id: &job.job_id,
             system,
-            limits: self.settings.agent.clone(),
+            limits: AgentLimits {
+                compact_at_tokens: setup.profile.compact_at_tokens,
+                ..self.settings.agent.clone()
+            },
             metrics: &self.metrics,
             usage: Some(self.backends.store.as_ref()),
+            thinking: transcript.options.thinking,
+            flush_prompt: (owner && flush.enabled).then(|| {
+                flush
+                    .prompt
+                    .clone()
+                    .unwrap_or_else(|| compaction::DEFAULT_FLUSH_PROMPT.to_string())
+            }),
+        };
+        if let Some(instructions) = compact {
+            let text = match run.compact(&mut transcript, instructions.as_deref()).await? {
+                Compacted::Summarised { through_seq, before_tokens } => format!(
+                    "Compacted: the conversation up to entry {through_seq} (about {before_tokens} tokens of context) is now a summary."
+                ),
+                Compacted::NothingToDo => "Nothing to compact yet: the conversation is all recent.".to_string(),
+            };
+            return self.deliver(job, record, lease, &text).await;
         }
-        .run(&mut transcript)
-        .await;
+        self.append_user_message(job, &mut transcript).await?;
+        let typing = job
+            .reply_to
+            .as_ref()
+            .and_then(|t| self.outbound.keep_typing(&job.inbound.account, t))
+            .map(AbortOnDrop);
+        let outcome = run.run(&mut transcript).await;
         drop(typing);
         let outcome = outcome?;
         if ritual {

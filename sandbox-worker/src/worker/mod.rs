@@ -98,6 +98,8 @@ pub struct Worker {
     /// Every agent the config names, resolved once.
     profiles: HashMap<String, Arc<AgentProfile>>,
     pub metrics: Metrics,
+    /// The memory-search indexes of the workspaces this worker has served.
+    memory: Arc<crate::tools::memory::MemoryIndexes>,
 }
 
 impl Worker {
@@ -142,6 +144,7 @@ impl Worker {
             http,
             settings,
             profiles,
+            memory: Arc::default(),
         })
     }
 

@@ -46,6 +46,11 @@ fn session_from_item(item: &Item) -> Result<SessionMeta, StoreError> {
         last_active_ms: get_n(item, "last_active_ms").unwrap_or(0),
         next_seq: get_n(item, "next_seq").unwrap_or(0),
         context_from_seq: get_n(item, "context_from_seq").unwrap_or(0),
+        options: match get_s(item, "options") {
+            Some(json) => serde_json::from_str(&json)
+                .map_err(|e| StoreError::Corrupt(format!("session options: {e}")))?,
+            None => Default::default(),
+        },
     })
 }
 
@@ -152,6 +157,15 @@ impl TranscriptStore for DynamoStore {
                     "{} = {}",
                     e.name("context_from_seq"),
                     e.value("from", n(through_seq + 1))
+                ));
+            }
+            if let EntryBody::Options(options) = &stored.body {
+                let json = serde_json::to_string(options)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                sets.push(format!(
+                    "{} = {}",
+                    e.name("options"),
+                    e.value("options", s(json))
                 ));
             }
             if let Some((channel, peer)) = key.channel_and_peer() {

@@ -78,8 +78,11 @@ CREATE TABLE counters (
 ) WITHOUT ROWID;
 ";
 
+/// Migration 3: a session's options (`/model`, `/think`), as JSON.
+const SCHEMA_V3: &str = "ALTER TABLE sessions ADD COLUMN options TEXT;";
+
 static MIGRATIONS: LazyLock<Migrations<'static>> =
-    LazyLock::new(|| Migrations::new(vec![M::up(SCHEMA_V1), M::up(SCHEMA_V2)]));
+    LazyLock::new(|| Migrations::new(vec![M::up(SCHEMA_V1), M::up(SCHEMA_V2), M::up(SCHEMA_V3)]));
 
 /// The state store in a SQLite file.
 #[derive(Clone)]

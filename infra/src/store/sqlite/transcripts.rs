@@ -21,11 +21,21 @@ fn session_from_row(row: &rusqlite::Row<'_>) -> Result<SessionMeta, rusqlite::Er
         last_active_ms: row.get(5)?,
         next_seq: row.get::<_, i64>(6)? as u64,
         context_from_seq: row.get::<_, i64>(7)? as u64,
+        options: match row.get::<_, Option<String>>(8)? {
+            Some(json) => serde_json::from_str(&json).map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    8,
+                    rusqlite::types::Type::Text,
+                    Box::new(e),
+                )
+            })?,
+            None => Default::default(),
+        },
     })
 }
 
 const SESSION_COLUMNS: &str =
-    "key, agent, channel, peer, created_ms, last_active_ms, next_seq, context_from_seq";
+    "key, agent, channel, peer, created_ms, last_active_ms, next_seq, context_from_seq, options";
 
 #[async_trait]
 impl TranscriptStore for SqliteStore {
@@ -100,13 +110,21 @@ impl TranscriptStore for SqliteStore {
                 _ => None,
             };
             let active = matches!(stored_body, EntryBody::User { .. });
+            // An `Options` entry is the session's options from now on.
+            let options = match &stored_body {
+                EntryBody::Options(o) => Some(serde_json::to_string(o).map_err(|e| {
+                    TxError::Store(StoreError::Corrupt(e.to_string()))
+                })?),
+                _ => None,
+            };
             tx.execute(
-                "INSERT INTO sessions (key, agent, channel, peer, created_ms, last_active_ms, next_seq, context_from_seq)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, COALESCE(?7, 0))
+                "INSERT INTO sessions (key, agent, channel, peer, created_ms, last_active_ms, next_seq, context_from_seq, options)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, COALESCE(?7, 0), ?9)
                  ON CONFLICT (key) DO UPDATE SET next_seq = ?6, agent = ?2,
                      last_active_ms = CASE WHEN ?8 THEN ?5 ELSE last_active_ms END,
-                     context_from_seq = COALESCE(?7, context_from_seq)",
-                params![key, agent, channel, peer, now, (seq + 1) as i64, context_from, active],
+                     context_from_seq = COALESCE(?7, context_from_seq),
+                     options = COALESCE(?9, options)",
+                params![key, agent, channel, peer, now, (seq + 1) as i64, context_from, active, options],
             )?;
             Ok(())
         })
