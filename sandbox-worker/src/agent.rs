@@ -285,8 +285,8 @@ impl AgentRun<'_> {
                 text: reply.text,
                 tool_calls: reply.tool_calls,
                 model: Some(answered_by),
-                usage: None,
-                reasoning: vec![],
+                usage: reply.usage,
+                reasoning: reply.reasoning,
             };
             self.append(transcript, body).await?;
         }
@@ -448,11 +448,11 @@ fn pending_calls(transcript: &[TranscriptEntry]) -> Vec<ToolCall> {
 }
 
 /// What the model sees: the latest summary (if any) and every entry it does not cover, without
-/// the `Delivered` copies of replies.
+/// the `Delivered` copies of replies and the `Options` records.
 pub fn context(transcript: &[TranscriptEntry]) -> Vec<TranscriptEntry> {
     let transcript: Vec<TranscriptEntry> = transcript
         .iter()
-        .filter(|e| !matches!(e.body, EntryBody::Delivered { .. }))
+        .filter(|e| !matches!(e.body, EntryBody::Delivered { .. } | EntryBody::Options(_)))
         .cloned()
         .collect();
     let latest = transcript

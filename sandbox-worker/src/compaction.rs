@@ -104,7 +104,14 @@ impl AgentRun<'_> {
             self.flush_memory(&context, prompt).await?;
         }
         let older = &context[..cut];
-        let through_seq = older.iter().map(|e| e.seq).max().unwrap_or(0);
+        // An earlier summary leads the context with the highest seq of all; the new one stands
+        // for what it summarised and the entries after it, up to the cut.
+        let through_seq = older
+            .iter()
+            .filter(|e| !matches!(e.body, EntryBody::Summary { .. }))
+            .map(|e| e.seq)
+            .max()
+            .unwrap_or(0);
         let system = match instructions {
             Some(extra) => format!("{SUMMARY_PROMPT}\nThe user asked: {extra}"),
             None => SUMMARY_PROMPT.to_string(),

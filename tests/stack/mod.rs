@@ -56,6 +56,10 @@ pub struct StackOptions {
     pub model: String,
     /// More keys inside `models`, e.g. `pricing: { … },`.
     pub models_extra: &'static str,
+    /// More keys inside `agents`, e.g. `list: [ … ],`.
+    pub agents_extra: String,
+    /// More keys inside `agents.defaults`, e.g. `contextTokens: 2000,`.
+    pub defaults_extra: &'static str,
 }
 
 impl Default for StackOptions {
@@ -69,6 +73,8 @@ impl Default for StackOptions {
             extra: String::new(),
             model: r#""anthropic/claude-test""#.into(),
             models_extra: "",
+            agents_extra: String::new(),
+            defaults_extra: "",
         }
     }
 }
@@ -166,7 +172,7 @@ pub async fn spawn_stack(script: Script, options: StackOptions) -> Stack {
         .unwrap_or_default();
     let config = format!(
         r#"{{
-          agents: {{ defaults: {{ model: {model}, workspace: "{ws}", sandbox: {{ {sandbox_config} }} }} }},
+          agents: {{ defaults: {{ model: {model}, workspace: "{ws}", {defaults_extra} sandbox: {{ {sandbox_config} }} }}, {agents_extra} }},
           models: {{ providers: {{ anthropic: {{ apiKey: "sk-ant-e2e", baseUrl: "{base}" }} }}, {models_extra} }},
           channels: {{
             telegram: {{ botToken: "{TG_TOKEN}", webhookSecret: "{TG_SECRET}", apiBase: "{base}", botUsername: "clawgate_bot",
@@ -181,6 +187,8 @@ pub async fn spawn_stack(script: Script, options: StackOptions) -> Stack {
         extra = options.extra,
         model = options.model,
         models_extra = options.models_extra,
+        agents_extra = options.agents_extra,
+        defaults_extra = options.defaults_extra,
         ws = workspace.display(),
         base = fakes.base_url,
     );

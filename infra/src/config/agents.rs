@@ -396,6 +396,7 @@ impl Default for ToolPolicyConfig {
                 "group:fs".into(),
                 "group:runtime".into(),
                 "group:sessions".into(),
+                "group:memory".into(),
             ],
             deny: vec![
                 "browser".into(),
@@ -428,6 +429,13 @@ pub struct ProvidersConfig {
 pub struct ProviderConfig {
     pub api_key: Option<Secret>,
     pub base_url: Option<String>,
+}
+
+impl ProviderConfig {
+    /// Whether the config (or its environment) set this provider up at all.
+    pub fn is_configured(&self) -> bool {
+        self.api_key.is_some() || self.base_url.is_some()
+    }
 }
 
 /// One agent's settings with its own entry applied over the defaults: what every part of the

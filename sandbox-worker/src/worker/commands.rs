@@ -38,6 +38,14 @@ impl Worker {
         transcript: &mut Transcript,
     ) -> Result<Option<Command>, JobError> {
         let text = job.inbound.text.trim();
+        // In a Slack channel the message starts with the app's mention: `<@U0LAN0Z89> /status`.
+        let text = match text
+            .strip_prefix("<@")
+            .and_then(|rest| rest.split_once('>'))
+        {
+            Some((_, rest)) => rest.trim_start(),
+            None => text,
+        };
         let Some(word) = text
             .split_whitespace()
             .next()
@@ -134,7 +142,14 @@ impl Worker {
             name => {
                 let mut probe = (*setup.profile).clone();
                 (probe.model, probe.fallbacks) = (name.to_string(), vec![]);
+                let providers = &self.config.models.providers;
+                let configured = match name.split_once('/').map(|(p, _)| p) {
+                    Some("anthropic") => providers.anthropic.is_configured(),
+                    Some("openai") => providers.openai.is_configured(),
+                    _ => false,
+                };
                 let usable = name.len() <= 200
+                    && configured
                     && model_for(
                         &probe,
                         &self.config.models.providers,
