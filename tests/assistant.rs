@@ -276,7 +276,8 @@ fn agents_list_shows_each_agents_model_chain_files_and_routes() {
         format!(
             r#"{{ agents: {{ defaults: {{ workspace: "{}", model: {{ primary: "anthropic/a", fallbacks: ["openai/b"] }} }},
                          list: [{{ id: "main", default: true }}, {{ id: "ops", workspace: "{}", model: "openai/c" }}] }},
-                 channels: {{ telegram: {{ botToken: "1:x", accounts: {{ work: {{ botToken: "2:y", agent: "ops" }} }} }} }} }}"#,
+                 channels: {{ telegram: {{ botToken: "1:x", accounts: {{ work: {{ botToken: "2:y", agent: "ops" }} }} }} }},
+                 bindings: [{{ agentId: "ops", match: {{ channel: "telegram", peer: {{ kind: "group", id: "-100" }} }} }}] }}"#,
             main_ws.display(),
             ops_ws.display()
         ),
@@ -319,7 +320,7 @@ fn agents_list_shows_each_agents_model_chain_files_and_routes() {
         main["routes"],
         json!([
             "telegram account default",
-            "everything no account names (the default agent)"
+            "everything no binding or account names (the default agent)"
         ])
     );
     assert_eq!(main["personaFiles"], json!([]));
@@ -327,6 +328,12 @@ fn agents_list_shows_each_agents_model_chain_files_and_routes() {
         (ops["model"].clone(), ops["fallbacks"].clone()),
         (json!("openai/c"), json!([]))
     );
-    assert_eq!(ops["routes"], json!(["telegram account work"]));
+    assert_eq!(
+        ops["routes"],
+        json!([
+            "bindings[0] channel=telegram peer=group:-100",
+            "telegram account work"
+        ])
+    );
     assert_eq!(ops["personaFiles"], json!(["SOUL.md"]));
 }

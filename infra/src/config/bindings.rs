@@ -496,4 +496,37 @@ mod tests {
             RoutedBy::Default
         );
     }
+
+    #[test]
+    fn config_validate_names_each_bad_binding() {
+        let config = Config::parse(
+            r#"{ agents: { list: [{ id: "main" }, { id: "ops" }] },
+                 bindings: [
+                   { agentId: "ops", match: { channel: "slack", teamId: "T1" } },
+                   { agentId: "nobody", match: { channel: "slack" } },
+                   { agentId: "ops", match: { channel: "discord", guildId: "G1" } },
+                   { agentId: "ops", match: { channel: "telegram", peer: { kind: "room", id: "" } } },
+                 ] }"#,
+        )
+        .unwrap();
+
+        let issues = config.validate().unwrap_err();
+
+        let paths: Vec<&str> = issues.iter().map(|i| i.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "bindings[1].agentId",
+                "bindings[2].match.channel",
+                "bindings[2].match.guildId",
+                "bindings[3].match.peer.kind",
+                "bindings[3].match.peer.id",
+            ],
+            "{issues:?}"
+        );
+        assert!(Config::parse(
+            r#"{ bindings: [{ agentId: "x", match: { channel: "slack", team: "T1" } }] }"#
+        )
+        .is_err());
+    }
 }
