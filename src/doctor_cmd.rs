@@ -164,7 +164,7 @@ async fn check_model(
             "start the server, or name the model with --model openai/<name>",
         )];
     }
-    let model = match llm::model_for(&profile, &config.models.providers, http.clone(), RetryPolicy::default()) {
+    let model = match llm::model_for(&profile, &config.models.providers, &llm::KeyRings::default(), http.clone(), RetryPolicy::default()) {
         Ok(model) => model,
         Err(e) => {
             return vec![bad(

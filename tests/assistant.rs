@@ -205,6 +205,61 @@ async fn a_primary_that_answers_401_fails_over_to_the_fallback_and_the_transcrip
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limited_key_gives_way_to_the_next_at_once_and_rests_for_later_jobs() {
+    let stack = spawn_stack(
+        Arc::new(|_, _: &Value| Reply::text("answered")),
+        StackOptions {
+            docker: false,
+            backend: stack::Backend::Sqlite,
+            anthropic_extra: r#"apiKeys: ["sk-ant-second"],"#,
+            ..StackOptions::default()
+        },
+    )
+    .await;
+    // The first key is over its rate limit (429, retry-after 60); the second answers.
+    stack.fakes.rate_limit_key("sk-ant-e2e");
+
+    for (update, text) in [(7201, "first"), (7202, "second")] {
+        stack.post_telegram(&telegram_dm(update, text)).await;
+        let n = update - 7200;
+        assert!(
+            stack
+                .wait_for(Duration::from_secs(60), |f| f.sent_messages().len()
+                    == n as usize)
+                .await,
+            "{}",
+            stack.log_text()
+        );
+    }
+
+    let keys: Vec<String> = stack
+        .fakes
+        .calls("/v1/messages")
+        .iter()
+        .map(|c| c.auth.clone().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        keys,
+        ["sk-ant-e2e", "sk-ant-second", "sk-ant-second"],
+        "one 429, then the second key; the next job starts on the key that is not resting"
+    );
+    let calls = stack.fakes.calls("/v1/messages");
+    assert!(
+        calls[1].at - calls[0].at < Duration::from_secs(1),
+        "no backoff when another key is ready"
+    );
+    assert!(stack
+        .fakes
+        .sent_messages()
+        .iter()
+        .all(|m| m.body["text"] == "answered"));
+    assert!(
+        !stack.log_text().contains("sk-ant-"),
+        "keys never reach a log"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn usage_adds_up_the_tokens_the_model_reported_and_prices_them() {
     let stack = spawn_stack(
         Arc::new(|_, _: &Value| {
@@ -262,6 +317,18 @@ async fn usage_adds_up_the_tokens_the_model_reported_and_prices_them() {
         "{whoami}"
     );
     assert!(whoami.contains("owner's"), "{whoami}");
+    let backends = stack.backends().await;
+    let record = backends
+        .store
+        .get_job("telegram:default:7201")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        record.usage.map(|u| (u.input, u.output, u.cache_read)),
+        Some((1200, 300, 100)),
+        "the job record carries its own tokens"
+    );
 }
 
 #[test]

@@ -130,7 +130,7 @@ async fn one_job(store: &dyn StateStore, key: &SessionKey, job: &str) -> (usize,
     }
     store.mark_chunk_sent(job, "bench", 0).await.unwrap();
     store
-        .finish_job(job, "bench", infra::model::JobStatus::Done, None)
+        .finish_job(job, "bench", infra::model::JobStatus::Done, None, None)
         .await
         .unwrap();
     (items_read, started.elapsed())

@@ -181,6 +181,8 @@ pub struct AgentRun<'a> {
     pub metrics: &'a Metrics,
     /// Where each call's token usage is added up (`infra::usage`), when anywhere.
     pub usage: Option<&'a dyn RateCounters>,
+    /// Where this job's tokens are summed for its record, when anywhere.
+    pub job_usage: Option<&'a std::sync::Mutex<infra::model::Tokens>>,
     /// `/think` for this session.
     pub thinking: Option<ThinkLevel>,
     /// The memory-flush instruction run before a compaction; `None` runs none (a guest
@@ -382,6 +384,9 @@ impl AgentRun<'_> {
         let Some(usage) = reply.usage else {
             return answered_by;
         };
+        if let Some(spent) = self.job_usage {
+            spent.lock().unwrap_or_else(|p| p.into_inner()).add(&usage);
+        }
         self.metrics
             .record(Metric::ModelInputTokens, usage.input as f64, &[])
             .await;
@@ -578,6 +583,7 @@ mod tests {
             limits,
             metrics: &Metrics::default(),
             usage: None,
+            job_usage: None,
             thinking: None,
             flush_prompt: None,
         }

@@ -60,6 +60,8 @@ pub struct StackOptions {
     pub agents_extra: String,
     /// More keys inside `agents.defaults`, e.g. `contextTokens: 2000,`.
     pub defaults_extra: &'static str,
+    /// More keys inside `models.providers.anthropic`, e.g. `apiKeys: ["…"],`.
+    pub anthropic_extra: &'static str,
 }
 
 impl Default for StackOptions {
@@ -75,6 +77,7 @@ impl Default for StackOptions {
             models_extra: "",
             agents_extra: String::new(),
             defaults_extra: "",
+            anthropic_extra: "",
         }
     }
 }
@@ -173,7 +176,7 @@ pub async fn spawn_stack(script: Script, options: StackOptions) -> Stack {
     let config = format!(
         r#"{{
           agents: {{ defaults: {{ model: {model}, workspace: "{ws}", {defaults_extra} sandbox: {{ {sandbox_config} }} }}, {agents_extra} }},
-          models: {{ providers: {{ anthropic: {{ apiKey: "sk-ant-e2e", baseUrl: "{base}" }} }}, {models_extra} }},
+          models: {{ providers: {{ anthropic: {{ apiKey: "sk-ant-e2e", baseUrl: "{base}", {anthropic_extra} }} }}, {models_extra} }},
           channels: {{
             telegram: {{ botToken: "{TG_TOKEN}", webhookSecret: "{TG_SECRET}", apiBase: "{base}", botUsername: "clawgate_bot",
                         dmPolicy: "allowlist", allowFrom: [12345, {BURST_USER}] }},
@@ -189,6 +192,7 @@ pub async fn spawn_stack(script: Script, options: StackOptions) -> Stack {
         models_extra = options.models_extra,
         agents_extra = options.agents_extra,
         defaults_extra = options.defaults_extra,
+        anthropic_extra = options.anthropic_extra,
         ws = workspace.display(),
         base = fakes.base_url,
     );

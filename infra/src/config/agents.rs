@@ -428,13 +428,27 @@ pub struct ProvidersConfig {
 #[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct ProviderConfig {
     pub api_key: Option<Secret>,
+    /// More keys for the same provider (accounts, projects), tried in turn when one is rate
+    /// limited; `ANTHROPIC_API_KEYS` / `OPENAI_API_KEYS` (comma-separated) set them too.
+    pub api_keys: Vec<Secret>,
     pub base_url: Option<String>,
 }
 
 impl ProviderConfig {
     /// Whether the config (or its environment) set this provider up at all.
     pub fn is_configured(&self) -> bool {
-        self.api_key.is_some() || self.base_url.is_some()
+        self.api_key.is_some() || !self.api_keys.is_empty() || self.base_url.is_some()
+    }
+
+    /// Every key, `apiKey` first, each once.
+    pub fn keys(&self) -> Vec<Secret> {
+        let mut keys: Vec<Secret> = Vec::new();
+        for key in self.api_key.iter().chain(&self.api_keys) {
+            if !keys.contains(key) {
+                keys.push(key.clone());
+            }
+        }
+        keys
     }
 }
 

@@ -354,6 +354,20 @@ impl Config {
         if let Some(url) = get("OPENAI_BASE_URL") {
             self.models.providers.openai.base_url = Some(url);
         }
+        // OpenClaw's `<PROVIDER>_API_KEYS`: more keys, comma-separated, rotated on 429.
+        for (name, provider) in [
+            ("ANTHROPIC_API_KEYS", &mut self.models.providers.anthropic),
+            ("OPENAI_API_KEYS", &mut self.models.providers.openai),
+        ] {
+            if let Some(keys) = get(name) {
+                provider.api_keys = keys
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|k| !k.is_empty())
+                    .map(|k| Secret(k.to_string()))
+                    .collect();
+            }
+        }
         if let Some(model) = get("CLAWGATE_MODEL") {
             self.agents.defaults.model = Some(match &self.agents.defaults.model {
                 Some(setting) => setting.with_primary(model),

@@ -59,6 +59,9 @@ pub struct JobRecord {
     pub updated_ms: i64,
     /// Why a job failed, or a short note on how it finished.
     pub detail: Option<String>,
+    /// Every model call's tokens in this job, summed (set when it finishes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<super::Tokens>,
 }
 
 /// A session's metadata, kept beside its transcript.
@@ -108,6 +111,7 @@ mod tests {
             created_ms: 1,
             updated_ms: 2,
             detail: None,
+            usage: None,
         };
         let json = serde_json::to_string(&record).unwrap();
         assert_eq!(serde_json::from_str::<JobRecord>(&json).unwrap(), record);

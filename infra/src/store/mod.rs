@@ -15,7 +15,8 @@ use async_trait::async_trait;
 use rand::Rng;
 
 use crate::model::{
-    JobRecord, JobStatus, PairingRequest, SessionKey, SessionMeta, Transcript, TranscriptEntry,
+    JobRecord, JobStatus, PairingRequest, SessionKey, SessionMeta, Tokens, Transcript,
+    TranscriptEntry,
 };
 
 /// Transcript entries are capped to this many bytes of JSON before writing, which keeps each
@@ -209,13 +210,14 @@ pub trait JobLedger: Send + Sync {
         owner: &str,
         chunk: u32,
     ) -> Result<(), StoreError>;
-    /// `status` is `Done` or `Failed`.
+    /// `status` is `Done` or `Failed`; `usage` is the job's model tokens, when it made calls.
     async fn finish_job(
         &self,
         job_id: &str,
         owner: &str,
         status: JobStatus,
         detail: Option<&str>,
+        usage: Option<Tokens>,
     ) -> Result<(), StoreError>;
     async fn get_job(&self, job_id: &str) -> Result<Option<JobRecord>, StoreError>;
 }
@@ -371,6 +373,7 @@ mod tests {
             created_ms: 0,
             updated_ms: 0,
             detail: None,
+            usage: None,
         }
     }
 

@@ -1,6 +1,7 @@
 //! The `JobLedger` contract: dedup markers, claims, leases and finished jobs.
 
 use super::*;
+use infra::model::Tokens;
 use infra::store::{Claim, StoreError};
 
 mod cases {
@@ -93,7 +94,7 @@ mod cases {
             .unwrap_err();
         let finish = h
             .store
-            .finish_job("job-exp", "a", JobStatus::Done, None)
+            .finish_job("job-exp", "a", JobStatus::Done, None, None)
             .await
             .unwrap_err();
 
@@ -156,6 +157,12 @@ mod cases {
                 "a",
                 JobStatus::Failed,
                 Some("model kept failing"),
+                Some(Tokens {
+                    input: 1200,
+                    output: 300,
+                    cache_read: 7,
+                    cache_write: 0,
+                }),
             )
             .await
             .unwrap();
@@ -173,6 +180,11 @@ mod cases {
             "{later:?}"
         );
         assert_eq!(record.detail.as_deref(), Some("model kept failing"));
+        assert_eq!(
+            record.usage.map(|u| (u.input, u.output, u.cache_read)),
+            Some((1200, 300, 7)),
+            "the job's tokens are on its record"
+        );
         assert!(matches!(mark, StoreError::LeaseLost { .. }));
         assert!(h.store.get_job("never-seen").await.unwrap().is_none());
     }
@@ -192,7 +204,7 @@ mod cases {
                 .await
                 .unwrap_err(),
             h.store
-                .finish_job("job-own", "b", JobStatus::Done, None)
+                .finish_job("job-own", "b", JobStatus::Done, None, None)
                 .await
                 .unwrap_err(),
         ];

@@ -1,12 +1,14 @@
 //! Anthropic Messages API: `tool_use` / `tool_result` content blocks and `stop_reason`.
 
 use async_trait::async_trait;
-use infra::config::Secret;
+use std::sync::Arc;
+
 use infra::model::{EntryBody, ThinkLevel, ToolCall};
 use serde_json::{json, Value};
 
 use super::{
-    list_models, send_with_retry, LlmError, Model, ModelReply, ModelRequest, Probe, RetryPolicy,
+    list_models, send_with_retry, KeyRing, LlmError, Model, ModelReply, ModelRequest, Probe,
+    RetryPolicy,
 };
 
 pub const API_VERSION: &str = "2023-06-01";
@@ -14,7 +16,8 @@ pub const API_VERSION: &str = "2023-06-01";
 pub struct Anthropic {
     pub http: reqwest::Client,
     pub base_url: String,
-    pub api_key: Secret,
+    /// The API keys, rotated on rate limits ([`super::keys`]).
+    pub keys: Arc<KeyRing>,
     pub model: String,
     pub retry: RetryPolicy,
 }
@@ -135,10 +138,10 @@ impl Model for Anthropic {
     async fn complete(&self, request: &ModelRequest<'_>) -> Result<ModelReply, LlmError> {
         let body = request_body(&self.model, request);
         let url = format!("{}/v1/messages", self.base_url.trim_end_matches('/'));
-        let reply = send_with_retry(&self.retry, || {
+        let reply = send_with_retry(&self.retry, &self.keys, |key| {
             self.http
                 .post(&url)
-                .header("x-api-key", self.api_key.expose())
+                .header("x-api-key", key.map_or("", |k| k.expose()))
                 .header("anthropic-version", API_VERSION)
                 .json(&body)
         })
@@ -158,7 +161,10 @@ impl Model for Anthropic {
         list_models(
             self.http
                 .get(url)
-                .header("x-api-key", self.api_key.expose())
+                .header(
+                    "x-api-key",
+                    self.keys.pick().map_or("", |(_, k)| k.expose()),
+                )
                 .header("anthropic-version", API_VERSION),
         )
         .await

@@ -13,13 +13,15 @@
 //! - API keys go in headers only; no error message carries a request or a key.
 
 pub mod anthropic;
+pub mod keys;
 pub mod openai;
 
 use std::time::Duration;
 
 use async_trait::async_trait;
-use infra::config::{AgentProfile, ProvidersConfig};
+use infra::config::{AgentProfile, ProvidersConfig, Secret};
 use infra::model::{ThinkLevel, ToolCall, TranscriptEntry};
+pub use keys::{KeyRing, KeyRings};
 use serde_json::Value;
 
 /// A tool as offered to a model: name, description and JSON schema of its input.
@@ -160,18 +162,24 @@ impl Default for RetryPolicy {
     }
 }
 
-/// Sends a JSON POST with the retry policy; returns the JSON body of the first 2xx.
+/// Sends a JSON POST with the retry policy; returns the JSON body of the first 2xx. Each
+/// attempt takes its key from `keys` (see [`keys`]): a 429 moves to the next key at once while
+/// one is ready, and only then backs off.
 pub async fn send_with_retry(
     policy: &RetryPolicy,
-    build: impl Fn() -> reqwest::RequestBuilder,
+    keys: &KeyRing,
+    build: impl Fn(Option<&Secret>) -> reqwest::RequestBuilder,
 ) -> Result<Value, LlmError> {
-    let mut last = String::new();
-    for attempt in 1..=policy.max_attempts {
+    let mut last;
+    let mut attempt = 1;
+    let mut rotations = 0;
+    loop {
         let backoff = policy
             .base_delay
             .saturating_mul(2u32.saturating_pow(attempt - 1))
             .min(policy.max_delay);
-        let wait = match build().send().await {
+        let key = keys.pick();
+        let wait = match build(key.map(|(_, k)| k)).send().await {
             Err(e) => {
                 last = format!("network error: {}", e.without_url());
                 backoff
@@ -192,14 +200,29 @@ pub async fn send_with_retry(
                     return Err(LlmError::Refused { status, message });
                 }
                 last = format!("{status}: {message}");
+                if let (429, Some((i, _))) = (status, key) {
+                    let rest = advised.unwrap_or(keys::DEFAULT_COOL_DOWN);
+                    // Bounded: a ring whose keys all keep refusing falls back to the backoff.
+                    if keys.rate_limited(i, rest) && rotations < keys.len() * 2 {
+                        rotations += 1;
+                        tracing::warn!(
+                            key = i,
+                            keys = keys.len(),
+                            "rate limited; trying the next API key"
+                        );
+                        continue;
+                    }
+                }
                 // The provider's advice wins over our backoff, up to the policy's maximum.
                 advised.map_or(backoff, |wait| wait.min(policy.max_delay))
             }
         };
-        if attempt < policy.max_attempts {
-            tracing::warn!(attempt, wait_ms = wait.as_millis() as u64, error = %last, "model call failed; retrying");
-            tokio::time::sleep(wait).await;
+        if attempt >= policy.max_attempts {
+            break;
         }
+        tracing::warn!(attempt, wait_ms = wait.as_millis() as u64, error = %last, "model call failed; retrying");
+        tokio::time::sleep(wait).await;
+        attempt += 1;
     }
     Err(LlmError::GaveUp {
         attempts: policy.max_attempts,
@@ -310,21 +333,23 @@ pub async fn resolve_default_model(
 }
 
 /// The model of an agent's profile (`anthropic/<model>` or `openai/<model>`), with the
-/// provider settings (keys, base URLs) from `providers`; with fallbacks, a [`Failover`] over
-/// the primary and each fallback that is configured.
+/// provider settings (keys, base URLs) from `providers` and each provider's keys from `rings`;
+/// with fallbacks, a [`Failover`] over the primary and each fallback that is configured.
 pub fn model_for(
     profile: &AgentProfile,
     providers: &ProvidersConfig,
+    rings: &KeyRings,
     http: reqwest::Client,
     retry: RetryPolicy,
 ) -> Result<Box<dyn Model>, LlmError> {
-    let primary = one_model(&profile.model, providers, http.clone(), retry.clone())?;
+    let one = |spec: &str| one_model(spec, providers, rings, http.clone(), retry.clone());
+    let primary = one(&profile.model)?;
     if profile.fallbacks.is_empty() {
         return Ok(primary);
     }
     let mut models = vec![primary];
     for spec in &profile.fallbacks {
-        match one_model(spec, providers, http.clone(), retry.clone()) {
+        match one(spec) {
             Ok(model) => models.push(model),
             Err(e) => tracing::warn!(model = %spec, error = %e, "fallback model left out"),
         }
@@ -375,6 +400,7 @@ impl Model for Failover {
 fn one_model(
     spec: &str,
     providers: &ProvidersConfig,
+    rings: &KeyRings,
     http: reqwest::Client,
     retry: RetryPolicy,
 ) -> Result<Box<dyn Model>, LlmError> {
@@ -389,11 +415,12 @@ fn one_model(
                 .base_url
                 .clone()
                 .unwrap_or_else(|| "https://api.anthropic.com".into()),
-            api_key: providers
-                .anthropic
-                .api_key
-                .clone()
-                .ok_or_else(|| LlmError::NotConfigured("set ANTHROPIC_API_KEY".into()))?,
+            keys: match providers.anthropic.keys() {
+                keys if keys.is_empty() => {
+                    return Err(LlmError::NotConfigured("set ANTHROPIC_API_KEY".into()))
+                }
+                keys => rings.ring("anthropic", keys),
+            },
             model: model.to_string(),
             retry: retry.clone(),
         })),
@@ -404,7 +431,7 @@ fn one_model(
                 .base_url
                 .clone()
                 .unwrap_or_else(|| "https://api.openai.com/v1".into()),
-            api_key: providers.openai.api_key.clone(),
+            keys: rings.ring("openai", providers.openai.keys()),
             model: model.to_string(),
             retry,
         })),

@@ -2,20 +2,22 @@
 //! `role: "tool"` results and `finish_reason`.
 
 use async_trait::async_trait;
-use infra::config::Secret;
+use std::sync::Arc;
+
 use infra::model::{EntryBody, ThinkLevel, ToolCall};
 use serde_json::{json, Value};
 
 use super::{
-    list_models, send_with_retry, LlmError, Model, ModelReply, ModelRequest, Probe, RetryPolicy,
+    list_models, send_with_retry, KeyRing, LlmError, Model, ModelReply, ModelRequest, Probe,
+    RetryPolicy,
 };
 
 pub struct OpenAi {
     pub http: reqwest::Client,
     /// Up to and including `/v1` (e.g. `http://127.0.0.1:11434/v1` for Ollama).
     pub base_url: String,
-    /// Optional: local servers often need none.
-    pub api_key: Option<Secret>,
+    /// Optional (local servers often need none); several rotate on rate limits.
+    pub keys: Arc<KeyRing>,
     pub model: String,
     pub retry: RetryPolicy,
 }
@@ -96,9 +98,9 @@ impl Model for OpenAi {
     async fn complete(&self, request: &ModelRequest<'_>) -> Result<ModelReply, LlmError> {
         let body = request_body(&self.model, request);
         let url = format!("{}/chat/completions", self.base_url.trim_end_matches('/'));
-        let reply = send_with_retry(&self.retry, || {
+        let reply = send_with_retry(&self.retry, &self.keys, |key| {
             let builder = self.http.post(&url).json(&body);
-            match &self.api_key {
+            match key {
                 Some(key) => builder.bearer_auth(key.expose()),
                 None => builder,
             }
@@ -114,7 +116,7 @@ impl Model for OpenAi {
     async fn probe(&self) -> Result<Probe, LlmError> {
         let url = format!("{}/models", self.base_url.trim_end_matches('/'));
         let request = self.http.get(url);
-        list_models(match &self.api_key {
+        list_models(match self.keys.pick().map(|(_, k)| k) {
             Some(key) => request.bearer_auth(key.expose()),
             None => request,
         })

@@ -71,6 +71,7 @@ impl Worker {
                 let model = model_for(
                     &setup.profile_for(&transcript.options),
                     &self.config.models.providers,
+                    &self.model_keys,
                     self.http.clone(),
                     RetryPolicy::default(),
                 )
@@ -153,6 +154,7 @@ impl Worker {
                     && model_for(
                         &probe,
                         &self.config.models.providers,
+                        &self.model_keys,
                         self.http.clone(),
                         RetryPolicy::default(),
                     )

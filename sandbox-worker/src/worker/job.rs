@@ -26,7 +26,7 @@ use std::sync::Arc;
 use futures_util::FutureExt;
 use infra::channels::ChannelError;
 use infra::metrics::Metric;
-use infra::model::{EntryBody, JobMessage, JobRecord, JobStatus, Transcript};
+use infra::model::{EntryBody, JobMessage, JobRecord, JobStatus, Tokens, Transcript};
 use infra::queue::JobDelivery;
 use infra::store::{Claim, StoreError};
 use tracing::Instrument;
@@ -193,6 +193,7 @@ impl Worker {
                 owner,
                 JobStatus::Failed,
                 Some("internal error (a panic)"),
+                None,
             )
             .await
             .is_ok()
@@ -229,14 +230,23 @@ impl Worker {
                 .unwrap_or_default();
             self.metrics.time(Metric::QueueWait, waited, &[]).await;
         }
-        let finish = |status, detail: Option<String>| async move {
+        // Every model call of this attempt adds its tokens here; the job record keeps the sum.
+        let spent = std::sync::Mutex::new(Tokens::default());
+        let finish = |status, detail: Option<String>, usage: Tokens| async move {
             store
-                .finish_job(work, owner, status, detail.as_deref())
+                .finish_job(
+                    work,
+                    owner,
+                    status,
+                    detail.as_deref(),
+                    (!usage.is_zero()).then_some(usage),
+                )
                 .instrument(phase::span("store"))
                 .await
                 .map_err(|e| Attempt::Unfinished(e.to_string()))
         };
-        let outcome = self.run_job(job, &record, lease).await;
+        let outcome = self.run_job(job, &record, lease, &spent).await;
+        let usage = *spent.lock().unwrap_or_else(|p| p.into_inner());
         let ended = match &outcome {
             Ok(()) => Some(Metric::JobsFinished),
             Err(JobError::Fail { .. }) => Some(Metric::JobsFailed),
@@ -249,7 +259,7 @@ impl Worker {
                 .await;
         }
         match outcome {
-            Ok(()) => finish(JobStatus::Done, None).await,
+            Ok(()) => finish(JobStatus::Done, None, usage).await,
             Err(JobError::Retry(reason)) => Err(Attempt::Unfinished(reason)),
             Err(JobError::Fail { reason, tell_user }) => {
                 tracing::warn!(job = %job.job_id, %reason, "job failed");
@@ -258,7 +268,7 @@ impl Worker {
                         tracing::warn!(job = %job.job_id, error = ?e, "could not tell the user about the failure");
                     }
                 }
-                finish(JobStatus::Failed, Some(reason)).await
+                finish(JobStatus::Failed, Some(reason), usage).await
             }
         }
     }
@@ -268,6 +278,7 @@ impl Worker {
         job: &JobMessage,
         record: &JobRecord,
         lease: &Lease,
+        spent: &std::sync::Mutex<Tokens>,
     ) -> Result<(), JobError> {
         let setup = SessionSetup::new(&self.config, self.profile(&job.agent_id), &job.session_key);
         match self.gate(job, record).await? {
@@ -288,6 +299,7 @@ impl Worker {
         let model = model_for(
             &setup.profile_for(&transcript.options),
             &self.config.models.providers,
+            &self.model_keys,
             self.http.clone(),
             self.settings.retry.clone(),
         )
@@ -367,6 +379,7 @@ impl Worker {
             },
             metrics: &self.metrics,
             usage: Some(self.backends.store.as_ref()),
+            job_usage: Some(spent),
             thinking: transcript.options.thinking,
             flush_prompt: (owner && flush.enabled).then(|| {
                 flush

@@ -100,6 +100,8 @@ pub struct Worker {
     pub metrics: Metrics,
     /// The memory-search indexes of the workspaces this worker has served.
     memory: Arc<crate::tools::memory::MemoryIndexes>,
+    /// Each model provider's API keys and their rate-limit cool-downs.
+    model_keys: crate::llm::KeyRings,
 }
 
 impl Worker {
@@ -145,6 +147,7 @@ impl Worker {
             settings,
             profiles,
             memory: Arc::default(),
+            model_keys: Default::default(),
         })
     }
 

@@ -86,6 +86,8 @@ struct World {
     script: Script,
     /// Telegram chats whose sendMessage fails with 500.
     broken_chats: Arc<Mutex<Vec<i64>>>,
+    /// Anthropic API keys over their rate limit: every call with one gets a 429.
+    limited_keys: Arc<Mutex<Vec<String>>>,
 }
 
 pub struct Fakes {
@@ -99,6 +101,7 @@ impl Fakes {
             calls: Arc::default(),
             script,
             broken_chats: Arc::default(),
+            limited_keys: Arc::default(),
         };
         let app = Router::new()
             .route("/v1/messages", post(anthropic))
@@ -114,6 +117,15 @@ impl Fakes {
 
     pub fn break_chat(&self, chat_id: i64) {
         self.world.broken_chats.lock().unwrap().push(chat_id);
+    }
+
+    /// Puts Anthropic API key `key` over its rate limit (429, `retry-after: 60`) from now on.
+    pub fn rate_limit_key(&self, key: &str) {
+        self.world
+            .limited_keys
+            .lock()
+            .unwrap()
+            .push(key.to_string());
     }
 
     pub fn calls(&self, path_contains: &str) -> Vec<Call> {
@@ -179,6 +191,18 @@ async fn anthropic(
         return (StatusCode::UNAUTHORIZED, Json(json!({"type":"error","error":{"type":"authentication_error","message":"missing headers"}}))).into_response();
     }
     record(&world, "/v1/messages".into(), &headers, &body);
+    let key = headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if world.limited_keys.lock().unwrap().iter().any(|k| k == key) {
+        let error = json!({"type": "error", "error": {"type": "rate_limit_error", "message": "This request would exceed the rate limit for your organization"}});
+        let mut response = (StatusCode::TOO_MANY_REQUESTS, Json(error)).into_response();
+        response
+            .headers_mut()
+            .insert("retry-after", "60".parse().unwrap());
+        return response;
+    }
     let n = world
         .calls
         .lock()

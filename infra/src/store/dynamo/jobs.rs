@@ -8,7 +8,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 
 use super::{get_n, get_s, is_code, key, n, s, ttl_secs, DynamoStore, Expr, Item};
 use crate::embedded::now_ms;
-use crate::model::{JobRecord, JobStatus};
+use crate::model::{JobRecord, JobStatus, Tokens};
 use crate::store::{capped_detail, duration_ms, Claim, JobLedger, StoreError, JOB_RECORD_TTL};
 
 impl DynamoStore {
@@ -81,6 +81,7 @@ fn job_from_item(item: &Item) -> Result<JobRecord, StoreError> {
         created_ms: get_n(item, "created_ms").unwrap_or(0),
         updated_ms: get_n(item, "updated_ms").unwrap_or(0),
         detail: get_s(item, "detail"),
+        usage: get_s(item, "usage").and_then(|json| serde_json::from_str(&json).ok()),
     })
 }
 
@@ -234,6 +235,7 @@ impl JobLedger for DynamoStore {
         owner: &str,
         status: JobStatus,
         detail: Option<&str>,
+        usage: Option<Tokens>,
     ) -> Result<(), StoreError> {
         debug_assert!(status.is_finished(), "finish_job takes Done or Failed");
         let mut e = Expr::default();
@@ -250,6 +252,15 @@ impl JobLedger for DynamoStore {
                 "{} = {}",
                 e.name("detail"),
                 e.value("detail", s(detail))
+            ));
+        }
+        if let Some(usage) = usage {
+            let json =
+                serde_json::to_string(&usage).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            sets.push(format!(
+                "{} = {}",
+                e.name("usage"),
+                e.value("usage", s(json))
             ));
         }
         self.update_held_job(job_id, owner, e, sets, None).await

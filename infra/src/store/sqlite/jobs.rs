@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{corrupt, SqliteStore, TxError};
-use crate::model::{JobRecord, JobStatus};
+use crate::model::{JobRecord, JobStatus, Tokens};
 use crate::store::{
     capped_detail, claim_decision, duration_ms, Claim, ClaimDecision, JobLedger, StoreError,
 };
@@ -112,6 +112,7 @@ impl JobLedger for SqliteStore {
                             created_ms: now,
                             updated_ms: now,
                             detail: None,
+                            usage: None,
                         },
                     };
                     save_job(tx, &record, now)?;
@@ -158,12 +159,14 @@ impl JobLedger for SqliteStore {
         owner: &str,
         status: JobStatus,
         detail: Option<&str>,
+        usage: Option<Tokens>,
     ) -> Result<(), StoreError> {
         debug_assert!(status.is_finished(), "finish_job takes Done or Failed");
         let detail = capped_detail(detail);
         self.update_held_job(job_id, owner, move |r, _| {
             r.status = status;
             r.detail = detail;
+            r.usage = usage;
             r.lease_until_ms = 0;
         })
         .await
