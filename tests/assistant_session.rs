@@ -79,6 +79,24 @@ async fn say(stack: &Stack, update_id: i64, text: &str) {
     );
 }
 
+/// A DM from the second approved sender (a session of its own); returns the reply to it.
+async fn ask_as_second_user(stack: &Stack, update_id: i64, text: &str) -> String {
+    let update = telegram_dm_from(BURST_USER, update_id, text);
+    assert_eq!(stack.post_telegram(&update).await, 200);
+    let to_them = |f: &fakes::Fakes| {
+        f.sent_messages()
+            .into_iter()
+            .find(|m| m.body["chat_id"] == BURST_USER)
+    };
+    assert!(
+        stack.wait_for(WAIT, |f| to_them(f).is_some()).await,
+        "{}",
+        stack.log_text()
+    );
+    let reply = to_them(&stack.fakes).unwrap();
+    reply.body["text"].as_str().unwrap_or("").to_string()
+}
+
 fn last_sent(stack: &Stack) -> String {
     let sent = stack.fakes.sent_messages();
     sent.last().unwrap().body["text"]
@@ -327,26 +345,7 @@ async fn memory_is_written_flushed_before_compaction_and_found_from_another_sess
     say(&stack, 8311, "/compact").await;
     let compacted = last_sent(&stack);
     // Another session: a second approved sender's DM.
-    assert_eq!(
-        stack
-            .post_telegram(&telegram_dm_from(
-                BURST_USER,
-                8312,
-                "what is the door code?"
-            ))
-            .await,
-        200
-    );
-    assert!(
-        stack
-            .wait_for(WAIT, |f| f
-                .sent_messages()
-                .iter()
-                .any(|m| m.body["chat_id"] == BURST_USER))
-            .await,
-        "{}",
-        stack.log_text()
-    );
+    let second_user_answer = ask_as_second_user(&stack, 8312, "what is the door code?").await;
 
     let calls = stack.fakes.model_calls();
     let kinds: Vec<String> = calls[before_compaction..]
@@ -396,13 +395,7 @@ async fn memory_is_written_flushed_before_compaction_and_found_from_another_sess
         .sent_messages()
         .iter()
         .all(|m| m.body["text"] != "NO_REPLY"));
-    let answer = stack
-        .fakes
-        .sent_messages()
-        .into_iter()
-        .find(|m| m.body["chat_id"] == BURST_USER)
-        .unwrap();
-    let text = answer.body["text"].as_str().unwrap();
+    let text = second_user_answer;
     assert!(
         text.starts_with("From memory:")
             && text.contains("4711")
@@ -433,36 +426,10 @@ async fn a_second_instance_finds_the_memory_the_first_wrote_on_the_emulator() {
     stack.stop();
     stack.state_dir = stack.state_dir.with_file_name("state-instance-2");
     stack.start();
-    assert_eq!(
-        stack
-            .post_telegram(&telegram_dm_from(
-                BURST_USER,
-                8402,
-                "what is the door code?"
-            ))
-            .await,
-        200
-    );
-    assert!(
-        stack
-            .wait_for(WAIT, |f| f
-                .sent_messages()
-                .iter()
-                .any(|m| m.body["chat_id"] == BURST_USER))
-            .await,
-        "{}",
-        stack.log_text()
-    );
+    let answer = ask_as_second_user(&stack, 8402, "what is the door code?").await;
 
-    let answer = stack
-        .fakes
-        .sent_messages()
-        .into_iter()
-        .find(|m| m.body["chat_id"] == BURST_USER)
-        .unwrap();
     assert!(
-        answer.body["text"].as_str().unwrap().contains("4711"),
-        "{}",
-        answer.body
+        answer.contains("4711") && answer.contains("memory/notes.md"),
+        "{answer}"
     );
 }

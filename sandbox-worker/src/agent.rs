@@ -484,7 +484,7 @@ pub fn context(transcript: &[TranscriptEntry]) -> Vec<TranscriptEntry> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::llm::ModelReply;
     use chrono::Utc;
@@ -775,7 +775,7 @@ mod tests {
         assert!(model.seen.lock().unwrap().is_empty(), "no model call");
     }
 
-    fn entry(seq: u64, body: EntryBody) -> TranscriptEntry {
+    pub(crate) fn entry(seq: u64, body: EntryBody) -> TranscriptEntry {
         TranscriptEntry {
             seq,
             at: Utc::now(),
@@ -784,7 +784,7 @@ mod tests {
         }
     }
 
-    fn user(seq: u64, text: &str) -> TranscriptEntry {
+    pub(crate) fn user(seq: u64, text: &str) -> TranscriptEntry {
         entry(
             seq,
             EntryBody::User {

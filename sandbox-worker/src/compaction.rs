@@ -219,27 +219,8 @@ impl AgentRun<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::Utc;
+    use crate::agent::tests::{entry, user};
     use infra::model::Tokens;
-
-    fn entry(seq: u64, body: EntryBody) -> TranscriptEntry {
-        TranscriptEntry {
-            seq,
-            at: Utc::now(),
-            job_id: None,
-            body,
-        }
-    }
-
-    fn user(seq: u64, text: &str) -> TranscriptEntry {
-        entry(
-            seq,
-            EntryBody::User {
-                text: text.into(),
-                sender: None,
-            },
-        )
-    }
 
     #[test]
     fn the_providers_count_is_used_and_only_what_follows_it_is_estimated() {
