@@ -6,6 +6,7 @@ mod channels_cmd;
 mod chat_cmd;
 mod config_cmd;
 mod control;
+mod cron_cmd;
 mod doctor_cmd;
 mod gateway_cmd;
 mod sandbox_cmd;
@@ -110,6 +111,14 @@ enum Command {
         /// bash, zsh, fish, elvish or powershell.
         shell: clap_complete::Shell,
     },
+    /// Scheduled jobs: list, add, remove, run now.
+    Cron {
+        /// Where SQLite state lives (default ~/.clawgate).
+        #[arg(long, value_name = "DIR", global = true)]
+        state_dir: Option<PathBuf>,
+        #[command(subcommand)]
+        action: cron_cmd::CronAction,
+    },
     /// Approve senders who asked to pair with the bot.
     Pairing {
         /// Where SQLite state lives (default ~/.clawgate).
@@ -213,6 +222,10 @@ fn main() -> ExitCode {
         Command::Dlq { state_dir, action } => with_config(cli.config.as_deref(), |config| {
             let state_dir = state_dir.unwrap_or_else(infra::config::default_dir);
             tokio::runtime::Runtime::new()?.block_on(status_cmd::dlq(config, state_dir, action))
+        }),
+        Command::Cron { state_dir, action } => with_config(cli.config.as_deref(), |config| {
+            let state_dir = state_dir.unwrap_or_else(infra::config::default_dir);
+            tokio::runtime::Runtime::new()?.block_on(cron_cmd::run(config, state_dir, action))
         }),
         Command::Completions { shell } => {
             use clap::CommandFactory;

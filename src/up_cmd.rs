@@ -1,6 +1,7 @@
 //! `clawgate up`: the whole gateway on one machine. The webhook Router and WebChat on
-//! 127.0.0.1:18789, a worker in this process, the SQLite queue and store under the state
-//! directory (or SQS/DynamoDB at `AWS_ENDPOINT_URL` with `--aws`), and Docker sandboxes.
+//! 127.0.0.1:18789, a worker in this process, the scheduler's tick every two seconds, the
+//! SQLite queue and store under the state directory (or SQS/DynamoDB at `AWS_ENDPOINT_URL`
+//! with `--aws`), and Docker sandboxes.
 //!
 //! Decisions:
 //! - Every start-up problem the user can fix (a broken config, a port in use, an unwritable
@@ -286,6 +287,9 @@ fn report(
     eprintln!("Ctrl-C to stop.");
 }
 
+/// How often `clawgate up` looks for due scheduled jobs: one indexed query.
+const CRON_TICK: std::time::Duration = std::time::Duration::from_secs(2);
+
 pub async fn run(mut config: Config, args: UpArgs) -> anyhow::Result<ExitCode> {
     let bind = args.bind.unwrap_or_else(|| config.gateway.bind.clone());
     let ip: IpAddr = bind.parse().map_err(|_| {
@@ -363,6 +367,16 @@ pub async fn run(mut config: Config, args: UpArgs) -> anyhow::Result<ExitCode> {
 
     let stop = sandbox_worker::worker::shutdown_on_signals();
     let worker_task = tokio::spawn(worker.clone().run(stop.clone()));
+    // Scheduled jobs: this process ticks (on AWS a scheduled Lambda does, `scheduler-tick`).
+    if config.cron.enabled {
+        tokio::spawn(infra::cron::run_scheduler(
+            config.clone(),
+            backends.store.clone(),
+            backends.queue.clone(),
+            CRON_TICK,
+            stop.clone(),
+        ));
+    }
     let mut http_stop = stop.clone();
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {

@@ -135,6 +135,7 @@ fn ingress(queue: Arc<dyn JobQueue>) -> Ingress {
         default_agent: "main".into(),
         agents: ["main".to_string()].into(),
         store: None,
+        wake: functions::wake::WakeRule::from_config(&Default::default()),
     }
 }
 

@@ -36,6 +36,8 @@ use subtle::ConstantTimeEq;
 
 pub mod lambda;
 pub mod markdown;
+pub mod tick;
+pub mod wake;
 pub mod webchat;
 
 /// Bodies over this are refused with 413.
@@ -66,8 +68,12 @@ pub struct Ingress {
     pub default_agent: String,
     /// The agents a hook may name ([`Config::agent_ids`]).
     pub agents: BTreeSet<String>,
-    /// The state store, when this process holds one: `/readyz` checks it too.
+    /// The state store, when this process holds one: `/readyz` checks it too, and
+    /// `/hooks/wake` finds the owner's last chat in it.
     pub store: Option<Arc<dyn infra::store::StateStore>>,
+    /// Where a `/hooks/wake` event's answer goes, and what counts as "nothing to report"
+    /// (`agents.defaults.heartbeat`).
+    pub wake: wake::WakeRule,
 }
 
 impl Ingress {
@@ -117,6 +123,7 @@ impl Ingress {
             default_agent: agent,
             agents: config.agent_ids().into_iter().map(str::to_string).collect(),
             store: None,
+            wake: wake::WakeRule::from_config(config),
         }
     }
 }
@@ -215,6 +222,7 @@ pub fn router(ingress: Ingress) -> Router {
         .route("/telegram/{account}", post(telegram))
         .route("/slack/events", post(slack))
         .route("/hooks/agent", post(hook))
+        .route("/hooks/wake", post(wake::wake))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(Arc::new(ingress))
 }
@@ -263,12 +271,12 @@ async fn readyz(State(ingress): State<Arc<Ingress>>) -> Response {
     (status, Json(body)).into_response()
 }
 
-fn reply(status: StatusCode, text: impl Into<String>) -> Response {
+pub(crate) fn reply(status: StatusCode, text: impl Into<String>) -> Response {
     (status, text.into()).into_response()
 }
 
 /// The one network call on the ack path.
-async fn enqueue(queue: &dyn JobQueue, job: &JobMessage) -> Response {
+pub(crate) async fn enqueue(queue: &dyn JobQueue, job: &JobMessage) -> Response {
     match queue.send(job).await {
         Ok(_) => {
             tracing::info!(job = %job.job_id, session = %job.session_key, event = %job.inbound.event_id, "queued");
@@ -379,18 +387,30 @@ struct HookRequest {
     deliver: bool,
 }
 
-async fn hook(State(ingress): State<Arc<Ingress>>, headers: HeaderMap, body: Bytes) -> Response {
+/// The hooks' gate: closed without a gateway token, no browsers, the bearer token required.
+/// The refusal, or `None` to go on.
+pub(crate) fn refuse_hook(ingress: &Ingress, headers: &HeaderMap) -> Option<Response> {
     let Some(token) = &ingress.hooks_token else {
-        return reply(
+        return Some(reply(
             StatusCode::NOT_FOUND,
-            "hooks are off: set gateway.token to enable /hooks/agent",
-        );
+            "hooks are off: set gateway.token to enable /hooks/agent and /hooks/wake",
+        ));
     };
-    if let Some(refused) = browser_guard(&headers, true) {
-        return refused;
+    if let Some(refused) = browser_guard(headers, true) {
+        return Some(refused);
     }
-    if !bearer_matches(&headers, token) {
-        return reply(StatusCode::UNAUTHORIZED, "bad or missing bearer token");
+    if !bearer_matches(headers, token) {
+        return Some(reply(
+            StatusCode::UNAUTHORIZED,
+            "bad or missing bearer token",
+        ));
+    }
+    None
+}
+
+async fn hook(State(ingress): State<Arc<Ingress>>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(refused) = refuse_hook(&ingress, &headers) {
+        return refused;
     }
     let request: HookRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,

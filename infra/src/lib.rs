@@ -4,6 +4,7 @@
 pub mod aws;
 pub mod channels;
 pub mod config;
+pub mod cron;
 pub mod embedded;
 pub mod metrics;
 pub mod model;

@@ -25,6 +25,8 @@ pub const PERSONA_FILES: [&str; 5] = ["AGENTS.md", "SOUL.md", "TOOLS.md", "IDENT
 pub const MEMORY_FILE: &str = "MEMORY.md";
 /// The first-run ritual: injected in owner sessions until the first turn that carried it.
 pub const BOOTSTRAP_FILE: &str = "BOOTSTRAP.md";
+/// The heartbeat's checklist, added to the prompt of heartbeat runs only.
+pub const HEARTBEAT_FILE: &str = "HEARTBEAT.md";
 
 /// A bootstrap file as the prompt carries it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,12 +60,20 @@ pub fn read_bootstrap(workspace: &Path, owner: bool, max_chars: usize) -> Vec<In
     PERSONA_FILES
         .iter()
         .chain(private)
-        .filter_map(|name| {
-            let text = ws.read_text(name).ok()?;
-            let text = text.trim();
-            (!text.is_empty()).then(|| cap(name, text, max_chars))
-        })
+        .filter_map(|name| read_one(&ws, name, max_chars))
         .collect()
+}
+
+/// `HEARTBEAT.md`, cut to `max_chars`, when the workspace has it (a heartbeat run's prompt).
+pub fn read_heartbeat(workspace: &Path, max_chars: usize) -> Option<InjectedFile> {
+    let ws = Workspace::new(workspace, &workspace.display().to_string(), true, None).ok()?;
+    read_one(&ws, HEARTBEAT_FILE, max_chars)
+}
+
+fn read_one(ws: &Workspace, name: &'static str, max_chars: usize) -> Option<InjectedFile> {
+    let text = ws.read_text(name).ok()?;
+    let text = text.trim();
+    (!text.is_empty()).then(|| cap(name, text, max_chars))
 }
 
 fn cap(name: &'static str, text: &str, max_chars: usize) -> InjectedFile {

@@ -41,7 +41,52 @@ pub struct AgentDefaults {
     /// `compaction.reserveTokensFloor` below it.
     pub context_tokens: u64,
     pub compaction: CompactionConfig,
+    /// The default agent's periodic check-in (`crate::cron::sync_heartbeats`).
+    pub heartbeat: HeartbeatConfig,
     pub sandbox: SandboxConfig,
+}
+
+/// `agents.defaults.heartbeat` (OpenClaw's keys): a periodic turn in the default agent's main
+/// session with `HEARTBEAT.md` as its checklist. An answer of `HEARTBEAT_OK` is not delivered;
+/// anything else goes to `target`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct HeartbeatConfig {
+    /// `30m`, `1h`; unset (the default: each beat is a model call) or `0m` is off.
+    pub every: Option<String>,
+    /// `last` (the chat you wrote from last), `none`, or a chat: `telegram:<id>`,
+    /// `slack:<channel>`, `webchat:<conversation>`.
+    pub target: String,
+    pub active_hours: Option<crate::model::ActiveHours>,
+    /// The beat's instruction (default: follow HEARTBEAT.md, answer HEARTBEAT_OK when nothing
+    /// needs you).
+    pub prompt: Option<String>,
+    /// How much text beside `HEARTBEAT_OK` still counts as "nothing to report".
+    pub ack_max_chars: usize,
+}
+
+impl Default for HeartbeatConfig {
+    fn default() -> Self {
+        HeartbeatConfig {
+            every: None,
+            target: "last".into(),
+            active_hours: None,
+            prompt: None,
+            ack_max_chars: 300,
+        }
+    }
+}
+
+impl HeartbeatConfig {
+    /// The interval, when the heartbeat is on.
+    pub fn interval(&self) -> Result<Option<std::time::Duration>, String> {
+        match self.every.as_deref().map(str::trim) {
+            None | Some("") | Some("0") | Some("0m") => Ok(None),
+            Some(every) => humantime::parse_duration(every)
+                .map(|d| (!d.is_zero()).then_some(d))
+                .map_err(|e| format!("{every:?}: {e} (use e.g. 30m, 1h)")),
+        }
+    }
 }
 
 /// `agents.defaults.compaction`: when older turns are summarised, and the memory flush first.
@@ -134,6 +179,7 @@ impl Default for AgentDefaults {
             bootstrap_max_chars: 20_000,
             context_tokens: 200_000,
             compaction: CompactionConfig::default(),
+            heartbeat: HeartbeatConfig::default(),
             sandbox: SandboxConfig::default(),
         }
     }
@@ -397,12 +443,14 @@ impl Default for ToolPolicyConfig {
                 "group:runtime".into(),
                 "group:sessions".into(),
                 "group:memory".into(),
+                // The `cron` tool schedules this agent's own jobs and exists only in owner
+                // sessions (OpenClaw denies its gateway-wide cron tool to sandboxes).
+                "group:automation".into(),
             ],
             deny: vec![
                 "browser".into(),
                 "canvas".into(),
                 "nodes".into(),
-                "cron".into(),
                 "gateway".into(),
             ],
         }

@@ -80,6 +80,32 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// Which agent answers which conversation ([`bindings`]).
     pub bindings: Vec<Binding>,
+    pub cron: CronConfig,
+}
+
+/// `cron`: the scheduler (`crate::cron`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct CronConfig {
+    /// Whether this deployment runs scheduled jobs at all.
+    pub enabled: bool,
+    /// How late a missed run may still start (minutes); an older one is skipped and recorded.
+    pub catch_up_minutes: u64,
+}
+
+impl Default for CronConfig {
+    fn default() -> Self {
+        CronConfig {
+            enabled: true,
+            catch_up_minutes: 60,
+        }
+    }
+}
+
+impl CronConfig {
+    pub fn catch_up(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.catch_up_minutes.saturating_mul(60))
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

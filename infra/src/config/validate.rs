@@ -64,6 +64,27 @@ impl Config {
                 ),
             );
         }
+        let beat = &self.agents.defaults.heartbeat;
+        match beat.interval() {
+            Err(e) => bad("agents.defaults.heartbeat.every", e),
+            Ok(Some(every)) if every < crate::model::MIN_INTERVAL => bad(
+                "agents.defaults.heartbeat.every",
+                "must be at least 1m (or 0m to turn the heartbeat off)".into(),
+            ),
+            _ => {}
+        }
+        if let Err(e) = crate::cron::parse_delivery(&beat.target) {
+            bad("agents.defaults.heartbeat.target", e);
+        }
+        if let Some(Err(e)) = beat.active_hours.as_ref().map(|h| h.check()) {
+            bad("agents.defaults.heartbeat.activeHours", e.to_string());
+        }
+        if self.cron.catch_up_minutes > 7 * 24 * 60 {
+            bad(
+                "cron.catchUpMinutes",
+                "must be at most 10080 (a week)".into(),
+            );
+        }
         let mut seen = BTreeSet::new();
         for (i, agent) in self.agents.list.iter().enumerate() {
             let at = format!("agents.list[{i}]");

@@ -119,6 +119,10 @@ pub struct JobMessage {
     /// Absent from every job a channel or hook queues.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin: Option<JobOrigin>,
+    /// Set on a heartbeat run (and a `/hooks/wake` event): an answer that only acknowledges
+    /// is not delivered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat: Option<super::HeartbeatRule>,
 }
 
 /// Where a job sent by a session came from: the provenance the target session sees, and the
@@ -163,6 +167,7 @@ impl JobMessage {
             reply_to,
             trace_id: None,
             origin: None,
+            heartbeat: None,
         }
     }
 

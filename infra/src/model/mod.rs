@@ -3,6 +3,7 @@
 //!
 //! Nothing here names an AWS, bollard or axum type; the adapters translate at the edges.
 
+mod cron;
 mod job;
 mod records;
 mod session_key;
@@ -13,6 +14,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+pub use cron::*;
 pub use job::*;
 pub use records::*;
 pub use session_key::*;

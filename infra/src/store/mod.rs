@@ -12,11 +12,12 @@ pub mod sqlite;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use rand::Rng;
 
 use crate::model::{
-    JobRecord, JobStatus, PairingRequest, SessionKey, SessionMeta, Tokens, Transcript,
-    TranscriptEntry,
+    CronJob, CronRun, JobRecord, JobStatus, PairingRequest, SessionKey, SessionMeta, Tokens,
+    Transcript, TranscriptEntry,
 };
 
 /// Transcript entries are capped to this many bytes of JSON before writing, which keeps each
@@ -285,10 +286,37 @@ pub trait RateCounters: Send + Sync {
     async fn add(&self, key: &str, window: Duration, n: u32) -> Result<u64, StoreError>;
 }
 
-/// All durable state: what a worker and the CLI hold. Each caller names the part it needs.
-pub trait StateStore: TranscriptStore + JobLedger + SenderStore + RateCounters {}
+/// Scheduled jobs (`crate::cron`).
+///
+/// Contract (each point is a case in the conformance suite):
+/// - `put_cron` creates or replaces a job whole; `get_cron`, `list_cron` (by id) and
+///   `remove_cron` (true when there was one) do what they say.
+/// - `due_cron(now, limit)` returns enabled jobs whose `next_run` is at or before `now`,
+///   soonest first, at most `limit`; jobs without a next run are never due. It may lag a
+///   write by a moment (DynamoDB reads an index), which the guard below makes harmless.
+/// - `advance_cron(id, expected, next, run)` sets the job's `next_run` to `next` and its
+///   `last_run` to `run` only if its `next_run` is still `expected`: of two ticks taking one
+///   slot, exactly one gets `true`.
+#[async_trait]
+pub trait CronStore: Send + Sync {
+    async fn put_cron(&self, job: &CronJob) -> Result<(), StoreError>;
+    async fn get_cron(&self, id: &str) -> Result<Option<CronJob>, StoreError>;
+    async fn list_cron(&self) -> Result<Vec<CronJob>, StoreError>;
+    async fn remove_cron(&self, id: &str) -> Result<bool, StoreError>;
+    async fn due_cron(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<CronJob>, StoreError>;
+    async fn advance_cron(
+        &self,
+        id: &str,
+        expected: DateTime<Utc>,
+        next: Option<DateTime<Utc>>,
+        run: &CronRun,
+    ) -> Result<bool, StoreError>;
+}
 
-impl<T: TranscriptStore + JobLedger + SenderStore + RateCounters> StateStore for T {}
+/// All durable state: what a worker and the CLI hold. Each caller names the part it needs.
+pub trait StateStore: TranscriptStore + JobLedger + SenderStore + RateCounters + CronStore {}
+
+impl<T: TranscriptStore + JobLedger + SenderStore + RateCounters + CronStore> StateStore for T {}
 
 /// The start of the fixed window that `now_ms` falls in, and when it ends.
 pub(crate) fn window_bounds(now_ms: i64, window: Duration) -> (i64, i64) {

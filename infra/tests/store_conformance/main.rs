@@ -1,5 +1,5 @@
 //! The state store contracts, one suite per port (`transcripts`, `jobs`, `senders`,
-//! `counters`), each run against both adapters: `SqliteStore` always, `DynamoStore`
+//! `counters`, `cron`), each run against both adapters: `SqliteStore` always, `DynamoStore`
 //! against the emulator at `AWS_ENDPOINT_URL`. A case that passes on one adapter and fails on
 //! the other is a bug in that adapter.
 
@@ -124,6 +124,7 @@ macro_rules! conformance {
 }
 
 mod counters;
+mod cron;
 mod jobs;
 mod senders;
 mod transcripts;

@@ -4,6 +4,7 @@
 //! Every failure, refusal included, is a [`ToolOutcome`] with `is_error`, never a panic or a
 //! dropped call: the model sees what went wrong and can try something else.
 
+pub mod cron;
 pub mod fs;
 pub mod memory;
 pub mod patch;

@@ -11,6 +11,7 @@ pub const GROUPS: &[(&str, &[&str])] = &[
     ("group:fs", &["read", "write", "edit", "apply_patch"]),
     ("group:runtime", &["exec", "process"]),
     ("group:memory", &["memory_search", "memory_get"]),
+    ("group:automation", &["cron"]),
     (
         "group:sessions",
         &[

@@ -26,7 +26,7 @@ use std::sync::Arc;
 use futures_util::FutureExt;
 use infra::channels::ChannelError;
 use infra::metrics::Metric;
-use infra::model::{EntryBody, JobMessage, JobRecord, JobStatus, Tokens, Transcript};
+use infra::model::{CronDelivery, EntryBody, JobMessage, JobRecord, JobStatus, Tokens, Transcript};
 use infra::queue::JobDelivery;
 use infra::store::{Claim, StoreError};
 use tracing::Instrument;
@@ -41,6 +41,7 @@ use crate::llm::{model_for, LlmError};
 use crate::persona;
 use crate::phase;
 use crate::profile::SessionSetup;
+use crate::tools::cron::CronTools;
 use crate::tools::memory::MemoryTools;
 use crate::tools::sessions::{Caller, SessionTools};
 use crate::tools::{ExtraTools, ToolBox};
@@ -337,16 +338,35 @@ impl Worker {
             workspace: setup.profile.workspace.clone(),
             indexes: self.memory.clone(),
         };
+        // So are scheduled jobs: one runs with the owner's trust.
+        let cron = CronTools {
+            store: self.backends.store.clone(),
+            queue: self.backends.queue.clone(),
+            agent: setup.profile.id.clone(),
+            here: job
+                .reply_to
+                .clone()
+                .map_or(CronDelivery::Last, |target| CronDelivery::Chat {
+                    account: job.inbound.account.clone(),
+                    target,
+                }),
+        };
         let extra: Vec<&dyn ExtraTools> = if owner {
-            vec![&sessions, &memory]
+            vec![&sessions, &memory, &cron]
         } else {
             vec![&sessions]
         };
-        let files = persona::read_bootstrap(
+        let mut files = persona::read_bootstrap(
             &setup.profile.workspace,
             owner,
             setup.profile.bootstrap_max_chars,
         );
+        if job.heartbeat.is_some() {
+            files.extend(persona::read_heartbeat(
+                &setup.profile.workspace,
+                setup.profile.bootstrap_max_chars,
+            ));
+        }
         let system = persona::system_prompt(
             &persona::PromptContext {
                 agent: &job.agent_id,
@@ -414,6 +434,11 @@ impl Worker {
             }
         }
         let text = match outcome {
+            // A heartbeat with nothing to report stays quiet.
+            AgentOutcome::Reply(text) if job.heartbeat.is_some_and(|rule| rule.is_ack(&text)) => {
+                tracing::info!(job = %job.job_id, "heartbeat: nothing to report; not delivered");
+                return Ok(());
+            }
             AgentOutcome::Reply(text) if text.trim().is_empty() => {
                 "(the model gave an empty answer)".to_string()
             }

@@ -11,6 +11,7 @@
 //! | allowlist | `ALLOW#{channel}#{account}` | `PEER#{id}` |
 //! | pairing code | `PAIR#{channel}#{account}` | `CODE#{code}` |
 //! | rate counter | `RATE#{key}#{window start}` | `RATE` |
+//! | scheduled job | `CRON` | `JOB#{id}` (also `gsi1pk = CRONDUE`, `gsi1sk = next run # id` while it has one) |
 //!
 //! Decisions:
 //! - Every guarded write is one conditional write or one transaction, so it happened or it did
@@ -28,6 +29,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 mod counters;
+mod cron;
 mod jobs;
 mod senders;
 mod transcripts;
@@ -47,7 +49,8 @@ use crate::model::SessionKey;
 
 pub(super) type Item = HashMap<String, AttributeValue>;
 
-/// The index sessions are listed by.
+/// The table's secondary index: sessions are listed by it (`AGENT#…` keys) and due scheduled
+/// jobs found by it (`CRONDUE`). Its name predates the second use.
 pub const AGENT_INDEX: &str = "by_agent";
 /// How many index keys one agent's sessions are spread over (`AGENT#{agent}#{shard}`).
 pub const AGENT_INDEX_SHARDS: u8 = 8;

@@ -7,6 +7,7 @@
 //! other adapter too.
 
 mod counters;
+mod cron;
 mod jobs;
 mod senders;
 mod transcripts;
@@ -81,8 +82,25 @@ CREATE TABLE counters (
 /// Migration 3: a session's options (`/model`, `/think`), as JSON.
 const SCHEMA_V3: &str = "ALTER TABLE sessions ADD COLUMN options TEXT;";
 
-static MIGRATIONS: LazyLock<Migrations<'static>> =
-    LazyLock::new(|| Migrations::new(vec![M::up(SCHEMA_V1), M::up(SCHEMA_V2), M::up(SCHEMA_V3)]));
+/// Migration 4: scheduled jobs, indexed by their next run.
+const SCHEMA_V4: &str = "
+CREATE TABLE cron (
+    id TEXT PRIMARY KEY,
+    next_run_ms INTEGER,
+    enabled INTEGER NOT NULL,
+    body TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX cron_due ON cron (next_run_ms) WHERE next_run_ms IS NOT NULL AND enabled = 1;
+";
+
+static MIGRATIONS: LazyLock<Migrations<'static>> = LazyLock::new(|| {
+    Migrations::new(vec![
+        M::up(SCHEMA_V1),
+        M::up(SCHEMA_V2),
+        M::up(SCHEMA_V3),
+        M::up(SCHEMA_V4),
+    ])
+});
 
 /// The state store in a SQLite file.
 #[derive(Clone)]
