@@ -130,6 +130,8 @@ pub async fn wake(
         received_at: Utc::now(),
     };
     let mut job = JobMessage::new(session, &wake.agent, inbound, reply_to);
+    // The answer's `jobId` is the job record's key, as for scheduled runs.
+    job.job_id = job.inbound.event_id.clone();
     job.heartbeat = Some(wake.rule);
     match enqueue(ingress.queue.as_ref(), &job).await {
         r if r.status() == StatusCode::OK => {
