@@ -27,3 +27,8 @@ output "role_arns" {
   description = "Execution role ARNs by function."
   value       = { for k, r in aws_iam_role.function : k => r.arn }
 }
+
+output "scheduler_function_name" {
+  description = "The scheduler-tick function, when the module made one (state_table_arn set)."
+  value       = try(aws_lambda_function.scheduler["scheduler-tick"].function_name, null)
+}

@@ -157,3 +157,26 @@ variable "alarm_actions" {
   type        = list(string)
   default     = []
 }
+
+variable "state_table_name" {
+  description = "The state table (module state-table) the scheduler's tick reads scheduled jobs from; null (with state_table_arn) makes no scheduler."
+  type        = string
+  default     = null
+}
+
+variable "state_table_arn" {
+  description = "ARN of that table; the tick's role may read and advance items in it and query its index."
+  type        = string
+  default     = null
+}
+
+variable "scheduler_rate" {
+  description = "How often the scheduler ticks (an EventBridge schedule expression); scheduled jobs run at most this late."
+  type        = string
+  default     = "rate(1 minute)"
+
+  validation {
+    condition     = can(regex("^(rate\\(|cron\\()", var.scheduler_rate))
+    error_message = "Use an EventBridge schedule expression: rate(1 minute), or cron(...)."
+  }
+}

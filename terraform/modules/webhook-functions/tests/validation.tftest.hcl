@@ -32,6 +32,58 @@ run "defaults_plan" {
     condition     = aws_lambda_function.function["telegram-webhook"].environment[0].variables["CLAWGATE_CONFIG_PARAMETER"] == "/clawgate/config"
     error_message = "the functions read the deployment's one config parameter"
   }
+  assert {
+    condition     = length(aws_lambda_function.scheduler) == 0 && length(aws_cloudwatch_event_rule.tick) == 0
+    error_message = "no scheduler without a state table to read jobs from"
+  }
+}
+
+run "the_scheduler_ticks_every_minute_with_a_role_of_its_own" {
+  command = plan
+  variables {
+    state_table_name = "clawgate-state"
+    state_table_arn  = "arn:aws:dynamodb:us-east-1:123456789012:table/clawgate-state"
+  }
+  assert {
+    condition     = aws_cloudwatch_event_rule.tick["scheduler-tick"].schedule_expression == "rate(1 minute)"
+    error_message = "a tick every minute by default"
+  }
+  assert {
+    condition     = aws_lambda_function.scheduler["scheduler-tick"].environment[0].variables["CLAWGATE_STATE_TABLE"] == "clawgate-state"
+    error_message = "the tick reads jobs from the state table"
+  }
+  assert {
+    condition     = aws_lambda_function.scheduler["scheduler-tick"].reserved_concurrent_executions == 1
+    error_message = "one tick at a time"
+  }
+  assert {
+    condition     = aws_lambda_permission.tick["scheduler-tick"].principal == "events.amazonaws.com"
+    error_message = "only the rule invokes the tick"
+  }
+  assert {
+    condition = anytrue([
+      for s in data.aws_iam_policy_document.scheduler["scheduler-tick"].statement :
+      s.sid == "ScheduledJobs" && contains(s.resources, "arn:aws:dynamodb:us-east-1:123456789012:table/clawgate-state/index/*")
+    ])
+    error_message = "the tick's role may query the table's index (what is due)"
+  }
+  assert {
+    condition = alltrue([
+      for s in data.aws_iam_policy_document.scheduler["scheduler-tick"].statement :
+      !contains(s.actions, "secretsmanager:GetSecretValue")
+    ])
+    error_message = "the tick needs no channel secrets"
+  }
+}
+
+run "a_schedule_that_is_not_an_expression_is_refused" {
+  command = plan
+  variables {
+    state_table_name = "clawgate-state"
+    state_table_arn  = "arn:aws:dynamodb:us-east-1:123456789012:table/clawgate-state"
+    scheduler_rate   = "every minute"
+  }
+  expect_failures = [var.scheduler_rate]
 }
 
 run "an_unknown_architecture_is_refused" {
