@@ -114,7 +114,12 @@ pub async fn snapshot(config: &Config, backends: &Backends, sessions_per_agent: 
             ),
             Err(e) => json!({ "error": e.to_string() }),
         };
+    let cron = match crate::cron_cmd::describe_all(backends).await {
+        Ok(jobs) => Value::Array(jobs),
+        Err(e) => json!({ "error": e.to_string() }),
+    };
     json!({
+        "cron": cron,
         "usageToday": usage_today,
         "thisHour": last_hour,
         "queue": { "describe": queue.describe(), "depth": depth.as_ref().ok(), "error": depth.as_ref().err() },
@@ -225,6 +230,29 @@ pub async fn status(config: Config, args: StatusArgs) -> anyhow::Result<ExitCode
             c["scopeKey"].as_str().unwrap_or("?"),
             c["state"].as_str().unwrap_or("?"),
             c["idleSeconds"]
+        );
+    }
+    let jobs = snap["cron"].as_array().cloned().unwrap_or_default();
+    println!("scheduled:    {} job(s) (clawgate cron list)", jobs.len());
+    for j in &jobs {
+        let last = &j["lastRun"];
+        let outcome = match (last["skipped"].as_str(), last["status"].as_str()) {
+            (Some(skipped), _) => skipped.to_string(),
+            (None, Some(status)) => format!(
+                "{status}{}, {} s late",
+                last["error"]
+                    .as_str()
+                    .map(|e| format!(" ({e})"))
+                    .unwrap_or_default(),
+                last["lateSeconds"]
+            ),
+            (None, None) if last.is_null() => "not run yet".to_string(),
+            (None, None) => "queued".to_string(),
+        };
+        println!(
+            "  {:<24} next {:<26} last: {outcome}",
+            j["id"].as_str().unwrap_or("?"),
+            j["nextRun"].as_str().unwrap_or("-")
         );
     }
     let pairing = snap["pairing"].as_array().cloned().unwrap_or_default();

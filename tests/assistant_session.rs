@@ -186,11 +186,16 @@ async fn a_binding_routes_a_slack_channel_to_a_second_agent_with_its_own_workspa
             && system(dm).contains("I am Main.")
     );
     assert!(!system(dm).contains("I am Ops"));
-    assert!(
-        !tool_names(channel).contains(&"memory_search".to_string()),
-        "memory is not offered to a group"
-    );
-    assert!(tool_names(dm).contains(&"memory_search".to_string()));
+    for owner_only in ["memory_search", "memory_get", "cron"] {
+        assert!(
+            !tool_names(channel).contains(&owner_only.to_string()),
+            "{owner_only} is not offered to a group"
+        );
+        assert!(
+            tool_names(dm).contains(&owner_only.to_string()),
+            "{owner_only} in the owner's DM"
+        );
+    }
     let ops = agents
         .as_array()
         .unwrap()

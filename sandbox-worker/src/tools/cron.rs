@@ -188,3 +188,149 @@ impl ExtraTools for CronTools {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use infra::model::{ReplyTarget, TelegramTarget};
+    use infra::queue::sqlite::SqliteQueue;
+    use infra::store::sqlite::SqliteStore;
+
+    fn here(chat: i64) -> CronDelivery {
+        CronDelivery::Chat {
+            account: "default".into(),
+            target: ReplyTarget::Telegram(TelegramTarget {
+                chat_id: chat,
+                message_thread_id: None,
+                reply_to_message_id: None,
+            }),
+        }
+    }
+
+    fn tools(dir: &std::path::Path, agent: &str) -> CronTools {
+        CronTools {
+            store: Arc::new(SqliteStore::open(&dir.join("state.db")).unwrap()),
+            queue: Arc::new(
+                SqliteQueue::open(
+                    &dir.join("queue.db"),
+                    "jobs",
+                    std::time::Duration::from_secs(30),
+                    None,
+                )
+                .unwrap(),
+            ),
+            agent: agent.into(),
+            here: here(12345),
+        }
+    }
+
+    async fn call(tools: &CronTools, input: Value) -> ToolOutcome {
+        tools.run("cron", &input).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_job_made_from_chat_answers_in_that_chat_and_belongs_to_its_agent() {
+        let dir = tempfile::tempdir().unwrap();
+        let main = tools(dir.path(), "main");
+
+        let made = call(
+            &main,
+            json!({"action": "add", "id": "tea", "every": "1h", "message": "tea time"}),
+        )
+        .await;
+
+        assert!(!made.is_error, "{}", made.output);
+        let job = main.store.get_cron("tea").await.unwrap().unwrap();
+        assert_eq!(
+            (job.agent.as_str(), job.deliver.clone()),
+            ("main", here(12345))
+        );
+        assert!(call(&main, json!({"action": "list"}))
+            .await
+            .output
+            .contains("tea time"));
+    }
+
+    #[tokio::test]
+    async fn the_tool_refuses_what_would_cross_a_boundary_or_flood_the_queue() {
+        let dir = tempfile::tempdir().unwrap();
+        let (main, ops) = (tools(dir.path(), "main"), tools(dir.path(), "ops"));
+        call(
+            &main,
+            json!({"action": "add", "id": "mine", "every": "1h", "message": "x"}),
+        )
+        .await;
+
+        let refusals = [
+            call(
+                &main,
+                json!({"action": "add", "every": "1h", "message": "x", "deliver": "telegram:999"}),
+            )
+            .await,
+            call(
+                &main,
+                json!({"action": "add", "every": "5s", "message": "x"}),
+            )
+            .await,
+            call(
+                &main,
+                json!({"action": "add", "cron": "0 8 * *", "message": "x"}),
+            )
+            .await,
+            call(
+                &main,
+                json!({"action": "add", "at": "2001-01-01T00:00:00Z", "message": "x"}),
+            )
+            .await,
+            call(
+                &main,
+                json!({"action": "add", "id": "../../etc", "every": "1h", "message": "x"}),
+            )
+            .await,
+            call(
+                &main,
+                json!({"action": "add", "every": "1h", "at": "09:00", "message": "x"}),
+            )
+            .await,
+            call(&ops, json!({"action": "remove", "id": "mine"})).await,
+            call(&ops, json!({"action": "run", "id": "mine"})).await,
+            call(
+                &ops,
+                json!({"action": "update", "id": "mine", "enabled": false}),
+            )
+            .await,
+            call(&main, json!({"action": "explode"})).await,
+            call(&main, json!({"every": "1h"})).await,
+        ];
+        for i in 0..MAX_JOBS_PER_AGENT {
+            call(
+                &main,
+                json!({"action": "add", "id": format!("j{i}"), "every": "1h", "message": "x"}),
+            )
+            .await;
+        }
+        let over = call(
+            &main,
+            json!({"action": "add", "id": "one-more", "every": "1h", "message": "x"}),
+        )
+        .await;
+
+        for (i, outcome) in refusals.iter().enumerate() {
+            assert!(outcome.is_error, "refusal {i}: {}", outcome.output);
+        }
+        assert!(
+            main.store.get_cron("mine").await.unwrap().unwrap().enabled,
+            "another agent cannot touch it"
+        );
+        assert!(
+            over.is_error && over.output.contains("the most allowed"),
+            "{}",
+            over.output
+        );
+        assert_eq!(
+            main.queue.depth().await.unwrap().waiting,
+            0,
+            "nothing was queued"
+        );
+    }
+}

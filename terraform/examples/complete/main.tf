@@ -55,6 +55,7 @@ module "webhook_functions" {
   secrets_arn           = aws_secretsmanager_secret.clawgate.arn
   config_parameter_name = aws_ssm_parameter.config.name
   config_parameter_arn  = aws_ssm_parameter.config.arn
+  scheduler             = true
   state_table_name      = module.state_table.name
   state_table_arn       = module.state_table.arn
   tags                  = local.tags

@@ -29,6 +29,6 @@ output "role_arns" {
 }
 
 output "scheduler_function_name" {
-  description = "The scheduler-tick function, when the module made one (state_table_arn set)."
+  description = "The scheduler-tick function, when the module made one (scheduler = true)."
   value       = try(aws_lambda_function.scheduler["scheduler-tick"].function_name, null)
 }

@@ -1,8 +1,13 @@
 # The scheduler's tick (docs/architecture.md §2): an EventBridge rule invokes the
 # `scheduler-tick` function every minute; each call queues the due runs of scheduled jobs
-# (`infra::cron::tick`). Made when `state_table_arn` is set: the tick reads the jobs there.
+# (`infra::cron::tick`). Made when `scheduler = true`; the tick reads the jobs in the state
+# table (`state_table_name`, `state_table_arn`). A flag, not the ARN's presence: the ARN is
+# only known after apply, and what to create must be known at plan time.
 locals {
-  scheduler = var.state_table_arn == null ? {} : { scheduler-tick = true }
+  scheduler = var.scheduler ? { scheduler-tick = true } : {}
+  # Placeholders only so a missing table reaches the precondition below with its message.
+  table_name = coalesce(var.state_table_name, "unset")
+  table_arn  = coalesce(var.state_table_arn, "unset")
 }
 
 resource "aws_cloudwatch_log_group" "scheduler" {
@@ -34,7 +39,7 @@ data "aws_iam_policy_document" "scheduler" {
   statement {
     sid       = "ScheduledJobs"
     actions   = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Query"]
-    resources = [var.state_table_arn, "${var.state_table_arn}/index/*"]
+    resources = [local.table_arn, "${local.table_arn}/index/*"]
   }
   statement {
     sid       = "EnqueueJobs"
@@ -88,7 +93,7 @@ resource "aws_lambda_function" "scheduler" {
   environment {
     variables = {
       CLAWGATE_QUEUE_URL        = var.queue_url
-      CLAWGATE_STATE_TABLE      = var.state_table_name
+      CLAWGATE_STATE_TABLE      = local.table_name
       CLAWGATE_CONFIG_PARAMETER = var.config_parameter_name
       RUST_LOG                  = lower(var.log_level)
     }
@@ -107,6 +112,13 @@ resource "aws_lambda_function" "scheduler" {
 
   tags       = var.tags
   depends_on = [aws_iam_role_policy.scheduler]
+
+  lifecycle {
+    precondition {
+      condition     = var.state_table_name != null && var.state_table_arn != null
+      error_message = "scheduler = true needs state_table_name and state_table_arn (module state-table's name and arn)."
+    }
+  }
 }
 
 resource "aws_cloudwatch_event_rule" "tick" {

@@ -158,8 +158,14 @@ variable "alarm_actions" {
   default     = []
 }
 
+variable "scheduler" {
+  description = "Make the scheduler: the scheduler-tick function and the rule that invokes it every minute (needs state_table_name and state_table_arn)."
+  type        = bool
+  default     = false
+}
+
 variable "state_table_name" {
-  description = "The state table (module state-table) the scheduler's tick reads scheduled jobs from; null (with state_table_arn) makes no scheduler."
+  description = "The state table (module state-table) the scheduler's tick reads scheduled jobs from."
   type        = string
   default     = null
 }

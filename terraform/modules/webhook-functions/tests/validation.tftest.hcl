@@ -34,13 +34,22 @@ run "defaults_plan" {
   }
   assert {
     condition     = length(aws_lambda_function.scheduler) == 0 && length(aws_cloudwatch_event_rule.tick) == 0
-    error_message = "no scheduler without a state table to read jobs from"
+    error_message = "no scheduler unless asked for"
   }
+}
+
+run "a_scheduler_without_its_table_is_refused" {
+  command = plan
+  variables {
+    scheduler = true
+  }
+  expect_failures = [aws_lambda_function.scheduler]
 }
 
 run "the_scheduler_ticks_every_minute_with_a_role_of_its_own" {
   command = plan
   variables {
+    scheduler        = true
     state_table_name = "clawgate-state"
     state_table_arn  = "arn:aws:dynamodb:us-east-1:123456789012:table/clawgate-state"
   }
@@ -79,6 +88,7 @@ run "the_scheduler_ticks_every_minute_with_a_role_of_its_own" {
 run "a_schedule_that_is_not_an_expression_is_refused" {
   command = plan
   variables {
+    scheduler        = true
     state_table_name = "clawgate-state"
     state_table_arn  = "arn:aws:dynamodb:us-east-1:123456789012:table/clawgate-state"
     scheduler_rate   = "every minute"
