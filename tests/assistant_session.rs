@@ -105,21 +105,6 @@ fn last_sent(stack: &Stack) -> String {
         .to_string()
 }
 
-fn clawgate(stack: &Stack, args: &[&str]) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_clawgate"))
-        .arg("--config")
-        .arg(&stack.config_path)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_binding_routes_a_slack_channel_to_a_second_agent_with_its_own_workspace() {
     let ops_ws = tempfile::tempdir().unwrap();
@@ -157,17 +142,13 @@ async fn a_binding_routes_a_slack_channel_to_a_second_agent_with_its_own_workspa
         stack.log_text()
     );
     say(&stack, 8101, "hello").await;
-    let agents: Value =
-        serde_json::from_str(&clawgate(&stack, &["agents", "list", "--json"])).unwrap();
-    let explained = clawgate(
-        &stack,
-        &[
-            "sandbox",
-            "explain",
-            "--session",
-            "agent:ops:slack:channel:C024BE91L:thread:1700000300.000100",
-        ],
-    );
+    let agents: Value = serde_json::from_str(&stack.cli(&["agents", "list", "--json"])).unwrap();
+    let explained = stack.cli(&[
+        "sandbox",
+        "explain",
+        "--session",
+        "agent:ops:slack:channel:C024BE91L:thread:1700000300.000100",
+    ]);
 
     let calls = stack.fakes.model_calls();
     let (channel, dm) = (&calls[0].body, &calls[1].body);

@@ -36,21 +36,10 @@ fn first_user_text(body: &Value) -> String {
         .to_string()
 }
 
+/// `clawgate ARGS --state-dir <the stack's>`: the CLI on the running stack's state.
 fn clawgate(stack: &Stack, args: &[&str]) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_clawgate"))
-        .arg("--config")
-        .arg(&stack.config_path)
-        .args(args)
-        .arg("--state-dir")
-        .arg(&stack.state_dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    let state = stack.state_dir.display().to_string();
+    stack.cli(&[args, &["--state-dir", state.as_str()]].concat())
 }
 
 /// Waits until the job record of `work` is finished.

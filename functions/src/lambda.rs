@@ -13,11 +13,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use infra::aws::SdkConfig;
+use infra::config::Config;
 use infra::queue::sqs::SqsQueue;
 
 use crate::{router, Ingress};
 
-pub async fn run() -> Result<(), lambda_http::Error> {
+/// What every function builds once per cold start: the deployment's config, the AWS SDK
+/// config, and the job queue.
+pub async fn deployed() -> Result<(Config, SdkConfig, Arc<SqsQueue>), lambda_http::Error> {
     infra::telemetry::init();
     let (config, origin) = infra::aws::load_deployed_config(None).await?;
     tracing::info!(config = %origin, "config loaded");
@@ -29,5 +33,10 @@ pub async fn run() -> Result<(), lambda_http::Error> {
         .ok_or("set CLAWGATE_QUEUE_URL to the SQS FIFO queue URL")?;
     let visibility = Duration::from_secs(u64::from(config.queue.visibility_timeout_seconds));
     let queue = Arc::new(SqsQueue::new(&sdk, &url, visibility));
+    Ok((config, sdk, queue))
+}
+
+pub async fn run() -> Result<(), lambda_http::Error> {
+    let (config, _, queue) = deployed().await?;
     lambda_http::run(router(Ingress::from_config(&config, queue))).await
 }

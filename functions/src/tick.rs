@@ -7,11 +7,9 @@
 //! clock is the function's own, so a retried or late invocation just ticks at its time.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use infra::config::Config;
-use infra::queue::sqs::SqsQueue;
 use infra::queue::JobQueue;
 use infra::store::dynamo::DynamoStore;
 use infra::store::StateStore;
@@ -35,22 +33,12 @@ pub async fn handle(
 }
 
 pub async fn run() -> Result<(), lambda_http::Error> {
-    infra::telemetry::init();
-    let (config, origin) = infra::aws::load_deployed_config(None).await?;
-    tracing::info!(config = %origin, "config loaded");
-    let sdk = infra::aws::load_sdk_config().await;
-    let url = config
-        .queue
-        .url
-        .clone()
-        .ok_or("set CLAWGATE_QUEUE_URL to the SQS FIFO queue URL")?;
+    let (config, sdk, queue) = crate::lambda::deployed().await?;
     let table = config
         .state
         .table
         .clone()
         .ok_or("set CLAWGATE_STATE_TABLE to the DynamoDB table")?;
-    let visibility = Duration::from_secs(u64::from(config.queue.visibility_timeout_seconds));
-    let queue = Arc::new(SqsQueue::new(&sdk, &url, visibility));
     let store = Arc::new(DynamoStore::new(&sdk, &table));
     let config = Arc::new(config);
     lambda_runtime::run(service_fn(move |_: LambdaEvent<Value>| {

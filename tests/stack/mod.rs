@@ -391,6 +391,23 @@ impl Stack {
         infra::store::sqlite::SqliteStore::open(&self.state_dir.join("state.db")).unwrap()
     }
 
+    /// Runs `clawgate --config <this stack's> ARGS` to the end; its stdout, after asserting it
+    /// succeeded.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new(env!("CARGO_BIN_EXE_clawgate"))
+            .arg("--config")
+            .arg(&self.config_path)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "clawgate {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// The page's address as `clawgate up` prints it on first run: the token in the fragment.
     pub fn page_url(&self) -> String {
         format!("{}/#token={}", self.base_url, self.token())
