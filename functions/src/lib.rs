@@ -481,6 +481,7 @@ fn hook_job(ingress: &Ingress, request: HookRequest) -> Result<JobMessage, Strin
         },
         text: request.message,
         received_at: Utc::now(),
+        media: vec![],
     };
     Ok(JobMessage::new(session, &agent, inbound, reply_to))
 }

@@ -128,6 +128,7 @@ pub async fn wake(
         },
         text: format!("[System event, not typed by the owner]\n{text}"),
         received_at: Utc::now(),
+        media: vec![],
     };
     let mut job = JobMessage::new(session, &wake.agent, inbound, reply_to);
     // The answer's `jobId` is the job record's key, as for scheduled runs.

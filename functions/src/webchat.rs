@@ -204,6 +204,7 @@ async fn send(State(webchat): State<Arc<WebChat>>, headers: HeaderMap, body: Byt
         },
         text: text.to_string(),
         received_at: Utc::now(),
+        media: vec![],
     };
     let target = ReplyTarget::Webchat(WebchatTarget {
         conversation: request.conversation,

@@ -154,6 +154,7 @@ pub async fn run_message(
             job.message
         ),
         received_at: run.queued_at,
+        media: vec![],
     };
     let mut message = JobMessage::new(session, &job.agent, inbound, reply_to);
     message.job_id = job.work_id(run.slot);

@@ -4,8 +4,10 @@
 //! Decisions:
 //! - The signature is HMAC-SHA256 of `v0:{timestamp}:{raw body}`, compared in constant time;
 //!   a timestamp more than five minutes from now, either way, is refused (replay window).
-//! - DMs (`message` with `channel_type: im`) and `app_mention` are handled. Events with a
-//!   `bot_id` or any `subtype` (edits, joins, the bot's own posts) are acked and dropped.
+//! - DMs (`message` with `channel_type: im`) and `app_mention` are handled, with the files
+//!   they carry (a DM with files is subtype `file_share`) as references the worker fetches.
+//!   Events with a `bot_id` or any other `subtype` (edits, joins, the bot's own posts) are
+//!   acked and dropped.
 //! - A mention in a channel opens a thread session keyed by the thread's root `ts`, and the
 //!   reply goes into that thread; a DM is one session per user. A mention passes the app's
 //!   channel rules first (`groupPolicy`, `channels`, `groupAllowFrom`: [`GroupAccess`]): by
@@ -24,15 +26,56 @@ use sha2::Sha256;
 use super::WebhookError;
 use crate::config::{AgentRoutes, GroupAccess, GroupVerdict, RouteFacts};
 use crate::model::{
-    Channel, ChatKind, ChatRef, InboundMessage, JobMessage, ReplyTarget, Sender, SessionKey,
-    SlackTarget, SubThread,
+    Channel, ChatKind, ChatRef, InboundMessage, JobMessage, MediaKind, MediaRef, MediaSource,
+    ReplyTarget, Sender, SessionKey, SlackTarget, SubThread, MAX_MEDIA_PER_MESSAGE,
 };
+
+/// The files an event carries (`files`), as references the worker fetches with the bot
+/// token. A file without a private URL (a Slack Connect file not yet shared, a deleted one) is
+/// skipped.
+fn event_files(event: &Value) -> Vec<MediaRef> {
+    let Some(files) = event["files"].as_array() else {
+        return vec![];
+    };
+    files
+        .iter()
+        .filter_map(|f| {
+            let url = f["url_private_download"]
+                .as_str()
+                .or(f["url_private"].as_str())?;
+            let mime = f["mimetype"].as_str().map(str::to_string);
+            let kind = match mime.as_deref() {
+                _ if f["subtype"] == "slack_audio" => MediaKind::Voice,
+                Some(m) => MediaKind::from_mime(m),
+                None => MediaKind::Document,
+            };
+            Some(MediaRef {
+                kind,
+                source: MediaSource::Slack {
+                    url: url.to_string(),
+                },
+                name: f["name"].as_str().map(str::to_string),
+                mime,
+                size: f["size"].as_u64(),
+            })
+        })
+        .take(MAX_MEDIA_PER_MESSAGE)
+        .collect()
+}
 
 /// The bot events [`parse_event`] handles: what the app manifest subscribes to.
 pub const BOT_EVENTS: &[&str] = &["app_mention", "message.im"];
 
-/// The bot scopes those events and `chat.postMessage` need, and no more.
-pub const BOT_SCOPES: &[&str] = &["app_mentions:read", "chat:write", "im:history", "im:read"];
+/// The bot scopes those events, `chat.postMessage`/`chat.update`, fetching the files people
+/// share (`files:read`) and sending files back (`files:write`) need, and no more.
+pub const BOT_SCOPES: &[&str] = &[
+    "app_mentions:read",
+    "chat:write",
+    "files:read",
+    "files:write",
+    "im:history",
+    "im:read",
+];
 
 /// A Slack app manifest (JSON form) for an app whose Events API requests go to `events_url`:
 /// paste it at api.slack.com/apps → Create New App → From a manifest.
@@ -173,7 +216,9 @@ pub fn parse_event(
     let event_id = payload["event_id"]
         .as_str()
         .ok_or_else(|| WebhookError::NotAnEvent("event_callback without event_id".into()))?;
-    if event.get("bot_id").is_some() || event.get("subtype").is_some() {
+    // A message with files is subtype `file_share`: the one subtype a person's message has.
+    let file_share = event["subtype"] == "file_share";
+    if event.get("bot_id").is_some() || (event.get("subtype").is_some() && !file_share) {
         return Ok(SlackEvent::Ignored("bot message or message subtype"));
     }
     let is_dm = event["type"] == "message" && event["channel_type"] == "im";
@@ -245,6 +290,7 @@ pub fn parse_event(
         },
         text: text.to_string(),
         received_at: now,
+        media: event_files(event),
     };
     let reply_to = ReplyTarget::Slack(SlackTarget {
         channel: channel.to_string(),
@@ -504,6 +550,29 @@ mod tests {
                 "{name}"
             );
         }
+    }
+
+    #[test]
+    fn a_file_share_is_a_job_with_its_files() {
+        let job = match parse_event(&fixture("file_share.json"), &app(), Utc::now()).unwrap() {
+            SlackEvent::Job(job) => job,
+            other => panic!("{other:?}"),
+        };
+
+        assert_eq!(job.inbound.text, "what is this?");
+        assert_eq!(
+            job.inbound.media,
+            vec![MediaRef {
+                kind: MediaKind::Image,
+                source: MediaSource::Slack {
+                    url: "https://files.slack.com/files-pri/T061EG9R6-F0A1B2C3D/download/chart.png"
+                        .into()
+                },
+                name: Some("chart.png".into()),
+                mime: Some("image/png".into()),
+                size: Some(2048),
+            }]
+        );
     }
 
     #[test]

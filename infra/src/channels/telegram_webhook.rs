@@ -1,8 +1,9 @@
 //! Telegram webhook ingress: the secret-token check and the parsing of an `Update` into a job.
 //!
-//! Handled: private and group messages (text or a photo/document caption), edited messages,
-//! channel posts, forum topics, and callback queries (the button's data as text). Everything
-//! else is acknowledged and ignored, so Telegram does not retry it.
+//! Handled: private and group messages (text, and photos, voice and video notes, audio,
+//! video and documents with or without a caption, as file references the worker fetches),
+//! edited messages, channel posts, forum topics, and callback queries (the button's data as
+//! text). Everything else is acknowledged and ignored, so Telegram does not retry it.
 //!
 //! Decisions:
 //! - Group and channel messages pass the channel's group rules first (`groupPolicy`, `groups`,
@@ -22,8 +23,8 @@ use subtle::ConstantTimeEq;
 use super::WebhookError;
 use crate::config::{AgentRoutes, GroupAccess, GroupVerdict, RouteFacts, Secret};
 use crate::model::{
-    Channel, ChatKind, ChatRef, InboundMessage, JobMessage, ReplyTarget, Sender, SessionKey,
-    SubThread, TelegramTarget,
+    Channel, ChatKind, ChatRef, InboundMessage, JobMessage, MediaKind, MediaRef, MediaSource,
+    ReplyTarget, Sender, SessionKey, SubThread, TelegramTarget, MAX_MEDIA_PER_MESSAGE,
 };
 
 /// What the gateway knows about one bot.
@@ -99,6 +100,44 @@ pub fn generate_secret_token() -> Secret {
     Secret::new(hex::encode(bytes))
 }
 
+/// The files a message carries, as references the worker fetches with `getFile`: the largest
+/// size of a photo, a voice or video note, an audio file, a video, a document. Stickers and
+/// the like are not files for the agent.
+fn message_media(message: &Value) -> Vec<MediaRef> {
+    let file = |v: &Value, kind: MediaKind, mime: Option<&str>| {
+        let file_id = v["file_id"].as_str().filter(|id| !id.is_empty())?;
+        Some(MediaRef {
+            kind,
+            source: MediaSource::Telegram {
+                file_id: file_id.to_string(),
+            },
+            name: v["file_name"].as_str().map(str::to_string),
+            mime: v["mime_type"].as_str().or(mime).map(str::to_string),
+            size: v["file_size"].as_u64(),
+        })
+    };
+    let photo = message["photo"]
+        .as_array()
+        .and_then(|sizes| sizes.last())
+        .and_then(|p| file(p, MediaKind::Image, Some("image/jpeg")));
+    let document = message.get("document").and_then(|d| {
+        let mime = d["mime_type"].as_str().unwrap_or("");
+        file(d, MediaKind::from_mime(mime), None)
+    });
+    [
+        photo,
+        file(&message["voice"], MediaKind::Voice, Some("audio/ogg")),
+        file(&message["video_note"], MediaKind::Voice, Some("video/mp4")),
+        file(&message["audio"], MediaKind::Audio, None),
+        file(&message["video"], MediaKind::Video, None),
+        document,
+    ]
+    .into_iter()
+    .flatten()
+    .take(MAX_MEDIA_PER_MESSAGE)
+    .collect()
+}
+
 /// Parses one webhook body into a job for `bot`, or says why it is ignored.
 pub fn parse_update(
     body: &[u8],
@@ -127,11 +166,17 @@ pub fn parse_update(
     if from["is_bot"] == true {
         return Ok(Parsed::Ignored("message from a bot"));
     }
+    let media = if callback_text.is_some() {
+        vec![]
+    } else {
+        message_media(message)
+    };
     let Some(body_text) = callback_text
         .or(message["text"].as_str())
         .or(message["caption"].as_str())
+        .or((!media.is_empty()).then_some(""))
     else {
-        return Ok(Parsed::Ignored("no text or caption"));
+        return Ok(Parsed::Ignored("no text, caption or file"));
     };
     let chat = &message["chat"];
     let chat_id = chat["id"]
@@ -208,6 +253,7 @@ pub fn parse_update(
         },
         text: format!("{text_prefix}{body_text}"),
         received_at: now,
+        media,
     };
     let reply_to = ReplyTarget::Telegram(TelegramTarget {
         chat_id,
@@ -384,10 +430,40 @@ mod tests {
     }
 
     #[test]
+    fn photos_voice_notes_and_documents_become_file_references() {
+        let photo = job("photo_caption.json");
+        let voice = job("voice.json");
+        let document = job("document.json");
+
+        assert_eq!(
+            photo.inbound.media,
+            vec![MediaRef {
+                kind: MediaKind::Image,
+                source: MediaSource::Telegram {
+                    file_id: "AgACAgIAAxkBAAIB".into()
+                },
+                name: None,
+                mime: Some("image/jpeg".into()),
+                size: Some(1234),
+            }]
+        );
+        assert_eq!(voice.inbound.text, "", "a voice note without a caption");
+        assert_eq!(voice.inbound.media[0].kind, MediaKind::Voice);
+        assert_eq!(voice.inbound.media[0].mime.as_deref(), Some("audio/ogg"));
+        assert_eq!(document.inbound.text, "summarise this");
+        assert_eq!(document.inbound.media[0].kind, MediaKind::Document);
+        assert_eq!(
+            document.inbound.media[0].name.as_deref(),
+            Some("../../etc/report.pdf"),
+            "kept as the sender's name; the worker never uses it as a path"
+        );
+    }
+
+    #[test]
     fn updates_without_text_or_from_bots_are_ignored() {
         assert_eq!(
             parse_update(&fixture("sticker.json"), &bot(), Utc::now()).unwrap(),
-            Parsed::Ignored("no text or caption")
+            Parsed::Ignored("no text, caption or file")
         );
         assert_eq!(
             parse_update(&fixture("from_bot.json"), &bot(), Utc::now()).unwrap(),

@@ -405,6 +405,8 @@ pub struct ToolsConfig {
     pub sandbox: ToolsSandbox,
     /// Whether `sessions_send` may cross from one agent to another (OpenClaw's key).
     pub agent_to_agent: AgentToAgent,
+    /// Voice-note transcription (top level only: one transcription setup per deployment).
+    pub media: super::MediaToolsConfig,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -212,6 +212,10 @@ pub struct TelegramConfig {
     /// More bots, by account name (served at `/telegram/{account}`). The fields above are the
     /// `default` account; each extra bot shares the DM policy, allowlists and group settings.
     pub accounts: BTreeMap<String, TelegramAccountConfig>,
+    /// What the user sees while a job runs (`off`, `progress`, `partial`).
+    pub streaming: super::Streaming,
+    /// The largest inbound file fetched, in MB (default 20).
+    pub media_max_mb: Option<u64>,
 }
 
 /// One extra Telegram bot (`channels.telegram.accounts.<name>`).
@@ -291,6 +295,8 @@ impl Default for TelegramConfig {
             group_allow_from: vec![],
             groups: BTreeMap::new(),
             accounts: BTreeMap::new(),
+            streaming: super::Streaming::default(),
+            media_max_mb: None,
         }
     }
 }
@@ -309,6 +315,10 @@ pub struct SlackConfig {
     pub group_allow_from: Vec<PeerId>,
     /// By channel id (`C0…`), or `"*"` for every channel the app is in.
     pub channels: BTreeMap<String, GroupEntry>,
+    /// What the user sees while a job runs (`off`, `progress`, `partial`).
+    pub streaming: super::Streaming,
+    /// The largest inbound file fetched, in MB (default 20).
+    pub media_max_mb: Option<u64>,
 }
 
 impl SlackConfig {
@@ -333,6 +343,8 @@ impl Default for SlackConfig {
             group_policy: GroupPolicy::Allowlist,
             group_allow_from: vec![],
             channels: BTreeMap::new(),
+            streaming: super::Streaming::default(),
+            media_max_mb: None,
         }
     }
 }

@@ -17,6 +17,7 @@ mod agents;
 mod bindings;
 mod channels;
 mod lenient;
+mod media;
 mod trust;
 mod validate;
 
@@ -28,6 +29,7 @@ use serde::{Deserialize, Serialize, Serializer};
 pub use agents::*;
 pub use bindings::*;
 pub use channels::*;
+pub use media::*;
 pub use trust::Trust;
 pub use validate::{dangerous_bind_source, dangerous_workspace, parse_bytes};
 

@@ -32,6 +32,9 @@ pub struct InboundMessage {
     pub sender: Sender,
     pub text: String,
     pub received_at: DateTime<Utc>,
+    /// Files that came with the message, for the worker to fetch.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub media: Vec<super::MediaRef>,
 }
 
 /// Where the reply goes, in each channel's own terms.
@@ -212,6 +215,12 @@ impl JobMessage {
     /// The queue's per-event deduplication id: the channel event id (docs/architecture.md §2).
     pub fn dedup_id(&self) -> &str {
         &self.inbound.event_id
+    }
+
+    /// A `/stop`: it takes its own queue lane beside the session's (a stop queued behind the
+    /// run it stops would wait for it to end), and tells that run to stop.
+    pub fn is_stop(&self) -> bool {
+        super::command_word(&self.inbound.text).is_some_and(|(command, _)| command == "/stop")
     }
 }
 

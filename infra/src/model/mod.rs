@@ -5,6 +5,7 @@
 
 mod cron;
 mod job;
+mod media;
 mod records;
 mod session_key;
 mod transcript;
@@ -16,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 pub use cron::*;
 pub use job::*;
+pub use media::*;
 pub use records::*;
 pub use session_key::*;
 pub use transcript::*;

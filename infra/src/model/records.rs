@@ -62,6 +62,11 @@ pub struct JobRecord {
     /// Every model call's tokens in this job, summed (set when it finishes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<super::Tokens>,
+    /// The channel's id of the progress preview this job posted (a Telegram `message_id`, a
+    /// Slack `ts`), recorded before the preview is first edited: a resumed attempt edits the
+    /// same message instead of posting a second one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview: Option<String>,
 }
 
 /// A session's metadata, kept beside its transcript.
@@ -108,6 +113,7 @@ mod tests {
             lease_until_ms: 5,
             attempt: 2,
             chunks_sent: vec![0, 1],
+            preview: None,
             created_ms: 1,
             updated_ms: 2,
             detail: None,

@@ -133,15 +133,17 @@ pub trait JobQueue: Send + Sync {
 /// Job-level operations on any queue: encoding, FIFO tokens, and poison handling.
 #[async_trait]
 pub trait JobQueueExt: JobQueue {
-    /// Enqueues a job: group = its session key, dedup id = its channel event id.
+    /// Enqueues a job: group = its session key (a `/stop`'s own lane beside it), dedup id =
+    /// its channel event id.
     async fn send(&self, job: &JobMessage) -> Result<String, QueueError> {
         let body = job.encode()?;
-        self.send_raw(
-            &body,
-            &group_token(&job.session_key),
-            &fifo_token(job.dedup_id()),
-        )
-        .await
+        let group = if job.is_stop() {
+            fifo_token(&format!("{}#stop", job.session_key))
+        } else {
+            group_token(&job.session_key)
+        };
+        self.send_raw(&body, &group, &fifo_token(job.dedup_id()))
+            .await
     }
 
     /// Receives and decodes jobs. A body that is not a job this build can run (malformed JSON,

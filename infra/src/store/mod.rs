@@ -185,9 +185,12 @@ pub trait TranscriptStore: Send + Sync {
 /// - `claim_job`: a new job, or one whose lease has expired or was released, is claimed by the
 ///   caller; of two racing claimers exactly one wins. A finished job is reported `Finished`.
 ///   Re-claiming one's own live lease succeeds. Each claim counts one `attempt`.
-/// - `renew_lease`, `release_job`, `mark_chunk_sent` and `finish_job` need the caller to hold
-///   the lease of a running job, else `LeaseLost` and nothing changes.
+/// - `renew_lease`, `release_job`, `mark_chunk_sent`, `set_preview` and `finish_job` need the
+///   caller to hold the lease of a running job, else `LeaseLost` and nothing changes.
 /// - Expired dedup markers are invisible, whatever the backend's TTL sweeping has done.
+/// - `request_stop` keeps the latest stop time per session (an earlier one never overwrites a
+///   later one); `stop_requested` reads it, `None` for a session never stopped (or whose stop
+///   is older than [`STOP_TTL`]).
 #[async_trait]
 pub trait JobLedger: Send + Sync {
     async fn mark_seen(&self, marker: &str, ttl: Duration) -> Result<bool, StoreError>;
@@ -221,7 +224,23 @@ pub trait JobLedger: Send + Sync {
         usage: Option<Tokens>,
     ) -> Result<(), StoreError>;
     async fn get_job(&self, job_id: &str) -> Result<Option<JobRecord>, StoreError>;
+    /// Records the id of the job's progress preview message.
+    async fn set_preview(
+        &self,
+        job_id: &str,
+        owner: &str,
+        message_id: &str,
+    ) -> Result<(), StoreError>;
+    /// `/stop` in `session` at `at_ms` (Unix ms): jobs of the session whose message arrived
+    /// before it stop at their next step.
+    async fn request_stop(&self, session: &SessionKey, at_ms: i64) -> Result<(), StoreError>;
+    /// When the session was last stopped (Unix ms).
+    async fn stop_requested(&self, session: &SessionKey) -> Result<Option<i64>, StoreError>;
 }
+
+/// How long a `/stop` is remembered: longer than any job runs (a job's wall time is bounded
+/// well below it), so a job that started before the stop always sees it.
+pub const STOP_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// Approved senders and pairing codes.
 ///
@@ -402,6 +421,7 @@ mod tests {
             updated_ms: 0,
             detail: None,
             usage: None,
+            preview: None,
         }
     }
 

@@ -207,6 +207,10 @@ mod cases {
                 .finish_job("job-own", "b", JobStatus::Done, None, None)
                 .await
                 .unwrap_err(),
+            h.store
+                .set_preview("job-own", "b", "1001")
+                .await
+                .unwrap_err(),
         ];
 
         for err in &errors {
@@ -214,9 +218,44 @@ mod cases {
         }
         assert_eq!(h.store.get_job("job-own").await.unwrap().unwrap(), before);
     }
+
+    pub async fn a_preview_id_survives_a_takeover(h: &Harness) {
+        h.store.claim_job("job-prev", "a", LEASE).await.unwrap();
+        h.store.set_preview("job-prev", "a", "1001").await.unwrap();
+        h.store.release_job("job-prev", "a").await.unwrap();
+
+        let taken = h.store.claim_job("job-prev", "b", LEASE).await.unwrap();
+
+        let Claim::Claimed(record) = taken else {
+            panic!("{taken:?}")
+        };
+        assert_eq!(record.preview.as_deref(), Some("1001"));
+        assert_eq!(h.store.get_job("job-prev").await.unwrap().unwrap(), record);
+    }
+
+    pub async fn the_latest_stop_of_a_session_wins(h: &Harness) {
+        let (session, other) = (dm("stop-1"), dm("stop-2"));
+        let never = h.store.stop_requested(&session).await.unwrap();
+
+        h.store.request_stop(&session, 2_000).await.unwrap();
+        h.store.request_stop(&session, 1_000).await.unwrap();
+        let latest = h.store.stop_requested(&session).await.unwrap();
+        h.store.request_stop(&session, 3_000).await.unwrap();
+
+        assert_eq!(never, None);
+        assert_eq!(
+            latest,
+            Some(2_000),
+            "an older stop must not overwrite a newer one"
+        );
+        assert_eq!(h.store.stop_requested(&session).await.unwrap(), Some(3_000));
+        assert_eq!(h.store.stop_requested(&other).await.unwrap(), None);
+    }
 }
 
 conformance!(
+    a_preview_id_survives_a_takeover,
+    the_latest_stop_of_a_session_wins,
     a_dedup_marker_has_one_first_writer_and_expires,
     racing_claims_have_exactly_one_winner,
     an_expired_lease_is_taken_over_and_the_old_holder_loses_it,

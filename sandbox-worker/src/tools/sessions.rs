@@ -271,6 +271,7 @@ impl SessionTools {
                 caller.session, caller.agent, input.message
             ),
             received_at: Utc::now(),
+            media: vec![],
         };
         let mut job = JobMessage::new(key.clone(), &target_agent, inbound, None);
         job.origin = Some(JobOrigin {

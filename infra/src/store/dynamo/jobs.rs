@@ -8,8 +8,10 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 
 use super::{get_n, get_s, is_code, key, n, s, ttl_secs, DynamoStore, Expr, Item};
 use crate::embedded::now_ms;
-use crate::model::{JobRecord, JobStatus, Tokens};
-use crate::store::{capped_detail, duration_ms, Claim, JobLedger, StoreError, JOB_RECORD_TTL};
+use crate::model::{JobRecord, JobStatus, SessionKey, Tokens};
+use crate::store::{
+    capped_detail, duration_ms, Claim, JobLedger, StoreError, JOB_RECORD_TTL, STOP_TTL,
+};
 
 impl DynamoStore {
     /// Applies `sets` (and an `add` clause) to a running job held by `owner`; `LeaseLost` when
@@ -82,6 +84,7 @@ fn job_from_item(item: &Item) -> Result<JobRecord, StoreError> {
         updated_ms: get_n(item, "updated_ms").unwrap_or(0),
         detail: get_s(item, "detail"),
         usage: get_s(item, "usage").and_then(|json| serde_json::from_str(&json).ok()),
+        preview: get_s(item, "preview"),
     })
 }
 
@@ -271,5 +274,60 @@ impl JobLedger for DynamoStore {
             .await?
             .map(|item| job_from_item(&item))
             .transpose()
+    }
+
+    async fn set_preview(
+        &self,
+        job_id: &str,
+        owner: &str,
+        message_id: &str,
+    ) -> Result<(), StoreError> {
+        let mut e = Expr::default();
+        let sets = vec![format!(
+            "{} = {}",
+            e.name("preview"),
+            e.value("preview", s(message_id))
+        )];
+        self.update_held_job(job_id, owner, e, sets, None).await
+    }
+
+    async fn request_stop(&self, session: &SessionKey, at_ms: i64) -> Result<(), StoreError> {
+        let now = now_ms();
+        let expires = now + duration_ms(STOP_TTL);
+        let mut item = key(format!("STOP#{session}"), "STOP");
+        item.insert("at_ms".into(), n(at_ms));
+        item.insert("exp_ms".into(), n(expires));
+        item.insert("ttl".into(), n(ttl_secs(expires)));
+        let mut e = Expr::default();
+        // A later stop, or any stop over an expired one, wins; an older one changes nothing.
+        let condition = format!(
+            "attribute_not_exists(pk) OR {at} < {new} OR {exp} <= {now}",
+            at = e.name("at_ms"),
+            new = e.value("at", n(at_ms)),
+            exp = e.name("exp_ms"),
+            now = e.value("now", n(now)),
+        );
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression(condition)
+            .set_expression_attribute_names(e.names())
+            .set_expression_attribute_values(e.values())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err) if is_code(err.code(), "ConditionalCheckFailedException") => Ok(()),
+            Err(err) => Err(self.error(err)),
+        }
+    }
+
+    async fn stop_requested(&self, session: &SessionKey) -> Result<Option<i64>, StoreError> {
+        let item = self.get_item(format!("STOP#{session}"), "STOP").await?;
+        Ok(item
+            .filter(|i| get_n::<i64>(i, "exp_ms").unwrap_or(0) > now_ms())
+            .and_then(|i| get_n(&i, "at_ms")))
     }
 }

@@ -6,9 +6,10 @@ use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{corrupt, SqliteStore, TxError};
-use crate::model::{JobRecord, JobStatus, Tokens};
+use crate::model::{JobRecord, JobStatus, SessionKey, Tokens};
 use crate::store::{
     capped_detail, claim_decision, duration_ms, Claim, ClaimDecision, JobLedger, StoreError,
+    STOP_TTL,
 };
 
 impl SqliteStore {
@@ -113,6 +114,7 @@ impl JobLedger for SqliteStore {
                             updated_ms: now,
                             detail: None,
                             usage: None,
+                            preview: None,
                         },
                     };
                     save_job(tx, &record, now)?;
@@ -175,5 +177,44 @@ impl JobLedger for SqliteStore {
     async fn get_job(&self, job_id: &str) -> Result<Option<JobRecord>, StoreError> {
         let job_id = job_id.to_string();
         self.read(move |conn, _| load_job(conn, &job_id)).await
+    }
+
+    async fn set_preview(
+        &self,
+        job_id: &str,
+        owner: &str,
+        message_id: &str,
+    ) -> Result<(), StoreError> {
+        let message_id = message_id.to_string();
+        self.update_held_job(job_id, owner, move |r, _| r.preview = Some(message_id))
+            .await
+    }
+
+    async fn request_stop(&self, session: &SessionKey, at_ms: i64) -> Result<(), StoreError> {
+        let session = session.to_string();
+        self.write(move |tx, now| {
+            tx.execute(
+                "INSERT INTO stops (session, at_ms, expires_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (session) DO UPDATE SET at_ms = ?2, expires_ms = ?3
+                 WHERE stops.at_ms < ?2 OR stops.expires_ms <= ?4",
+                params![session, at_ms, now + duration_ms(STOP_TTL), now],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn stop_requested(&self, session: &SessionKey) -> Result<Option<i64>, StoreError> {
+        let session = session.to_string();
+        self.read(move |conn, now| {
+            Ok(conn
+                .query_row(
+                    "SELECT at_ms FROM stops WHERE session = ?1 AND expires_ms > ?2",
+                    params![session, now],
+                    |r| r.get(0),
+                )
+                .optional()?)
+        })
+        .await
     }
 }

@@ -93,12 +93,22 @@ CREATE TABLE cron (
 CREATE INDEX cron_due ON cron (next_run_ms) WHERE next_run_ms IS NOT NULL AND enabled = 1;
 ";
 
+/// Migration 5: the latest `/stop` per session.
+const SCHEMA_V5: &str = "
+CREATE TABLE stops (
+    session TEXT PRIMARY KEY,
+    at_ms INTEGER NOT NULL,
+    expires_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+";
+
 static MIGRATIONS: LazyLock<Migrations<'static>> = LazyLock::new(|| {
     Migrations::new(vec![
         M::up(SCHEMA_V1),
         M::up(SCHEMA_V2),
         M::up(SCHEMA_V3),
         M::up(SCHEMA_V4),
+        M::up(SCHEMA_V5),
     ])
 });
 
