@@ -286,11 +286,7 @@ async fn history(
 }
 
 fn cut(text: &str) -> String {
-    let mut out: String = text.chars().take(SHOWN_OUTPUT_CHARS).collect();
-    if out.len() < text.len() {
-        out.push('…');
-    }
-    out
+    infra::channels::truncate_chars(text, SHOWN_OUTPUT_CHARS)
 }
 
 /// `GET /webchat/events`: new entries as server-sent events, from `after` on.

@@ -49,6 +49,77 @@ pub(crate) const MAX_RATE_LIMIT_WAITS: u32 = 5;
 /// The longest rate-limit wait honoured; beyond it the call fails as retryable.
 pub(crate) const MAX_RATE_LIMIT_WAIT: Duration = Duration::from_secs(120);
 
+/// A file to send to a chat (the `message` tool).
+#[derive(Debug, Clone)]
+pub struct OutboundFile {
+    /// The name the chat shows (a plain file name, no directories).
+    pub name: String,
+    /// Checked against the bytes before sending.
+    pub mime: String,
+    pub bytes: Vec<u8>,
+    pub caption: Option<String>,
+}
+
+/// The error for a file over the fetch cap.
+pub(crate) fn too_large(channel: &'static str, max_bytes: u64) -> ChannelError {
+    ChannelError::Permanent {
+        channel,
+        message: format!("the file is larger than the {max_bytes}-byte limit"),
+    }
+}
+
+/// Reads a download's body, stopping (and failing) as soon as it passes `max_bytes`: a
+/// hostile or mislabelled file never fills memory.
+pub(crate) async fn read_capped(
+    channel: &'static str,
+    mut response: reqwest::Response,
+    max_bytes: u64,
+) -> Result<Vec<u8>, ChannelError> {
+    let status = response.status();
+    if !status.is_success() {
+        let error = format!("file download: HTTP {}", status.as_u16());
+        return Err(if status.is_server_error() {
+            ChannelError::Retryable {
+                channel,
+                message: error,
+            }
+        } else {
+            ChannelError::Permanent {
+                channel,
+                message: error,
+            }
+        });
+    }
+    if response.content_length().is_some_and(|n| n > max_bytes) {
+        return Err(too_large(channel, max_bytes));
+    }
+    let mut bytes = Vec::new();
+    while let Some(piece) = response
+        .chunk()
+        .await
+        .map_err(|e| ChannelError::Retryable {
+            channel,
+            message: format!("file download: {}", e.without_url()),
+        })?
+    {
+        if (bytes.len() + piece.len()) as u64 > max_bytes {
+            return Err(too_large(channel, max_bytes));
+        }
+        bytes.extend_from_slice(&piece);
+    }
+    Ok(bytes)
+}
+
+/// `text` cut to `max` characters, with an ellipsis when cut.
+pub fn truncate_chars(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let mut out: String = text.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
 /// Splits `text` into chunks of at most `max` characters, preferring line boundaries, then
 /// spaces, then a hard cut. Empty text gives no chunks.
 pub fn chunk_text(text: &str, max: usize) -> Vec<String> {

@@ -1,8 +1,9 @@
-//! Slack Web API, outbound: `chat.postMessage` in the thread, 429 `Retry-After` honoured.
+//! Slack Web API, outbound: `chat.postMessage` and `chat.update` in the thread, the external
+//! file upload flow, and fetching shared files; 429 `Retry-After` honoured.
 
 use serde_json::{json, Value};
 
-use super::{ChannelError, MAX_RATE_LIMIT_WAIT, MAX_RATE_LIMIT_WAITS};
+use super::{read_capped, ChannelError, OutboundFile, MAX_RATE_LIMIT_WAIT, MAX_RATE_LIMIT_WAITS};
 use crate::config::Secret;
 use crate::model::SlackTarget;
 
@@ -64,6 +65,104 @@ impl SlackClient {
         Ok(answer["ts"].as_str().unwrap_or("").to_string())
     }
 
+    /// Replaces the text of the message `ts` (`chat.update`). A message that cannot be edited
+    /// (`message_not_found`, `cant_update_message`, `edit_window_closed`) is a `Permanent`
+    /// error the caller falls back from.
+    pub async fn update_message(
+        &self,
+        target: &SlackTarget,
+        ts: &str,
+        text: &str,
+    ) -> Result<(), ChannelError> {
+        let body = json!({"channel": target.channel, "ts": ts, "text": text});
+        self.call("chat.update", &body).await.map(|_| ())
+    }
+
+    /// Uploads a file into the target's chat (and thread) with Slack's external upload flow:
+    /// `files.getUploadURLExternal` (form-encoded, as Slack requires), the bytes to the URL it
+    /// returns, then `files.completeUploadExternal` to share it. Returns the file id.
+    pub async fn upload_file(
+        &self,
+        target: &SlackTarget,
+        file: &OutboundFile,
+    ) -> Result<String, ChannelError> {
+        let length = file.bytes.len().to_string();
+        let form = [
+            ("filename", file.name.as_str()),
+            ("length", length.as_str()),
+        ];
+        let ticket = self
+            .call_with("files.getUploadURLExternal", |r| r.form(&form))
+            .await?;
+        let (Some(upload_url), Some(file_id)) =
+            (ticket["upload_url"].as_str(), ticket["file_id"].as_str())
+        else {
+            return Err(ChannelError::Permanent {
+                channel: CHANNEL,
+                message: "files.getUploadURLExternal: no upload_url or file_id".into(),
+            });
+        };
+        // The upload URL is pre-signed: the bot token is not sent to it.
+        let uploaded = self
+            .http
+            .post(upload_url)
+            .header("content-type", file.mime.as_str())
+            .body(file.bytes.clone())
+            .send()
+            .await
+            .map_err(|e| ChannelError::Retryable {
+                channel: CHANNEL,
+                message: format!("file upload: {}", e.without_url()),
+            })?;
+        if !uploaded.status().is_success() {
+            return Err(ChannelError::Retryable {
+                channel: CHANNEL,
+                message: format!("file upload: HTTP {}", uploaded.status().as_u16()),
+            });
+        }
+        let mut body = json!({
+            "files": [{"id": file_id, "title": file.name}],
+            "channel_id": target.channel,
+        });
+        if let Some(ts) = &target.thread_ts {
+            body["thread_ts"] = json!(ts);
+        }
+        if let Some(caption) = file.caption.as_deref().filter(|c| !c.is_empty()) {
+            body["initial_comment"] = json!(escape(caption));
+        }
+        self.call("files.completeUploadExternal", &body).await?;
+        Ok(file_id.to_string())
+    }
+
+    /// Fetches a file a user shared (its `url_private`) with the bot token, refusing one over
+    /// `max_bytes`. The token goes only to Slack's file host (`files.slack.com`) or this
+    /// client's own API origin (a test double): never to a URL an event could point elsewhere.
+    pub async fn download_file(&self, url: &str, max_bytes: u64) -> Result<Vec<u8>, ChannelError> {
+        if !self.may_receive_token(url) {
+            return Err(ChannelError::Permanent {
+                channel: CHANNEL,
+                message: "a file URL outside Slack's file host was not fetched".into(),
+            });
+        }
+        // On a redirect to another host, reqwest drops the `Authorization` header.
+        let response = self
+            .http
+            .get(url)
+            .bearer_auth(self.token.expose())
+            .send()
+            .await
+            .map_err(|e| ChannelError::Retryable {
+                channel: CHANNEL,
+                message: format!("file download: {}", e.without_url()),
+            })?;
+        read_capped(CHANNEL, response, max_bytes).await
+    }
+
+    fn may_receive_token(&self, url: &str) -> bool {
+        let own = format!("{}/", self.base_url);
+        url.starts_with("https://files.slack.com/") || url.starts_with(&own)
+    }
+
     /// `auth.test`: who the token is (team, bot user), for `clawgate doctor`.
     pub async fn auth_test(&self) -> Result<Value, ChannelError> {
         self.call("auth.test", &json!({})).await
@@ -72,13 +171,18 @@ impl SlackClient {
     /// One Web API call with the bot token: the answer when `ok`, waiting out short rate
     /// limits; Slack's `error` code otherwise.
     async fn call(&self, method: &str, body: &Value) -> Result<Value, ChannelError> {
+        self.call_with(method, |r| r.json(body)).await
+    }
+
+    /// [`Self::call`] with the body set by `with_body` (again on each try).
+    async fn call_with(
+        &self,
+        method: &str,
+        with_body: impl Fn(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
+    ) -> Result<Value, ChannelError> {
         let url = format!("{}/api/{method}", self.base_url);
         for _ in 0..=MAX_RATE_LIMIT_WAITS {
-            let response = self
-                .http
-                .post(&url)
-                .bearer_auth(self.token.expose())
-                .json(body)
+            let response = with_body(self.http.post(&url).bearer_auth(self.token.expose()))
                 .send()
                 .await
                 .map_err(|e| ChannelError::Retryable {

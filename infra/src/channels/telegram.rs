@@ -1,17 +1,24 @@
-//! Telegram Bot API, outbound: `sendMessage` (HTML parse mode, plain-text retry when Telegram
-//! rejects the entities, 429 `retry_after` honoured), `sendChatAction`, `setWebhook` for
-//! `clawgate telegram set-webhook`, and `getMe` / `getWebhookInfo` for `clawgate doctor`.
+//! Telegram Bot API, outbound: `sendMessage` and `editMessageText` (HTML parse mode,
+//! plain-text retry when Telegram rejects the entities, 429 `retry_after` honoured),
+//! `sendPhoto` / `sendDocument`, `getFile` and the file download, `sendChatAction`,
+//! `setWebhook` for `clawgate telegram set-webhook`, and `getMe` / `getWebhookInfo` for
+//! `clawgate doctor`.
 //!
 //! The bot token is part of every URL, so no URL is ever logged or put in an error.
 
 use serde_json::{json, Value};
 
-use super::{ChannelError, MAX_RATE_LIMIT_WAIT, MAX_RATE_LIMIT_WAITS};
+use super::{
+    read_capped, too_large, truncate_chars, ChannelError, OutboundFile, MAX_RATE_LIMIT_WAIT,
+    MAX_RATE_LIMIT_WAITS,
+};
 use crate::config::Secret;
 use crate::model::TelegramTarget;
 
 /// Telegram's limit on one message's text.
 pub const MAX_MESSAGE_CHARS: usize = 4096;
+/// Telegram's limit on a file's caption.
+pub const MAX_CAPTION_CHARS: usize = 1024;
 const CHANNEL: &str = "telegram";
 
 #[derive(Clone)]
@@ -46,8 +53,6 @@ impl TelegramClient {
     ) -> Result<i64, ChannelError> {
         let mut body = json!({
             "chat_id": target.chat_id,
-            "text": markdown_to_html(text),
-            "parse_mode": "HTML",
             "link_preview_options": {"is_disabled": true},
         });
         if let Some(thread) = target.message_thread_id {
@@ -57,24 +62,109 @@ impl TelegramClient {
             body["reply_parameters"] =
                 json!({"message_id": reply_to, "allow_sending_without_reply": true});
         }
-        let answer = match self.call("sendMessage", &body).await? {
+        let answer = self.call_formatted("sendMessage", body, text).await?;
+        Ok(answer["message_id"].as_i64().unwrap_or_default())
+    }
+
+    /// Replaces the text of message `message_id` (`editMessageText`). An edit to the same text
+    /// (Telegram: "message is not modified") is a success; a message that cannot be edited
+    /// (deleted, too old, not the bot's) is a `Permanent` error the caller falls back from.
+    pub async fn edit_message_text(
+        &self,
+        target: &TelegramTarget,
+        message_id: i64,
+        text: &str,
+    ) -> Result<(), ChannelError> {
+        let body = json!({
+            "chat_id": target.chat_id,
+            "message_id": message_id,
+            "link_preview_options": {"is_disabled": true},
+        });
+        match self.call_formatted("editMessageText", body, text).await {
+            Err(ChannelError::Permanent { message, .. })
+                if message.contains("message is not modified") =>
+            {
+                Ok(())
+            }
+            other => other.map(|_| ()),
+        }
+    }
+
+    /// Sends a file (`sendPhoto` for an image, `sendDocument` otherwise) as multipart form
+    /// data, with an optional caption. Returns the message id.
+    pub async fn send_file(
+        &self,
+        target: &TelegramTarget,
+        as_photo: bool,
+        file: &OutboundFile,
+    ) -> Result<i64, ChannelError> {
+        let (method, field) = if as_photo {
+            ("sendPhoto", "photo")
+        } else {
+            ("sendDocument", "document")
+        };
+        let form = || {
+            let part = reqwest::multipart::Part::bytes(file.bytes.clone())
+                .file_name(file.name.clone())
+                .mime_str(&file.mime)
+                .unwrap_or_else(|_| reqwest::multipart::Part::bytes(file.bytes.clone()));
+            let mut form = reqwest::multipart::Form::new()
+                .text("chat_id", target.chat_id.to_string())
+                .part(field, part);
+            if let Some(thread) = target.message_thread_id {
+                form = form.text("message_thread_id", thread.to_string());
+            }
+            if let Some(caption) = file.caption.as_deref().filter(|c| !c.is_empty()) {
+                form = form.text("caption", truncate_chars(caption, MAX_CAPTION_CHARS));
+            }
+            form
+        };
+        match self.call_with(method, |r| r.multipart(form())).await? {
+            Answer::Ok(result) => Ok(result["message_id"].as_i64().unwrap_or_default()),
+            Answer::EntitiesRejected(why) => Err(ChannelError::Permanent {
+                channel: CHANNEL,
+                message: why,
+            }),
+        }
+    }
+
+    /// Fetches a file a user sent: `getFile` for its path, then the bot file URL, refusing
+    /// one over `max_bytes` (by its declared size first, then while reading).
+    pub async fn download_file(
+        &self,
+        file_id: &str,
+        max_bytes: u64,
+    ) -> Result<Vec<u8>, ChannelError> {
+        let file = match self.call("getFile", &json!({"file_id": file_id})).await? {
             Answer::Ok(result) => result,
             Answer::EntitiesRejected(why) => {
-                tracing::info!(%why, "telegram rejected the formatting; sending as plain text");
-                body["text"] = json!(text);
-                body.as_object_mut().expect("object").remove("parse_mode");
-                match self.call("sendMessage", &body).await? {
-                    Answer::Ok(result) => result,
-                    Answer::EntitiesRejected(why) => {
-                        return Err(ChannelError::Permanent {
-                            channel: CHANNEL,
-                            message: why,
-                        })
-                    }
-                }
+                return Err(ChannelError::Permanent {
+                    channel: CHANNEL,
+                    message: why,
+                })
             }
         };
-        Ok(answer["message_id"].as_i64().unwrap_or_default())
+        if file["file_size"].as_u64().is_some_and(|n| n > max_bytes) {
+            return Err(too_large(CHANNEL, max_bytes));
+        }
+        let path = file["file_path"]
+            .as_str()
+            .filter(|p| !p.is_empty() && !p.contains(".."))
+            .ok_or_else(|| ChannelError::Permanent {
+                channel: CHANNEL,
+                message: "getFile: no usable file_path".into(),
+            })?;
+        let url = format!("{}/file/bot{}/{path}", self.base_url, self.token.expose());
+        let response = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| ChannelError::Retryable {
+                channel: CHANNEL,
+                message: format!("file download: {}", e.without_url()),
+            })?;
+        read_capped(CHANNEL, response, max_bytes).await
     }
 
     /// Shows "typing…" for up to 5 seconds.
@@ -129,10 +219,47 @@ impl TelegramClient {
         }
     }
 
+    /// Sends `text` as HTML in `body`, again as plain text when Telegram rejects the entities.
+    async fn call_formatted(
+        &self,
+        method: &str,
+        mut body: Value,
+        text: &str,
+    ) -> Result<Value, ChannelError> {
+        body["text"] = json!(markdown_to_html(text));
+        body["parse_mode"] = json!("HTML");
+        if let Answer::Ok(result) = self.call(method, &body).await? {
+            return Ok(result);
+        }
+        tracing::info!(
+            method,
+            "telegram rejected the formatting; sending as plain text"
+        );
+        body["text"] = json!(text);
+        body.as_object_mut().expect("object").remove("parse_mode");
+        match self.call(method, &body).await? {
+            Answer::Ok(result) => Ok(result),
+            Answer::EntitiesRejected(why) => Err(ChannelError::Permanent {
+                channel: CHANNEL,
+                message: why,
+            }),
+        }
+    }
+
     async fn call(&self, method: &str, body: &Value) -> Result<Answer, ChannelError> {
+        self.call_with(method, |r| r.json(body)).await
+    }
+
+    /// One Bot API call, its body set by `with_body` (again on each try), waiting out short
+    /// rate limits.
+    async fn call_with(
+        &self,
+        method: &str,
+        with_body: impl Fn(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
+    ) -> Result<Answer, ChannelError> {
         let url = format!("{}/bot{}/{method}", self.base_url, self.token.expose());
         for _ in 0..=MAX_RATE_LIMIT_WAITS {
-            let response = self.http.post(&url).json(body).send().await.map_err(|e| {
+            let response = with_body(self.http.post(&url)).send().await.map_err(|e| {
                 ChannelError::Retryable {
                     channel: CHANNEL,
                     message: format!("{method}: {}", e.without_url()),
