@@ -38,6 +38,7 @@ use tracing::Instrument;
 
 use crate::llm::{LlmError, Model, ModelReply, ModelRequest, ToolSpec};
 use crate::phase;
+use crate::sandbox::Cancel;
 use crate::tools::policy::ToolPolicy;
 use crate::tools::{ExtraTools, ToolBox, ToolOutcome};
 
@@ -74,6 +75,18 @@ pub enum AgentOutcome {
     Reply(String),
     /// A bound was hit; the text says which, for the user.
     Stopped(String),
+    /// The user stopped the run (`/stop`); the transcript says so.
+    Cancelled,
+}
+
+/// What the transcript records when a run is stopped: the model reads it next turn.
+pub const STOPPED_TEXT: &str = "⏹ Stopped: the user ended this run with /stop.";
+
+/// Told as a run goes, for a preview the user can watch.
+#[async_trait::async_trait]
+pub trait Progress: Send + Sync {
+    /// A tool call is about to run.
+    async fn tool_started(&self, call: &ToolCall);
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -188,6 +201,10 @@ pub struct AgentRun<'a> {
     /// The memory-flush instruction run before a compaction; `None` runs none (a guest
     /// session, or `memoryFlush.enabled: false`).
     pub flush_prompt: Option<String>,
+    /// Told of each step, when someone watches.
+    pub progress: Option<&'a dyn Progress>,
+    /// Set by `/stop`: checked before each step, and it cuts a model call or `exec` short.
+    pub cancel: Option<&'a Cancel>,
 }
 
 impl AgentRun<'_> {
@@ -204,6 +221,9 @@ impl AgentRun<'_> {
                 let mut budget_left = self.budget_left(pending.len()).await?;
                 for call in pending {
                     self.lease.check()?;
+                    if self.cancelled() {
+                        return self.record_stop(transcript).await;
+                    }
                     let outcome = if tool_calls >= self.limits.max_tool_calls {
                         ToolOutcome::error(format!(
                             "not run: this job's budget of {} tool calls is spent; answer with what you have",
@@ -217,10 +237,19 @@ impl AgentRun<'_> {
                         tool_calls += 1;
                         budget_left -= 1;
                         let began = Instant::now();
-                        let outcome = self
+                        if let Some(progress) = self.progress {
+                            progress.tool_started(&call).await;
+                        }
+                        let mut outcome = self
                             .run_tool(&call)
                             .instrument(phase::span("sandbox"))
                             .await;
+                        if self.cancelled() {
+                            outcome = ToolOutcome::error(format!(
+                                "stopped by the user (/stop) while running; what it printed:\n{}",
+                                outcome.output
+                            ));
+                        }
                         let tool = [("Tool", call.name.as_str())];
                         self.metrics.count(Metric::ToolCalls, &tool).await;
                         self.metrics
@@ -264,6 +293,9 @@ impl AgentRun<'_> {
             }
             self.compact_if_needed(transcript).await?;
             self.lease.check()?;
+            if self.cancelled() {
+                return self.record_stop(transcript).await;
+            }
             let context = context(&transcript.entries);
             let request = ModelRequest {
                 system: &self.system,
@@ -273,11 +305,17 @@ impl AgentRun<'_> {
                 thinking: self.thinking,
             };
             let asked = Instant::now();
-            let reply = self
+            let call = self
                 .model
                 .complete(&request)
-                .instrument(phase::span("model"))
-                .await?;
+                .instrument(phase::span("model"));
+            let reply = match self.cancel {
+                Some(cancel) => tokio::select! {
+                    reply = call => reply?,
+                    () = cancel.cancelled() => return self.record_stop(transcript).await,
+                },
+                None => call.await?,
+            };
             self.metrics
                 .time(Metric::ModelLatency, asked.elapsed(), &[])
                 .await;
@@ -292,6 +330,33 @@ impl AgentRun<'_> {
             };
             self.append(transcript, body).await?;
         }
+    }
+
+    fn cancelled(&self) -> bool {
+        self.cancel.is_some_and(Cancel::is_cancelled)
+    }
+
+    /// Ends a stopped run in the transcript: every call of the latest turn still unanswered
+    /// gets a "not run" result, and the stop itself is the turn's last word.
+    async fn record_stop(&self, transcript: &mut Transcript) -> Result<AgentOutcome, AgentError> {
+        for call in pending_calls(&transcript.entries) {
+            let body = EntryBody::ToolResult {
+                call_id: call.id.clone(),
+                name: call.name.clone(),
+                output: "not run: the user stopped this run (/stop)".into(),
+                is_error: true,
+            };
+            self.append(transcript, body).await?;
+        }
+        let stop = EntryBody::Assistant {
+            text: Some(STOPPED_TEXT.into()),
+            tool_calls: vec![],
+            model: None,
+            usage: None,
+            reasoning: vec![],
+        };
+        self.append(transcript, stop).await?;
+        Ok(AgentOutcome::Cancelled)
     }
 
     /// How many of `wanted` calls the session's hourly budget still allows (all of them when
@@ -586,6 +651,8 @@ pub(crate) mod tests {
             job_usage: None,
             thinking: None,
             flush_prompt: None,
+            progress: None,
+            cancel: None,
         }
         .run(transcript)
         .await

@@ -1,5 +1,6 @@
 //! Replies to the channel a job came from: chunked to the channel's limits, escaped for its
-//! markup, and the typing indicator refreshed while the job works (Telegram's lasts 5 s).
+//! markup, and the typing indicator refreshed while the job works (Telegram's lasts 5 s);
+//! previews posted and edited, files sent, and the files users send fetched.
 //!
 //! Model text is untrusted: on Slack, `&`, `<` and `>` are escaped as Slack asks, so a reply
 //! cannot ping the channel (`<!channel>`, `<!here>`, `<@U…>`) or dress a link up as another
@@ -11,9 +12,17 @@ use std::time::Duration;
 
 use infra::channels::slack::SlackClient;
 use infra::channels::telegram::TelegramClient;
-use infra::channels::{chunk_text, slack, telegram, ChannelError};
-use infra::config::{Config, TelegramConfig};
-use infra::model::ReplyTarget;
+use infra::channels::{chunk_text, slack, telegram, ChannelError, OutboundFile};
+use infra::config::{media_max_bytes, Config, Streaming, TelegramConfig};
+use infra::model::{MediaSource, ReplyTarget};
+
+/// The worker stores WebChat replies in the transcript; nothing is posted.
+fn webchat_not_posted() -> ChannelError {
+    ChannelError::Permanent {
+        channel: "webchat",
+        message: "WebChat replies are stored, not sent".into(),
+    }
+}
 
 /// Every configured channel's outbound client.
 #[derive(Clone, Default)]
@@ -21,6 +30,20 @@ pub struct Outbound {
     /// By account name.
     telegram: HashMap<String, TelegramClient>,
     slack: Option<SlackClient>,
+    /// `channels.telegram.streaming`, `channels.slack.streaming`.
+    streaming: (Streaming, Streaming),
+    /// `mediaMaxMb` in bytes: Telegram, Slack.
+    media_max: (u64, u64),
+}
+
+/// The least time between two edits of one preview: Telegram allows about one edit per second
+/// per chat, Slack's `chat.update` (Tier 3) about 50 a minute. A progress edit due sooner is
+/// folded into the next one; the final edit waits its turn.
+pub fn min_edit_interval(target: &ReplyTarget) -> Duration {
+    match target {
+        ReplyTarget::Slack(_) => Duration::from_millis(1500),
+        _ => Duration::from_secs(1),
+    }
 }
 
 impl Outbound {
@@ -45,7 +68,119 @@ impl Outbound {
                 .clone()
                 .map(|token| SlackClient::new(http.clone(), base, token))
         });
-        Outbound { telegram, slack }
+        let channels = &config.channels;
+        let streaming = (
+            channels.telegram.as_ref().map(|t| t.streaming).unwrap_or_default(),
+            channels.slack.as_ref().map(|s| s.streaming).unwrap_or_default(),
+        );
+        let media_max = (
+            media_max_bytes(channels.telegram.as_ref().and_then(|t| t.media_max_mb)),
+            media_max_bytes(channels.slack.as_ref().and_then(|s| s.media_max_mb)),
+        );
+        Outbound {
+            telegram,
+            slack,
+            streaming,
+            media_max,
+        }
+    }
+
+    /// Whether a run answering `target` shows a preview that is edited as it goes. WebChat
+    /// has none: its page follows the transcript over SSE.
+    pub fn previews(&self, target: &ReplyTarget) -> bool {
+        let mode = match target {
+            ReplyTarget::Telegram(_) => self.streaming.0,
+            ReplyTarget::Slack(_) => self.streaming.1,
+            ReplyTarget::Webchat(_) => Streaming::Off,
+        };
+        mode != Streaming::Off
+    }
+
+    /// Posts a new message and returns its id (Telegram `message_id`, Slack `ts`).
+    pub async fn post(
+        &self,
+        account: &str,
+        target: &ReplyTarget,
+        text: &str,
+    ) -> Result<String, ChannelError> {
+        match target {
+            ReplyTarget::Telegram(t) => {
+                let id = self.telegram(account)?.send_message(t, text).await?;
+                Ok(id.to_string())
+            }
+            ReplyTarget::Slack(s) => self.slack()?.post_message(s, &slack::escape(text)).await,
+            ReplyTarget::Webchat(_) => Err(webchat_not_posted()),
+        }
+    }
+
+    /// Replaces the text of message `id`, which [`Self::post`] returned.
+    pub async fn edit(
+        &self,
+        account: &str,
+        target: &ReplyTarget,
+        id: &str,
+        text: &str,
+    ) -> Result<(), ChannelError> {
+        match target {
+            ReplyTarget::Telegram(t) => {
+                let id = id.parse().map_err(|_| ChannelError::Permanent {
+                    channel: "telegram",
+                    message: format!("{id:?} is not a message id"),
+                })?;
+                self.telegram(account)?.edit_message_text(t, id, text).await
+            }
+            ReplyTarget::Slack(s) => {
+                self.slack()?
+                    .update_message(s, id, &slack::escape(text))
+                    .await
+            }
+            ReplyTarget::Webchat(_) => Err(webchat_not_posted()),
+        }
+    }
+
+    /// Sends a file to the chat: a photo (Telegram `sendPhoto`) or a document, or a Slack
+    /// upload. WebChat files are links the worker writes into the transcript, not sends.
+    pub async fn send_file(
+        &self,
+        account: &str,
+        target: &ReplyTarget,
+        file: &OutboundFile,
+    ) -> Result<(), ChannelError> {
+        match target {
+            ReplyTarget::Telegram(t) => {
+                let photo = matches!(
+                    file.mime.as_str(),
+                    "image/png" | "image/jpeg" | "image/gif" | "image/webp"
+                );
+                self.telegram(account)?
+                    .send_file(t, photo, file)
+                    .await
+                    .map(|_| ())
+            }
+            ReplyTarget::Slack(s) => self.slack()?.upload_file(s, file).await.map(|_| ()),
+            ReplyTarget::Webchat(_) => Err(webchat_not_posted()),
+        }
+    }
+
+    /// Fetches a file a user sent with the message, refusing one over the channel's
+    /// `mediaMaxMb`. A workspace file (a WebChat upload) is not fetched: it is already there.
+    pub async fn download(
+        &self,
+        account: &str,
+        source: &MediaSource,
+    ) -> Result<Vec<u8>, ChannelError> {
+        match source {
+            MediaSource::Telegram { file_id } => {
+                self.telegram(account)?
+                    .download_file(file_id, self.media_max.0)
+                    .await
+            }
+            MediaSource::Slack { url } => self.slack()?.download_file(url, self.media_max.1).await,
+            MediaSource::Workspace { .. } => Err(ChannelError::Permanent {
+                channel: "webchat",
+                message: "an uploaded file is already in the workspace".into(),
+            }),
+        }
     }
 
     /// The reply split to the target channel's message limit.
@@ -56,31 +191,6 @@ impl Outbound {
             ReplyTarget::Webchat(_) => 100_000,
         };
         chunk_text(text, max)
-    }
-
-    /// Sends one chunk as the channel account (bot) `account`.
-    pub async fn send(
-        &self,
-        account: &str,
-        target: &ReplyTarget,
-        chunk: &str,
-    ) -> Result<(), ChannelError> {
-        match target {
-            ReplyTarget::Telegram(t) => {
-                let client = self.telegram(account)?;
-                client.send_message(t, chunk).await.map(|_| ())
-            }
-            ReplyTarget::Slack(s) => self
-                .slack()?
-                .post_message(s, &slack::escape(chunk))
-                .await
-                .map(|_| ()),
-            // The worker stores WebChat replies in the transcript; nothing is posted.
-            ReplyTarget::Webchat(_) => Err(ChannelError::Permanent {
-                channel: "webchat",
-                message: "WebChat replies are stored, not sent".into(),
-            }),
-        }
     }
 
     /// Keeps "typing…" showing until the returned task is aborted (Telegram only: Slack bots
@@ -104,7 +214,7 @@ impl Outbound {
         }))
     }
 
-    fn telegram(&self, account: &str) -> Result<&TelegramClient, ChannelError> {
+    pub(crate) fn telegram(&self, account: &str) -> Result<&TelegramClient, ChannelError> {
         self.telegram
             .get(account)
             .ok_or_else(|| ChannelError::NotConfigured {

@@ -83,8 +83,14 @@ impl ExecBackend for HostExec {
                 unsafe { libc::kill(-pgid, libc::SIGKILL) };
             }
         };
+        let mut cancelled = false;
         while out_open || err_open || status.is_none() {
             tokio::select! {
+                // A cancel is a timeout now: the same kill path.
+                _ = request.cancel.cancelled(), if !cancelled && !timed_out && status.is_none() => {
+                    cancelled = true;
+                    deadline = Instant::now();
+                }
                 exited = child.wait(), if status.is_none() => {
                     status = Some(exited.map_err(|e| SandboxError::Spawn(e.to_string()))?);
                     // Leftover background processes would hold the pipes open: end them.
@@ -179,6 +185,7 @@ mod tests {
             env: BTreeMap::from([("GREETING".into(), "hi".into())]),
             timeout,
             max_output_bytes: 1024,
+            cancel: Default::default(),
         }
     }
 

@@ -34,6 +34,35 @@ pub struct ExecRequest {
     pub timeout: Duration,
     /// Cap on each of stdout and stderr (head + tail).
     pub max_output_bytes: usize,
+    /// When set, the command's whole tree is killed as on a timeout (`/stop`).
+    pub cancel: Cancel,
+}
+
+/// Set once to stop what is running (`/stop`); every clone sees it.
+#[derive(Debug, Clone)]
+pub struct Cancel(std::sync::Arc<tokio::sync::watch::Sender<bool>>);
+
+impl Default for Cancel {
+    fn default() -> Self {
+        Cancel(std::sync::Arc::new(tokio::sync::watch::channel(false).0))
+    }
+}
+
+impl Cancel {
+    pub fn cancel(&self) {
+        self.0.send_replace(true);
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    /// Resolves once [`Cancel::cancel`] was called (at once if it was already).
+    pub async fn cancelled(&self) {
+        let mut seen = self.0.subscribe();
+        // The sender lives as long as `self`: this wait cannot fail.
+        let _ = seen.wait_for(|stopped| *stopped).await;
+    }
 }
 
 /// What a command did.

@@ -19,7 +19,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 pub use crate::llm::ToolSpec;
-use crate::sandbox::{numeric_owner, ExecBackend, ExecRequest, SandboxPlan, SandboxRuntime};
+use crate::sandbox::{
+    numeric_owner, Cancel, ExecBackend, ExecRequest, SandboxPlan, SandboxRuntime,
+};
 use fs::Workspace;
 use policy::ToolPolicy;
 
@@ -192,6 +194,8 @@ pub struct ToolBox {
     /// Docker is down). In the latter case every tool fails with that reason: never a silent
     /// run on the host.
     ready: Result<Ready, String>,
+    /// Kills a running `exec` when the job is stopped.
+    cancel: Cancel,
 }
 
 struct Ready {
@@ -210,7 +214,14 @@ impl ToolBox {
             policy,
             limits,
             ready: Ok(Ready { workspace, backend }),
+            cancel: Cancel::default(),
         }
+    }
+
+    /// The box with `cancel` wired to every `exec` it runs.
+    pub fn with_cancel(mut self, cancel: Cancel) -> Self {
+        self.cancel = cancel;
+        self
     }
 
     /// A box whose every call fails with `reason`.
@@ -219,6 +230,7 @@ impl ToolBox {
             policy,
             limits: ExecLimits::default(),
             ready: Err(reason),
+            cancel: Cancel::default(),
         }
     }
 
@@ -353,6 +365,7 @@ impl ToolBox {
             env: input.env,
             timeout,
             max_output_bytes: self.limits.max_output_bytes,
+            cancel: self.cancel.clone(),
         };
         match ready.backend.exec(&request).await {
             Ok(out) => {

@@ -1,6 +1,10 @@
 //! Chat commands answered without the model: `/new` (and `/reset`), `/status`, `/model`,
-//! `/think`, `/usage`, `/whoami`, `/help`; `/compact` runs a compaction. Anything else that
-//! starts with `/` goes to the model.
+//! `/think`, `/usage`, `/whoami`, `/help`, `/stop`; `/compact` runs a compaction. Anything
+//! else that starts with `/` goes to the model.
+//!
+//! `/stop` arrives in its own queue lane beside its session's (`JobMessage::is_stop`), so it
+//! runs while the session's job does: it records the stop time, which the running job reads
+//! (`worker::live`), and touches nothing else of the session.
 //!
 //! Decisions:
 //! - `/model <name>` and `/think <level>` change only the session they are sent in, and only
@@ -11,7 +15,9 @@
 //! - `/model` takes a model the config can reach: a configured provider's `provider/model`.
 
 use infra::config::Trust;
-use infra::model::{EntryBody, JobMessage, SessionOptions, ThinkLevel, Transcript};
+use infra::model::{
+    command_word, EntryBody, JobMessage, ReplyTarget, SessionOptions, ThinkLevel, Transcript,
+};
 
 use super::job::JobError;
 use super::Worker;
@@ -23,9 +29,13 @@ use crate::profile::SessionSetup;
 pub(super) enum Command {
     /// Deliver this text; nothing else happens.
     Answer(String),
+    /// Nothing to say (`/stop` on WebChat).
+    Done,
     /// `/compact [instructions]`: summarise the older part of the session now.
     Compact(Option<String>),
 }
+
+const OWNER_ONLY_STOP: &str = "Only the owner can stop a run, in the owner's own sessions.";
 
 const OWNER_ONLY: &str = "Only the owner can change this, in the owner's own sessions (a direct message or the main session).";
 
@@ -37,25 +47,23 @@ impl Worker {
         setup: &SessionSetup,
         transcript: &mut Transcript,
     ) -> Result<Option<Command>, JobError> {
-        let text = job.inbound.text.trim();
-        // In a Slack channel the message starts with the app's mention: `<@U0LAN0Z89> /status`.
-        let text = match text
-            .strip_prefix("<@")
-            .and_then(|rest| rest.split_once('>'))
-        {
-            Some((_, rest)) => rest.trim_start(),
-            None => text,
-        };
-        let Some(word) = text
-            .split_whitespace()
-            .next()
-            .filter(|w| w.starts_with('/'))
-        else {
+        let Some((command, argument)) = command_word(&job.inbound.text) else {
             return Ok(None);
         };
-        let command = word.split('@').next().unwrap_or(word).to_ascii_lowercase();
-        let argument = text[word.len()..].trim();
         let answer = match command.as_str() {
+            "/stop" => {
+                if setup.trust != Trust::Owner {
+                    return Ok(Some(Command::Answer(OWNER_ONLY_STOP.into())));
+                }
+                let at = job.inbound.received_at.timestamp_millis();
+                self.backends.store.request_stop(&job.session_key, at).await?;
+                // This job runs beside the session's own lane: on WebChat a reply would be a
+                // transcript entry racing the stopped run's, so the stopped run says it there.
+                if matches!(job.reply_to, Some(ReplyTarget::Webchat(_))) {
+                    return Ok(Some(Command::Done));
+                }
+                "⏹ Stopped.".to_string()
+            }
             "/new" | "/reset" => {
                 self.start_over(job, transcript).await?;
                 "Started a new conversation.".to_string()
@@ -107,7 +115,7 @@ impl Worker {
                 setup.trust.as_str(),
                 setup.plan.trust_reason
             ),
-            "/help" => "Commands:\n/new or /reset: start a new conversation\n/status: model, sandbox and transcript size\n/model [provider/model | default]: show or change this session's model\n/think [off|minimal|low|medium|high]: show or change how hard the model thinks first\n/compact [instructions]: summarise the older part of this conversation now\n/usage: tokens and estimated cost, this session and today\n/whoami: who you are to the assistant, and whose session this is\n/help: this list\nAnything else goes to the assistant.".to_string(),
+            "/help" => "Commands:\n/new or /reset: start a new conversation\n/status: model, sandbox and transcript size\n/model [provider/model | default]: show or change this session's model\n/think [off|minimal|low|medium|high]: show or change how hard the model thinks first\n/compact [instructions]: summarise the older part of this conversation now\n/usage: tokens and estimated cost, this session and today\n/whoami: who you are to the assistant, and whose session this is\n/stop: stop what the assistant is doing now\n/help: this list\nAnything else goes to the assistant.".to_string(),
             _ => return Ok(None),
         };
         Ok(Some(Command::Answer(answer)))

@@ -1,11 +1,13 @@
-//! The reply: posted to the job's chat chunk by chunk, each chunk marked sent on the job
-//! record so a resumed job never posts it twice; on WebChat, stored as a `Delivered` entry the
+//! The reply: posted to the job's chat chunk by chunk (the first one edited into the job's
+//! preview when it has one), each chunk marked sent on the job record so a resumed job never
+//! posts it twice; on WebChat, stored as a `Delivered` entry the
 //! page reads. The lease is checked before each chunk: a worker that lost it posts nothing.
 
 use infra::model::{EntryBody, JobMessage, JobRecord, ReplyTarget};
 use tracing::Instrument;
 
 use super::job::JobError;
+use super::live::{Preview, Watch};
 use super::{work_id, Worker};
 use crate::agent::Lease;
 use crate::phase;
@@ -16,6 +18,7 @@ impl Worker {
         &self,
         job: &JobMessage,
         record: &JobRecord,
+        preview: &Preview,
         lease: &Lease,
         text: &str,
     ) -> Result<(), JobError> {
@@ -32,10 +35,20 @@ impl Worker {
                 continue;
             }
             lease.check()?;
-            self.outbound
-                .send(&job.inbound.account, target, chunk)
-                .instrument(phase::span("reply"))
-                .await?;
+            let watch = Watch {
+                worker: self,
+                job,
+                lease,
+                preview,
+            };
+            // The first chunk replaces the preview when there is one.
+            let shown = index == 0 && preview.finish(&watch, chunk).await;
+            if !shown {
+                self.outbound
+                    .post(&job.inbound.account, target, chunk)
+                    .instrument(phase::span("reply"))
+                    .await?;
+            }
             store
                 .mark_chunk_sent(work_id(job), &self.settings.worker_id, index)
                 .instrument(phase::span("store"))

@@ -26,12 +26,15 @@ use std::sync::Arc;
 use futures_util::FutureExt;
 use infra::channels::ChannelError;
 use infra::metrics::Metric;
-use infra::model::{CronDelivery, EntryBody, JobMessage, JobRecord, JobStatus, Tokens, Transcript};
+use infra::model::{
+    CronDelivery, EntryBody, JobMessage, JobRecord, JobStatus, ReplyTarget, Tokens, Transcript,
+};
 use infra::queue::JobDelivery;
 use infra::store::{Claim, StoreError};
 use tracing::Instrument;
 
 use super::commands::Command;
+use super::live::{Preview, Watch};
 use super::{work_id, AbortOnDrop, Gate, Worker};
 use crate::agent::{
     orphaned_results, AgentError, AgentLimits, AgentOutcome, AgentRun, LazyTools, Lease, ToolBudget,
@@ -41,6 +44,7 @@ use crate::llm::{model_for, LlmError};
 use crate::persona;
 use crate::phase;
 use crate::profile::SessionSetup;
+use crate::sandbox::Cancel;
 use crate::tools::cron::CronTools;
 use crate::tools::memory::MemoryTools;
 use crate::tools::sessions::{Caller, SessionTools};
@@ -185,8 +189,9 @@ impl Worker {
         else {
             return false;
         };
+        let preview = Preview::for_job(self, job, record.preview.clone());
         let _ = self
-            .deliver(job, &record, &Lease::default(), INTERNAL_ERROR_NOTICE)
+            .deliver(job, &record, &preview, &Lease::default(), INTERNAL_ERROR_NOTICE)
             .await;
         store
             .finish_job(
@@ -246,7 +251,8 @@ impl Worker {
                 .await
                 .map_err(|e| Attempt::Unfinished(e.to_string()))
         };
-        let outcome = self.run_job(job, &record, lease, &spent).await;
+        let preview = Preview::for_job(self, job, record.preview.clone());
+        let outcome = self.run_job(job, &record, &preview, lease, &spent).await;
         let usage = *spent.lock().unwrap_or_else(|p| p.into_inner());
         let ended = match &outcome {
             Ok(()) => Some(Metric::JobsFinished),
@@ -265,7 +271,7 @@ impl Worker {
             Err(JobError::Fail { reason, tell_user }) => {
                 tracing::warn!(job = %job.job_id, %reason, "job failed");
                 if let Some(text) = tell_user {
-                    if let Err(e) = self.deliver(job, &record, lease, &text).await {
+                    if let Err(e) = self.deliver(job, &record, &preview, lease, &text).await {
                         tracing::warn!(job = %job.job_id, error = ?e, "could not tell the user about the failure");
                     }
                 }
@@ -278,6 +284,7 @@ impl Worker {
         &self,
         job: &JobMessage,
         record: &JobRecord,
+        preview: &Preview,
         lease: &Lease,
         spent: &std::sync::Mutex<Tokens>,
     ) -> Result<(), JobError> {
@@ -288,14 +295,23 @@ impl Worker {
                 tracing::info!(job = %job.job_id, session = %job.session_key, why, "not answered");
                 return Ok(());
             }
-            Gate::Answer(text) => return self.deliver(job, record, lease, &text).await,
+            Gate::Answer(text) => return self.deliver(job, record, preview, lease, &text).await,
         }
         let mut transcript = self.load_transcript(job, record).await?;
         let compact = match self.command(job, &setup, &mut transcript).await? {
-            Some(Command::Answer(text)) => return self.deliver(job, record, lease, &text).await,
+            Some(Command::Answer(text)) => {
+                return self.deliver(job, record, preview, lease, &text).await
+            }
+            Some(Command::Done) => return Ok(()),
             Some(Command::Compact(instructions)) => Some(instructions),
             None => None,
         };
+        let cancel = Cancel::default();
+        let _stop_watch = self.watch_for_stop(job, &cancel).await;
+        if cancel.is_cancelled() {
+            tracing::info!(job = %job.job_id, session = %job.session_key, "stopped before it started (/stop came after it)");
+            return Ok(());
+        }
         let owner = setup.trust == infra::config::Trust::Owner;
         let model = model_for(
             &setup.profile_for(&transcript.options),
@@ -312,10 +328,12 @@ impl Worker {
                 setup.plan.clone(),
                 setup.policy.clone(),
             );
+            let cancel = cancel.clone();
             LazyTools::spawn(async move {
                 ToolBox::for_plan(&runtime, &plan, policy)
                     .instrument(phase::span("sandbox"))
                     .await
+                    .with_cancel(cancel)
             })
         };
         let sessions = SessionTools {
@@ -377,6 +395,12 @@ impl Worker {
         );
         let ritual = files.iter().any(|f| f.name == persona::BOOTSTRAP_FILE);
         let flush = &setup.profile.memory_flush;
+        let watch = Watch {
+            worker: self,
+            job,
+            lease,
+            preview,
+        };
         let run = AgentRun {
             model: model.as_ref(),
             tools: &tools,
@@ -407,6 +431,8 @@ impl Worker {
                     .clone()
                     .unwrap_or_else(|| compaction::DEFAULT_FLUSH_PROMPT.to_string())
             }),
+            progress: Some(&watch),
+            cancel: Some(&cancel),
         };
         if let Some(instructions) = compact {
             let text = match run.compact(&mut transcript, instructions.as_deref()).await? {
@@ -415,15 +441,18 @@ impl Worker {
                 ),
                 Compacted::NothingToDo => "Nothing to compact yet: the conversation is all recent.".to_string(),
             };
-            return self.deliver(job, record, lease, &text).await;
+            return self.deliver(job, record, preview, lease, &text).await;
         }
         self.append_user_message(job, &mut transcript).await?;
+        if record.attempt > 1 {
+            preview.resume_lines(&transcript, &job.job_id).await;
+        }
         let typing = job
             .reply_to
             .as_ref()
             .and_then(|t| self.outbound.keep_typing(&job.inbound.account, t))
             .map(AbortOnDrop);
-        let outcome = run.run(&mut transcript).await;
+        let outcome = preview.during(&watch, run.run(&mut transcript)).await;
         drop(typing);
         let outcome = outcome?;
         if ritual {
@@ -443,8 +472,18 @@ impl Worker {
                 "(the model gave an empty answer)".to_string()
             }
             AgentOutcome::Reply(text) | AgentOutcome::Stopped(text) => text,
+            // The `/stop` job confirms the stop in the chat (a preview says it ended here);
+            // on WebChat this job says it, in the session's own lane.
+            AgentOutcome::Cancelled => {
+                tracing::info!(job = %job.job_id, "stopped by /stop");
+                if !matches!(job.reply_to, Some(ReplyTarget::Webchat(_))) {
+                    preview.finish(&watch, "⏹ Stopped.").await;
+                    return Ok(());
+                }
+                "⏹ Stopped.".to_string()
+            }
         };
-        self.deliver(job, record, lease, &text).await
+        self.deliver(job, record, preview, lease, &text).await
     }
 
     /// The part of the session this attempt needs (see the module's decisions).

@@ -9,6 +9,7 @@ mod commands;
 mod delivery;
 mod gate;
 mod job;
+mod live;
 mod scheduler;
 
 use std::collections::HashMap;

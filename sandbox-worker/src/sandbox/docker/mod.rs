@@ -232,6 +232,7 @@ impl DockerSandboxes {
                 env: Default::default(),
                 timeout: SETUP_TIMEOUT,
                 max_output_bytes: 8 * 1024,
+                cancel: Default::default(),
             };
             let out = self.exec(&container, &request).await?;
             if out.exit_code != Some(0) {
@@ -300,8 +301,14 @@ impl DockerSandboxes {
         let mut timed_out = false;
         let mut deadline = started + request.timeout;
         let mut restarted = false;
+        let mut cancelled = false;
         loop {
             tokio::select! {
+                // A cancel is a timeout now: the same kill path.
+                _ = request.cancel.cancelled(), if !cancelled && !timed_out => {
+                    cancelled = true;
+                    deadline = Instant::now();
+                }
                 item = output.next() => match item {
                     Some(Ok(LogOutput::StdOut { message })) => stdout.push(&message),
                     Some(Ok(LogOutput::StdErr { message })) => stderr.push(&message),
