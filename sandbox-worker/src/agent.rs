@@ -36,7 +36,7 @@ use infra::store::{RateCounters, StoreError, TranscriptStore};
 use tokio::sync::OnceCell;
 use tracing::Instrument;
 
-use crate::llm::{LlmError, Model, ModelReply, ModelRequest, ToolSpec};
+use crate::llm::{InlineImage, LlmError, Model, ModelReply, ModelRequest, ToolSpec};
 use crate::phase;
 use crate::sandbox::Cancel;
 use crate::tools::policy::ToolPolicy;
@@ -205,6 +205,8 @@ pub struct AgentRun<'a> {
     pub progress: Option<&'a dyn Progress>,
     /// Set by `/stop`: checked before each step, and it cuts a model call or `exec` short.
     pub cancel: Option<&'a Cancel>,
+    /// Images that came with this job's message, shown with it on every call of the job.
+    pub images: &'a [InlineImage],
 }
 
 impl AgentRun<'_> {
@@ -297,12 +299,24 @@ impl AgentRun<'_> {
                 return self.record_stop(transcript).await;
             }
             let context = context(&transcript.entries);
+            let message_seq = transcript
+                .entries
+                .iter()
+                .rev()
+                .find(|e| {
+                    e.job_id.as_deref() == Some(self.job_id)
+                        && matches!(e.body, EntryBody::User { .. })
+                })
+                .map(|e| e.seq);
             let request = ModelRequest {
                 system: &self.system,
                 history: &context,
                 tools: &self.specs,
                 max_tokens: self.limits.max_tokens,
                 thinking: self.thinking,
+                images: message_seq
+                    .filter(|_| !self.images.is_empty())
+                    .map(|seq| (seq, self.images)),
             };
             let asked = Instant::now();
             let call = self
@@ -653,6 +667,7 @@ pub(crate) mod tests {
             flush_prompt: None,
             progress: None,
             cancel: None,
+            images: &[],
         }
         .run(transcript)
         .await

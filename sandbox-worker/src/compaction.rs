@@ -125,6 +125,7 @@ impl AgentRun<'_> {
                 tools: &[],
                 max_tokens: 1024,
                 thinking: None,
+                images: None,
             })
             .instrument(phase::span("model"))
             .await?;
@@ -171,6 +172,7 @@ impl AgentRun<'_> {
                     tools: &self.specs,
                     max_tokens: self.limits.max_tokens,
                     thinking: None,
+                    images: None,
                 })
                 .instrument(phase::span("model"))
                 .await?;

@@ -7,6 +7,7 @@
 pub mod agent;
 pub mod compaction;
 pub mod llm;
+pub mod media;
 pub mod persona;
 pub mod phase;
 pub mod profile;

@@ -14,7 +14,7 @@ use infra::channels::slack::SlackClient;
 use infra::channels::telegram::TelegramClient;
 use infra::channels::{chunk_text, slack, telegram, ChannelError, OutboundFile};
 use infra::config::{media_max_bytes, Config, Streaming, TelegramConfig};
-use infra::model::{MediaSource, ReplyTarget};
+use infra::model::{Channel, MediaSource, ReplyTarget};
 
 /// The worker stores WebChat replies in the transcript; nothing is posted.
 fn webchat_not_posted() -> ChannelError {
@@ -70,8 +70,16 @@ impl Outbound {
         });
         let channels = &config.channels;
         let streaming = (
-            channels.telegram.as_ref().map(|t| t.streaming).unwrap_or_default(),
-            channels.slack.as_ref().map(|s| s.streaming).unwrap_or_default(),
+            channels
+                .telegram
+                .as_ref()
+                .map(|t| t.streaming)
+                .unwrap_or_default(),
+            channels
+                .slack
+                .as_ref()
+                .map(|s| s.streaming)
+                .unwrap_or_default(),
         );
         let media_max = (
             media_max_bytes(channels.telegram.as_ref().and_then(|t| t.media_max_mb)),
@@ -159,6 +167,15 @@ impl Outbound {
             }
             ReplyTarget::Slack(s) => self.slack()?.upload_file(s, file).await.map(|_| ()),
             ReplyTarget::Webchat(_) => Err(webchat_not_posted()),
+        }
+    }
+
+    /// The largest inbound file taken from `channel` (its `mediaMaxMb`).
+    pub fn media_max(&self, channel: Channel) -> u64 {
+        match channel {
+            Channel::Telegram => self.media_max.0,
+            Channel::Slack => self.media_max.1,
+            Channel::Webchat | Channel::Hook => media_max_bytes(None),
         }
     }
 

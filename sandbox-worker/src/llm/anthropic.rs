@@ -32,7 +32,16 @@ pub fn request_body(model: &str, request: &ModelRequest<'_>) -> Value {
     };
     for entry in request.history {
         match &entry.body {
-            EntryBody::User { text, .. } => push("user", json!({"type": "text", "text": text})),
+            EntryBody::User { text, .. } => {
+                // Images first, then the text about them (as the API's guide has it).
+                for image in request.images_for(entry.seq) {
+                    push(
+                        "user",
+                        json!({"type": "image", "source": {"type": "base64", "media_type": image.media_type, "data": image.data}}),
+                    );
+                }
+                push("user", json!({"type": "text", "text": text}))
+            }
             EntryBody::Summary { text, .. } => push(
                 "user",
                 json!({"type": "text", "text": format!("Summary of the earlier conversation:\n{text}")}),
@@ -256,6 +265,7 @@ mod tests {
                 tools: &[],
                 max_tokens: 10,
                 thinking: None,
+                images: None,
             },
         );
         let messages = body["messages"].as_array().unwrap();
@@ -311,6 +321,7 @@ mod tests {
                 tools: &[],
                 max_tokens: 4096,
                 thinking: Some(ThinkLevel::High),
+                images: None,
             },
         );
 
@@ -337,6 +348,7 @@ mod tests {
                 tools: &[],
                 max_tokens: 10,
                 thinking: Some(ThinkLevel::Off),
+                images: None,
             },
         );
         assert!(off.get("thinking").is_none() && off["max_tokens"] == 10);

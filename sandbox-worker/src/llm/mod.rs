@@ -41,6 +41,27 @@ pub struct ModelRequest<'a> {
     pub max_tokens: u32,
     /// `/think`: how hard to reason first; `None` or `Off` asks for no reasoning.
     pub thinking: Option<ThinkLevel>,
+    /// Images shown with the user message of this seq (the current job's), when any.
+    pub images: Option<(u64, &'a [InlineImage])>,
+}
+
+/// An image sent to the model with a user message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InlineImage {
+    /// `image/png`, `image/jpeg`, `image/gif` or `image/webp`, from the bytes.
+    pub media_type: String,
+    /// Base64 of the bytes.
+    pub data: String,
+}
+
+impl ModelRequest<'_> {
+    /// The images that go with the entry `seq`.
+    pub fn images_for(&self, seq: u64) -> &[InlineImage] {
+        match self.images {
+            Some((at, images)) if at == seq => images,
+            _ => &[],
+        }
+    }
 }
 
 /// What a model said.

@@ -28,7 +28,18 @@ pub fn request_body(model: &str, request: &ModelRequest<'_>) -> Value {
         messages.push(match &entry.body {
             // agent::context drops these; never sent
             EntryBody::Delivered { .. } | EntryBody::Options(_) => continue,
-            EntryBody::User { text, .. } => json!({"role": "user", "content": text}),
+            EntryBody::User { text, .. } => {
+                let images = request.images_for(entry.seq);
+                if images.is_empty() {
+                    json!({"role": "user", "content": text})
+                } else {
+                    let mut parts = vec![json!({"type": "text", "text": text})];
+                    parts.extend(images.iter().map(|i| {
+                        json!({"type": "image_url", "image_url": {"url": format!("data:{};base64,{}", i.media_type, i.data)}})
+                    }));
+                    json!({"role": "user", "content": parts})
+                }
+            }
             EntryBody::Summary { text, .. } => {
                 json!({"role": "user", "content": format!("Summary of the earlier conversation:\n{text}")})
             }
@@ -194,6 +205,7 @@ mod tests {
                 tools: &[],
                 max_tokens: 5,
                 thinking: None,
+                images: None,
             },
         );
         let m = body["messages"].as_array().unwrap();

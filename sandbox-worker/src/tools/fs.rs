@@ -88,6 +88,16 @@ impl Workspace {
         })
     }
 
+    /// The workspace of a session's plan, its files owned by the sandbox user when sandboxed.
+    pub fn for_plan(plan: &crate::sandbox::SandboxPlan) -> std::io::Result<Self> {
+        let owner = if plan.sandboxed {
+            crate::sandbox::numeric_owner(&plan.docker.user)
+        } else {
+            None
+        };
+        Workspace::new(&plan.workspace, &plan.workspace_view, plan.read_only, owner)
+    }
+
     pub fn root(&self) -> &Path {
         &self.root
     }
@@ -232,19 +242,7 @@ impl Workspace {
 
     /// Reads a whole text file (≤ [`MAX_FILE_BYTES`]).
     pub fn read_text(&self, given: &str) -> Result<String, FsError> {
-        let rel = self.relative(given)?;
-        let mut file = self.open_regular(given, &rel)?;
-        let len = file.metadata().map_err(|e| io_error(given, e))?.len();
-        if len > MAX_FILE_BYTES {
-            return Err(FsError(format!(
-                "{given:?} is {len} bytes, over the {MAX_FILE_BYTES}-byte limit; use exec (head, sed, rg) on it"
-            )));
-        }
-        let mut bytes = Vec::with_capacity(len as usize);
-        (&mut file)
-            .take(MAX_FILE_BYTES + 1)
-            .read_to_end(&mut bytes)
-            .map_err(|e| io_error(given, e))?;
+        let bytes = self.read_bytes(given, MAX_FILE_BYTES)?;
         if bytes[..bytes.len().min(8192)].contains(&0) {
             return Err(FsError(format!(
                 "{given:?} is a binary file ({} bytes)",
@@ -254,13 +252,34 @@ impl Workspace {
         String::from_utf8(bytes).map_err(|_| FsError(format!("{given:?} is not UTF-8 text")))
     }
 
+    /// Reads a whole regular file of at most `max` bytes.
+    pub fn read_bytes(&self, given: &str, max: u64) -> Result<Vec<u8>, FsError> {
+        let rel = self.relative(given)?;
+        let mut file = self.open_regular(given, &rel)?;
+        let len = file.metadata().map_err(|e| io_error(given, e))?.len();
+        if len > max {
+            return Err(FsError(format!(
+                "{given:?} is {len} bytes, over the {max}-byte limit; use exec (head, sed, rg) on it"
+            )));
+        }
+        let mut bytes = Vec::with_capacity(len as usize);
+        (&mut file)
+            .take(max + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| io_error(given, e))?;
+        Ok(bytes)
+    }
+
     /// Writes `content`, creating parent directories; both end up owned by the sandbox user.
     pub fn write_text(&self, given: &str, content: &str) -> Result<(), FsError> {
+        self.write_bytes(given, content.as_bytes(), MAX_FILE_BYTES)
+    }
+
+    /// [`Workspace::write_text`] for any bytes, up to `max`.
+    pub fn write_bytes(&self, given: &str, content: &[u8], max: u64) -> Result<(), FsError> {
         self.writable(given)?;
-        if content.len() as u64 > MAX_FILE_BYTES {
-            return Err(FsError(format!(
-                "content is over the {MAX_FILE_BYTES}-byte limit"
-            )));
+        if content.len() as u64 > max {
+            return Err(FsError(format!("content is over the {max}-byte limit")));
         }
         let mut rel = self.relative(given)?;
         if rel.as_os_str().is_empty() {
@@ -295,8 +314,7 @@ impl Workspace {
         let meta = file.metadata().map_err(|e| io_error(given, e))?;
         not_special(given, &meta)?;
         file.set_len(0).map_err(|e| io_error(given, e))?;
-        file.write_all(content.as_bytes())
-            .map_err(|e| io_error(given, e))?;
+        file.write_all(content).map_err(|e| io_error(given, e))?;
         self.hand_over(&file);
         Ok(())
     }

@@ -19,9 +19,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 pub use crate::llm::ToolSpec;
-use crate::sandbox::{
-    numeric_owner, Cancel, ExecBackend, ExecRequest, SandboxPlan, SandboxRuntime,
-};
+use crate::sandbox::{Cancel, ExecBackend, ExecRequest, SandboxPlan, SandboxRuntime};
 use fs::Workspace;
 use policy::ToolPolicy;
 
@@ -261,12 +259,7 @@ impl ToolBox {
             Ok(backend) => backend,
             Err(e) => return ToolBox::unavailable(policy, e.to_string()),
         };
-        let owner = if plan.sandboxed {
-            numeric_owner(&plan.docker.user)
-        } else {
-            None
-        };
-        match Workspace::new(&plan.workspace, &plan.workspace_view, plan.read_only, owner) {
+        match Workspace::for_plan(plan) {
             Ok(workspace) => ToolBox::new(policy, workspace, backend, ExecLimits::default()),
             Err(e) => ToolBox::unavailable(
                 policy,

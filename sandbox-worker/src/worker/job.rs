@@ -41,11 +41,13 @@ use crate::agent::{
 };
 use crate::compaction::{self, Compacted};
 use crate::llm::{model_for, LlmError};
+use crate::media;
 use crate::persona;
 use crate::phase;
 use crate::profile::SessionSetup;
 use crate::sandbox::Cancel;
 use crate::tools::cron::CronTools;
+use crate::tools::fs::Workspace;
 use crate::tools::memory::MemoryTools;
 use crate::tools::sessions::{Caller, SessionTools};
 use crate::tools::{ExtraTools, ToolBox};
@@ -191,7 +193,13 @@ impl Worker {
         };
         let preview = Preview::for_job(self, job, record.preview.clone());
         let _ = self
-            .deliver(job, &record, &preview, &Lease::default(), INTERNAL_ERROR_NOTICE)
+            .deliver(
+                job,
+                &record,
+                &preview,
+                &Lease::default(),
+                INTERNAL_ERROR_NOTICE,
+            )
             .await;
         store
             .finish_job(
@@ -401,6 +409,7 @@ impl Worker {
             lease,
             preview,
         };
+        let received = self.receive_media(job, &setup, &transcript).await;
         let run = AgentRun {
             model: model.as_ref(),
             tools: &tools,
@@ -433,6 +442,7 @@ impl Worker {
             }),
             progress: Some(&watch),
             cancel: Some(&cancel),
+            images: &received.images,
         };
         if let Some(instructions) = compact {
             let text = match run.compact(&mut transcript, instructions.as_deref()).await? {
@@ -443,7 +453,8 @@ impl Worker {
             };
             return self.deliver(job, record, preview, lease, &text).await;
         }
-        self.append_user_message(job, &mut transcript).await?;
+        self.append_user_message(job, &mut transcript, &received.notes)
+            .await?;
         if record.attempt > 1 {
             preview.resume_lines(&transcript, &job.job_id).await;
         }
@@ -509,22 +520,65 @@ impl Worker {
         Ok(loaded)
     }
 
+    /// The files that came with the message, fetched into the session's workspace. The
+    /// transcription runs only while the message is not yet in the transcript.
+    async fn receive_media(
+        &self,
+        job: &JobMessage,
+        setup: &SessionSetup,
+        transcript: &Transcript,
+    ) -> media::Received {
+        if job.inbound.media.is_empty() {
+            return media::Received::default();
+        }
+        let workspace = match Workspace::for_plan(&setup.plan) {
+            Ok(ws) => ws,
+            Err(e) => {
+                tracing::warn!(job = %job.job_id, error = %e, "no workspace for inbound files");
+                return media::Received {
+                    notes: vec![format!(
+                        "[{} file(s) came with this message, but this session has no workspace to keep them]",
+                        job.inbound.media.len()
+                    )],
+                    images: vec![],
+                };
+            }
+        };
+        let receiver = media::MediaIn {
+            outbound: &self.outbound,
+            http: &self.http,
+            audio: &self.config.tools.media.audio,
+            providers: &self.config.models.providers,
+            workspace: &workspace,
+            max_bytes: self.outbound.media_max(job.inbound.channel),
+        };
+        receiver
+            .receive(job, !has_message(transcript, job))
+            .instrument(phase::span("media"))
+            .await
+    }
+
     /// Closes tool calls an earlier job left unanswered, then appends this job's message (once,
-    /// whatever the number of attempts).
+    /// whatever the number of attempts), with a line per file that came with it.
     async fn append_user_message(
         &self,
         job: &JobMessage,
         transcript: &mut Transcript,
+        file_notes: &[String],
     ) -> Result<(), JobError> {
-        let already = transcript.entries.iter().any(|e| {
-            e.job_id.as_deref() == Some(&job.job_id) && matches!(e.body, EntryBody::User { .. })
-        });
-        if already {
+        if has_message(transcript, job) {
             return Ok(());
         }
         let mut bodies = orphaned_results(transcript, &job.job_id);
+        let mut text = job.inbound.text.clone();
+        for note in file_notes {
+            if !text.is_empty() {
+                text.push('\n');
+            }
+            text.push_str(note);
+        }
         bodies.push(EntryBody::User {
-            text: job.inbound.text.clone(),
+            text,
             sender: Some(job.inbound.sender.clone()),
         });
         for body in bodies {
@@ -550,6 +604,13 @@ impl Worker {
         transcript.push(stored);
         Ok(())
     }
+}
+
+/// Whether the job's message is in the transcript already (an earlier attempt appended it).
+fn has_message(transcript: &Transcript, job: &JobMessage) -> bool {
+    transcript.entries.iter().any(|e| {
+        e.job_id.as_deref() == Some(&job.job_id) && matches!(e.body, EntryBody::User { .. })
+    })
 }
 
 /// How an attempt ended, when it did not end in "ack".

@@ -58,10 +58,7 @@ struct State {
 impl Preview {
     /// The job's preview: the one an earlier attempt posted (`preview_id`), or none yet.
     pub(super) fn for_job(worker: &Worker, job: &JobMessage, preview_id: Option<String>) -> Self {
-        let target = job
-            .reply_to
-            .clone()
-            .filter(|t| worker.outbound.previews(t));
+        let target = job.reply_to.clone().filter(|t| worker.outbound.previews(t));
         Preview {
             state: tokio::sync::Mutex::new(State {
                 id: preview_id.filter(|_| target.is_some()),
@@ -176,12 +173,12 @@ impl Preview {
                     state.last_edit = Some(Instant::now());
                     state.shown = text;
                 }
-                Err(e) => tracing::warn!(job = %job.job_id, error = %e, "the preview could not be posted"),
+                Err(e) => {
+                    tracing::warn!(job = %job.job_id, error = %e, "the preview could not be posted")
+                }
             },
             Some(id) => {
-                let due = state
-                    .last_edit
-                    .map(|last| last + min_edit_interval(target));
+                let due = state.last_edit.map(|last| last + min_edit_interval(target));
                 if let Some(due) = due.filter(|due| *due > Instant::now()) {
                     if !wait {
                         return;
@@ -192,7 +189,9 @@ impl Preview {
                 state.last_edit = Some(Instant::now());
                 match edited {
                     Ok(()) => state.shown = text,
-                    Err(e) => tracing::warn!(job = %job.job_id, error = %e, "the preview could not be edited"),
+                    Err(e) => {
+                        tracing::warn!(job = %job.job_id, error = %e, "the preview could not be edited")
+                    }
                 }
             }
         }
@@ -293,7 +292,10 @@ mod tests {
             tool_line(&call("read", json!({"path": "notes.md"}))),
             "🔧 read notes.md"
         );
-        assert_eq!(tool_line(&call("sessions_list", json!({}))), "🔧 sessions_list");
+        assert_eq!(
+            tool_line(&call("sessions_list", json!({}))),
+            "🔧 sessions_list"
+        );
         let long = tool_line(&call("exec", json!({"command": "x".repeat(500)})));
         assert_eq!(long.chars().count(), LINE_CHARS);
     }
