@@ -448,6 +448,8 @@ impl Default for ToolPolicyConfig {
                 // The `cron` tool schedules this agent's own jobs and exists only in owner
                 // sessions (OpenClaw denies its gateway-wide cron tool to sandboxes).
                 "group:automation".into(),
+                // `message` sends only to the chat the job came from.
+                "group:messaging".into(),
             ],
             deny: vec![
                 "browser".into(),

@@ -7,6 +7,7 @@
 pub mod cron;
 pub mod fs;
 pub mod memory;
+pub mod message;
 pub mod patch;
 pub mod policy;
 pub mod sessions;

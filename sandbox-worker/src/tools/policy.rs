@@ -12,6 +12,7 @@ pub const GROUPS: &[(&str, &[&str])] = &[
     ("group:runtime", &["exec", "process"]),
     ("group:memory", &["memory_search", "memory_get"]),
     ("group:automation", &["cron"]),
+    ("group:messaging", &["message"]),
     (
         "group:sessions",
         &[

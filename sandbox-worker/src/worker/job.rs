@@ -49,6 +49,7 @@ use crate::sandbox::Cancel;
 use crate::tools::cron::CronTools;
 use crate::tools::fs::Workspace;
 use crate::tools::memory::MemoryTools;
+use crate::tools::message::{sends_so_far, MessageTools};
 use crate::tools::sessions::{Caller, SessionTools};
 use crate::tools::{ExtraTools, ToolBox};
 
@@ -377,10 +378,27 @@ impl Worker {
                     target,
                 }),
         };
+        let message = MessageTools {
+            outbound: self.outbound.clone(),
+            store: self.backends.store.clone(),
+            job: job.clone(),
+            work_id: work_id(job).to_string(),
+            owner: self.settings.worker_id.clone(),
+            lease: lease.clone(),
+            marked: record.chunks_sent.clone(),
+            // A session whose plan refuses tools (a guest on the host) has no files to send.
+            workspace: setup
+                .plan
+                .refusal
+                .is_none()
+                .then(|| Workspace::for_plan(&setup.plan).ok())
+                .flatten(),
+            sends: sends_so_far(&transcript, &job.job_id).into(),
+        };
         let extra: Vec<&dyn ExtraTools> = if owner {
-            vec![&sessions, &memory, &cron]
+            vec![&sessions, &memory, &cron, &message]
         } else {
-            vec![&sessions]
+            vec![&sessions, &message]
         };
         let mut files = persona::read_bootstrap(
             &setup.profile.workspace,
@@ -531,7 +549,11 @@ impl Worker {
         if job.inbound.media.is_empty() {
             return media::Received::default();
         }
-        let workspace = match Workspace::for_plan(&setup.plan) {
+        let opened = match &setup.plan.refusal {
+            Some(refusal) => Err(std::io::Error::other(refusal.clone())),
+            None => Workspace::for_plan(&setup.plan),
+        };
+        let workspace = match opened {
             Ok(ws) => ws,
             Err(e) => {
                 tracing::warn!(job = %job.job_id, error = %e, "no workspace for inbound files");
