@@ -282,6 +282,49 @@ mod tests {
     }
 
     #[test]
+    fn images_go_first_in_their_user_message_as_base64_blocks() {
+        let history = vec![
+            entry(
+                3,
+                EntryBody::User {
+                    text: "earlier".into(),
+                    sender: None,
+                },
+            ),
+            entry(
+                4,
+                EntryBody::User {
+                    text: "what is in this picture?".into(),
+                    sender: None,
+                },
+            ),
+        ];
+        let images = [crate::llm::InlineImage {
+            media_type: "image/jpeg".into(),
+            data: "/9j/4AAQ".into(),
+        }];
+
+        let body = request_body(
+            "m",
+            &ModelRequest {
+                system: "s",
+                history: &history,
+                tools: &[],
+                max_tokens: 10,
+                thinking: None,
+                images: Some((4, &images)),
+            },
+        );
+
+        let blocks = body["messages"][0]["content"].as_array().unwrap();
+        let kinds: Vec<_> = blocks.iter().map(|b| b["type"].as_str().unwrap()).collect();
+        assert_eq!(kinds, ["text", "image", "text"], "the image goes with entry 4 only");
+        assert_eq!(blocks[1]["source"]["type"], "base64");
+        assert_eq!(blocks[1]["source"]["media_type"], "image/jpeg");
+        assert_eq!(blocks[1]["source"]["data"], "/9j/4AAQ");
+    }
+
+    #[test]
     fn thinking_asks_for_a_budget_and_its_blocks_go_back_first_unchanged() {
         let reply = parse_reply(&json!({
             "content": [

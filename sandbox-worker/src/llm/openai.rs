@@ -221,6 +221,46 @@ mod tests {
     }
 
     #[test]
+    fn images_go_with_their_user_message_as_data_urls() {
+        let history = vec![TranscriptEntry {
+            seq: 7,
+            at: Utc::now(),
+            job_id: None,
+            body: EntryBody::User {
+                text: "what is this?".into(),
+                sender: None,
+            },
+        }];
+        let images = [crate::llm::InlineImage {
+            media_type: "image/png".into(),
+            data: "iVBORw0K".into(),
+        }];
+        let ask = |at| {
+            request_body(
+                "m",
+                &ModelRequest {
+                    system: "s",
+                    history: &history,
+                    tools: &[],
+                    max_tokens: 5,
+                    thinking: None,
+                    images: Some((at, &images)),
+                },
+            )
+        };
+
+        let with = ask(7);
+        let elsewhere = ask(8);
+
+        assert_eq!(with["messages"][1]["content"][0]["text"], "what is this?");
+        assert_eq!(
+            with["messages"][1]["content"][1]["image_url"]["url"],
+            "data:image/png;base64,iVBORw0K"
+        );
+        assert_eq!(elsewhere["messages"][1]["content"], "what is this?");
+    }
+
+    #[test]
     fn thinking_is_a_reasoning_effort_and_off_sends_none() {
         let ask = |thinking| {
             request_body(
@@ -231,6 +271,7 @@ mod tests {
                     tools: &[],
                     max_tokens: 5,
                     thinking,
+                    images: None,
                 },
             )
         };

@@ -1,7 +1,10 @@
 //! Fake Telegram, Slack and Anthropic APIs on one loopback port. They speak the real wire
 //! formats (paths, headers, bodies) and record every call, so tests can assert what the worker
 //! sent. The model's answers come from a script that sees the call number and the request.
+//! Files, edits and uploads live in [`media`].
 #![allow(dead_code)]
+
+mod media;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -88,6 +91,8 @@ struct World {
     broken_chats: Arc<Mutex<Vec<i64>>>,
     /// Anthropic API keys over their rate limit: every call with one gets a 429.
     limited_keys: Arc<Mutex<Vec<String>>>,
+    /// Messages, files and uploads the fake platforms hold ([`media`]).
+    media: Arc<media::Media>,
 }
 
 pub struct Fakes {
@@ -102,13 +107,16 @@ impl Fakes {
             script,
             broken_chats: Arc::default(),
             limited_keys: Arc::default(),
+            media: Arc::default(),
         };
-        let app = Router::new()
-            .route("/v1/messages", post(anthropic))
-            .route("/v1/chat/completions", post(openai))
-            .route("/{bot}/{method}", post(telegram))
-            .route("/api/chat.postMessage", post(slack))
-            .with_state(world.clone());
+        let app = media::routes(
+            Router::new()
+                .route("/v1/messages", post(anthropic))
+                .route("/v1/chat/completions", post(openai))
+                .route("/{bot}/{method}", post(telegram))
+                .route("/api/chat.postMessage", post(slack)),
+        )
+        .with_state(world.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base_url = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -246,11 +254,15 @@ async fn openai(
 async fn telegram(
     State(world): State<World>,
     Path((bot, method)): Path<(String, String)>,
-    headers: HeaderMap,
-    Json(body): Json<Value>,
+    request: axum::extract::Request,
 ) -> Response {
     let Some(token) = bot.strip_prefix("bot") else {
         return StatusCode::NOT_FOUND.into_response();
+    };
+    let headers = request.headers().clone();
+    let body = match media::telegram_body(request).await {
+        Ok(body) => body,
+        Err(refused) => return refused,
     };
     let broken = body["chat_id"]
         .as_i64()
@@ -269,11 +281,15 @@ async fn telegram(
         )
             .into_response();
     }
-    let result = match method.as_str() {
-        "sendMessage" => {
-            json!({"message_id": 1000, "date": 0, "chat": {"id": body["chat_id"], "type": "private"}, "text": body["text"]})
+    let result = match media::telegram_method(&world.media, &method, &body) {
+        Ok(result) => result,
+        Err(description) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(json!({"ok": false, "error_code": 400, "description": description})),
+            )
+                .into_response()
         }
-        _ => json!(true),
     };
     Json(json!({"ok": true, "result": result})).into_response()
 }
@@ -284,7 +300,8 @@ async fn slack(
     Json(body): Json<Value>,
 ) -> Response {
     record(&world, "/api/chat.postMessage".into(), &headers, &body);
-    Json(json!({"ok": true, "channel": body["channel"], "ts": "1700000001.000200", "message": {"text": body["text"]}})).into_response()
+    let ts = world.media.slack_post(body["text"].as_str().unwrap_or(""));
+    Json(json!({"ok": true, "channel": body["channel"], "ts": ts, "message": {"text": body["text"]}})).into_response()
 }
 
 /// The last `tool_result` the model was sent, if the latest user turn carries one.
