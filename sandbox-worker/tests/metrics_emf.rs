@@ -25,7 +25,7 @@ fn config_text(fakes: &Fakes, sb: &common::Sandbox) -> String {
                workspaceAccess: "rw", workspaceRoot: "{root}",
                docker: {{ image: "{image}", containerPrefix: "{prefix}" }} }} }} }},
              models: {{ providers: {{ anthropic: {{ apiKey: "sk-ant-test-key", baseUrl: "{base}" }} }} }},
-             channels: {{ telegram: {{ botToken: "123456:TESTTOKEN", apiBase: "{base}", dmPolicy: "allowlist", allowFrom: [12345] }} }} }}"#,
+             channels: {{ telegram: {{ botToken: "123456:TESTTOKEN", apiBase: "{base}", streaming: "off", dmPolicy: "allowlist", allowFrom: [12345] }} }} }}"#,
         root = sb.dir.path().join("sbx").display(),
         image = common::TEST_IMAGE,
         prefix = sb.prefix,

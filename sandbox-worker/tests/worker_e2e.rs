@@ -29,8 +29,8 @@ fn config_text(fakes: &Fakes, workspace: &Path, sandbox: &str, extra: &str) -> S
           agents: {{ defaults: {{ model: "anthropic/claude-test", workspace: "{ws}", sandbox: {{ {sandbox} }} }} }},
           models: {{ providers: {{ anthropic: {{ apiKey: "sk-ant-test-key", baseUrl: "{base}" }} }} }},
           channels: {{
-            telegram: {{ botToken: "123456:TESTTOKEN", apiBase: "{base}", dmPolicy: "allowlist", allowFrom: [12345] }},
-            slack: {{ botToken: "xoxb-test-token", apiBase: "{base}", dmPolicy: "allowlist", allowFrom: ["U2147483697"],
+            telegram: {{ botToken: "123456:TESTTOKEN", apiBase: "{base}", streaming: "off", dmPolicy: "allowlist", allowFrom: [12345] }},
+            slack: {{ botToken: "xoxb-test-token", apiBase: "{base}", streaming: "off", dmPolicy: "allowlist", allowFrom: ["U2147483697"],
                      channels: {{ "*": {{}} }} }},
           }},
           queue: {{ visibilityTimeoutSeconds: 2, maxReceiveCount: 3 }},

@@ -50,7 +50,8 @@ pub struct StackOptions {
     pub mode: &'static str,
     /// More keys inside `agents.defaults.sandbox` (with Docker), e.g. `sessionToolsVisibility: "all",`.
     pub sandbox_extra: &'static str,
-    /// More top-level keys, e.g. `tools: { … },` or `limits: { … },`.
+    /// More top-level keys, e.g. `tools: { … },` or `limits: { … },` (`{fakes}` is replaced by
+    /// the fake platforms' base URL).
     pub extra: String,
     /// `agents.defaults.model`, as JSON5 (a string, or `{ primary, fallbacks }`).
     pub model: String,
@@ -62,6 +63,9 @@ pub struct StackOptions {
     pub defaults_extra: &'static str,
     /// More keys inside `models.providers.anthropic`, e.g. `apiKeys: ["…"],`.
     pub anthropic_extra: &'static str,
+    /// `channels.telegram.streaming` and `channels.slack.streaming`: `off` by default here, so
+    /// a test reads the answer from one `sendMessage`; the preview tests turn it on.
+    pub streaming: &'static str,
 }
 
 impl Default for StackOptions {
@@ -78,6 +82,7 @@ impl Default for StackOptions {
             agents_extra: String::new(),
             defaults_extra: "",
             anthropic_extra: "",
+            streaming: "off",
         }
     }
 }
@@ -178,21 +183,23 @@ pub async fn spawn_stack(script: Script, options: StackOptions) -> Stack {
           agents: {{ defaults: {{ model: {model}, workspace: "{ws}", {defaults_extra} sandbox: {{ {sandbox_config} }} }}, {agents_extra} }},
           models: {{ providers: {{ anthropic: {{ apiKey: "sk-ant-e2e", baseUrl: "{base}", {anthropic_extra} }} }}, {models_extra} }},
           channels: {{
-            telegram: {{ botToken: "{TG_TOKEN}", webhookSecret: "{TG_SECRET}", apiBase: "{base}", botUsername: "clawgate_bot",
+            telegram: {{ botToken: "{TG_TOKEN}", webhookSecret: "{TG_SECRET}", apiBase: "{base}", botUsername: "clawgate_bot", streaming: "{streaming}",
                         dmPolicy: "allowlist", allowFrom: [12345, {BURST_USER}] }},
-            slack: {{ botToken: "xoxb-e2e", signingSecret: "{SLACK_SECRET}", apiBase: "{base}",
+            slack: {{ botToken: "xoxb-e2e", signingSecret: "{SLACK_SECRET}", apiBase: "{base}", streaming: "{streaming}",
                      dmPolicy: "allowlist", allowFrom: ["U2147483697"], channels: {{ C024BE91L: {{}} }} }},
           }},
           {backends}
           {token}
           {extra}
         }}"#,
-        extra = options.extra,
+        // `{fakes}` in `extra` is the fake platforms' base URL.
+        extra = options.extra.replace("{fakes}", &fakes.base_url),
         model = options.model,
         models_extra = options.models_extra,
         agents_extra = options.agents_extra,
         defaults_extra = options.defaults_extra,
         anthropic_extra = options.anthropic_extra,
+        streaming = options.streaming,
         ws = workspace.display(),
         base = fakes.base_url,
     );
@@ -272,6 +279,11 @@ impl Stack {
                 self.log.lock().unwrap().join("\n")
             ),
         }
+    }
+
+    /// kill -9: the process dies mid-step, as a crashed machine would.
+    pub fn kill(&mut self) {
+        drop(self.process.take());
     }
 
     /// Ctrl-C, as a user stops it; returns the exit code.

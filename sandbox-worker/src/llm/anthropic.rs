@@ -318,7 +318,11 @@ mod tests {
 
         let blocks = body["messages"][0]["content"].as_array().unwrap();
         let kinds: Vec<_> = blocks.iter().map(|b| b["type"].as_str().unwrap()).collect();
-        assert_eq!(kinds, ["text", "image", "text"], "the image goes with entry 4 only");
+        assert_eq!(
+            kinds,
+            ["text", "image", "text"],
+            "the image goes with entry 4 only"
+        );
         assert_eq!(blocks[1]["source"]["type"], "base64");
         assert_eq!(blocks[1]["source"]["media_type"], "image/jpeg");
         assert_eq!(blocks[1]["source"]["data"], "/9j/4AAQ");
