@@ -49,6 +49,8 @@ pub async fn run(config: Config, args: GatewayArgs) -> anyhow::Result<ExitCode> 
         backends.store.clone(),
         token.clone(),
         ip.is_loopback(),
+        // The workspaces live with the workers, not here: WebChat files need `clawgate up`.
+        None,
     )
     .merge(crate::control::routes(crate::control::Control {
         config: std::sync::Arc::new(config.clone()),

@@ -10,6 +10,7 @@ mod cron_cmd;
 mod doctor_cmd;
 mod gateway_cmd;
 mod sandbox_cmd;
+mod session_files;
 mod status_cmd;
 mod up_cmd;
 mod worker_cmd;

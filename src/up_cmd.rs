@@ -287,6 +287,8 @@ fn report(
     eprintln!("Ctrl-C to stop.");
 }
 
+/// How long requests in flight get after Ctrl-C before open event streams are closed.
+const HTTP_DRAIN: std::time::Duration = std::time::Duration::from_secs(2);
 /// How often `clawgate up` looks for due scheduled jobs: one indexed query.
 const CRON_TICK: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -332,12 +334,16 @@ pub async fn run(mut config: Config, args: UpArgs) -> anyhow::Result<ExitCode> {
     )?);
     let (token, token_source) =
         infra::setup::gateway_token(&config, &state_dir).map_err(|e| refuse(format!("{e}")))?;
+    let files = crate::session_files::LocalWorkspaces {
+        config: Arc::new(config.clone()),
+    };
     let app = functions::router_with_webchat(
         &config,
         backends.queue.clone(),
         backends.store.clone(),
         token.clone(),
         ip.is_loopback(),
+        Some(Arc::new(files)),
     )
     .merge(crate::control::routes(crate::control::Control {
         config: Arc::new(config.clone()),
@@ -377,12 +383,19 @@ pub async fn run(mut config: Config, args: UpArgs) -> anyhow::Result<ExitCode> {
             stop.clone(),
         ));
     }
-    let mut http_stop = stop.clone();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            let _ = http_stop.wait_for(|stopped| *stopped).await;
-        })
-        .await?;
+    let (mut http_stop, mut streams_stop) = (stop.clone(), stop.clone());
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        let _ = http_stop.wait_for(|stopped| *stopped).await;
+    });
+    // An open WebChat page holds an event stream for minutes: requests in flight get
+    // `HTTP_DRAIN` to finish, then the streams are closed (the page reconnects to the next run).
+    tokio::select! {
+        served = std::future::IntoFuture::into_future(server) => served?,
+        () = async move {
+            let _ = streams_stop.wait_for(|stopped| *stopped).await;
+            tokio::time::sleep(HTTP_DRAIN).await;
+        } => {}
+    }
     eprintln!("stopping: letting running jobs finish…");
     worker_task.await?;
     eprintln!("stopped");

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use fakes::{last_tool_result, Fakes, Reply};
 use serde_json::{json, Value};
-use stack::{spawn_stack, telegram_dm, StackOptions};
+use stack::{process_running as running, spawn_stack, telegram_dm, StackOptions};
 
 const WITHIN: Duration = Duration::from_secs(60);
 /// The start of a JPEG (SOI + APP0 JFIF), enough for a type check.
@@ -135,19 +135,6 @@ async fn a_preview_killed_between_two_edits_is_edited_by_the_resumed_job_not_pos
         "the resumed job keeps the first line: {edits:?}"
     );
     assert_eq!(stack.fakes.model_calls().len(), 4);
-}
-
-/// Whether a process whose command line contains `needle` is running.
-fn running(needle: &str) -> bool {
-    std::fs::read_dir("/proc").unwrap().flatten().any(|p| {
-        std::fs::read(p.path().join("cmdline"))
-            .map(|c| {
-                String::from_utf8_lossy(&c)
-                    .replace('\0', " ")
-                    .contains(needle)
-            })
-            .unwrap_or(false)
-    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,7 +1,8 @@
 //! The WebChat page in headless Chromium over WebDriver, against the real stack: send a message
 //! and watch the tool calls and the reply arrive (over the event stream), markdown rendered
 //! with hostile HTML left as text, a pending reply shown after a reload, a second conversation,
-//! and the whole history of a long conversation on load. A screenshot is kept in
+//! the whole history of a long conversation on load, an uploaded picture the model sees, and
+//! the Stop button ending a long `exec`. A screenshot is kept in
 //! `target/test-artifacts/webchat.png`.
 
 mod browser;
@@ -18,7 +19,7 @@ use chrono::Utc;
 use fakes::{last_tool_result, Reply};
 use infra::model::{EntryBody, SessionKey, TranscriptEntry};
 use serde_json::{json, Value};
-use stack::{spawn_stack, StackOptions};
+use stack::{process_running, spawn_stack, StackOptions};
 
 const MARKDOWN_REPLY: &str = "**Bold** answer:\n\n```sh\necho <b>x</b>\n```\n\n<img src=x onerror=\"window.pwned=1\"> [bad](javascript:window.pwned=2)";
 
@@ -209,4 +210,101 @@ async fn after_a_reload_the_page_shows_the_whole_history_and_the_pending_reply()
     );
     assert_eq!(listed.len(), 2, "{listed:?}");
     assert!(listed.contains(&"old message 0".to_string()), "{listed:?}");
+}
+
+const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_uploaded_picture_reaches_the_model_and_the_stop_button_ends_a_long_run() {
+    let Some(browser) = browser::browser_or_skip().await else {
+        return;
+    };
+    let stack = spawn_stack(
+        Arc::new(|_, body: &Value| {
+            let last_user = body["messages"]
+                .as_array()
+                .and_then(|m| m.iter().rev().find(|m| m["role"] == "user"))
+                .map(|m| m["content"].to_string())
+                .unwrap_or_default();
+            match last_tool_result(body) {
+                _ if last_user.contains("[image attached") => Reply::text("I see a picture."),
+                None if last_user.contains("long task") => Reply::tool_use(
+                    "toolu_long",
+                    "exec",
+                    json!({"command": "sleep 32.3; echo late"}),
+                ),
+                _ => Reply::text("the stopped run must not ask again"),
+            }
+        }),
+        StackOptions {
+            docker: false,
+            ..StackOptions::default()
+        },
+    )
+    .await;
+    let picture = stack.state_dir.with_file_name("cat.png");
+    std::fs::write(&picture, PNG).unwrap();
+    let wait = Duration::from_secs(60);
+    browser.goto(&stack.page_url()).await;
+
+    // A picture, attached and sent with a question.
+    browser.type_into("#file", picture.to_str().unwrap()).await;
+    let attached = browser.texts("#attached").await;
+    browser
+        .type_into("#input", "what is in this picture?")
+        .await;
+    browser.click("#send").await;
+    let replies = browser.wait_for_texts(".msg.reply", 1, wait).await;
+    let shown = browser.texts(".msg.user").await;
+    // A long run, seen over the event stream, then stopped.
+    browser.type_into("#input", "start the long task").await;
+    browser.click("#send").await;
+    let calls = browser.wait_for_texts(".msg.tool-call", 1, wait).await;
+    let deadline = std::time::Instant::now() + wait;
+    while !process_running("sleep 32.3") && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let stop_shown = browser
+        .execute("return !document.getElementById('stop').hidden", json!([]))
+        .await;
+    let clicked = std::time::Instant::now();
+    browser.click("#stop").await;
+    let after_stop = browser.wait_for_texts(".msg.reply", 2, wait).await;
+    eprintln!(
+        "stopped and confirmed {:?} after the click",
+        clicked.elapsed()
+    );
+    let stop_hidden = browser
+        .execute("return document.getElementById('stop').hidden", json!([]))
+        .await;
+
+    assert_eq!(attached, ["cat.png"]);
+    assert_eq!(replies, ["I see a picture."], "log:\n{}", stack.log_text());
+    assert!(
+        shown[0].starts_with("what is in this picture?\n[image attached"),
+        "{shown:?}"
+    );
+    let first = &stack.fakes.model_calls()[0].body;
+    let blocks = first["messages"][0]["content"].as_array().unwrap();
+    assert!(
+        blocks
+            .iter()
+            .any(|b| b["type"] == "image" && b["source"]["media_type"] == "image/png"),
+        "{blocks:?}"
+    );
+    let saved: Vec<_> = std::fs::read_dir(stack.workspace.join("inbound"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        saved.len() == 1 && saved[0].starts_with("up-") && saved[0].ends_with("-cat.png"),
+        "{saved:?}"
+    );
+    assert!(calls[0].contains("sleep 32.3"), "{calls:?}");
+    assert_eq!(stop_shown, json!(true), "Stop shows while a run is going");
+    assert_eq!(after_stop[1], "⏹ Stopped.");
+    assert_eq!(stop_hidden, json!(true));
+    assert!(!process_running("sleep 32.3"), "the stopped exec is gone");
+    assert_eq!(stack.fakes.model_calls().len(), 2);
 }

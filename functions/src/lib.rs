@@ -39,6 +39,7 @@ pub mod markdown;
 pub mod tick;
 pub mod wake;
 pub mod webchat;
+pub mod webchat_files;
 
 /// Bodies over this are refused with 413.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -188,6 +189,7 @@ pub fn router_with_webchat(
     store: Arc<dyn infra::store::StateStore>,
     token: Secret,
     loopback_only: bool,
+    files: Option<Arc<dyn webchat_files::SessionFiles>>,
 ) -> Router {
     let mut ingress = Ingress::from_config(config, queue.clone());
     ingress.hooks_token = Some(token.clone());
@@ -210,6 +212,7 @@ pub fn router_with_webchat(
             })
             .agent,
         loopback_only,
+        files,
     }))
 }
 

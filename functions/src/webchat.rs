@@ -11,6 +11,9 @@
 //! - `GET /webchat/events?conversation=C&after=N` is the same entries as a server-sent event
 //!   stream (`event: entries`), so the page sees tool calls and the reply as they land.
 //! - `GET /webchat/conversations` lists this agent's WebChat conversations, newest first.
+//! - `POST /webchat/upload` and `GET /webchat/file` move files in and out of the
+//!   conversation's workspace ([`crate::webchat_files`]); `send` names uploads in `files`.
+//! - The Stop button sends `/stop`, which takes its own queue lane and stops the running job.
 //!
 //! Decisions (docs/security.md):
 //! - Both API calls always need `Authorization: Bearer <token>` (else 401 and nothing queued):
@@ -75,6 +78,8 @@ pub struct WebChat {
     pub agent: String,
     /// The gateway listens on loopback: only loopback host names are served.
     pub loopback_only: bool,
+    /// The conversations' workspaces, for uploads and downloads (`clawgate up` only).
+    pub files: Option<Arc<dyn crate::webchat_files::SessionFiles>>,
 }
 
 /// The page and its API; merge into the webhook Router.
@@ -85,15 +90,26 @@ pub fn routes(webchat: WebChat) -> Router {
         .route("/webchat/history", get(history))
         .route("/webchat/events", get(events))
         .route("/webchat/conversations", get(conversations))
+        .route(
+            "/webchat/upload",
+            post(crate::webchat_files::upload).layer(axum::extract::DefaultBodyLimit::max(
+                crate::webchat_files::MAX_UPLOAD_BYTES,
+            )),
+        )
+        .route("/webchat/file", get(crate::webchat_files::file))
         .with_state(Arc::new(webchat))
 }
 
-fn refuse(status: StatusCode, message: impl Into<String>) -> Response {
+pub(crate) fn refuse(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "error": message.into() }))).into_response()
 }
 
 /// `None` when the request may go on: its host, origin, content type and token pass.
-fn check_request(webchat: &WebChat, headers: &HeaderMap, json_body: bool) -> Option<Response> {
+pub(crate) fn check_request(
+    webchat: &WebChat,
+    headers: &HeaderMap,
+    json_body: bool,
+) -> Option<Response> {
     gateway_guard(&webchat.token, webchat.loopback_only, headers, json_body)
 }
 
@@ -145,7 +161,7 @@ pub fn valid_conversation(id: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
-fn session_key(webchat: &WebChat, conversation: &str) -> SessionKey {
+pub(crate) fn session_key(webchat: &WebChat, conversation: &str) -> SessionKey {
     SessionKey::dm(&webchat.agent, Channel::Webchat, conversation)
 }
 
@@ -153,7 +169,11 @@ fn session_key(webchat: &WebChat, conversation: &str) -> SessionKey {
 #[serde(deny_unknown_fields)]
 struct SendRequest {
     conversation: String,
+    #[serde(default)]
     text: String,
+    /// Uploaded files (`POST /webchat/upload`) that go with the message.
+    #[serde(default)]
+    files: Vec<crate::webchat_files::AttachedFile>,
 }
 
 async fn send(State(webchat): State<Arc<WebChat>>, headers: HeaderMap, body: Bytes) -> Response {
@@ -171,7 +191,21 @@ async fn send(State(webchat): State<Arc<WebChat>>, headers: HeaderMap, body: Byt
         );
     }
     let text = request.text.trim();
-    if text.is_empty() {
+    if request.files.len() > infra::model::MAX_MEDIA_PER_MESSAGE {
+        return refuse(StatusCode::BAD_REQUEST, "too many files for one message");
+    }
+    let Some(media) = request
+        .files
+        .iter()
+        .map(crate::webchat_files::AttachedFile::media)
+        .collect::<Option<Vec<_>>>()
+    else {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "files must be paths /webchat/upload returned",
+        );
+    };
+    if text.is_empty() && media.is_empty() {
         return refuse(StatusCode::BAD_REQUEST, "text is empty");
     }
     if text.chars().count() > MAX_MESSAGE_CHARS {
@@ -204,7 +238,7 @@ async fn send(State(webchat): State<Arc<WebChat>>, headers: HeaderMap, body: Byt
         },
         text: text.to_string(),
         received_at: Utc::now(),
-        media: vec![],
+        media,
     };
     let target = ReplyTarget::Webchat(WebchatTarget {
         conversation: request.conversation,

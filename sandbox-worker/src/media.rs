@@ -205,14 +205,12 @@ impl MediaIn<'_> {
     }
 }
 
-/// Where file `n` of job `job_id` is saved: `inbound/<job>-<n>-<safe name>`.
-pub fn saved_path(job_id: &str, n: usize, media: &MediaRef) -> String {
-    let given = media
-        .name
-        .as_deref()
-        .and_then(|name| name.rsplit(['/', '\\']).next())
-        .unwrap_or("");
-    let mut safe: String = given
+/// A sender's file name reduced to a safe one: its last path component, characters outside
+/// `A-Z a-z 0-9 . _ -` replaced, no leading dot, at most 60 characters; `None` when nothing
+/// is left.
+pub fn safe_file_name(given: &str) -> Option<String> {
+    let last = given.rsplit(['/', '\\']).next().unwrap_or("");
+    let safe: String = last
         .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || "._-".contains(c) {
@@ -222,12 +220,18 @@ pub fn saved_path(job_id: &str, n: usize, media: &MediaRef) -> String {
             }
         })
         .collect();
-    safe = safe
+    let safe: String = safe
         .trim_start_matches(['.', '_', '-'])
         .chars()
         .take(NAME_CHARS)
         .collect();
-    if safe.is_empty() {
+    (!safe.is_empty()).then_some(safe)
+}
+
+/// Where file `n` of job `job_id` is saved: `inbound/<job>-<n>-<safe name>`.
+pub fn saved_path(job_id: &str, n: usize, media: &MediaRef) -> String {
+    let safe = media.name.as_deref().and_then(safe_file_name);
+    let safe = safe.unwrap_or_else(|| {
         let ext = media
             .mime
             .as_deref()
@@ -236,8 +240,8 @@ pub fn saved_path(job_id: &str, n: usize, media: &MediaRef) -> String {
             .filter(|e| e.chars().all(|c| c.is_ascii_alphanumeric()) && e.len() <= 8)
             .map(|e| if e == "jpeg" { "jpg" } else { e })
             .unwrap_or("bin");
-        safe = format!("{}.{ext}", media.kind.as_str().replace(' ', "-"));
-    }
+        format!("{}.{ext}", media.kind.as_str().replace(' ', "-"))
+    });
     format!("inbound/{job_id}-{n}-{safe}")
 }
 

@@ -459,6 +459,19 @@ pub fn telegram_dm_from(user: i64, update_id: i64, text: &str) -> Value {
     json!({"update_id": update_id, "message": {"message_id": update_id % 100_000, "from": {"id": user, "is_bot": false, "first_name": "Ada"}, "chat": {"id": user, "first_name": "Ada", "type": "private"}, "date": 1764064800, "text": text}})
 }
 
+/// Whether a process whose command line contains `needle` is running (tools on the host).
+pub fn process_running(needle: &str) -> bool {
+    std::fs::read_dir("/proc").unwrap().flatten().any(|p| {
+        std::fs::read(p.path().join("cmdline"))
+            .map(|c| {
+                String::from_utf8_lossy(&c)
+                    .replace('\0', " ")
+                    .contains(needle)
+            })
+            .unwrap_or(false)
+    })
+}
+
 pub fn workspace_file(stack: &Stack, path: &str) -> Option<String> {
     std::fs::read_to_string(Path::new(&stack.workspace).join(path)).ok()
 }
