@@ -408,3 +408,62 @@ async fn the_message_tool_uploads_to_slack_with_the_external_upload_flow() {
     assert_eq!(completed[0].body["channel_id"], "D0PNCRP9N");
     assert_eq!(completed[0].body["files"][0]["title"], "report.txt");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_files_are_saved_inside_inbound_never_shown_as_images_and_oversized_ones_not_fetched(
+) {
+    let stack = spawn_stack(
+        Arc::new(|_, _: &Value| Reply::text("Looked.")),
+        options("off"),
+    )
+    .await;
+    let script = b"#!/bin/sh\nrm -rf ~\n".to_vec();
+    stack.fakes.telegram_file("BQACevil", script.clone());
+    let disguised = json!({"update_id": 8701, "message": {"message_id": 11, "from": {"id": 12345, "is_bot": false, "first_name": "Ada"},
+        "chat": {"id": 12345, "type": "private"}, "date": 1764064800, "caption": "a picture",
+        "document": {"file_name": "../../evil.png", "mime_type": "image/png", "file_id": "BQACevil", "file_unique_id": "e", "file_size": script.len()}}});
+
+    stack.post_telegram(&disguised).await;
+    stack
+        .post_telegram(&photo_update(8702, "AgAChuge", 30 * 1024 * 1024))
+        .await;
+    let answered = stack
+        .wait_for(WITHIN, |f| f.sent_messages().len() == 2)
+        .await;
+
+    assert!(answered, "{}", stack.log_text());
+    let calls = stack.fakes.model_calls();
+    let first = last_user_blocks(&calls[0].body);
+    assert!(
+        first.iter().all(|b| b["type"] != "image"),
+        "not an image: {first:?}"
+    );
+    let note = first.last().unwrap()["text"].as_str().unwrap().to_string();
+    assert!(
+        note.contains("[file received, saved at inbound/") && note.contains("-evil.png"),
+        "{note}"
+    );
+    let saved: Vec<_> = std::fs::read_dir(stack.workspace.join("inbound"))
+        .unwrap()
+        .flatten()
+        .map(|e| std::fs::read(e.path()).unwrap())
+        .collect();
+    assert_eq!(saved, [script], "saved once, inside inbound/");
+    let second = last_user_blocks(&calls[1].body);
+    let refused = second.last().unwrap()["text"].as_str().unwrap().to_string();
+    assert!(
+        refused.contains("could not be received: it is larger than"),
+        "{refused}"
+    );
+    let asked: Vec<_> = stack
+        .fakes
+        .calls("/getFile")
+        .iter()
+        .map(|c| c.body["file_id"].clone())
+        .collect();
+    assert_eq!(
+        asked,
+        [json!("BQACevil")],
+        "the oversized photo was not fetched"
+    );
+}

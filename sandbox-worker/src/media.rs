@@ -96,9 +96,12 @@ impl MediaIn<'_> {
                         ),
                     }
                 }
-                kind => format!(
+                // Named by what the bytes are, not what the sender called them.
+                _ => format!(
                     "[{} received, saved at {path} ({mime}, {size}); read it with your tools]",
-                    kind.as_str()
+                    sniffed
+                        .map_or(MediaKind::Document, MediaKind::from_mime)
+                        .as_str()
                 ),
             };
             received.notes.push(note);

@@ -149,6 +149,62 @@ pub fn chunk_text(text: &str, max: usize) -> Vec<String> {
 mod tests {
     use super::*;
 
+    /// Serves one HTTP response of `body_len` bytes, chunked (no length to check up front)
+    /// when `chunked`.
+    async fn serve_once(body_len: usize, chunked: bool) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/f", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut request = [0u8; 1024];
+            let _ = socket.read(&mut request).await;
+            let body = vec![b'x'; body_len];
+            let head = if chunked {
+                "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n".to_string()
+            } else {
+                format!("HTTP/1.1 200 OK\r\ncontent-length: {body_len}\r\n\r\n")
+            };
+            let _ = socket.write_all(head.as_bytes()).await;
+            if chunked {
+                for piece in body.chunks(1000) {
+                    let _ = socket
+                        .write_all(format!("{:x}\r\n", piece.len()).as_bytes())
+                        .await;
+                    let _ = socket.write_all(piece).await;
+                    let _ = socket.write_all(b"\r\n").await;
+                }
+                let _ = socket.write_all(b"0\r\n\r\n").await;
+            } else {
+                let _ = socket.write_all(&body).await;
+            }
+        });
+        url
+    }
+
+    #[tokio::test]
+    async fn a_download_over_the_cap_is_refused_with_or_without_a_length() {
+        let http = reqwest::Client::new();
+        for chunked in [false, true] {
+            let over = http
+                .get(serve_once(5_000, chunked).await)
+                .send()
+                .await
+                .unwrap();
+            let under = http
+                .get(serve_once(3_000, chunked).await)
+                .send()
+                .await
+                .unwrap();
+
+            let refused = read_capped("test", over, 4_000).await.unwrap_err();
+            let read = read_capped("test", under, 4_000).await.unwrap();
+
+            assert!(refused.to_string().contains("4000-byte limit"), "{refused}");
+            assert_eq!(read.len(), 3_000);
+        }
+    }
+
     #[test]
     fn short_text_is_one_chunk() {
         assert_eq!(chunk_text("hello\nworld\n", 4096), vec!["hello\nworld"]);

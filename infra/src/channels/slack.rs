@@ -248,6 +248,35 @@ impl SlackClient {
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn the_bot_token_goes_only_to_slacks_file_host_or_its_own_api() {
+        let client = SlackClient::new(
+            reqwest::Client::new(),
+            "http://127.0.0.1:9",
+            Secret::new("xoxb-secret"),
+        );
+
+        let elsewhere = client
+            .download_file("https://evil.example/files-pri/x", 10)
+            .await
+            .unwrap_err();
+        let lookalike = client
+            .download_file("https://files.slack.com.evil.example/x", 10)
+            .await
+            .unwrap_err();
+        let own = client
+            .download_file("http://127.0.0.1:9/files-pri/x", 10)
+            .await
+            .unwrap_err();
+
+        for refused in [&elsewhere, &lookalike] {
+            assert!(!refused.is_retryable(), "{refused}");
+            assert!(refused.to_string().contains("outside Slack's file host"));
+        }
+        assert!(own.is_retryable(), "tried, and nothing listens: {own}");
+        assert!(!format!("{elsewhere}{own}").contains("xoxb-secret"));
+    }
+
     #[test]
     fn mentions_and_disguised_links_are_neutralised() {
         let escaped = escape("<!channel> hi <@U123> see <https://evil.example|bank.com> & more");

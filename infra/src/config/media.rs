@@ -13,9 +13,8 @@ pub enum Streaming {
     /// One preview message, edited as tools run, then into the answer.
     #[default]
     Progress,
-    /// As `progress`. Model tokens are not streamed yet (the providers are called without
-    /// `stream`); the key is accepted so an OpenClaw config loads, and `clawgate config
-    /// validate` says so.
+    /// As `progress`: model tokens are not streamed yet (the providers are called without
+    /// `stream`); the value is accepted so an OpenClaw config loads as it was.
     Partial,
 }
 
@@ -82,5 +81,83 @@ impl AudioConfig {
 
     pub fn max_bytes(&self) -> u64 {
         self.max_bytes.unwrap_or(media_max_bytes(None))
+    }
+}
+
+/// The largest `mediaMaxMb` accepted.
+const MAX_MEDIA_MB: u64 = 2_000;
+
+/// Checks the media settings: caps in range, transcription through a provider that has it.
+pub(super) fn check_media(config: &super::Config, bad: &mut impl FnMut(&str, String)) {
+    let channels = &config.channels;
+    let caps = [
+        (
+            "channels.telegram.mediaMaxMb",
+            channels.telegram.as_ref().and_then(|t| t.media_max_mb),
+        ),
+        (
+            "channels.slack.mediaMaxMb",
+            channels.slack.as_ref().and_then(|s| s.media_max_mb),
+        ),
+    ];
+    for (path, cap) in caps {
+        if cap.is_some_and(|mb| !(1..=MAX_MEDIA_MB).contains(&mb)) {
+            bad(path, format!("must be 1 to {MAX_MEDIA_MB} (MB)"));
+        }
+    }
+    for (i, model) in config.tools.media.audio.models.iter().enumerate() {
+        if model.provider != "openai" {
+            bad(
+                &format!("tools.media.audio.models[{i}].provider"),
+                format!("{:?}: only \"openai\" (any OpenAI-compatible /audio/transcriptions, with baseUrl) is built", model.provider),
+            );
+        }
+        if model.model.trim().is_empty() {
+            bad(
+                &format!("tools.media.audio.models[{i}].model"),
+                "is empty".into(),
+            );
+        }
+    }
+    for (i, agent) in config.agents.list.iter().enumerate() {
+        let media = agent.tools.as_ref().map(|t| &t.media.audio);
+        if media.is_some_and(|a| !a.models.is_empty() || a.base_url.is_some()) {
+            bad(
+                &format!("agents.list[{i}].tools.media"),
+                "transcription is set once, at the top level (tools.media)".into(),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    #[test]
+    fn media_settings_are_checked() {
+        let config = Config::parse(
+            r#"{ channels: { telegram: { mediaMaxMb: 0, streaming: "partial" } },
+                 tools: { media: { audio: { models: [{ provider: "deepgram", model: "" }] } } },
+                 agents: { list: [{ id: "x", tools: { media: { audio: { baseUrl: "http://a" } } } }] } }"#,
+        )
+        .unwrap();
+
+        let issues = config.validate().unwrap_err();
+        let paths: Vec<_> = issues.iter().map(|i| i.path.as_str()).collect();
+
+        assert_eq!(
+            paths,
+            [
+                "channels.telegram.mediaMaxMb",
+                "tools.media.audio.models[0].provider",
+                "tools.media.audio.models[0].model",
+                "agents.list[0].tools.media"
+            ]
+        );
+        assert_eq!(
+            config.channels.telegram.unwrap().streaming,
+            super::Streaming::Partial
+        );
     }
 }

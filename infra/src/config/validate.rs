@@ -125,6 +125,7 @@ impl Config {
         if let Some(slack) = &self.channels.slack {
             check_groups(&slack.channels, "channels.slack.channels", &mut bad);
         }
+        super::media::check_media(self, &mut bad);
         self.check_bindings(&mut bad);
         if let Some(token) = &self.gateway.token {
             if token.expose().chars().count() < GATEWAY_TOKEN_MIN_CHARS {
