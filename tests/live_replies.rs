@@ -51,10 +51,10 @@ fn last_user_blocks(body: &Value) -> Vec<Value> {
 fn two_tools(n: usize, _: &Value) -> Reply {
     match n {
         1 => Reply::tool_use("toolu_1", "exec", json!({"command": "echo one"}))
-            .after(Duration::from_millis(2200)),
+            .after(Duration::from_millis(2600)),
         2 => Reply::tool_use("toolu_2", "exec", json!({"command": "echo two"}))
-            .after(Duration::from_millis(1200)),
-        _ => Reply::text("All done.").after(Duration::from_millis(1200)),
+            .after(Duration::from_millis(1500)),
+        _ => Reply::text("All done.").after(Duration::from_millis(1500)),
     }
 }
 
@@ -111,7 +111,12 @@ async fn a_preview_killed_between_two_edits_is_edited_by_the_resumed_job_not_pos
     stack
         .post_telegram(&telegram_dm(8201, "do two things"))
         .await;
-    let first_edit = stack.wait_for(WITHIN, |f| f.edits().len() == 1).await;
+    // Killed while the second model call is out: after the first edit, before the second.
+    let first_edit = stack
+        .wait_for(WITHIN, |f| {
+            f.edits().len() == 1 && f.model_calls().len() == 2
+        })
+        .await;
     assert!(first_edit, "{}", stack.log_text());
 
     stack.kill();
@@ -204,9 +209,12 @@ async fn stop_during_a_long_exec_kills_it_and_the_next_message_is_answered() {
         "the stopped run says nothing more"
     );
     assert_eq!(stack.fakes.model_calls().len(), 2);
-    let store = stack.sqlite_store();
     let session = "agent:main:telegram:dm:12345".parse().unwrap();
-    let entries = infra::store::TranscriptStore::load_transcript_from(&store, &session, 0)
+    let entries = stack
+        .backends()
+        .await
+        .store
+        .load_transcript_from(&session, 0)
         .await
         .unwrap();
     let recorded = entries.iter().any(|e| {
@@ -465,5 +473,57 @@ async fn hostile_files_are_saved_inside_inbound_never_shown_as_images_and_oversi
         asked,
         [json!("BQACevil")],
         "the oversized photo was not fetched"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_collect_mode_messages_sent_during_a_run_are_answered_together_in_one_turn() {
+    let stack = spawn_stack(
+        Arc::new(|n, _: &Value| match n {
+            1 => Reply::text("First answer.").after(Duration::from_millis(2500)),
+            _ => Reply::text("Both answered."),
+        }),
+        StackOptions {
+            extra: r#"messages: { queue: { mode: "collect" } },"#.into(),
+            ..options("off")
+        },
+    )
+    .await;
+
+    stack
+        .post_telegram(&telegram_dm(8801, "first question"))
+        .await;
+    let running = stack.wait_for(WITHIN, |f| f.model_calls().len() == 1).await;
+    stack
+        .post_telegram(&telegram_dm(8802, "second question"))
+        .await;
+    stack
+        .post_telegram(&telegram_dm(8803, "third question"))
+        .await;
+    let answered = stack
+        .wait_for(WITHIN, |f| {
+            texts(&f.sent_messages()).contains(&"Both answered.".to_string())
+        })
+        .await;
+    // Give a stray third turn time to show itself.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    assert!(running && answered, "{}", stack.log_text());
+    assert_eq!(
+        texts(&stack.fakes.sent_messages()),
+        ["First answer.", "Both answered."]
+    );
+    let calls = stack.fakes.model_calls();
+    assert_eq!(calls.len(), 2, "one turn for the two collected messages");
+    let said: Vec<String> = calls[1].body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["content"].to_string())
+        .collect();
+    let last = said.last().unwrap();
+    assert!(
+        last.contains("second question") && last.contains("third question"),
+        "both in the last user turn: {said:?}"
     );
 }

@@ -18,6 +18,7 @@ mod bindings;
 mod channels;
 mod lenient;
 mod media;
+mod messages;
 mod trust;
 mod validate;
 
@@ -30,6 +31,7 @@ pub use agents::*;
 pub use bindings::*;
 pub use channels::*;
 pub use media::*;
+pub use messages::*;
 pub use trust::Trust;
 pub use validate::{dangerous_bind_source, dangerous_workspace, parse_bytes};
 
@@ -83,6 +85,8 @@ pub struct Config {
     /// Which agent answers which conversation ([`bindings`]).
     pub bindings: Vec<Binding>,
     pub cron: CronConfig,
+    /// Messages that arrive while a run is going (`messages.queue.mode`).
+    pub messages: MessagesConfig,
 }
 
 /// `cron`: the scheduler (`crate::cron`).

@@ -126,6 +126,10 @@ pub struct JobMessage {
     /// is not delivered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub heartbeat: Option<super::HeartbeatRule>,
+    /// The turn that answers the messages collected while a run was going
+    /// (`messages.queue.mode: collect`): it brings no message of its own.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub collected: bool,
 }
 
 /// Where a job sent by a session came from: the provenance the target session sees, and the
@@ -171,6 +175,7 @@ impl JobMessage {
             trace_id: None,
             origin: None,
             heartbeat: None,
+            collected: false,
         }
     }
 

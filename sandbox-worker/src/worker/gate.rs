@@ -46,8 +46,9 @@ impl Worker {
         if gate != Gate::Proceed {
             return Ok(gate);
         }
-        if record.attempt > 1 {
-            return Ok(Gate::Proceed); // counted on its first attempt
+        if record.attempt > 1 || job.collected {
+            // Counted on its first attempt; a collected turn's messages were counted each.
+            return Ok(Gate::Proceed);
         }
         self.rate_limits(job).await
     }

@@ -33,6 +33,7 @@ use infra::queue::JobDelivery;
 use infra::store::{Claim, StoreError};
 use tracing::Instrument;
 
+use super::collect;
 use super::commands::Command;
 use super::live::{Preview, Watch};
 use super::{work_id, AbortOnDrop, Gate, Worker};
@@ -321,6 +322,16 @@ impl Worker {
             tracing::info!(job = %job.job_id, session = %job.session_key, "stopped before it started (/stop came after it)");
             return Ok(());
         }
+        if job.collected && collect::nothing_to_answer(&transcript) {
+            tracing::info!(job = %job.job_id, "collected turn: an earlier one answered everything");
+            return Ok(());
+        }
+        if self.collects(job, &transcript) {
+            let received = self.receive_media(job, &setup, &transcript).await;
+            self.append_user_message(job, &mut transcript, &received.notes)
+                .await?;
+            return self.queue_collected_turn(job).await;
+        }
         let owner = setup.trust == infra::config::Trust::Owner;
         let model = model_for(
             &setup.profile_for(&transcript.options),
@@ -588,7 +599,8 @@ impl Worker {
         transcript: &mut Transcript,
         file_notes: &[String],
     ) -> Result<(), JobError> {
-        if has_message(transcript, job) {
+        // A collected turn brings no message: the ones it answers are in already.
+        if job.collected || has_message(transcript, job) {
             return Ok(());
         }
         let mut bodies = orphaned_results(transcript, &job.job_id);

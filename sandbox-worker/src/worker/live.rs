@@ -58,7 +58,11 @@ struct State {
 impl Preview {
     /// The job's preview: the one an earlier attempt posted (`preview_id`), or none yet.
     pub(super) fn for_job(worker: &Worker, job: &JobMessage, preview_id: Option<String>) -> Self {
-        let target = job.reply_to.clone().filter(|t| worker.outbound.previews(t));
+        // A heartbeat that finds nothing to report says nothing: it shows no preview either.
+        let target = job
+            .reply_to
+            .clone()
+            .filter(|t| worker.outbound.previews(t) && job.heartbeat.is_none());
         Preview {
             state: tokio::sync::Mutex::new(State {
                 id: preview_id.filter(|_| target.is_some()),

@@ -5,6 +5,7 @@
 //! session at a time, drain), [`job`] (claim, lease, the run), [`gate`] (who may reach the
 //! agent, rate limits), [`commands`] (`/new`, `/status`, `/help`), [`delivery`] (the reply).
 
+mod collect;
 mod commands;
 mod delivery;
 mod gate;
