@@ -90,6 +90,7 @@ fn not_served() -> Response {
     )
 }
 
+#[allow(clippy::result_large_err)] // the refusal is the response itself, built once (as webchat's)
 fn read_query(
     webchat: &WebChat,
     headers: &HeaderMap,

@@ -18,9 +18,15 @@ use base64::Engine;
 use infra::config::{AudioConfig, ProvidersConfig};
 use infra::model::{JobMessage, MediaKind, MediaRef, MediaSource};
 
+use infra::model::Transcript;
+use tracing::Instrument;
+
 use crate::llm::InlineImage;
+use crate::phase;
+use crate::profile::SessionSetup;
 use crate::reply::Outbound;
 use crate::tools::fs::Workspace;
+use crate::worker::Worker;
 
 /// The largest image sent to the model as a block (Anthropic's limit is 5 MB).
 const MAX_IMAGE_BYTES: usize = 5 * 1024 * 1024;
@@ -205,6 +211,50 @@ impl MediaIn<'_> {
                 .ok_or_else(|| "the answer had no text".to_string())
         };
         Some(answer.await)
+    }
+}
+
+impl Worker {
+    /// The files that came with the message, fetched into the session's workspace. The
+    /// transcription runs only while the message is not yet in the transcript.
+    pub(crate) async fn receive_media(
+        &self,
+        job: &JobMessage,
+        setup: &SessionSetup,
+        transcript: &Transcript,
+    ) -> Received {
+        if job.inbound.media.is_empty() {
+            return Received::default();
+        }
+        let opened = match &setup.plan.refusal {
+            Some(refusal) => Err(std::io::Error::other(refusal.clone())),
+            None => Workspace::for_plan(&setup.plan),
+        };
+        let workspace = match opened {
+            Ok(ws) => ws,
+            Err(e) => {
+                tracing::warn!(job = %job.job_id, error = %e, "no workspace for inbound files");
+                return Received {
+                    notes: vec![format!(
+                        "[{} file(s) came with this message, but this session has no workspace to keep them]",
+                        job.inbound.media.len()
+                    )],
+                    images: vec![],
+                };
+            }
+        };
+        let receiver = MediaIn {
+            outbound: &self.outbound,
+            http: &self.http,
+            audio: &self.config.tools.media.audio,
+            providers: &self.config.models.providers,
+            workspace: &workspace,
+            max_bytes: self.outbound.media_max(job.inbound.channel),
+        };
+        receiver
+            .receive(job, !transcript.has_message_of(&job.job_id))
+            .instrument(phase::span("media"))
+            .await
     }
 }
 

@@ -184,6 +184,13 @@ pub struct Transcript {
 }
 
 impl Transcript {
+    /// Whether the message of job `job_id` is in (an earlier attempt appended it).
+    pub fn has_message_of(&self, job_id: &str) -> bool {
+        self.entries.iter().any(|e| {
+            e.job_id.as_deref() == Some(job_id) && matches!(e.body, EntryBody::User { .. })
+        })
+    }
+
     /// A new entry that takes the next seq.
     pub fn next_entry(&self, job_id: Option<&str>, body: EntryBody) -> TranscriptEntry {
         TranscriptEntry {

@@ -42,7 +42,6 @@ use crate::agent::{
 };
 use crate::compaction::{self, Compacted};
 use crate::llm::{model_for, LlmError};
-use crate::media;
 use crate::persona;
 use crate::phase;
 use crate::profile::SessionSetup;
@@ -549,48 +548,6 @@ impl Worker {
         Ok(loaded)
     }
 
-    /// The files that came with the message, fetched into the session's workspace. The
-    /// transcription runs only while the message is not yet in the transcript.
-    async fn receive_media(
-        &self,
-        job: &JobMessage,
-        setup: &SessionSetup,
-        transcript: &Transcript,
-    ) -> media::Received {
-        if job.inbound.media.is_empty() {
-            return media::Received::default();
-        }
-        let opened = match &setup.plan.refusal {
-            Some(refusal) => Err(std::io::Error::other(refusal.clone())),
-            None => Workspace::for_plan(&setup.plan),
-        };
-        let workspace = match opened {
-            Ok(ws) => ws,
-            Err(e) => {
-                tracing::warn!(job = %job.job_id, error = %e, "no workspace for inbound files");
-                return media::Received {
-                    notes: vec![format!(
-                        "[{} file(s) came with this message, but this session has no workspace to keep them]",
-                        job.inbound.media.len()
-                    )],
-                    images: vec![],
-                };
-            }
-        };
-        let receiver = media::MediaIn {
-            outbound: &self.outbound,
-            http: &self.http,
-            audio: &self.config.tools.media.audio,
-            providers: &self.config.models.providers,
-            workspace: &workspace,
-            max_bytes: self.outbound.media_max(job.inbound.channel),
-        };
-        receiver
-            .receive(job, !has_message(transcript, job))
-            .instrument(phase::span("media"))
-            .await
-    }
-
     /// Closes tool calls an earlier job left unanswered, then appends this job's message (once,
     /// whatever the number of attempts), with a line per file that came with it.
     async fn append_user_message(
@@ -600,7 +557,7 @@ impl Worker {
         file_notes: &[String],
     ) -> Result<(), JobError> {
         // A collected turn brings no message: the ones it answers are in already.
-        if job.collected || has_message(transcript, job) {
+        if job.collected || transcript.has_message_of(&job.job_id) {
             return Ok(());
         }
         let mut bodies = orphaned_results(transcript, &job.job_id);
@@ -638,13 +595,6 @@ impl Worker {
         transcript.push(stored);
         Ok(())
     }
-}
-
-/// Whether the job's message is in the transcript already (an earlier attempt appended it).
-fn has_message(transcript: &Transcript, job: &JobMessage) -> bool {
-    transcript.entries.iter().any(|e| {
-        e.job_id.as_deref() == Some(&job.job_id) && matches!(e.body, EntryBody::User { .. })
-    })
 }
 
 /// How an attempt ended, when it did not end in "ack".

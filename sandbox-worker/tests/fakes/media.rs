@@ -17,6 +17,9 @@ use serde_json::{json, Value};
 
 use super::{record, Fakes, World};
 
+/// A Slack upload: its declared length, and its bytes once they came.
+type Upload = (usize, Option<Vec<u8>>);
+
 #[derive(Default)]
 pub struct Media {
     next_id: AtomicI64,
@@ -27,7 +30,7 @@ pub struct Media {
     /// Slack ts → text.
     slack_messages: Mutex<HashMap<String, String>>,
     /// Slack upload file id → (declared length, bytes once uploaded).
-    uploads: Mutex<HashMap<String, (usize, Option<Vec<u8>>)>>,
+    uploads: Mutex<HashMap<String, Upload>>,
     /// Slack private file path → bytes.
     private: Mutex<HashMap<String, Vec<u8>>>,
     transcript: Mutex<String>,
