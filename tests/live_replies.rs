@@ -58,6 +58,11 @@ fn two_tools(n: usize, _: &Value) -> Reply {
     }
 }
 
+/// The preview shows the answer.
+fn answered_in_the_preview(fakes: &Fakes) -> bool {
+    texts(&fakes.edits()).iter().any(|t| t == "All done.")
+}
+
 fn one_message_edited(fakes: &Fakes) -> (Vec<String>, Vec<String>) {
     let posted = fakes.sent_messages();
     let edits = fakes.edits();
@@ -76,11 +81,7 @@ async fn a_two_tool_run_shows_one_preview_edited_three_times() {
     stack
         .post_telegram(&telegram_dm(8101, "do two things"))
         .await;
-    let done = stack
-        .wait_for(WITHIN, |f| {
-            texts(&f.edits()).iter().any(|t| t == "All done.")
-        })
-        .await;
+    let done = stack.wait_for(WITHIN, answered_in_the_preview).await;
 
     assert!(done, "{}", stack.log_text());
     let (posted, edits) = one_message_edited(&stack.fakes);
@@ -121,11 +122,7 @@ async fn a_preview_killed_between_two_edits_is_edited_by_the_resumed_job_not_pos
 
     stack.kill();
     stack.start();
-    let done = stack
-        .wait_for(WITHIN, |f| {
-            texts(&f.edits()).iter().any(|t| t == "All done.")
-        })
-        .await;
+    let done = stack.wait_for(WITHIN, answered_in_the_preview).await;
 
     assert!(done, "{}", stack.log_text());
     let (posted, edits) = one_message_edited(&stack.fakes);

@@ -102,21 +102,7 @@ impl JobLedger for DynamoStore {
             e.name("exp_ms"),
             e.value("now", n(now))
         );
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression(condition)
-            .set_expression_attribute_names(e.names())
-            .set_expression_attribute_values(e.values())
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(err) if is_code(err.code(), "ConditionalCheckFailedException") => Ok(false),
-            Err(err) => Err(self.error(err)),
-        }
+        self.put_if(item, condition, e).await
     }
 
     async fn claim_job(
@@ -307,21 +293,7 @@ impl JobLedger for DynamoStore {
             exp = e.name("exp_ms"),
             now = e.value("now", n(now)),
         );
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression(condition)
-            .set_expression_attribute_names(e.names())
-            .set_expression_attribute_values(e.values())
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(err) if is_code(err.code(), "ConditionalCheckFailedException") => Ok(()),
-            Err(err) => Err(self.error(err)),
-        }
+        self.put_if(item, condition, e).await.map(|_| ())
     }
 
     async fn stop_requested(&self, session: &SessionKey) -> Result<Option<i64>, StoreError> {

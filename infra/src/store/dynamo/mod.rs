@@ -260,6 +260,30 @@ impl DynamoStore {
         }
     }
 
+    /// Puts `item` when `condition` holds: true when written, false when the condition failed.
+    pub(super) async fn put_if(
+        &self,
+        item: Item,
+        condition: String,
+        e: Expr,
+    ) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression(condition)
+            .set_expression_attribute_names(e.names())
+            .set_expression_attribute_values(e.values())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(err) if is_code(err.code(), "ConditionalCheckFailedException") => Ok(false),
+            Err(err) => Err(self.error(err)),
+        }
+    }
+
     pub(super) async fn get_item(&self, pk: String, sk: &str) -> Result<Option<Item>, StoreError> {
         Ok(self
             .client
