@@ -524,3 +524,127 @@ async fn in_collect_mode_messages_sent_during_a_run_are_answered_together_in_one
         "both in the last user turn: {said:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slack_preview_that_cannot_be_edited_gives_way_to_a_new_message_with_the_answer() {
+    let stack = spawn_stack(Arc::new(two_tools), options("progress")).await;
+    let event = json!({"token": "x", "team_id": "T1", "api_app_id": "A1", "type": "event_callback",
+        "event_id": "EvPREVIEW1", "event_time": 1700000600,
+        "event": {"type": "message", "channel": "D0PNCRP9N", "channel_type": "im",
+            "user": "U2147483697", "text": "do two things", "ts": "1700000600.000100"}});
+
+    stack.post_slack(&event).await;
+    let previewed = stack
+        .wait_for(WITHIN, |f| f.calls("/api/chat.update").len() == 1)
+        .await;
+    stack.fakes.delete_slack_messages();
+    let answered = stack
+        .wait_for(WITHIN, |f| {
+            texts(&f.slack_posts()).contains(&"All done.".to_string())
+        })
+        .await;
+
+    assert!(previewed && answered, "{}", stack.log_text());
+    assert_eq!(
+        texts(&stack.fakes.slack_posts()),
+        ["⏳ Working on it…", "All done."],
+        "the preview, then the answer as a new message once the preview was gone"
+    );
+    let updates = stack.fakes.calls("/api/chat.update");
+    assert!(updates[0].body["text"]
+        .as_str()
+        .unwrap()
+        .contains("exec echo one"));
+    assert_eq!(updates[0].body["ts"], updates.last().unwrap().body["ts"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webchat_files_go_in_and_out_only_with_the_token_and_only_as_uploads_made_them() {
+    let stack = spawn_stack(
+        Arc::new(|n, _: &Value| match n {
+            1 => Reply::tool_use("toolu_w1", "message", json!({"media": "out/report.txt"})),
+            _ => Reply::text("Here it is."),
+        }),
+        options("off"),
+    )
+    .await;
+    std::fs::create_dir_all(stack.workspace.join("out")).unwrap();
+    std::fs::write(
+        stack.workspace.join("out/report.txt"),
+        "quarterly numbers\n",
+    )
+    .unwrap();
+    let (base, token, http) = (&stack.base_url, stack.token(), &stack.http);
+    let upload = |content_type: &'static str, with_token: bool| {
+        let mut request = http
+            .post(format!(
+                "{base}/webchat/upload?conversation=web-files&name=../../evil.sh"
+            ))
+            .header("content-type", content_type)
+            .body("#!/bin/sh\n");
+        if with_token {
+            request = request.bearer_auth(&token);
+        }
+        request.send()
+    };
+
+    let no_token = upload("application/octet-stream", false).await.unwrap();
+    let form = upload("text/plain", true).await.unwrap();
+    let uploaded: Value = upload("application/octet-stream", true)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let send = |files: Value| {
+        http.post(format!("{base}/webchat/send"))
+            .bearer_auth(&token)
+            .json(
+                &json!({"conversation": "web-files", "text": "the report please", "files": files}),
+            )
+            .send()
+    };
+    let forged = send(json!([{"path": "notes/../../etc/passwd"}]))
+        .await
+        .unwrap();
+    let sent = send(json!([{"path": uploaded["path"], "name": "evil.sh"}]))
+        .await
+        .unwrap();
+    let answered = stack.wait_for(WITHIN, |f| f.model_calls().len() == 2).await;
+    let file = |path: &str, with_token: bool| {
+        let mut request = http.get(format!(
+            "{base}/webchat/file?conversation=web-files&path={path}"
+        ));
+        if with_token {
+            request = request.bearer_auth(&token);
+        }
+        request.send()
+    };
+    let download = file("out/report.txt", true).await.unwrap();
+    let download_status = download.status();
+    let downloaded = download.text().await.unwrap();
+    let anonymous = file("out/report.txt", false).await.unwrap();
+    let outside = file("../../etc/passwd", true).await.unwrap();
+
+    assert_eq!(no_token.status(), 401);
+    assert_eq!(form.status(), 415);
+    let path = uploaded["path"].as_str().unwrap();
+    assert!(
+        path.starts_with("inbound/up-") && path.ends_with("-evil.sh"),
+        "{uploaded}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(stack.workspace.join(path)).unwrap(),
+        "#!/bin/sh\n"
+    );
+    assert_eq!(forged.status(), 400);
+    assert_eq!(sent.status(), 202);
+    assert!(answered, "{}", stack.log_text());
+    let first = last_user_blocks(&stack.fakes.model_calls()[0].body);
+    let text = first[0]["text"].as_str().unwrap_or_default().to_string();
+    assert!(text.contains(&format!("saved at {path}")), "{text}");
+    assert_eq!(download_status, 200);
+    assert_eq!(downloaded, "quarterly numbers\n");
+    assert_eq!(anonymous.status(), 401);
+    assert_eq!(outside.status(), 404);
+}

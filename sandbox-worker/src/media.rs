@@ -61,7 +61,11 @@ impl MediaIn<'_> {
     pub async fn receive(&self, job: &JobMessage, transcribe: bool) -> Received {
         let mut received = Received::default();
         for (n, media) in job.inbound.media.iter().enumerate() {
-            let path = saved_path(&job.job_id, n, media);
+            // An upload is already in the workspace, where it stays; the rest are saved.
+            let path = match &media.source {
+                MediaSource::Workspace { path } => path.clone(),
+                _ => saved_path(&job.job_id, n, media),
+            };
             let bytes = match self.bytes(job, media, &path).await {
                 Ok(bytes) => bytes,
                 Err(why) => {
@@ -124,13 +128,13 @@ impl MediaIn<'_> {
         path: &str,
     ) -> Result<Vec<u8>, String> {
         let ws = self.workspace;
-        if let MediaSource::Workspace { path: uploaded } = &media.source {
+        if let MediaSource::Workspace { .. } = &media.source {
             // Only files an upload put in `inbound/` are taken from the workspace.
-            if !uploaded.starts_with("inbound/") || uploaded.contains("..") {
+            if !path.starts_with("inbound/") || path.contains("..") {
                 return Err("an upload outside inbound/ is not taken".into());
             }
             return ws
-                .read_bytes(uploaded, self.max_bytes)
+                .read_bytes(path, self.max_bytes)
                 .map_err(|e| e.to_string());
         }
         if ws.exists(path).unwrap_or(false) {

@@ -81,6 +81,12 @@ impl Fakes {
         *self.world.media.transcript.lock().unwrap() = text.to_string();
     }
 
+    /// Deletes every Slack message the bot posted, as a user can: `chat.update` then answers
+    /// `message_not_found`.
+    pub fn delete_slack_messages(&self) {
+        self.world.media.slack_messages.lock().unwrap().clear();
+    }
+
     /// Telegram `editMessageText` calls that Telegram accepted.
     pub fn edits(&self) -> Vec<super::Call> {
         self.calls("/editMessageText ok:")
