@@ -12,7 +12,7 @@ use fakes::{Fakes, Reply};
 use infra::config::Config;
 use infra::model::JobMessage;
 use infra::store::sqlite::SqliteStore;
-use infra::store::{Claim, JobLedger, StateStore};
+use infra::store::{Claim, StateStore};
 use sandbox_worker::agent::Lease;
 use sandbox_worker::reply::Outbound;
 use sandbox_worker::tools::fs::Workspace;
