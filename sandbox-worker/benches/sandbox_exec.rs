@@ -8,12 +8,12 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bollard::exec::StartExecResults;
 use bollard::models::ExecConfig;
+use common::Stat;
 use futures_util::StreamExt;
-use hdrhistogram::Histogram;
 use infra::model::{Channel, SessionKey};
 use sandbox_worker::sandbox::SandboxPlan;
 use sandbox_worker::tools::ToolBox;
@@ -21,23 +21,6 @@ use serde_json::json;
 
 const ROUNDS: usize = 200;
 const COLD_RUNS: usize = 15;
-
-struct Stat(Histogram<u64>);
-
-impl Stat {
-    fn new() -> Self {
-        Stat(Histogram::new_with_bounds(1, 600_000_000, 3).unwrap())
-    }
-    fn record(&mut self, d: Duration) {
-        self.0.saturating_record(d.as_micros().max(1) as u64);
-    }
-    fn p50_ms(&self) -> f64 {
-        self.0.value_at_quantile(0.5) as f64 / 1000.0
-    }
-    fn p95_ms(&self) -> f64 {
-        self.0.value_at_quantile(0.95) as f64 / 1000.0
-    }
-}
 
 async fn raw_bollard(docker: &bollard::Docker, container: &str) {
     let exec = docker

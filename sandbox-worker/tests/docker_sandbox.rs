@@ -516,3 +516,43 @@ async fn a_missing_image_names_the_command_that_builds_it() {
         out.output
     );
 }
+
+#[tokio::test]
+async fn past_the_cap_the_least_recently_used_idle_container_goes_and_comes_back_fresh() {
+    if !docker_available() {
+        return;
+    }
+    let sb = Sandbox::new();
+    let config = sb.config("prune: { maxContainers: 2 },", "");
+    let runtime = sb.runtime();
+    let name = |peer: &str| SandboxPlan::for_session(&config, "main", &dm(peer)).container_name;
+    let open = |peer: &'static str| {
+        let (runtime, config) = (&runtime, &config);
+        async move { ToolBox::for_session(runtime, config, "main", &dm(peer)).await }
+    };
+    let a = open("lru-a").await;
+    exec(&a, "echo kept > /workspace/lru-note", 30).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    open("lru-b").await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+
+    // A third session: the cap is 2, and `lru-a` is the least recently used.
+    open("lru-c").await;
+    let after_c = sb.containers();
+    // `lru-a` again: a fresh container over the same workspace, and now `lru-b` goes.
+    let a_again = open("lru-a").await;
+    let (report, failed) = exec(&a_again, "cat /workspace/lru-note", 30).await;
+    let after_a = sb.containers();
+
+    let sorted = |mut v: Vec<String>| {
+        v.sort();
+        v
+    };
+    assert_eq!(sorted(after_c), sorted(vec![name("lru-b"), name("lru-c")]));
+    assert!(!failed, "{report}");
+    assert_eq!(
+        report["stdout"], "kept\n",
+        "the workspace outlived the container"
+    );
+    assert_eq!(sorted(after_a), sorted(vec![name("lru-a"), name("lru-c")]));
+}

@@ -388,6 +388,9 @@ impl Default for DockerConfig {
 pub struct PruneConfig {
     pub idle_hours: f64,
     pub max_age_days: f64,
+    /// The most sandbox containers kept on one host (one Docker daemon); past it the least
+    /// recently used idle one is removed when another is created. 0: no cap.
+    pub max_containers: u32,
 }
 
 impl Default for PruneConfig {
@@ -395,6 +398,7 @@ impl Default for PruneConfig {
         PruneConfig {
             idle_hours: 24.0,
             max_age_days: 7.0,
+            max_containers: 64,
         }
     }
 }

@@ -136,3 +136,21 @@ pub fn file_uid(path: &Path) -> u32 {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata(path).unwrap().uid()
 }
+
+/// Latencies in microseconds, read as percentiles in milliseconds (the benchmarks).
+pub struct Stat(hdrhistogram::Histogram<u64>);
+
+impl Stat {
+    pub fn new() -> Self {
+        Stat(hdrhistogram::Histogram::new_with_bounds(1, 600_000_000, 3).unwrap())
+    }
+    pub fn record(&mut self, d: std::time::Duration) {
+        self.0.saturating_record(d.as_micros().max(1) as u64);
+    }
+    pub fn p50_ms(&self) -> f64 {
+        self.0.value_at_quantile(0.5) as f64 / 1000.0
+    }
+    pub fn p95_ms(&self) -> f64 {
+        self.0.value_at_quantile(0.95) as f64 / 1000.0
+    }
+}

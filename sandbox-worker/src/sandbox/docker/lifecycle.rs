@@ -1,5 +1,6 @@
 //! The containers' lifecycle after creation: listing them (`clawgate sandbox list`), pruning
-//! the idle and the old (a loop in the worker, `clawgate sandbox prune`), removing one.
+//! the idle and the old (a loop in the worker, `clawgate sandbox prune`), evicting the least
+//! recently used past the per-host cap, removing one.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,7 +12,7 @@ use infra::config::PruneConfig;
 use super::{
     status_code, DockerSandboxes, LABEL_CONFIG_HASH, LABEL_CREATED, LABEL_SANDBOX, LABEL_SCOPE,
 };
-use crate::sandbox::SandboxError;
+use crate::sandbox::{SandboxError, SandboxPlan};
 
 /// What `clawgate sandbox list` shows.
 #[derive(Debug, Clone)]
@@ -96,6 +97,33 @@ impl DockerSandboxes {
                 self.remove(&info.name).await?;
                 removed.push(info.name);
             }
+        }
+        Ok(removed)
+    }
+
+    /// Keeps at most `prune.maxContainers` of the plan's prefix on this daemon: the least
+    /// recently used idle containers go, never the plan's own or one running an exec. An
+    /// evicted session loses only its container; its workspace stays, and its next call gets
+    /// a fresh container over it. Returns the names removed.
+    pub async fn evict_over_cap(&self, plan: &SandboxPlan) -> Result<Vec<String>, SandboxError> {
+        let cap = plan.prune.max_containers as usize;
+        if cap == 0 {
+            return Ok(vec![]);
+        }
+        let mut live = self.list(Some(&plan.docker.container_prefix)).await?;
+        let mut excess = live.len().saturating_sub(cap);
+        live.sort_by_key(|info| info.last_used);
+        let mut removed = Vec::new();
+        for info in live {
+            if excess == 0 {
+                break;
+            }
+            if info.name == plan.container_name || self.running_execs(&info.name) > 0 {
+                continue;
+            }
+            self.remove(&info.name).await?;
+            removed.push(info.name);
+            excess -= 1;
         }
         Ok(removed)
     }

@@ -184,7 +184,20 @@ impl DockerSandboxes {
             Err(e) if status_code(&e) == Some(404) => {}
             Err(e) => return Err(self.error(name, &e)),
         }
-        self.create(plan).await
+        let created = self.create(plan).await?;
+        // A dense host: past the cap, the least recently used idle container makes room.
+        match self.evict_over_cap(plan).await {
+            Ok(evicted) if !evicted.is_empty() => {
+                tracing::info!(
+                    ?evicted,
+                    cap = plan.prune.max_containers,
+                    "evicted the least recently used sandboxes"
+                )
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "could not evict sandboxes over the cap"),
+        }
+        Ok(created)
     }
 
     async fn create(&self, plan: &SandboxPlan) -> Result<ContainerRef, SandboxError> {
