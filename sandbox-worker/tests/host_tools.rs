@@ -166,3 +166,31 @@ async fn malformed_tool_input_is_an_error_for_the_model_not_a_crash() {
         assert!(out.is_error, "{tool} {input}: {}", out.output);
     }
 }
+
+#[tokio::test]
+async fn a_background_process_on_the_host_runs_in_the_workspace_and_is_waited_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = SandboxRuntime::new(None, dir.path().join("activity"));
+    let tools =
+        ToolBox::for_session(&runtime, &config(dir.path(), "off"), "main", &session()).await;
+
+    let started = tools
+        .run(
+            "process",
+            &json!({"action": "start", "command": "sleep 0.3; pwd; echo done"}),
+        )
+        .await;
+    let id = serde_json::from_str::<Value>(&started.output).unwrap()["id"].clone();
+    let waited = tools
+        .run(
+            "process",
+            &json!({"action": "wait", "id": id, "timeout": 10}),
+        )
+        .await;
+    let report: Value = serde_json::from_str(&waited.output).unwrap();
+
+    assert!(!started.is_error, "{}", started.output);
+    assert_eq!(report["state"], "exited with 0", "{report}");
+    let ws = dir.path().join("ws").canonicalize().unwrap();
+    assert_eq!(report["output"], format!("{}\ndone\n", ws.display()));
+}

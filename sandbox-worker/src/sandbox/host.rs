@@ -132,6 +132,16 @@ impl ExecBackend for HostExec {
         ))
     }
 
+    /// One directory per workspace under the host's temporary directory.
+    fn process_dir(&self) -> String {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(self.workspace.to_string_lossy().as_bytes());
+        std::env::temp_dir()
+            .join(format!("clawgate-proc-{}", &hex::encode(digest)[..12]))
+            .to_string_lossy()
+            .into_owned()
+    }
+
     fn describe(&self) -> String {
         format!("host (no sandbox), workspace {}", self.workspace.display())
     }

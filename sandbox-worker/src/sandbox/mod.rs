@@ -131,6 +131,11 @@ pub trait ExecBackend: Send + Sync {
     async fn exec(&self, request: &ExecRequest) -> Result<ExecOutput, SandboxError>;
     /// Where commands run, for logs and `/status`.
     fn describe(&self) -> String;
+    /// Where the `process` tool keeps its background processes' state, as commands see it:
+    /// in a container, its `/tmp` (a tmpfs, so a restart ends them and says so).
+    fn process_dir(&self) -> String {
+        "/tmp/.clawgate-proc".into()
+    }
 }
 
 /// Connects to Docker once, on first need, and hands out the backend a plan calls for.

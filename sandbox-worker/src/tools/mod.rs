@@ -10,6 +10,7 @@ pub mod memory;
 pub mod message;
 pub mod patch;
 pub mod policy;
+mod process;
 pub mod sessions;
 
 use std::collections::BTreeMap;
@@ -89,6 +90,25 @@ pub fn builtin_specs() -> Vec<ToolSpec> {
                     "timeout": {"type": "integer", "minimum": 1, "description": "Seconds before the command and its children are killed (default 120)."}
                 },
                 "required": ["command"],
+                "additionalProperties": false
+            }),
+        },
+        ToolSpec {
+            name: "process",
+            description: "Background processes in the sandbox (servers, watchers, long builds): start {command, workdir?} gives an id; list; poll {id, offset?} returns output from offset and next_offset; write {id, data} to its stdin; kill {id, signal?}; wait {id, timeout?}. They outlive this turn but not a sandbox restart.",
+            input_schema: json!({
+                "type": "object",
+                "properties": {
+                    "action": {"type": "string", "enum": ["start", "list", "poll", "write", "kill", "wait"]},
+                    "command": {"type": "string"},
+                    "workdir": {"type": "string"},
+                    "id": {"type": "string"},
+                    "offset": {"type": "integer", "minimum": 0},
+                    "data": {"type": "string"},
+                    "signal": {"type": "string"},
+                    "timeout": {"type": "integer", "minimum": 1}
+                },
+                "required": ["action"],
                 "additionalProperties": false
             }),
         },
@@ -307,6 +327,9 @@ impl ToolBox {
         };
         if tool == "exec" {
             return self.exec(ready, input).await;
+        }
+        if tool == "process" {
+            return process::run(ready, &self.cancel, input).await;
         }
         let (ws, input, name) = (ready.workspace.clone(), input.clone(), name.to_string());
         // File work is blocking I/O: off the async threads, and bounded in time.

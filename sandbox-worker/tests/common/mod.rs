@@ -32,7 +32,8 @@ pub fn docker_or_skip() -> bool {
     docker_available()
 }
 
-/// Builds the test image from the static busybox, once per test process.
+/// Builds the test image from the static busybox, once per test process. `/tmp` is 1777 as in
+/// Debian (the real image), so the tmpfs mounted there is writable by the sandbox user.
 pub fn test_image() -> &'static str {
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| {
@@ -44,7 +45,8 @@ pub fn test_image() -> &'static str {
             "FROM scratch\n\
              COPY busybox /bin/busybox\n\
              RUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n\
-             RUN [\"/bin/busybox\", \"mkdir\", \"-p\", \"/workspace\", \"/tmp\", \"/run\", \"/var/tmp\"]\n",
+             RUN [\"/bin/busybox\", \"mkdir\", \"-p\", \"/workspace\", \"/tmp\", \"/run\", \"/var/tmp\"]\n\
+             RUN [\"/bin/busybox\", \"chmod\", \"1777\", \"/tmp\", \"/var/tmp\"]\n",
         )
         .unwrap();
         let out = Command::new("docker")
