@@ -1,0 +1,321 @@
+//! A simulated fleet (`cargo bench -p sandbox-worker --bench fleet`): a deterministic
+//! discrete-event model of the AWS deployment replaying one day of traffic, to answer what a
+//! test machine cannot: the wait before a job starts at internet scale, the hottest DynamoDB
+//! key as a share of its partition's limit, and the instance-hours the autoscaler spends
+//! against the Little's-law lower bound.
+//!
+//! The model (its constants are named below; the measured ones come from docs/benchmarks.md):
+//! - Arrivals: `USERS` × `MESSAGES_PER_USER` a day, each user's messages a Poisson process
+//!   whose rate follows one diurnal curve (peak ≈ 1.8× the mean). One session per user, run
+//!   FIFO: a user's message waits for their previous one (SQS FIFO groups).
+//! - A job: 1 + a geometric number of tool rounds (mean `MEAN_TOOL_ROUNDS`), each model call
+//!   lognormal (median `MODEL_MEDIAN`), each tool call the measured `exec` cost, plus the
+//!   measured store overhead. Jobs are I/O-bound: a worker instance runs `SLOTS` at once.
+//! - Autoscaling: target tracking on busy slots per instance (`TARGET_UTILISATION`), with the
+//!   metric `METRIC_DELAY` old, decisions every `METRIC_PERIOD`, `BOOT_TIME` before a new
+//!   instance takes jobs, scale-in only after `SCALE_IN_COOLDOWN`.
+//! - DynamoDB: every write of a job charged to its partition key per second (claim, transcript
+//!   entries, session meta, the agent's listing shard, rate counters, usage counters).
+//!
+//! Not yet done (issue 17): calibration against the `worker_jobs` benchmark within ±15 %. The
+//! numbers below are the model's, with measured per-call costs but an uncalibrated CPU model
+//! (the model has none: `worker_jobs` on one 2-core host is CPU-bound in dockerd, the fleet's
+//! instances are not).
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::time::Instant;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rand_distr::{Distribution, Exp, Geometric, LogNormal};
+
+const USERS: u64 = 1_000_000;
+const MESSAGES_PER_USER: f64 = 20.0;
+const DAY: f64 = 86_400.0;
+/// Peak-to-mean of the diurnal curve minus one.
+const DIURNAL: f64 = 0.8;
+const MODEL_MEDIAN: f64 = 1.5;
+const MODEL_SIGMA: f64 = 0.6;
+const MEAN_TOOL_ROUNDS: f64 = 1.2;
+/// Measured: the `exec` tool's p50 (docs/benchmarks.md, `sandbox_exec`).
+const TOOL_CALL: f64 = 0.042;
+/// Measured: a job's store and queue work on SQLite (52 ms job − 46 ms sandbox).
+const STORE_OVERHEAD: f64 = 0.006;
+const SLOTS: usize = 16;
+const TARGET_UTILISATION: f64 = 0.7;
+const METRIC_PERIOD: f64 = 60.0;
+const METRIC_DELAY: f64 = 60.0;
+const BOOT_TIME: f64 = 90.0;
+const SCALE_IN_COOLDOWN: f64 = 300.0;
+const MIN_INSTANCES: usize = 2;
+/// DynamoDB's write limit per partition (WCU/s; one write of ≤ 1 KB is one WCU).
+const PARTITION_WCU: f64 = 1_000.0;
+/// The agent listing index is spread over this many keys (docs/architecture.md §3).
+const LISTING_SHARDS: u64 = 8;
+/// Usage counters written per model call: input, output, cache read, cache write.
+const USAGE_FIGURES: usize = 4;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Kind {
+    Arrive,
+    Done,
+    Scale,
+    Boot,
+}
+
+/// An event at a time in microseconds (ordered, so the run is deterministic).
+type Event = Reverse<(u64, Kind, u64)>;
+
+fn at(seconds: f64) -> u64 {
+    (seconds * 1e6) as u64
+}
+
+/// The arrival rate's shape over the day, mean 1.
+fn diurnal(t: f64) -> f64 {
+    1.0 + DIURNAL * (std::f64::consts::TAU * (t / DAY - 0.375)).sin()
+}
+
+struct Fleet {
+    rng: StdRng,
+    events: BinaryHeap<Event>,
+    /// Per user: is a job of theirs running, and the messages waiting behind it.
+    sessions: HashMap<u64, (bool, u32)>,
+    /// Jobs ready to run (their session free), FIFO: (user, ready at).
+    ready: VecDeque<(u64, u64)>,
+    instances: usize,
+    booting: usize,
+    busy: usize,
+    busy_history: VecDeque<(u64, f64)>,
+    last_scale_in: f64,
+    waits: hdrhistogram::Histogram<u64>,
+    busy_slot_seconds: f64,
+    instance_seconds: f64,
+    last_t: u64,
+    /// Writes per second to the keys every job shares: the listing shards, then the usage
+    /// counters. (A session's own keys see one job at a time: `session_peak`.)
+    shared: Vec<Vec<u32>>,
+    session_peak: u32,
+    next_arrival: f64,
+    arrival_gap: Exp<f64>,
+    model: LogNormal<f64>,
+    rounds: Geometric,
+}
+
+impl Fleet {
+    fn new(seed: u64) -> Self {
+        Fleet {
+            rng: StdRng::seed_from_u64(seed),
+            events: BinaryHeap::new(),
+            sessions: HashMap::new(),
+            ready: VecDeque::new(),
+            instances: MIN_INSTANCES,
+            booting: 0,
+            busy: 0,
+            busy_history: VecDeque::new(),
+            last_scale_in: 0.0,
+            waits: hdrhistogram::Histogram::new_with_bounds(1, 86_400_000_000, 3).unwrap(),
+            busy_slot_seconds: 0.0,
+            instance_seconds: 0.0,
+            last_t: 0,
+            shared: vec![
+                vec![0; (DAY + 7_200.0) as usize];
+                LISTING_SHARDS as usize + USAGE_FIGURES
+            ],
+            session_peak: 0,
+            next_arrival: 0.0,
+            arrival_gap: Exp::new(USERS as f64 * MESSAGES_PER_USER / DAY * (1.0 + DIURNAL))
+                .unwrap(),
+            model: LogNormal::new(MODEL_MEDIAN.ln(), MODEL_SIGMA).unwrap(),
+            rounds: Geometric::new(1.0 / (1.0 + MEAN_TOOL_ROUNDS)).unwrap(),
+        }
+    }
+
+    /// The next message of the day (a Poisson process at the peak rate, thinned to the
+    /// diurnal curve), from a user drawn uniformly.
+    fn schedule_next_arrival(&mut self) {
+        loop {
+            self.next_arrival += self.arrival_gap.sample(&mut self.rng);
+            if self.next_arrival >= DAY {
+                return;
+            }
+            if self.rng.random::<f64>() * (1.0 + DIURNAL) <= diurnal(self.next_arrival) {
+                let user = self.rng.random_range(0..USERS);
+                self.events
+                    .push(Reverse((at(self.next_arrival), Kind::Arrive, user)));
+                return;
+            }
+        }
+    }
+
+    fn write_shared(&mut self, key: usize, t: u64, n: u32) {
+        let second = (t / 1_000_000) as usize;
+        if let Some(count) = self.shared[key].get_mut(second) {
+            *count += n;
+        }
+    }
+
+    fn start_jobs(&mut self, now: u64) {
+        while self.busy < self.instances * SLOTS {
+            let Some((user, ready_at)) = self.ready.pop_front() else {
+                break;
+            };
+            self.waits.saturating_record((now - ready_at).max(1));
+            self.busy += 1;
+            // The agent loop stops at 16 model turns (`AgentLimits::max_turns`).
+            let rounds = self.rounds.sample(&mut self.rng).min(15);
+            // The job's writes, each charged to the second it happens: its message and the
+            // listing shard at the start, then per model call the turn (and its tool result)
+            // in the session and one ADD per usage figure to the day's counters.
+            self.write_shared((user % LISTING_SHARDS) as usize, now, 1);
+            let mut elapsed = STORE_OVERHEAD;
+            let mut session_second = (0u64, 0u32);
+            for call in 0..=rounds {
+                elapsed += self.model.sample(&mut self.rng);
+                let when = now + at(elapsed);
+                for figure in 0..USAGE_FIGURES {
+                    self.write_shared(LISTING_SHARDS as usize + figure, when, 1);
+                }
+                let second = when / 1_000_000;
+                let writes = if call < rounds { 2 } else { 1 };
+                session_second = if session_second.0 == second {
+                    (second, session_second.1 + writes)
+                } else {
+                    (second, writes)
+                };
+                self.session_peak = self.session_peak.max(session_second.1);
+                if call < rounds {
+                    elapsed += TOOL_CALL;
+                }
+            }
+            let service = elapsed;
+            self.busy_slot_seconds += service;
+            let done = now + at(service);
+            self.events.push(Reverse((done, Kind::Done, user)));
+        }
+    }
+
+    fn run(&mut self) {
+        // The fleet starts the day as sized for the night's rate, as a running one would be.
+        let night = USERS as f64 * MESSAGES_PER_USER / DAY * diurnal(0.0);
+        let per_job = STORE_OVERHEAD
+            + (1.0 + MEAN_TOOL_ROUNDS) * MODEL_MEDIAN * (MODEL_SIGMA.powi(2) / 2.0).exp()
+            + MEAN_TOOL_ROUNDS * TOOL_CALL;
+        self.instances = ((night * per_job / (SLOTS as f64 * TARGET_UTILISATION)).ceil() as usize)
+            .max(MIN_INSTANCES);
+        self.schedule_next_arrival();
+        self.events
+            .push(Reverse((at(METRIC_PERIOD), Kind::Scale, 0)));
+        while let Some(Reverse((t, kind, who))) = self.events.pop() {
+            self.instance_seconds +=
+                (t - self.last_t) as f64 / 1e6 * (self.instances + self.booting) as f64;
+            self.last_t = t;
+            match kind {
+                Kind::Arrive => {
+                    self.schedule_next_arrival();
+                    let session = self.sessions.entry(who).or_default();
+                    if session.0 {
+                        session.1 += 1;
+                    } else {
+                        session.0 = true;
+                        self.ready.push_back((who, t));
+                    }
+                }
+                Kind::Done => {
+                    self.busy -= 1;
+                    let session = self.sessions.get_mut(&who).expect("a running session");
+                    if session.1 > 0 {
+                        session.1 -= 1;
+                        self.ready.push_back((who, t));
+                    } else {
+                        session.0 = false;
+                    }
+                }
+                Kind::Boot => {
+                    self.booting -= 1;
+                    self.instances += 1;
+                }
+                Kind::Scale => self.scale(t),
+            }
+            self.start_jobs(t);
+        }
+    }
+
+    /// Target tracking on the busy-slot share, read `METRIC_DELAY` late.
+    fn scale(&mut self, t: u64) {
+        let now = t as f64 / 1e6;
+        let demand = self.busy + self.ready.len();
+        self.busy_history.push_back((t, demand as f64));
+        while self
+            .busy_history
+            .front()
+            .is_some_and(|(when, _)| (t - when) as f64 / 1e6 > METRIC_DELAY + METRIC_PERIOD)
+        {
+            self.busy_history.pop_front();
+        }
+        let seen = self.busy_history.front().map_or(0.0, |(_, d)| *d);
+        let wanted =
+            ((seen / (SLOTS as f64 * TARGET_UTILISATION)).ceil() as usize).max(MIN_INSTANCES);
+        let have = self.instances + self.booting;
+        if wanted > have {
+            for _ in have..wanted {
+                self.booting += 1;
+                self.events
+                    .push(Reverse((t + at(BOOT_TIME), Kind::Boot, 0)));
+            }
+        } else if wanted < self.instances && now - self.last_scale_in >= SCALE_IN_COOLDOWN {
+            self.instances = wanted.max(self.busy.div_ceil(SLOTS)).max(MIN_INSTANCES);
+            self.last_scale_in = now;
+        }
+        if now + METRIC_PERIOD < DAY + 3_600.0 {
+            self.events
+                .push(Reverse((t + at(METRIC_PERIOD), Kind::Scale, 0)));
+        }
+    }
+}
+
+fn main() {
+    let started = Instant::now();
+    let mut fleet = Fleet::new(17);
+    fleet.run();
+    let jobs = fleet.waits.len();
+    let lower_bound_hours = fleet.busy_slot_seconds / SLOTS as f64 / 3_600.0;
+    let hours = fleet.instance_seconds / 3_600.0;
+    let peak = |keys: std::ops::Range<usize>| {
+        keys.flat_map(|k| fleet.shared[k].iter().copied())
+            .max()
+            .unwrap_or(0)
+    };
+    let listing_peak = peak(0..LISTING_SHARDS as usize);
+    let usage_peak = peak(LISTING_SHARDS as usize..LISTING_SHARDS as usize + USAGE_FIGURES);
+    println!(
+        "# fleet: {USERS} users × {MESSAGES_PER_USER} messages, one simulated day, {jobs} jobs, simulated in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    println!("| measure | value | target (issue 17) |");
+    println!("|---|---|---|");
+    println!(
+        "| wait before a job starts, p50 / p99 / max | {:.2} / {:.2} / {:.1} s | p99 ≤ 30 s |",
+        fleet.waits.value_at_quantile(0.5) as f64 / 1e6,
+        fleet.waits.value_at_quantile(0.99) as f64 / 1e6,
+        fleet.waits.max() as f64 / 1e6
+    );
+    let share = |writes: u32| writes as f64 / PARTITION_WCU * 100.0;
+    println!(
+        "| hottest key: a day's usage counter (`usage:day:…`), peak writes/s | {usage_peak} ({:.0} % of a partition's {PARTITION_WCU} WCU) | ≤ 50 % |",
+        share(usage_peak)
+    );
+    println!(
+        "| hottest agent-listing shard, peak writes/s | {listing_peak} ({:.0} %) | |",
+        share(listing_peak)
+    );
+    println!(
+        "| one session's keys, peak writes/s (one job at a time) | {} ({:.1} %) | |",
+        fleet.session_peak,
+        share(fleet.session_peak)
+    );
+    println!(
+        "| instance-hours / Little's-law lower bound | {hours:.0} / {lower_bound_hours:.0} = {:.2} | ≤ 1.3 |",
+        hours / lower_bound_hours
+    );
+}
