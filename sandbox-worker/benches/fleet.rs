@@ -14,8 +14,10 @@
 //! - Autoscaling: target tracking on busy slots per instance (`TARGET_UTILISATION`), with the
 //!   metric `METRIC_DELAY` old, decisions every `METRIC_PERIOD`, `BOOT_TIME` before a new
 //!   instance takes jobs, scale-in only after `SCALE_IN_COOLDOWN`.
-//! - DynamoDB: every write of a job charged to its partition key per second (claim, transcript
-//!   entries, session meta, the agent's listing shard, rate counters, usage counters).
+//! - DynamoDB: the writes to keys many jobs share (the agent's listing shards, the day's usage
+//!   counters) counted per key per second as they happen; a session's own keys see one job at
+//!   a time, so their peak is the most one job writes in a second. A job's claim and its
+//!   sender's rate counter are keys of their own, never hot, and not counted.
 //!
 //! Not yet done (issue 17): calibration against the `worker_jobs` benchmark within ±15 %. The
 //! numbers below are the model's, with measured per-call costs but an uncalibrated CPU model
