@@ -23,7 +23,10 @@ impl LocalWorkspaces {
         if let Some(refusal) = &setup.plan.refusal {
             return Err(refusal.clone());
         }
-        Workspace::for_plan(&setup.plan).map_err(|e| format!("no workspace: {e}"))
+        setup
+            .plan
+            .open_workspace()
+            .map_err(|e| format!("no workspace: {e}"))
     }
 }
 

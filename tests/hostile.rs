@@ -328,6 +328,16 @@ async fn a_model_advising_an_infinite_retry_after_fails_the_job_cleanly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_process_left_in_the_sandbox_swapping_symlinks_never_reaches_a_host_directory() {
+    symlink_swap(common::ExecPath::Agent).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_symlink_swapper_never_reaches_a_host_directory_through_docker_exec_either() {
+    symlink_swap(common::ExecPath::DockerExec).await
+}
+
+/// The file tools of `path` against a process flipping a directory and a link to the host.
+async fn symlink_swap(path: common::ExecPath) {
     if !common::docker_or_skip() {
         return;
     }
@@ -338,8 +348,14 @@ async fn a_process_left_in_the_sandbox_swapping_symlinks_never_reaches_a_host_di
     std::fs::write(canary.join("keep"), "precious").unwrap();
     let config = sb.config("", "");
     let session = infra::model::SessionKey::dm("main", infra::model::Channel::Telegram, "swap");
-    let tools =
-        sandbox_worker::tools::ToolBox::for_session(&sb.runtime(), &config, "main", &session).await;
+    let tools = sandbox_worker::tools::ToolBox::for_session(
+        &sb.runtime_on(path),
+        &config,
+        "main",
+        &session,
+    )
+    .await;
+    assert!(tools.describe_backend().contains(path.described_as()));
     // The exec's process group is killed when it ends; `setsid` leaves it (given a moment
     // before the exec ends), as an attacker's process would. It flips `sub` between a directory and a link naming the host directory.
     let swapper = format!(

@@ -232,7 +232,7 @@ impl Worker {
         }
         let opened = match &setup.plan.refusal {
             Some(refusal) => Err(std::io::Error::other(refusal.clone())),
-            None => Workspace::for_plan(&setup.plan),
+            None => setup.plan.open_workspace(),
         };
         let workspace = match opened {
             Ok(ws) => ws,

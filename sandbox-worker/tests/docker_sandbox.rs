@@ -11,7 +11,24 @@ use sandbox_worker::sandbox::SandboxPlan;
 use sandbox_worker::tools::ToolBox;
 use serde_json::{json, Value};
 
-use common::{docker_available, file_uid, Sandbox};
+use common::{docker_available, file_uid, ExecPath, Sandbox};
+
+/// Runs a hardening check twice: through the in-sandbox agent and through `docker exec` (the
+/// path of containers made before the agent, or without it).
+macro_rules! on_both_paths {
+    ($check:ident) => {
+        mod $check {
+            #[tokio::test]
+            async fn through_the_agent() {
+                super::$check(super::ExecPath::Agent).await
+            }
+            #[tokio::test]
+            async fn through_docker_exec() {
+                super::$check(super::ExecPath::DockerExec).await
+            }
+        }
+    };
+}
 
 fn dm(peer: &str) -> SessionKey {
     SessionKey::dm("main", Channel::Telegram, peer)
@@ -26,14 +43,18 @@ async fn exec(tools: &ToolBox, command: &str, timeout: u64) -> (Value, bool) {
     (report, out.is_error)
 }
 
-#[tokio::test]
-async fn the_container_is_hardened_as_seen_from_inside() {
+async fn the_container_is_hardened_as_seen_from_inside(path: ExecPath) {
     if !docker_available() {
         return;
     }
     let sb = Sandbox::new();
     let config = sb.config("", "");
-    let tools = ToolBox::for_session(&sb.runtime(), &config, "main", &dm("1")).await;
+    let tools = ToolBox::for_session(&sb.runtime_on(path), &config, "main", &dm("1")).await;
+    assert!(
+        tools.describe_backend().contains(path.described_as()),
+        "{}",
+        tools.describe_backend()
+    );
 
     let (report, failed) = exec(
         &tools,
@@ -66,14 +87,15 @@ async fn the_container_is_hardened_as_seen_from_inside() {
     }
     assert!(stdout.contains("cpu=100000"), "one CPU of quota: {stdout}");
 }
+on_both_paths!(the_container_is_hardened_as_seen_from_inside);
 
-#[tokio::test]
-async fn a_fork_loop_hits_the_pids_limit_and_the_sandbox_stays_usable() {
+async fn a_fork_loop_hits_the_pids_limit_and_the_sandbox_stays_usable(path: ExecPath) {
     if !docker_available() {
         return;
     }
     let sb = Sandbox::new();
-    let tools = ToolBox::for_session(&sb.runtime(), &sb.config("", ""), "main", &dm("2")).await;
+    let tools =
+        ToolBox::for_session(&sb.runtime_on(path), &sb.config("", ""), "main", &dm("2")).await;
 
     let (report, failed) = exec(&tools, "while true; do sleep 100 & done", 10).await;
     let (after, after_failed) = exec(
@@ -94,14 +116,15 @@ async fn a_fork_loop_hits_the_pids_limit_and_the_sandbox_stays_usable() {
         "no sleeper survived: {after}"
     );
 }
+on_both_paths!(a_fork_loop_hits_the_pids_limit_and_the_sandbox_stays_usable);
 
-#[tokio::test]
-async fn a_memory_hog_is_killed_and_reported_while_the_sandbox_carries_on() {
+async fn a_memory_hog_is_killed_and_reported_while_the_sandbox_carries_on(path: ExecPath) {
     if !docker_available() {
         return;
     }
     let sb = Sandbox::new();
-    let tools = ToolBox::for_session(&sb.runtime(), &sb.config("", ""), "main", &dm("3")).await;
+    let tools =
+        ToolBox::for_session(&sb.runtime_on(path), &sb.config("", ""), "main", &dm("3")).await;
 
     let (report, failed) = exec(
         &tools,
@@ -120,14 +143,15 @@ async fn a_memory_hog_is_killed_and_reported_while_the_sandbox_carries_on() {
     assert!(!report["stdout"].as_str().unwrap().contains("survived"));
     assert!(!after_failed && after["stdout"] == "fine\n", "{after}");
 }
+on_both_paths!(a_memory_hog_is_killed_and_reported_while_the_sandbox_carries_on);
 
-#[tokio::test]
-async fn a_timeout_kills_the_command_with_its_children() {
+async fn a_timeout_kills_the_command_with_its_children(path: ExecPath) {
     if !docker_available() {
         return;
     }
     let sb = Sandbox::new();
-    let tools = ToolBox::for_session(&sb.runtime(), &sb.config("", ""), "main", &dm("4")).await;
+    let tools =
+        ToolBox::for_session(&sb.runtime_on(path), &sb.config("", ""), "main", &dm("4")).await;
 
     let (report, failed) = exec(
         &tools,
@@ -146,14 +170,15 @@ async fn a_timeout_kills_the_command_with_its_children() {
     );
     assert_eq!(ps["stdout"], "0\n", "even the setsid child is gone: {ps}");
 }
+on_both_paths!(a_timeout_kills_the_command_with_its_children);
 
-#[tokio::test]
-async fn ten_megabytes_of_output_come_back_capped_with_the_real_exit_code() {
+async fn ten_megabytes_of_output_come_back_capped_with_the_real_exit_code(path: ExecPath) {
     if !docker_available() {
         return;
     }
     let sb = Sandbox::new();
-    let tools = ToolBox::for_session(&sb.runtime(), &sb.config("", ""), "main", &dm("5")).await;
+    let tools =
+        ToolBox::for_session(&sb.runtime_on(path), &sb.config("", ""), "main", &dm("5")).await;
 
     let (report, failed) = exec(
         &tools,
@@ -170,6 +195,7 @@ async fn ten_megabytes_of_output_come_back_capped_with_the_real_exit_code() {
     assert!(stdout.contains("bytes omitted"));
     assert!(stdout.len() < 40 * 1024, "{}", stdout.len());
 }
+on_both_paths!(ten_megabytes_of_output_come_back_capped_with_the_real_exit_code);
 
 #[tokio::test]
 async fn a_restarted_worker_reuses_the_labelled_container() {

@@ -11,7 +11,7 @@
 
 pub mod docker;
 pub mod host;
-pub mod output;
+pub use sandbox_agent::output;
 mod plan;
 
 pub use plan::{container_name, numeric_owner, SandboxPlan};
@@ -136,12 +136,25 @@ pub trait ExecBackend: Send + Sync {
     fn process_dir(&self) -> String {
         "/tmp/.clawgate-proc".into()
     }
+    /// Runs a file tool (`read`, `write`, `edit`, `apply_patch`) where the commands run, when
+    /// this backend can: the text for the model or why it failed. `None`: the caller runs it on
+    /// the host side of the workspace mount.
+    async fn file_tool(
+        &self,
+        _tool: &str,
+        _input: &serde_json::Value,
+        _deadline: Duration,
+    ) -> Option<Result<String, String>> {
+        None
+    }
 }
 
 /// Connects to Docker once, on first need, and hands out the backend a plan calls for.
 pub struct SandboxRuntime {
     socket: Option<String>,
     activity_dir: PathBuf,
+    /// The in-sandbox agent binary, found once ([`docker::agent::find_binary`]).
+    agent: Option<PathBuf>,
     metrics: infra::metrics::Metrics,
     docker: tokio::sync::OnceCell<std::sync::Arc<docker::DockerSandboxes>>,
 }
@@ -153,9 +166,17 @@ impl SandboxRuntime {
         SandboxRuntime {
             socket,
             activity_dir,
+            agent: docker::agent::find_binary(),
             metrics: Default::default(),
             docker: tokio::sync::OnceCell::new(),
         }
+    }
+
+    /// Mounts `agent` into new containers instead of the one found at start (`None`: every
+    /// new container uses the exec path).
+    pub fn with_agent(mut self, agent: Option<PathBuf>) -> Self {
+        self.agent = agent;
+        self
     }
 
     /// Counts each container created (a cold start) in `metrics`.
@@ -177,7 +198,7 @@ impl SandboxRuntime {
             .get_or_try_init(|| async {
                 docker::DockerSandboxes::connect(self.socket.as_deref(), &self.activity_dir, &mode)
                     .await
-                    .map(std::sync::Arc::new)
+                    .map(|docker| std::sync::Arc::new(docker.with_agent(self.agent.clone())))
             })
             .await
             .cloned()
@@ -205,6 +226,8 @@ impl SandboxRuntime {
         Ok(std::sync::Arc::new(docker::DockerExec {
             sandboxes,
             container,
+            workspace_view: plan.workspace_view.clone(),
+            read_only: plan.read_only,
         }))
     }
 }

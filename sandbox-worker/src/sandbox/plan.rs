@@ -140,6 +140,22 @@ impl SandboxPlan {
             prune: sandbox.prune.clone(),
         }
     }
+
+    /// The plan's workspace for the host-side tools, its files owned by the sandbox user when
+    /// sandboxed.
+    pub fn open_workspace(&self) -> std::io::Result<crate::tools::fs::Workspace> {
+        let owner = if self.sandboxed {
+            numeric_owner(&self.docker.user)
+        } else {
+            None
+        };
+        crate::tools::fs::Workspace::new(
+            &self.workspace,
+            &self.workspace_view,
+            self.read_only,
+            owner,
+        )
+    }
 }
 
 /// A stable hash of everything that shapes a container; a change recreates it once idle.

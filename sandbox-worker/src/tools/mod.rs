@@ -5,10 +5,8 @@
 //! dropped call: the model sees what went wrong and can try something else.
 
 pub mod cron;
-pub mod fs;
 pub mod memory;
 pub mod message;
-pub mod patch;
 pub mod policy;
 mod process;
 pub mod sessions;
@@ -24,6 +22,8 @@ pub use crate::llm::ToolSpec;
 use crate::sandbox::{Cancel, ExecBackend, ExecRequest, SandboxPlan, SandboxRuntime};
 use fs::Workspace;
 use policy::ToolPolicy;
+use sandbox_agent::file_tools::{self, parse};
+pub use sandbox_agent::{fs, patch};
 
 /// What a tool call returns to the model.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -176,35 +176,6 @@ struct ExecInput {
     timeout: Option<u64>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ReadInput {
-    path: String,
-    offset: Option<usize>,
-    limit: Option<usize>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct WriteInput {
-    path: String,
-    content: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct EditInput {
-    path: String,
-    old_text: String,
-    new_text: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PatchInput {
-    patch: String,
-}
-
 /// One session's tools: its policy, its workspace and where its commands run.
 pub struct ToolBox {
     pub policy: ToolPolicy,
@@ -280,7 +251,7 @@ impl ToolBox {
             Ok(backend) => backend,
             Err(e) => return ToolBox::unavailable(policy, e.to_string()),
         };
-        match Workspace::for_plan(plan) {
+        match plan.open_workspace() {
             Ok(workspace) => ToolBox::new(policy, workspace, backend, ExecLimits::default()),
             Err(e) => ToolBox::unavailable(
                 policy,
@@ -331,9 +302,21 @@ impl ToolBox {
         if tool == "process" {
             return process::run(ready, &self.cancel, input).await;
         }
-        let (ws, input, name) = (ready.workspace.clone(), input.clone(), name.to_string());
+        // In a container with the agent, the file tools run inside it: no host-side path is
+        // resolved for the sandbox at all.
+        if let Some(result) = ready
+            .backend
+            .file_tool(&tool, input, FILE_TOOL_DEADLINE)
+            .await
+        {
+            return match result {
+                Ok(text) => ToolOutcome::ok(text),
+                Err(text) => ToolOutcome::error(text),
+            };
+        }
+        let (ws, input) = (ready.workspace.clone(), input.clone());
         // File work is blocking I/O: off the async threads, and bounded in time.
-        let work = tokio::task::spawn_blocking(move || file_tool(&ws, &tool, &name, &input));
+        let work = tokio::task::spawn_blocking(move || file_tools::run(&ws, &tool, &input));
         let result = match tokio::time::timeout(FILE_TOOL_DEADLINE, work).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err("the file tool failed inside clawgate (an internal error)".into()),
@@ -416,25 +399,3 @@ impl ToolBox {
 
 /// The longest a file tool may take (a workspace on a network file system may hang).
 pub const FILE_TOOL_DEADLINE: Duration = Duration::from_secs(30);
-
-/// One call of a file tool, on a blocking thread.
-fn file_tool(ws: &Workspace, tool: &str, name: &str, input: &Value) -> Result<String, String> {
-    match tool {
-        "read" => parse::<ReadInput>(tool, input)
-            .and_then(|i| fs::read(ws, &i.path, i.offset, i.limit).map_err(|e| e.0)),
-        "write" => parse::<WriteInput>(tool, input).and_then(|i| {
-            ws.write_text(&i.path, &i.content)
-                .map(|_| format!("wrote {} bytes to {}", i.content.len(), i.path))
-                .map_err(|e| e.0)
-        }),
-        "edit" => parse::<EditInput>(tool, input)
-            .and_then(|i| fs::edit(ws, &i.path, &i.old_text, &i.new_text).map_err(|e| e.0)),
-        "apply_patch" => parse::<PatchInput>(tool, input)
-            .and_then(|i| patch::apply_patch(ws, &i.patch).map_err(|e| e.0)),
-        _ => Err(format!("unknown tool {name:?}")),
-    }
-}
-
-fn parse<T: for<'de> Deserialize<'de>>(tool: &str, input: &Value) -> Result<T, String> {
-    serde_json::from_value(input.clone()).map_err(|e| format!("invalid input for {tool}: {e}"))
-}

@@ -47,7 +47,6 @@ use crate::phase;
 use crate::profile::SessionSetup;
 use crate::sandbox::Cancel;
 use crate::tools::cron::CronTools;
-use crate::tools::fs::Workspace;
 use crate::tools::memory::MemoryTools;
 use crate::tools::message::{sends_so_far, MessageTools};
 use crate::tools::sessions::{Caller, SessionTools};
@@ -401,7 +400,7 @@ impl Worker {
                 .plan
                 .refusal
                 .is_none()
-                .then(|| Workspace::for_plan(&setup.plan).ok())
+                .then(|| setup.plan.open_workspace().ok())
                 .flatten(),
             sends: sends_so_far(&transcript, &job.job_id).into(),
         };

@@ -59,6 +59,37 @@ pub fn test_image() -> &'static str {
     TEST_IMAGE
 }
 
+/// How a sandbox's commands and file tools are run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExecPath {
+    /// Through the agent inside the container (containers made by this version).
+    Agent,
+    /// Through `docker exec`, and the file tools on the host side of the mount (containers made
+    /// without the agent).
+    DockerExec,
+}
+
+impl ExecPath {
+    /// What `ToolBox::describe_backend` says for this path.
+    pub fn described_as(self) -> &'static str {
+        match self {
+            ExecPath::Agent => "its agent",
+            ExecPath::DockerExec => "docker exec",
+        }
+    }
+}
+
+/// The static agent binary: `$CLAWGATE_SANDBOX_AGENT`, which `scripts/test` sets after
+/// building it with `scripts/build-sandbox-agent`.
+pub fn agent_binary() -> PathBuf {
+    let path = std::env::var_os("CLAWGATE_SANDBOX_AGENT")
+        .map(PathBuf::from)
+        .filter(|p| p.is_file());
+    path.unwrap_or_else(|| {
+        panic!("CLAWGATE_SANDBOX_AGENT must name the static agent: run scripts/build-sandbox-agent and export its output (scripts/test does)")
+    })
+}
+
 /// A temp dir, a unique container prefix, and a runtime; removes the prefix's containers on drop.
 pub struct Sandbox {
     pub dir: tempfile::TempDir,
@@ -79,8 +110,18 @@ impl Sandbox {
         self.dir.path().join("ws")
     }
 
+    /// The runtime every test uses: new containers run the in-sandbox agent.
     pub fn runtime(&self) -> SandboxRuntime {
-        SandboxRuntime::new(None, self.dir.path().join("activity"))
+        self.runtime_on(ExecPath::Agent)
+    }
+
+    /// A runtime whose new containers use `path`.
+    pub fn runtime_on(&self, path: ExecPath) -> SandboxRuntime {
+        let runtime = SandboxRuntime::new(None, self.dir.path().join("activity"));
+        match path {
+            ExecPath::Agent => runtime.with_agent(Some(agent_binary())),
+            ExecPath::DockerExec => runtime.with_agent(None),
+        }
     }
 
     /// A config for the test image with small limits; `extra` is spliced into `docker: {…}`.

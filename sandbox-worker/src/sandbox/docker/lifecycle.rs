@@ -173,6 +173,7 @@ impl DockerSandboxes {
             Err(e) => return Err(self.error(name, &e)),
         }
         let _ = std::fs::remove_file(self.activity_dir.join(name));
+        let _ = std::fs::remove_dir_all(super::agent::run_dir(&self.activity_dir, name));
         Ok(())
     }
 }

@@ -33,6 +33,7 @@ use bollard::Docker;
 use futures_util::StreamExt;
 use tokio::time::Instant;
 
+pub mod agent;
 mod image;
 mod lifecycle;
 mod spec;
@@ -46,7 +47,9 @@ pub use spec::container_body;
 use spec::prepare_workspace;
 
 use super::output::CappedOutput;
-use super::{ExecBackend, ExecOutput, ExecRequest, SandboxError, SandboxPlan};
+// One wrapper, one marker and one grace for both paths (the agent runs the same).
+use super::{numeric_owner, ExecBackend, ExecOutput, ExecRequest, SandboxError, SandboxPlan};
+use sandbox_agent::exec::{EXEC_ID_VAR, EXEC_WRAPPER, KILL_GRACE};
 
 pub const LABEL_SANDBOX: &str = "clawgate.sandbox";
 pub const LABEL_SCOPE: &str = "clawgate.scope";
@@ -54,14 +57,10 @@ pub const LABEL_CREATED: &str = "clawgate.created";
 pub const LABEL_CONFIG_HASH: &str = "clawgate.config-hash";
 pub const DEFAULT_SOCKET: &str = "/var/run/docker.sock";
 
-const EXEC_ID_VAR: &str = "CLAWGATE_EXEC_ID";
-/// How long a timed-out tree gets to die after the kill before the container is restarted.
-const KILL_GRACE: Duration = Duration::from_secs(5);
 const SETUP_TIMEOUT: Duration = Duration::from_secs(600);
-/// Runs `$1` with `sh -c` (not a login shell: no profile file is read), then terminates whatever it left running in its process group (the
-/// exec is a session leader, so that group is this command's alone) and exits with its status.
-const EXEC_WRAPPER: &str =
-    "sh -c \"$1\" & trap '' TERM; wait $!; rc=$?; kill -TERM 0 2>/dev/null; exit $rc";
+
+/// Why a container is restarted when a command's tree outlives its kill.
+const RUNAWAY: &str = "a command outlived its kill";
 
 /// A running sandbox container.
 #[derive(Debug, Clone)]
@@ -70,6 +69,9 @@ pub struct ContainerRef {
     pub id: String,
     pub user: String,
     pub created: bool,
+    /// The host path of its agent's socket, when it was made with the agent (else: the exec
+    /// path).
+    pub agent_socket: Option<PathBuf>,
 }
 
 /// All sandbox containers on one Docker daemon.
@@ -77,6 +79,8 @@ pub struct DockerSandboxes {
     docker: Docker,
     socket: String,
     activity_dir: PathBuf,
+    /// The static agent binary mounted into new containers (`None`: the exec path).
+    agent: Option<PathBuf>,
     /// Execs running per container, so a busy container is never recreated or pruned.
     in_flight: Mutex<HashMap<String, usize>>,
     /// One ensure at a time per container name.
@@ -128,9 +132,21 @@ impl DockerSandboxes {
             docker,
             socket,
             activity_dir: activity_dir.to_path_buf(),
+            agent: None,
             in_flight: Mutex::new(HashMap::new()),
             ensuring: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// New containers get `agent` (a static binary) mounted and run as their long-lived process.
+    pub fn with_agent(mut self, agent: Option<PathBuf>) -> Self {
+        self.agent = agent;
+        self
+    }
+
+    /// The agent binary new containers get, if any.
+    pub fn agent(&self) -> Option<&Path> {
+        self.agent.as_deref()
     }
 
     pub fn socket(&self) -> &str {
@@ -166,11 +182,17 @@ impl DockerSandboxes {
                         .as_ref()
                         .and_then(|s| s.running)
                         .unwrap_or(false);
-                    if !running {
-                        self.docker
+                    let agent_socket = labels
+                        .contains_key(agent::LABEL_AGENT)
+                        .then(|| self.agent_socket(name));
+                    match &agent_socket {
+                        Some(socket) if !running => self.revive(name, socket).await?,
+                        None if !running => self
+                            .docker
                             .start_container(name, None::<StartContainerOptions>)
                             .await
-                            .map_err(|e| self.error(name, &e))?;
+                            .map_err(|e| self.error(name, &e))?,
+                        _ => {}
                     }
                     self.touch(name);
                     return Ok(ContainerRef {
@@ -178,6 +200,7 @@ impl DockerSandboxes {
                         id: existing.id.unwrap_or_default(),
                         user: plan.docker.user.clone(),
                         created: false,
+                        agent_socket,
                     });
                 }
             }
@@ -203,7 +226,23 @@ impl DockerSandboxes {
     async fn create(&self, plan: &SandboxPlan) -> Result<ContainerRef, SandboxError> {
         let name = &plan.container_name;
         prepare_workspace(&plan.workspace, &plan.docker.user)?;
-        let body = container_body(plan);
+        let run_dir = agent::run_dir(&self.activity_dir, name);
+        let agent = match &self.agent {
+            Some(binary) => {
+                agent::prepare_run_dir(&run_dir, numeric_owner(&plan.docker.user)).map_err(
+                    |e| SandboxError::Workspace {
+                        path: run_dir.display().to_string(),
+                        message: e.to_string(),
+                    },
+                )?;
+                Some(spec::AgentMount {
+                    binary: binary.clone(),
+                    run_dir: run_dir.clone(),
+                })
+            }
+            None => None,
+        };
+        let body = container_body(plan, agent.as_ref());
         let created = self
             .docker
             .create_container(
@@ -236,7 +275,14 @@ impl DockerSandboxes {
             id,
             user: plan.docker.user.clone(),
             created: true,
+            agent_socket: agent.map(|_| self.agent_socket(name)),
         };
+        if let Some(socket) = &container.agent_socket {
+            if let Err(e) = agent::wait_ready(socket).await {
+                let _ = self.remove(name).await;
+                return Err(self.agent_error(&container, e));
+            }
+        }
         let setup = plan.docker.setup_command.trim();
         if !setup.is_empty() {
             let request = ExecRequest {
@@ -274,6 +320,13 @@ impl DockerSandboxes {
         self.touch(&container.name);
         let started = Instant::now();
         let marker = ulid::Ulid::new().to_string();
+        if let Some(socket) = &container.agent_socket {
+            let out = self
+                .exec_via_agent(container, socket, request, marker)
+                .await;
+            self.touch(&container.name);
+            return out;
+        }
         let mut env = vec![format!("{EXEC_ID_VAR}={marker}")];
         env.extend(request.env.iter().map(|(k, v)| format!("{k}={v}")));
         let exec = self
@@ -338,13 +391,13 @@ impl DockerSandboxes {
                     if !timed_out {
                         timed_out = true;
                         if !self.kill_tree(container, &marker).await {
-                            self.restart(&container.name).await?;
+                            self.restart(&container.name, RUNAWAY).await?;
                             restarted = true;
                         }
                         deadline = Instant::now() + KILL_GRACE;
                     } else {
                         // The tree outlived the kill: take the container down with it.
-                        self.restart(&container.name).await?;
+                        self.restart(&container.name, RUNAWAY).await?;
                         restarted = true;
                         break;
                     }
@@ -399,8 +452,10 @@ impl DockerSandboxes {
         matches!(tokio::time::timeout(KILL_GRACE, killer).await, Ok(Some(0)))
     }
 
-    async fn restart(&self, name: &str) -> Result<(), SandboxError> {
-        tracing::warn!(container = %name, "restarting the sandbox container to stop a runaway command");
+    /// Restarts the container at once (`why` is logged): it is disposable, the workspace is what
+    /// persists.
+    pub(super) async fn restart(&self, name: &str, why: &str) -> Result<(), SandboxError> {
+        tracing::warn!(container = %name, "restarting the sandbox container: {why}");
         self.docker
             .restart_container(
                 name,
@@ -411,6 +466,11 @@ impl DockerSandboxes {
             )
             .await
             .map_err(|e| self.error(name, &e))
+    }
+
+    /// Where the agent of container `name` listens, on the host.
+    fn agent_socket(&self, name: &str) -> PathBuf {
+        agent::run_dir(&self.activity_dir, name).join(sandbox_agent::protocol::SOCKET_NAME)
     }
 
     fn running_execs(&self, name: &str) -> usize {
@@ -480,6 +540,9 @@ impl Drop for InFlight<'_> {
 pub struct DockerExec {
     pub sandboxes: Arc<DockerSandboxes>,
     pub container: ContainerRef,
+    /// The workspace as the container sees it, for the file tools run by its agent.
+    pub workspace_view: String,
+    pub read_only: bool,
 }
 
 #[async_trait]
@@ -489,10 +552,35 @@ impl ExecBackend for DockerExec {
     }
 
     fn describe(&self) -> String {
+        let path = if self.container.agent_socket.is_some() {
+            "its agent"
+        } else {
+            "docker exec"
+        };
         format!(
-            "docker container {} (via {})",
+            "docker container {} (via {}, {path})",
             self.container.name,
             self.sandboxes.socket()
+        )
+    }
+
+    async fn file_tool(
+        &self,
+        tool: &str,
+        input: &serde_json::Value,
+        deadline: Duration,
+    ) -> Option<Result<String, String>> {
+        let socket = self.container.agent_socket.as_ref()?;
+        let spec = sandbox_agent::protocol::FileSpec {
+            tool: tool.to_string(),
+            input: input.clone(),
+            workspace: self.workspace_view.clone(),
+            read_only: self.read_only,
+        };
+        Some(
+            self.sandboxes
+                .file_via_agent(&self.container, socket, spec, deadline)
+                .await,
         )
     }
 }

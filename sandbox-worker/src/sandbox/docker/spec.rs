@@ -2,11 +2,12 @@
 //! with the hardening that is always on, and the workspace made ready for the container user.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bollard::models::{ContainerCreateBody, HostConfig, ResourcesUlimits};
 use infra::config::{parse_bytes, Ulimit};
+use sandbox_agent::protocol;
 
 use super::{LABEL_CONFIG_HASH, LABEL_CREATED, LABEL_SANDBOX, LABEL_SCOPE};
 use crate::sandbox::{numeric_owner, SandboxError, SandboxPlan};
@@ -28,8 +29,17 @@ pub(super) fn prepare_workspace(path: &Path, user: &str) -> Result<(), SandboxEr
     Ok(())
 }
 
-/// The container spec: every option of the config, with the hardening defaults always on.
-pub fn container_body(plan: &SandboxPlan) -> ContainerCreateBody {
+/// The in-sandbox agent of a container: its static binary and the host directory for its socket.
+#[derive(Debug, Clone)]
+pub struct AgentMount {
+    pub binary: PathBuf,
+    pub run_dir: PathBuf,
+}
+
+/// The container spec: every option of the config, with the hardening defaults always on. With
+/// `agent`, the agent binary (read-only) and its socket directory are mounted and the agent is
+/// the container's long-lived process in place of `sleep`.
+pub fn container_body(plan: &SandboxPlan, agent: Option<&AgentMount>) -> ContainerCreateBody {
     let d = &plan.docker;
     let mut binds = vec![format!(
         "{}:{}{}",
@@ -38,6 +48,20 @@ pub fn container_body(plan: &SandboxPlan) -> ContainerCreateBody {
         if plan.read_only { ":ro" } else { "" }
     )];
     binds.extend(d.binds.iter().cloned());
+    let mut cmd = vec!["sleep".to_string(), "2147483647".to_string()];
+    if let Some(agent) = agent {
+        binds.push(format!(
+            "{}:{}:ro",
+            agent.binary.display(),
+            protocol::BINARY_IN_CONTAINER
+        ));
+        binds.push(format!(
+            "{}:{}",
+            agent.run_dir.display(),
+            protocol::RUN_DIR_IN_CONTAINER
+        ));
+        cmd = vec![protocol::BINARY_IN_CONTAINER.to_string()];
+    }
     let mut security_opt = vec!["no-new-privileges".to_string()];
     if let Some(profile) = &d.seccomp_profile {
         security_opt.push(format!("seccomp={profile}"));
@@ -73,12 +97,15 @@ pub fn container_body(plan: &SandboxPlan) -> ContainerCreateBody {
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_secs();
-    let labels = HashMap::from([
+    let mut labels = HashMap::from([
         (LABEL_SANDBOX.to_string(), "1".to_string()),
         (LABEL_SCOPE.to_string(), plan.scope_key.clone()),
         (LABEL_CREATED.to_string(), created.to_string()),
         (LABEL_CONFIG_HASH.to_string(), plan.config_hash.clone()),
     ]);
+    if agent.is_some() {
+        labels.insert(super::agent::LABEL_AGENT.to_string(), "1".to_string());
+    }
     let host_config = HostConfig {
         binds: Some(binds),
         network_mode: Some(d.network.clone()),
@@ -104,7 +131,7 @@ pub fn container_body(plan: &SandboxPlan) -> ContainerCreateBody {
         env: Some(d.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
         user: Some(d.user.clone()),
         working_dir: Some(d.workdir.clone()),
-        cmd: Some(vec!["sleep".into(), "2147483647".into()]),
+        cmd: Some(cmd),
         labels: Some(labels),
         network_disabled: Some(d.network == "none"),
         host_config: Some(host_config),

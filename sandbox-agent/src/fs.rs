@@ -88,16 +88,6 @@ impl Workspace {
         })
     }
 
-    /// The workspace of a session's plan, its files owned by the sandbox user when sandboxed.
-    pub fn for_plan(plan: &crate::sandbox::SandboxPlan) -> std::io::Result<Self> {
-        let owner = if plan.sandboxed {
-            crate::sandbox::numeric_owner(&plan.docker.user)
-        } else {
-            None
-        };
-        Workspace::new(&plan.workspace, &plan.workspace_view, plan.read_only, owner)
-    }
-
     pub fn root(&self) -> &Path {
         &self.root
     }

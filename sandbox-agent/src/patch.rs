@@ -6,7 +6,7 @@
 //! not at its stated line is looked for nearby (models often get line numbers wrong), never
 //! applied loosely: context and removed lines must match exactly.
 
-use super::fs::{FsError, Workspace};
+use crate::fs::{FsError, Workspace};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Line {

@@ -1,0 +1,305 @@
+//! Runs one command inside the sandbox for the worker: `sh -c` under the same wrapper as the
+//! Docker exec path, output drained to the end under head + tail caps, and on a timeout or a
+//! cancel the whole tree killed: its process group, then every process whose environment
+//! carries the call's id (children that left the group).
+//!
+//! Decisions:
+//! - One thread per call: the two pipes and the worker's connection are watched with `poll`,
+//!   so a call costs no extra threads (they count against the sandbox's pids limit, and a fork
+//!   loop that fills it must not stop the agent from killing it).
+//! - The worker's connection closing is a cancel (`/stop`): the same kill as a timeout, and
+//!   the reply still carries what the command printed.
+//! - A tree that holds the output open [`KILL_GRACE`] past the kill is reported as
+//!   `tree_survived`, and the worker restarts the container, as on the exec path.
+
+use std::io::Read;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::output::CappedOutput;
+use crate::protocol::{ExecReply, ExecSpec};
+
+/// Carries the call's id in the command's environment, inherited by every descendant.
+pub const EXEC_ID_VAR: &str = "CLAWGATE_EXEC_ID";
+/// Runs `$1` with `sh -c` (not a login shell: no profile file is read), then terminates whatever
+/// it left running in its process group (the command runs in a group of its own) and exits with
+/// its status. Shell builtins only, so no extra fork.
+pub const EXEC_WRAPPER: &str =
+    "sh -c \"$1\" & trap '' TERM; wait $!; rc=$?; kill -TERM 0 2>/dev/null; exit $rc";
+/// How long a killed tree gets to let go of its output before it counts as having survived.
+pub const KILL_GRACE: Duration = Duration::from_secs(5);
+
+/// Runs `spec`, watching `hangup` (the worker's connection) for a cancel. An error only when
+/// the command could not be started.
+pub fn run(spec: &ExecSpec, hangup: BorrowedFd<'_>) -> Result<ExecReply, String> {
+    let started = Instant::now();
+    let mut child = Command::new("sh")
+        .args(["-c", EXEC_WRAPPER, "sh", &spec.command])
+        .current_dir(&spec.workdir)
+        .envs(&spec.env)
+        .env(EXEC_ID_VAR, &spec.exec_id)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .map_err(|e| format!("could not run the command: {e}"))?;
+    let group = child.id() as i32;
+    let mut streams = [
+        child.stdout.take().map(|p| Stream::new(OwnedFd::from(p))),
+        child.stderr.take().map(|p| Stream::new(OwnedFd::from(p))),
+    ];
+    let mut captured = [
+        CappedOutput::new(spec.max_output_bytes),
+        CappedOutput::new(spec.max_output_bytes),
+    ];
+    let mut deadline = started + Duration::from_millis(spec.timeout_ms);
+    let mut killed = false;
+    let mut survived = false;
+    let mut watch_hangup = true;
+    let mut buf = vec![0u8; 64 * 1024];
+    while streams.iter().any(Option::is_some) {
+        let now = Instant::now();
+        if now >= deadline {
+            if killed {
+                survived = true;
+                break;
+            }
+            killed = true;
+            kill_tree(group, &spec.exec_id);
+            deadline = now + KILL_GRACE;
+            continue;
+        }
+        let mut fds: Vec<libc::pollfd> = streams.iter().flatten().map(|s| poll_fd(s.fd)).collect();
+        if watch_hangup {
+            fds.push(poll_fd(hangup.as_raw_fd()));
+        }
+        let wait = (deadline - now).as_millis().clamp(1, i32::MAX as u128) as i32;
+        // SAFETY: `fds` is a live, correctly sized array of pollfd.
+        let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, wait) };
+        if ready <= 0 {
+            continue; // timed out (checked above) or interrupted
+        }
+        for (slot, out) in streams.iter_mut().zip(captured.iter_mut()) {
+            let Some(stream) = slot else { continue };
+            let event = fds
+                .iter()
+                .find(|p| p.fd == stream.fd)
+                .map_or(0, |p| p.revents);
+            if event == 0 {
+                continue;
+            }
+            match stream.pipe.read(&mut buf) {
+                Ok(0) | Err(_) => *slot = None,
+                Ok(n) => out.push(&buf[..n]),
+            }
+        }
+        let hung_up = watch_hangup
+            && fds
+                .last()
+                .is_some_and(|p| p.fd == hangup.as_raw_fd() && p.revents != 0)
+            && peer_closed(hangup);
+        if hung_up {
+            watch_hangup = false;
+            deadline = Instant::now(); // cancelled: the kill path, now
+        }
+    }
+    if survived {
+        kill_tree(group, &spec.exec_id);
+    }
+    let exit_code = if survived {
+        reap_later(child);
+        None
+    } else {
+        wait_status(&mut child)
+    };
+    let [stdout, stderr] = captured;
+    Ok(ExecReply {
+        exit_code,
+        stdout: stdout.text(),
+        stderr: stderr.text(),
+        stdout_bytes: stdout.total_bytes(),
+        stderr_bytes: stderr.total_bytes(),
+        timed_out: killed,
+        tree_survived: survived,
+    })
+}
+
+/// One of the command's output pipes.
+struct Stream {
+    fd: i32,
+    pipe: std::fs::File,
+}
+
+impl Stream {
+    fn new(pipe: OwnedFd) -> Self {
+        Stream {
+            fd: pipe.as_raw_fd(),
+            pipe: pipe.into(),
+        }
+    }
+}
+
+fn poll_fd(fd: i32) -> libc::pollfd {
+    libc::pollfd {
+        fd,
+        events: libc::POLLIN | libc::POLLRDHUP,
+        revents: 0,
+    }
+}
+
+/// True when the worker closed (or broke) its side; bytes it sent are read and ignored.
+fn peer_closed(conn: BorrowedFd<'_>) -> bool {
+    let mut byte = [0u8; 512];
+    // SAFETY: reads into a local buffer of the stated size from a valid descriptor.
+    let n = unsafe {
+        libc::recv(
+            conn.as_raw_fd(),
+            byte.as_mut_ptr().cast(),
+            byte.len(),
+            libc::MSG_DONTWAIT,
+        )
+    };
+    n == 0
+        || (n < 0
+            && !matches!(
+                std::io::Error::last_os_error().raw_os_error(),
+                Some(libc::EAGAIN | libc::EINTR)
+            ))
+}
+
+/// The wrapper's status once it has closed its output; a shell's number for a signal (128+n).
+fn wait_status(child: &mut Child) -> Option<i64> {
+    let until = Instant::now() + KILL_GRACE;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => {
+                return status
+                    .code()
+                    .or_else(|| status.signal().map(|s| 128 + s))
+                    .map(i64::from)
+            }
+            Ok(None) if Instant::now() < until => std::thread::sleep(Duration::from_micros(200)),
+            Ok(None) => {
+                let _ = child.kill();
+                return child.wait().ok().and_then(|s| s.code()).map(i64::from);
+            }
+            Err(_) => return None,
+        }
+    }
+}
+
+/// Reaps a wrapper that outlived the kill once it is gone (the container restart ends it).
+fn reap_later(mut child: Child) {
+    let _ = child.kill();
+    let _ = std::thread::Builder::new().spawn(move || child.wait());
+}
+
+/// Kills the process group, then (three passes, so a loop that forks between passes is caught
+/// too) every process whose environment holds `EXEC_ID_VAR=<id>`.
+pub fn kill_tree(group: i32, exec_id: &str) {
+    // SAFETY: kill(2) with a negative pid signals a process group; no memory is touched.
+    unsafe { libc::kill(-group, libc::SIGKILL) };
+    let marker = format!("{EXEC_ID_VAR}={exec_id}");
+    let me = std::process::id();
+    for _ in 0..3 {
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if pid == me {
+                continue;
+            }
+            let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
+                continue;
+            };
+            if environ.split(|b| *b == 0).any(|v| v == marker.as_bytes()) {
+                // SAFETY: as above, a signal to one pid.
+                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+    use std::os::unix::net::UnixStream;
+
+    fn spec(command: &str, timeout_ms: u64) -> ExecSpec {
+        ExecSpec {
+            command: command.into(),
+            workdir: "/".into(),
+            env: [("GREETING".to_string(), "hi".to_string())].into(),
+            timeout_ms,
+            max_output_bytes: 1000,
+            // Unique per call: tests run at once, and a kill takes every process with the id.
+            exec_id: format!("test-{}-{command}", std::process::id()),
+        }
+    }
+
+    #[test]
+    fn a_command_reports_its_output_and_exit_code() {
+        let (conn, _worker) = UnixStream::pair().unwrap();
+        let reply = run(
+            &spec("echo $GREETING; echo oops >&2; exit 3", 10_000),
+            conn.as_fd(),
+        )
+        .unwrap();
+        assert_eq!(reply.exit_code, Some(3));
+        assert_eq!(reply.stdout, "hi\n");
+        assert_eq!(reply.stderr, "oops\n");
+        assert!(!reply.timed_out && !reply.tree_survived);
+    }
+
+    #[test]
+    fn a_timeout_kills_the_tree_and_keeps_what_it_printed() {
+        let (conn, _worker) = UnixStream::pair().unwrap();
+        let started = Instant::now();
+        let reply = run(
+            &spec("echo before; (sleep 30; echo child) & sleep 30", 300),
+            conn.as_fd(),
+        )
+        .unwrap();
+        assert!(reply.timed_out, "{reply:?}");
+        assert_eq!(reply.stdout, "before\n");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[test]
+    fn the_worker_closing_its_side_cancels_the_command() {
+        let (conn, worker) = UnixStream::pair().unwrap();
+        let closer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            worker.shutdown(std::net::Shutdown::Write).unwrap();
+            worker
+        });
+        let reply = run(&spec("echo started; sleep 30", 60_000), conn.as_fd()).unwrap();
+        closer.join().unwrap();
+        assert!(reply.timed_out, "{reply:?}");
+        assert_eq!(reply.stdout, "started\n");
+    }
+
+    #[test]
+    fn a_flood_is_capped_and_counted() {
+        let (conn, _worker) = UnixStream::pair().unwrap();
+        let reply = run(&spec("yes | head -c 1000000", 10_000), conn.as_fd()).unwrap();
+        assert_eq!(reply.exit_code, Some(0));
+        assert_eq!(reply.stdout_bytes, 1_000_000);
+        assert!(reply.stdout.len() < 1200, "{}", reply.stdout.len());
+    }
+}

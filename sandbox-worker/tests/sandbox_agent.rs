@@ -1,0 +1,154 @@
+//! The in-sandbox agent against the real daemon, through the `ToolBox` the agent loop uses:
+//! the sandbox attacking its own agent (killing it, replacing its socket with a link to a host
+//! socket), the file tools running as the sandbox user inside the container, and `/stop`.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use infra::model::{Channel, SessionKey};
+use sandbox_worker::sandbox::Cancel;
+use sandbox_worker::tools::ToolBox;
+use serde_json::{json, Value};
+
+use common::{docker_available, ExecPath, Sandbox};
+
+fn dm(peer: &str) -> SessionKey {
+    SessionKey::dm("main", Channel::Telegram, peer)
+}
+
+async fn exec(tools: &ToolBox, command: &str) -> Value {
+    let out = tools
+        .run("exec", &json!({ "command": command, "timeout": 20 }))
+        .await;
+    serde_json::from_str(&out.output).unwrap_or_else(|_| panic!("not a report: {}", out.output))
+}
+
+#[tokio::test]
+async fn a_command_that_kills_the_agent_costs_that_call_and_not_the_session() {
+    if !docker_available() {
+        return;
+    }
+    let sb = Sandbox::new();
+    let tools = ToolBox::for_session(&sb.runtime(), &sb.config("", ""), "main", &dm("a1")).await;
+    let kept = exec(&tools, "echo kept > /workspace/kept.txt").await;
+    assert_eq!(kept["exit_code"], 0, "{kept}");
+
+    // The agent is the command's grandparent: `killall` takes it by name.
+    let _ = tools
+        .run("exec", &json!({ "command": "killall -9 agent; sleep 1" }))
+        .await;
+    let after = exec(&tools, "cat /workspace/kept.txt").await;
+
+    assert_eq!(after["exit_code"], 0, "{after}");
+    assert_eq!(
+        after["stdout"], "kept\n",
+        "same workspace, agent back: {after}"
+    );
+}
+
+#[tokio::test]
+async fn a_socket_swapped_for_a_link_to_a_host_socket_is_never_followed() {
+    if !docker_available() {
+        return;
+    }
+    let sb = Sandbox::new();
+    let tools = ToolBox::for_session(&sb.runtime(), &sb.config("", ""), "main", &dm("a2")).await;
+    // A host socket the sandbox would like the worker to talk to; it counts connections.
+    let host = tempfile::tempdir().unwrap();
+    let canary = host.path().join("canary.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&canary).unwrap();
+    listener.set_nonblocking(true).unwrap();
+
+    let swap = exec(
+        &tools,
+        &format!(
+            "rm -f /.clawgate/run/agent.sock && ln -s {} /.clawgate/run/agent.sock && echo swapped",
+            canary.display()
+        ),
+    )
+    .await;
+    let after = exec(&tools, "echo answered").await;
+
+    assert_eq!(swap["stdout"], "swapped\n", "{swap}");
+    assert_eq!(
+        after["stdout"], "answered\n",
+        "the container was restarted and its agent came back: {after}"
+    );
+    assert!(
+        listener.accept().is_err(),
+        "the worker never connected to the host socket the link named"
+    );
+}
+
+#[tokio::test]
+async fn the_file_tools_run_inside_the_container_as_the_sandbox_user() {
+    if !docker_available() {
+        return;
+    }
+    // A workspace file only root can read: the worker (root here) could, the sandbox user
+    // cannot. Through the agent the tools have the sandbox user's rights; without it (host
+    // side) they have the worker's.
+    for (path, peer) in [(ExecPath::Agent, "a3"), (ExecPath::DockerExec, "a4")] {
+        let sb = Sandbox::new();
+        let tools =
+            ToolBox::for_session(&sb.runtime_on(path), &sb.config("", ""), "main", &dm(peer)).await;
+        let secret = sb.workspace().join("root-only.txt");
+        std::fs::write(&secret, "for root").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+        let read = tools.run("read", &json!({"path": "root-only.txt"})).await;
+        let written = tools
+            .run(
+                "write",
+                &json!({"path": "made/by/tool.txt", "content": "hi"}),
+            )
+            .await;
+
+        match path {
+            ExecPath::Agent => assert!(
+                read.is_error && read.output.contains("ermission denied"),
+                "{read:?}"
+            ),
+            ExecPath::DockerExec => assert!(!read.is_error && read.output.contains("for root")),
+        }
+        assert!(!written.is_error, "{written:?}");
+        assert_eq!(
+            common::file_uid(&sb.workspace().join("made/by/tool.txt")),
+            1000
+        );
+    }
+}
+
+#[tokio::test]
+async fn stop_kills_a_running_command_through_the_agent_and_keeps_its_output() {
+    if !docker_available() {
+        return;
+    }
+    let sb = Sandbox::new();
+    let cancel = Cancel::default();
+    let tools = ToolBox::for_session(&sb.runtime(), &sb.config("", ""), "main", &dm("a5"))
+        .await
+        .with_cancel(cancel.clone());
+    let stopper = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        cancel.cancel();
+    });
+
+    let started = Instant::now();
+    let report = exec(&tools, "echo working; sleep 30; echo never").await;
+    stopper.await.unwrap();
+    // The cancel stays set for that box (the job is stopped); look with a fresh one.
+    let look = ToolBox::for_session(&sb.runtime(), &sb.config("", ""), "main", &dm("a5")).await;
+    let ps = exec(&look, "ps -o args | grep -c '^sleep 30' || true").await;
+
+    assert_eq!(report["timed_out"], true, "{report}");
+    assert_eq!(report["stdout"], "working\n", "{report}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(ps["stdout"], "0\n", "the sleeper is gone: {ps}");
+}
