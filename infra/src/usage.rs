@@ -6,6 +6,10 @@
 //! - The store's `RateCounters` hold the totals (one atomic add per figure), so every worker of
 //!   a fleet adds to the same numbers. A day's counters are keyed by its UTC date; a session's
 //!   live in one 3650-day window (they restart when that window turns, once a decade).
+//! - A day's counters are written by every job of the fleet, so each is spread over
+//!   [`DAY_SHARDS`] keys (`…#n`, the shard a hash of the session): at a million users one key
+//!   would take more writes a second than a DynamoDB partition accepts (docs/scaling.md). Reading
+//!   a day sums its shards, and the unsharded key older versions wrote.
 //! - Cost is an estimate from `models.pricing` (USD per million tokens, per `provider/model`):
 //!   a model without a price has no cost, never a made-up one.
 
@@ -20,6 +24,8 @@ use crate::store::{RateCounters, StoreError};
 
 const DAY_WINDOW: Duration = Duration::from_secs(2 * 86_400);
 const SESSION_WINDOW: Duration = Duration::from_secs(3650 * 86_400);
+/// How many keys each of a day's counters is spread over.
+pub const DAY_SHARDS: u64 = 16;
 
 pub use crate::model::Tokens;
 
@@ -49,8 +55,19 @@ fn session_key(session: &SessionKey, model: &str, figure: &str) -> String {
     format!("usage:session:{session}:{model}:{figure}")
 }
 
-fn day_key(day: NaiveDate, model: &str, figure: &str) -> String {
-    format!("usage:day:{day}:{model}:{figure}")
+/// A day's counter key; `shard` `None` is the unsharded key of older versions.
+fn day_key(day: NaiveDate, shard: Option<u64>, model: &str, figure: &str) -> String {
+    match shard {
+        Some(n) => format!("usage:day:{day}:{model}:{figure}#{n}"),
+        None => format!("usage:day:{day}:{model}:{figure}"),
+    }
+}
+
+/// The shard of a day's counters that `session` writes to: stable across workers and restarts.
+pub fn day_shard(session: &SessionKey) -> u64 {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(session.to_string().as_bytes());
+    u64::from_le_bytes(digest[..8].try_into().unwrap_or_default()) % DAY_SHARDS
 }
 
 async fn add_all(
@@ -88,7 +105,14 @@ pub async fn record(
         SESSION_WINDOW,
     )
     .await?;
-    add_all(counters, tokens, |f| day_key(day, model, f), DAY_WINDOW).await?;
+    let shard = Some(day_shard(session));
+    add_all(
+        counters,
+        tokens,
+        |f| day_key(day, shard, model, f),
+        DAY_WINDOW,
+    )
+    .await?;
     Ok(())
 }
 
@@ -113,7 +137,25 @@ pub async fn day_totals(
     day: NaiveDate,
     models: &[String],
 ) -> Result<Vec<(String, Tokens)>, StoreError> {
-    totals(counters, models, |m, f| day_key(day, m, f), DAY_WINDOW).await
+    let mut sum: Vec<(String, Tokens)> = Vec::new();
+    for shard in std::iter::once(None).chain((0..DAY_SHARDS).map(Some)) {
+        let part = totals(
+            counters,
+            models,
+            |m, f| day_key(day, shard, m, f),
+            DAY_WINDOW,
+        )
+        .await?;
+        for (model, tokens) in part {
+            match sum.iter_mut().find(|(m, _)| *m == model) {
+                Some((_, total)) => total.add(&tokens),
+                None => sum.push((model, tokens)),
+            }
+        }
+    }
+    // The order of `models`, as before sharding.
+    sum.sort_by_key(|(m, _)| models.iter().position(|x| x == m));
+    Ok(sum)
 }
 
 /// Reads (adds zero to) each model's counters under `key`, keeping the models with any.
@@ -157,6 +199,50 @@ pub fn describe(totals: &[(String, Tokens)], pricing: &BTreeMap<String, Price>) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_day_is_spread_over_shards_and_read_back_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let counters = crate::store::sqlite::SqliteStore::open(&dir.path().join("s.db")).unwrap();
+        let day = NaiveDate::from_ymd_opt(2026, 12, 4).unwrap();
+        let model = "anthropic/x".to_string();
+        let one = Tokens {
+            input: 10,
+            output: 1,
+            ..Default::default()
+        };
+        let mut shards = std::collections::BTreeSet::new();
+        for peer in 0..64 {
+            let session =
+                SessionKey::dm("main", crate::model::Channel::Telegram, &peer.to_string());
+            shards.insert(day_shard(&session));
+            record(&counters, &session, day, &model, &one)
+                .await
+                .unwrap();
+        }
+        // A total an older version wrote to the unsharded key still counts.
+        counters
+            .add(&day_key(day, None, &model, "input"), DAY_WINDOW, 5)
+            .await
+            .unwrap();
+
+        let totals = day_totals(&counters, day, std::slice::from_ref(&model))
+            .await
+            .unwrap();
+
+        assert!(shards.len() > DAY_SHARDS as usize / 2, "spread: {shards:?}");
+        assert_eq!(
+            totals,
+            vec![(
+                model,
+                Tokens {
+                    input: 645,
+                    output: 64,
+                    ..Default::default()
+                }
+            )]
+        );
+    }
 
     #[test]
     fn cost_uses_the_price_per_million_and_an_unpriced_model_has_none() {

@@ -1,10 +1,11 @@
-//! Runs one command inside the sandbox for the worker: `sh -c` under the same wrapper as the
-//! Docker exec path, output drained to the end under head + tail caps, and on a timeout or a
+//! Runs one command inside the sandbox for the worker: `sh -c` with what the Docker exec path's
+//! wrapper does done by the agent itself, output drained to the end under head + tail caps, and on a timeout or a
 //! cancel the whole tree killed: its process group, then every process whose environment
 //! carries the call's id (children that left the group).
 //!
 //! Decisions:
-//! - One thread per call: the two pipes and the worker's connection are watched with `poll`,
+//! - One thread per call: the two pipes, the command's exit (a pidfd) and the worker's
+//!   connection are watched with `poll`,
 //!   so a call costs no extra threads (they count against the sandbox's pids limit, and a fork
 //!   loop that fills it must not stop the agent from killing it).
 //! - The worker's connection closing is a cancel (`/stop`): the same kill as a timeout, and
@@ -35,8 +36,11 @@ pub const KILL_GRACE: Duration = Duration::from_secs(5);
 /// the command could not be started.
 pub fn run(spec: &ExecSpec, hangup: BorrowedFd<'_>) -> Result<ExecReply, String> {
     let started = Instant::now();
+    // `sh -c` straight from the agent, in a group of its own: the agent does what
+    // `EXEC_WRAPPER` does on the exec path (end the group's leftovers when the command ends),
+    // which saves a shell per call.
     let mut child = Command::new("sh")
-        .args(["-c", EXEC_WRAPPER, "sh", &spec.command])
+        .args(["-c", &spec.command])
         .current_dir(&spec.workdir)
         .envs(&spec.env)
         .env(EXEC_ID_VAR, &spec.exec_id)
@@ -47,6 +51,8 @@ pub fn run(spec: &ExecSpec, hangup: BorrowedFd<'_>) -> Result<ExecReply, String>
         .spawn()
         .map_err(|e| format!("could not run the command: {e}"))?;
     let group = child.id() as i32;
+    // Readable when the command exits (Linux 5.3+); without it, a short poll and `try_wait`.
+    let mut exit_watch = pidfd_open(group);
     let mut streams = [
         child.stdout.take().map(|p| Stream::new(OwnedFd::from(p))),
         child.stderr.take().map(|p| Stream::new(OwnedFd::from(p))),
@@ -56,11 +62,12 @@ pub fn run(spec: &ExecSpec, hangup: BorrowedFd<'_>) -> Result<ExecReply, String>
         CappedOutput::new(spec.max_output_bytes),
     ];
     let mut deadline = started + Duration::from_millis(spec.timeout_ms);
+    let mut status = None;
     let mut killed = false;
     let mut survived = false;
     let mut watch_hangup = true;
     let mut buf = vec![0u8; 64 * 1024];
-    while streams.iter().any(Option::is_some) {
+    while streams.iter().any(Option::is_some) || status.is_none() {
         let now = Instant::now();
         if now >= deadline {
             if killed {
@@ -76,19 +83,20 @@ pub fn run(spec: &ExecSpec, hangup: BorrowedFd<'_>) -> Result<ExecReply, String>
         if watch_hangup {
             fds.push(poll_fd(hangup.as_raw_fd()));
         }
-        let wait = (deadline - now).as_millis().clamp(1, i32::MAX as u128) as i32;
+        let watching_exit = status.is_none() && exit_watch.is_some();
+        if let Some(pidfd) = exit_watch.as_ref().filter(|_| watching_exit) {
+            fds.push(poll_fd(pidfd.as_raw_fd()));
+        }
+        let mut wait = (deadline - now).as_millis().clamp(1, i32::MAX as u128) as i32;
+        if status.is_none() && exit_watch.is_none() {
+            wait = wait.min(5);
+        }
         // SAFETY: `fds` is a live, correctly sized array of pollfd.
         let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, wait) };
-        if ready <= 0 {
-            continue; // timed out (checked above) or interrupted
-        }
+        let fired = |fd: i32| ready > 0 && fds.iter().any(|p| p.fd == fd && p.revents != 0);
         for (slot, out) in streams.iter_mut().zip(captured.iter_mut()) {
             let Some(stream) = slot else { continue };
-            let event = fds
-                .iter()
-                .find(|p| p.fd == stream.fd)
-                .map_or(0, |p| p.revents);
-            if event == 0 {
+            if !fired(stream.fd) {
                 continue;
             }
             match stream.pipe.read(&mut buf) {
@@ -96,25 +104,31 @@ pub fn run(spec: &ExecSpec, hangup: BorrowedFd<'_>) -> Result<ExecReply, String>
                 Ok(n) => out.push(&buf[..n]),
             }
         }
-        let hung_up = watch_hangup
-            && fds
-                .last()
-                .is_some_and(|p| p.fd == hangup.as_raw_fd() && p.revents != 0)
-            && peer_closed(hangup);
-        if hung_up {
+        if watch_hangup && fired(hangup.as_raw_fd()) && peer_closed(hangup) {
             watch_hangup = false;
             deadline = Instant::now(); // cancelled: the kill path, now
+        }
+        if status.is_none() {
+            if let Ok(Some(exited)) = child.try_wait() {
+                status = Some(exited);
+                exit_watch = None;
+                // What the command left running in its group is ended with it.
+                // SAFETY: kill(2) on a process group; no memory is touched.
+                unsafe { libc::kill(-group, libc::SIGTERM) };
+            }
         }
     }
     if survived {
         kill_tree(group, &spec.exec_id);
+        if status.is_none() {
+            reap_later(child);
+        }
     }
-    let exit_code = if survived {
-        reap_later(child);
-        None
-    } else {
-        wait_status(&mut child)
-    };
+    let exit_code = status.filter(|_| !survived).and_then(|s| {
+        s.code()
+            .or_else(|| s.signal().map(|n| 128 + n))
+            .map(i64::from)
+    });
     let [stdout, stderr] = captured;
     Ok(ExecReply {
         exit_code,
@@ -125,6 +139,14 @@ pub fn run(spec: &ExecSpec, hangup: BorrowedFd<'_>) -> Result<ExecReply, String>
         timed_out: killed,
         tree_survived: survived,
     })
+}
+
+/// A descriptor that becomes readable when process `pid` exits, where the kernel has them.
+fn pidfd_open(pid: i32) -> Option<OwnedFd> {
+    // SAFETY: pidfd_open(2) takes a pid and flags and returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    // SAFETY: a non-negative result is a descriptor this process now owns.
+    (fd >= 0).then(|| unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) })
 }
 
 /// One of the command's output pipes.
@@ -170,28 +192,7 @@ fn peer_closed(conn: BorrowedFd<'_>) -> bool {
             ))
 }
 
-/// The wrapper's status once it has closed its output; a shell's number for a signal (128+n).
-fn wait_status(child: &mut Child) -> Option<i64> {
-    let until = Instant::now() + KILL_GRACE;
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) => {
-                return status
-                    .code()
-                    .or_else(|| status.signal().map(|s| 128 + s))
-                    .map(i64::from)
-            }
-            Ok(None) if Instant::now() < until => std::thread::sleep(Duration::from_micros(200)),
-            Ok(None) => {
-                let _ = child.kill();
-                return child.wait().ok().and_then(|s| s.code()).map(i64::from);
-            }
-            Err(_) => return None,
-        }
-    }
-}
-
-/// Reaps a wrapper that outlived the kill once it is gone (the container restart ends it).
+/// Reaps a command that outlived the kill once it is gone (the container restart ends it).
 fn reap_later(mut child: Child) {
     let _ = child.kill();
     let _ = std::thread::Builder::new().spawn(move || child.wait());
@@ -292,6 +293,35 @@ mod tests {
         closer.join().unwrap();
         assert!(reply.timed_out, "{reply:?}");
         assert_eq!(reply.stdout, "started\n");
+    }
+
+    #[test]
+    fn what_a_command_leaves_running_in_its_group_ends_with_it() {
+        let (conn, _worker) = UnixStream::pair().unwrap();
+        let started = Instant::now();
+        let reply = run(&spec("sleep 30 & echo done", 60_000), conn.as_fd()).unwrap();
+        assert_eq!(
+            (reply.exit_code, reply.stdout.as_str()),
+            (Some(0), "done\n")
+        );
+        assert!(!reply.timed_out);
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[test]
+    fn a_command_that_closes_its_output_early_is_still_waited_for() {
+        let (conn, _worker) = UnixStream::pair().unwrap();
+        let reply = run(
+            &spec("echo early; exec >&- 2>&-; sleep 0.3; exit 4", 10_000),
+            conn.as_fd(),
+        )
+        .unwrap();
+        assert_eq!(reply.exit_code, Some(4), "{reply:?}");
+        assert_eq!(reply.stdout, "early\n");
     }
 
     #[test]

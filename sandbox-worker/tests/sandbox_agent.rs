@@ -152,3 +152,99 @@ async fn stop_kills_a_running_command_through_the_agent_and_keeps_its_output() {
     );
     assert_eq!(ps["stdout"], "0\n", "the sleeper is gone: {ps}");
 }
+
+/// The running pooled containers of this test (label `clawgate.pool`).
+fn pooled(sb: &Sandbox) -> Vec<String> {
+    let out = std::process::Command::new("docker")
+        .args([
+            "ps",
+            "--format",
+            "{{.Names}}",
+            "--filter",
+            "label=clawgate.pool",
+        ])
+        .args(["--filter", &format!("name=^{}", sb.prefix)])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+async fn wait_for_pool(sb: &Sandbox, size: usize) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let names = pooled(sb);
+        if names.len() >= size || Instant::now() > deadline {
+            return names;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_new_session_takes_a_warm_container_and_the_pool_refills() {
+    if !docker_available() {
+        return;
+    }
+    let sb = Sandbox::new();
+    let config = sb.config("warmPool: 2, workspaceAccess: \"none\",", "");
+    let runtime = sb.runtime();
+    let first = ToolBox::for_session(&runtime, &config, "main", &dm("p1")).await;
+    assert_eq!(exec(&first, "echo one").await["stdout"], "one\n");
+    let warm = wait_for_pool(&sb, 2).await;
+    assert_eq!(warm.len(), 2, "the first use filled the pool: {warm:?}");
+
+    let session = dm("p2");
+    let plan = sandbox_worker::sandbox::SandboxPlan::for_session(&config, "main", &session);
+    assert_eq!(plan.workspace_access, infra::config::WorkspaceAccess::None);
+    let second = ToolBox::for_session(&runtime, &config, "main", &session).await;
+    let wrote = exec(&second, "echo mine > /workspace/p2.txt && echo ok").await;
+
+    assert_eq!(wrote["stdout"], "ok\n", "{wrote}");
+    let names = sb.containers();
+    assert!(names.contains(&plan.container_name), "{names:?}");
+    let taken: Vec<_> = warm.iter().filter(|n| !names.contains(n)).collect();
+    assert_eq!(
+        taken.len(),
+        1,
+        "one pooled container became the session's: {names:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(plan.workspace.join("p2.txt")).unwrap(),
+        "mine\n",
+        "the claimed container mounts the session's own scratch workspace"
+    );
+    assert_eq!(wait_for_pool(&sb, 2).await.len(), 2, "refilled");
+}
+
+#[tokio::test]
+async fn a_session_with_files_of_its_own_never_takes_a_warm_container() {
+    if !docker_available() {
+        return;
+    }
+    let sb = Sandbox::new();
+    let config = sb.config("warmPool: 1, workspaceAccess: \"none\",", "");
+    let runtime = sb.runtime();
+    let first = ToolBox::for_session(&runtime, &config, "main", &dm("q1")).await;
+    assert_eq!(exec(&first, "echo one").await["stdout"], "one\n");
+    let warm = wait_for_pool(&sb, 1).await;
+    assert_eq!(warm.len(), 1);
+    // A session whose container was pruned: its scratch workspace is still there.
+    let session = dm("q2");
+    let plan = sandbox_worker::sandbox::SandboxPlan::for_session(&config, "main", &session);
+    std::fs::create_dir_all(&plan.workspace).unwrap();
+    std::fs::write(plan.workspace.join("old.txt"), "from before").unwrap();
+
+    let tools = ToolBox::for_session(&runtime, &config, "main", &session).await;
+    let read = exec(&tools, "cat /workspace/old.txt").await;
+
+    assert_eq!(read["stdout"], "from before", "{read}");
+    assert!(
+        pooled(&sb).contains(&warm[0]),
+        "the pooled container was left alone: {:?} of {:?}",
+        pooled(&sb),
+        sb.containers()
+    );
+}

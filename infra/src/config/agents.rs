@@ -253,6 +253,10 @@ pub struct SandboxConfig {
     pub guest: GuestSandbox,
     pub docker: DockerConfig,
     pub prune: PruneConfig,
+    /// Containers kept created and started ahead of need for this profile's new sessions, so
+    /// a new session's first call skips create + start (docs/sandbox-agent.md). 0 (default):
+    /// none, each costs a few MiB while it waits; 2 suits a worker host.
+    pub warm_pool: u32,
 }
 
 impl Default for SandboxConfig {
@@ -266,6 +270,7 @@ impl Default for SandboxConfig {
             guest: GuestSandbox::default(),
             docker: DockerConfig::default(),
             prune: PruneConfig::default(),
+            warm_pool: 0,
         }
     }
 }

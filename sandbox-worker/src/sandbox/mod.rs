@@ -204,6 +204,18 @@ impl SandboxRuntime {
             .cloned()
     }
 
+    /// Fills the warm pool for `plan`'s shape in the background (at worker start), when the
+    /// plan is sandboxed and asks for one; Docker being down is only logged here.
+    pub async fn prewarm(&self, plan: &SandboxPlan) {
+        if !plan.sandboxed || plan.warm_pool == 0 {
+            return;
+        }
+        match self.docker(plan.mode).await {
+            Ok(sandboxes) => sandboxes.refill_pool(plan),
+            Err(e) => tracing::warn!(error = %e, "no warm sandbox pool"),
+        }
+    }
+
     /// Where the plan's commands run: its container (ensured now) or the host. A sandboxed plan
     /// without Docker is an error, never a host run.
     pub async fn backend(
@@ -218,6 +230,7 @@ impl SandboxRuntime {
         }
         let sandboxes = self.docker(plan.mode).await?;
         let container = sandboxes.ensure(plan).await?;
+        sandboxes.refill_pool(plan);
         if container.created {
             self.metrics
                 .count(infra::metrics::Metric::SandboxColdStarts, &[])

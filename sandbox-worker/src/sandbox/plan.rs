@@ -48,6 +48,8 @@ pub struct SandboxPlan {
     pub config_hash: String,
     pub docker: DockerConfig,
     pub prune: PruneConfig,
+    /// Containers to keep ready for new sessions with this plan's shape (`sandbox.warmPool`).
+    pub warm_pool: u32,
 }
 
 const HOST_WARNING: &str =
@@ -118,7 +120,15 @@ impl SandboxPlan {
             workspace.display().to_string()
         };
         let read_only = access == WorkspaceAccess::Ro && (sandboxed || guest);
-        let config_hash = config_hash(&sandbox.docker, &workspace, access);
+        // A scratch workspace is the scope's directory under the root: the root, not that
+        // directory, shapes the container, so every new session of a profile shares a hash
+        // (which is what lets it take a container from the warm pool).
+        let mounted_root = if scratch {
+            expand_home(&sandbox.workspace_root)
+        } else {
+            workspace.clone()
+        };
+        let config_hash = config_hash(&sandbox.docker, &mounted_root, access);
         SandboxPlan {
             agent: profile.id.clone(),
             session: session.to_string(),
@@ -138,6 +148,7 @@ impl SandboxPlan {
             config_hash,
             docker: sandbox.docker.clone(),
             prune: sandbox.prune.clone(),
+            warm_pool: sandbox.warm_pool,
         }
     }
 

@@ -57,6 +57,21 @@ impl Worker {
             let _ = std::fs::write(path, format!("{}\n", settings.worker_id));
         }
         tracing::info!(worker = %settings.worker_id, queue = %self.backends.queue.describe(), "worker started");
+        // New sessions of the default agent find a warm container (`sandbox.warmPool`): the plan
+        // of a new owner DM is the shape they share.
+        let agent = self.config.default_agent();
+        let new_session =
+            infra::model::SessionKey::dm(agent, infra::model::Channel::Telegram, "warm-pool");
+        let plan = crate::sandbox::SandboxPlan::new(
+            &self.config.agent_profile(agent),
+            &new_session,
+            (
+                infra::config::Trust::Owner,
+                "the warm pool is for the owner's new sessions",
+            ),
+        );
+        let sandbox = self.sandbox.clone();
+        tokio::spawn(async move { sandbox.prewarm(&plan).await });
         let slots = Arc::new(Semaphore::new(settings.concurrency.max(1)));
         let lanes: Lanes = Arc::default();
         let running: RunningJobs = Arc::default();

@@ -9,8 +9,9 @@
 //!   restarted worker just connects again.
 //! - To the worker the socket is sandbox-controlled: a process in the sandbox may delete it,
 //!   put its own listener there, or a symlink to some host socket. So the path is opened with
-//!   `O_PATH | O_NOFOLLOW` (which opens a link itself, not its target), must be a socket, and the connection is made
-//!   through that descriptor (`/proc/self/fd/N`), never through a name a swap could redirect.
+//!   `O_PATH | O_NOFOLLOW` (which opens a link itself, not its target), must be a socket, and
+//!   the connection is made through that descriptor (`/proc/self/fd/N`), never through a name
+//!   a swap could redirect.
 //!   Whatever answers is held to the reply cap and the call's deadline; an impostor can only
 //!   return wrong output for its own sandbox, which sandbox output always may be.
 //! - Connecting fails only before anything was sent, so only then is a call retried, after

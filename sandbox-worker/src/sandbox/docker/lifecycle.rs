@@ -61,8 +61,16 @@ impl DockerSandboxes {
             let last_used = std::fs::metadata(self.activity_dir.join(&name))
                 .and_then(|m| m.modified())
                 .unwrap_or(created);
+            // A container claimed from the warm pool has its scope in its activity record.
+            let scope_key = match labels.get(LABEL_SCOPE).filter(|s| !s.is_empty()) {
+                Some(scope) => scope.clone(),
+                None => std::fs::read_to_string(self.activity_dir.join(&name))
+                    .ok()
+                    .filter(|s| !s.is_empty())
+                    .unwrap_or_else(|| "(warm pool)".to_string()),
+            };
             out.push(SandboxInfo {
-                scope_key: labels.get(LABEL_SCOPE).cloned().unwrap_or_default(),
+                scope_key,
                 config_hash: labels.get(LABEL_CONFIG_HASH).cloned().unwrap_or_default(),
                 image: c.image.unwrap_or_default(),
                 state: c.state.map(|s| s.to_string()).unwrap_or_default(),

@@ -36,6 +36,7 @@ use tokio::time::Instant;
 pub mod agent;
 mod image;
 mod lifecycle;
+mod pool;
 mod spec;
 
 pub use image::{
@@ -43,6 +44,7 @@ pub use image::{
     LABEL_BASE, LABEL_DOCKERFILE,
 };
 pub use lifecycle::{prune_limits, SandboxInfo};
+pub use pool::LABEL_POOL;
 pub use spec::container_body;
 use spec::prepare_workspace;
 
@@ -85,6 +87,8 @@ pub struct DockerSandboxes {
     in_flight: Mutex<HashMap<String, usize>>,
     /// One ensure at a time per container name.
     ensuring: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Warm pools being filled (by config hash), one fill at a time each.
+    filling: Mutex<std::collections::HashSet<String>>,
 }
 
 fn docker_message(e: &bollard::errors::Error) -> String {
@@ -135,6 +139,7 @@ impl DockerSandboxes {
             agent: None,
             in_flight: Mutex::new(HashMap::new()),
             ensuring: Mutex::new(HashMap::new()),
+            filling: Mutex::new(Default::default()),
         })
     }
 
@@ -207,7 +212,11 @@ impl DockerSandboxes {
             Err(e) if status_code(&e) == Some(404) => {}
             Err(e) => return Err(self.error(name, &e)),
         }
-        let created = self.create(plan).await?;
+        if let Some(claimed) = self.claim_from_pool(plan).await {
+            self.touch(name);
+            return Ok(claimed);
+        }
+        let created = self.create(plan, None).await?;
         // A dense host: past the cap, the least recently used idle container makes room.
         match self.evict_over_cap(plan).await {
             Ok(evicted) if !evicted.is_empty() => {
@@ -223,7 +232,13 @@ impl DockerSandboxes {
         Ok(created)
     }
 
-    async fn create(&self, plan: &SandboxPlan) -> Result<ContainerRef, SandboxError> {
+    /// Creates and starts the plan's container (for the warm pool of config hash `pool`, when
+    /// given), waits for its agent and runs the setup command.
+    async fn create(
+        &self,
+        plan: &SandboxPlan,
+        pool: Option<&str>,
+    ) -> Result<ContainerRef, SandboxError> {
         let name = &plan.container_name;
         prepare_workspace(&plan.workspace, &plan.docker.user)?;
         let run_dir = agent::run_dir(&self.activity_dir, name);
@@ -242,7 +257,7 @@ impl DockerSandboxes {
             }
             None => None,
         };
-        let body = container_body(plan, agent.as_ref());
+        let body = container_body(plan, agent.as_ref(), pool);
         let created = self
             .docker
             .create_container(

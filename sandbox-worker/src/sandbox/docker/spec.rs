@@ -39,7 +39,12 @@ pub struct AgentMount {
 /// The container spec: every option of the config, with the hardening defaults always on. With
 /// `agent`, the agent binary (read-only) and its socket directory are mounted and the agent is
 /// the container's long-lived process in place of `sleep`.
-pub fn container_body(plan: &SandboxPlan, agent: Option<&AgentMount>) -> ContainerCreateBody {
+/// A container for the warm pool (`pool`: the config hash it waits for) gets that label too.
+pub fn container_body(
+    plan: &SandboxPlan,
+    agent: Option<&AgentMount>,
+    pool: Option<&str>,
+) -> ContainerCreateBody {
     let d = &plan.docker;
     let mut binds = vec![format!(
         "{}:{}{}",
@@ -105,6 +110,9 @@ pub fn container_body(plan: &SandboxPlan, agent: Option<&AgentMount>) -> Contain
     ]);
     if agent.is_some() {
         labels.insert(super::agent::LABEL_AGENT.to_string(), "1".to_string());
+    }
+    if let Some(hash) = pool {
+        labels.insert(super::LABEL_POOL.to_string(), hash.to_string());
     }
     let host_config = HostConfig {
         binds: Some(binds),
