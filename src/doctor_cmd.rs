@@ -376,9 +376,18 @@ async fn check_docker(config: &Config) -> Vec<Finding> {
         )]
         }
     };
+    let agent = match docker.agent() {
+        Some(path) => ok("sandbox agent", format!("{} (tool calls in milliseconds)", path.display())),
+        None => bad(
+            Level::Warn,
+            "sandbox agent",
+            "no static clawgate-sandbox-agent beside this binary or in CLAWGATE_SANDBOX_AGENT: tool calls take the docker exec path (~50 ms each)",
+            "scripts/build-sandbox-agent --release, then put it beside clawgate or set CLAWGATE_SANDBOX_AGENT",
+        ),
+    };
     let image = &sandbox.docker.image;
     let check = format!("sandbox image {image}");
-    match docker.image_status(image).await {
+    let mut findings = match docker.image_status(image).await {
         Err(e) => vec![
             ok("docker", "the daemon answers"),
             bad(
@@ -415,7 +424,9 @@ async fn check_docker(config: &Config) -> Vec<Finding> {
                 },
             ]
         }
-    }
+    };
+    findings.push(agent);
+    findings
 }
 
 async fn check_queue_and_store(config: &Config, state_dir: &Path) -> Vec<Finding> {

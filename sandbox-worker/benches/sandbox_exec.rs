@@ -123,7 +123,7 @@ async fn main() {
     println!("| path | p50 ms | p95 ms |");
     println!("|---|---|---|");
     println!(
-        "| exec tool through the agent (ToolBox::run, sh -c + reaper wrapper) | {:.2} | {:.2} |",
+        "| exec tool through the agent (ToolBox::run, sh -c, leftovers ended by the agent) | {:.2} | {:.2} |",
         tool.p50_ms(),
         tool.p95_ms()
     );

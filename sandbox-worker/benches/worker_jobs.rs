@@ -3,7 +3,12 @@
 //! the Docker sandbox (one warm container, scope "agent"), replies to a fake Telegram. Run
 //! against SQLite and, when `AWS_ENDPOINT_URL` is set, SQS + DynamoDB on the emulator, with 1
 //! and 4 jobs in flight (closed loops: each loop sends a job and waits for its reply).
-//! Reports jobs/s, p50 and p99 latency (send to reply), and the time per job in each phase.
+//! Live previews are off (`streaming: "off"`): with them a job this short would wait out
+//! Telegram's one-edit-a-second before its answer (docs/live-replies.md), which is the chat's
+//! limit, not the worker's cost.
+//! Reports jobs/s, p50 and p99 latency (send to reply), the time per job in each phase, and
+//! the machine's CPU time per job (every process, dockerd and the in-process fakes included:
+//! from `/proc/stat`), which the fleet model is calibrated with (benches/fleet.rs).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -86,6 +91,7 @@ async fn run(
     replied(chat).await;
     times.take();
 
+    let cpu_before = machine_cpu_seconds();
     let started = Instant::now();
     let mut loops = Vec::new();
     for l in 0..concurrency {
@@ -109,6 +115,7 @@ async fn run(
         }
     }
     let elapsed = started.elapsed();
+    let cpu_per_job = (machine_cpu_seconds() - cpu_before) * 1000.0 / JOBS as f64;
     let split = times.take();
     let _ = stop.send(true);
     let _ = task.await;
@@ -118,7 +125,7 @@ async fn run(
             .map_or(0.0, |(d, _)| d.as_secs_f64() * 1000.0 / JOBS as f64)
     };
     println!(
-        "| {label} | {concurrency} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
+        "| {label} | {concurrency} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {cpu_per_job:.1} |",
         JOBS as f64 / elapsed.as_secs_f64(),
         hist.value_at_quantile(0.5) as f64 / 1000.0,
         hist.value_at_quantile(0.99) as f64 / 1000.0,
@@ -130,11 +137,30 @@ async fn run(
     );
 }
 
+/// CPU time spent by the whole machine so far (all cores, not idle or waiting for I/O).
+fn machine_cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let busy: u64 = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .enumerate()
+        // user nice system idle iowait irq softirq steal: all but idle (3) and iowait (4).
+        .filter(|(i, _)| *i != 3 && *i != 4 && *i < 8)
+        .filter_map(|(_, v)| v.parse::<u64>().ok())
+        .sum();
+    // SAFETY: sysconf has no memory effects.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    busy as f64 / ticks
+}
+
 fn config_text(fakes: &Fakes, dir: &Path, sandbox: &str, backends: &str) -> String {
     format!(
         r#"{{ agents: {{ defaults: {{ model: "anthropic/bench", workspace: "{ws}", sandbox: {{ {sandbox} }} }} }},
              models: {{ providers: {{ anthropic: {{ apiKey: "sk-bench", baseUrl: "{base}" }} }} }},
-             channels: {{ telegram: {{ botToken: "1:B", apiBase: "{base}", dmPolicy: "allowlist", allowFrom: [12345] }} }},
+             channels: {{ telegram: {{ botToken: "1:B", apiBase: "{base}", dmPolicy: "allowlist", allowFrom: [12345], streaming: "off" }} }},
              limits: {{ senderMessagesPerMinute: 0, sessionMessagesPerMinute: 0 }},
              queue: {{ visibilityTimeoutSeconds: 60 {backends_queue} }},
              {backends} }}"#,
@@ -184,8 +210,8 @@ async fn main() {
             "on the host (no Docker)"
         }
     );
-    println!("| backend | in flight | jobs/s | p50 ms | p99 ms | queue ms/job | store ms/job | model ms/job | sandbox ms/job | reply ms/job |");
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("| backend | in flight | jobs/s | p50 ms | p99 ms | queue ms/job | store ms/job | model ms/job | sandbox ms/job | reply ms/job | machine CPU ms/job |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for concurrency in [1, 4] {
         let dir = tempfile::tempdir().unwrap();
         let config = Config::parse(&config_text(&fakes, dir.path(), &sandbox, "")).unwrap();

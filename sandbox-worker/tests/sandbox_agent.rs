@@ -248,3 +248,111 @@ async fn a_session_with_files_of_its_own_never_takes_a_warm_container() {
         sb.containers()
     );
 }
+
+fn started_at(name: &str) -> String {
+    let out = std::process::Command::new("docker")
+        .args(["inspect", "-f", "{{.State.StartedAt}}", name])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[tokio::test]
+async fn another_worker_with_its_own_state_dir_finds_the_agent_by_its_label() {
+    if !docker_available() {
+        return;
+    }
+    let sb = Sandbox::new();
+    let config = sb.config("", "");
+    let session = dm("w1");
+    let name =
+        sandbox_worker::sandbox::SandboxPlan::for_session(&config, "main", &session).container_name;
+    let first = ToolBox::for_session(&sb.runtime(), &config, "main", &session).await;
+    assert_eq!(exec(&first, "echo first").await["stdout"], "first\n");
+    let started = started_at(&name);
+
+    let elsewhere = tempfile::tempdir().unwrap();
+    let other =
+        sandbox_worker::sandbox::SandboxRuntime::new(None, elsewhere.path().join("activity"))
+            .with_agent(Some(common::agent_binary()));
+    let second = ToolBox::for_session(&other, &config, "main", &session).await;
+    let out = exec(&second, "echo second").await;
+
+    assert_eq!(out["stdout"], "second\n", "{out}");
+    assert!(second.describe_backend().contains("its agent"));
+    assert_eq!(
+        started_at(&name),
+        started,
+        "the container was not restarted"
+    );
+}
+
+#[tokio::test]
+async fn concurrent_calls_in_one_container_all_answer_without_a_restart() {
+    if !docker_available() {
+        return;
+    }
+    let sb = Sandbox::new();
+    let config = sb.config("", "");
+    let session = dm("c1");
+    let name =
+        sandbox_worker::sandbox::SandboxPlan::for_session(&config, "main", &session).container_name;
+    let tools =
+        std::sync::Arc::new(ToolBox::for_session(&sb.runtime(), &config, "main", &session).await);
+    assert_eq!(exec(&tools, "echo warm").await["stdout"], "warm\n");
+    let started = started_at(&name);
+
+    let mut calls = Vec::new();
+    for i in 0..40 {
+        let tools = tools.clone();
+        calls.push(tokio::spawn(async move {
+            let out = exec(&tools, &format!("echo {i}")).await;
+            (i, out)
+        }));
+        if i % 4 == 3 {
+            for call in calls.drain(..) {
+                let (i, out) = call.await.unwrap();
+                assert_eq!(out["stdout"], format!("{i}\n"), "{out}");
+            }
+        }
+    }
+
+    assert_eq!(
+        started_at(&name),
+        started,
+        "the container was not restarted"
+    );
+}
+
+#[tokio::test]
+async fn a_container_whose_socket_directory_is_gone_is_made_again() {
+    if !docker_available() {
+        return;
+    }
+    let sb = Sandbox::new();
+    let config = sb.config("", "");
+    let session = dm("o1");
+    let name =
+        sandbox_worker::sandbox::SandboxPlan::for_session(&config, "main", &session).container_name;
+    let first = ToolBox::for_session(&sb.runtime(), &config, "main", &session).await;
+    assert_eq!(exec(&first, "echo first").await["stdout"], "first\n");
+    let before = sb.container_id(&name);
+    let label = std::process::Command::new("docker")
+        .args([
+            "inspect",
+            "-f",
+            "{{index .Config.Labels \"clawgate.agent\"}}",
+            &name,
+        ])
+        .output()
+        .unwrap();
+    let run_dir = String::from_utf8_lossy(&label.stdout).trim().to_string();
+    assert!(run_dir.ends_with(&format!(".agent/{name}")), "{run_dir}");
+    std::fs::remove_dir_all(&run_dir).unwrap();
+
+    let again = ToolBox::for_session(&sb.runtime(), &config, "main", &session).await;
+    let out = exec(&again, "echo again").await;
+
+    assert_eq!(out["stdout"], "again\n", "{out}");
+    assert_ne!(sb.container_id(&name), before, "a new container");
+}

@@ -32,7 +32,9 @@ use crate::sandbox::Cancel;
 pub const AGENT_ENV: &str = "CLAWGATE_SANDBOX_AGENT";
 /// The binary's file name next to the worker's own executable, where packages install it.
 pub const AGENT_FILE_NAME: &str = "clawgate-sandbox-agent";
-/// The label on a container made with the agent; containers without it use the exec path.
+/// The label on a container made with the agent, naming the host directory of its socket
+/// (whichever worker, state directory or pool name made it); containers without it use the
+/// exec path.
 pub const LABEL_AGENT: &str = "clawgate.agent";
 /// How long a new or restarted container's agent gets to answer its first `ping`.
 const READY_WITHIN: Duration = Duration::from_secs(10);
@@ -91,10 +93,16 @@ pub fn is_static_executable(path: &Path) -> std::io::Result<bool> {
         .any(|ph| u32::from_le_bytes([ph[0], ph[1], ph[2], ph[3]]) == PT_INTERP))
 }
 
-/// The host directory mounted at `/.clawgate/run` in `container`, made ready for the sandbox
-/// user: under `<activity_dir>/.agent/` (private to the worker), one per container.
+/// The host directory to mount at `/.clawgate/run` in a new container: under
+/// `<activity_dir>/.agent/` (private to the worker), one per container.
 pub fn run_dir(activity_dir: &Path, container: &str) -> PathBuf {
     activity_dir.join(".agent").join(container)
+}
+
+/// Where the agent of a container with these labels listens, if it has one.
+pub fn socket_from_labels(labels: &std::collections::HashMap<String, String>) -> Option<PathBuf> {
+    let dir = labels.get(LABEL_AGENT)?;
+    Some(Path::new(dir).join(protocol::SOCKET_NAME))
 }
 
 /// Creates `dir` for the agent running as `owner` (a name that is not numeric gets 0777 in a
@@ -205,6 +213,14 @@ pub async fn call(
     serde_json::from_slice(&reply).map_err(|e| CallError::Broken(format!("malformed reply: {e}")))
 }
 
+/// True when the agent at `socket` answers `ping` within a second.
+async fn answers(socket: &Path) -> bool {
+    matches!(
+        call(socket, &Request::Ping, None, Duration::from_secs(1)).await,
+        Ok(Reply::Pong { .. })
+    )
+}
+
 /// Waits until the agent at `socket` answers `ping` with this protocol's version.
 pub async fn wait_ready(socket: &Path) -> Result<(), String> {
     let deadline = tokio::time::Instant::now() + READY_WITHIN;
@@ -266,9 +282,11 @@ impl super::DockerSandboxes {
             }
             Err(e) => {
                 // An agent that went quiet mid-call may leave the command running: as for a
-                // tree that outlives its kill, the container goes down with it.
-                self.restart(&container.name, "its agent stopped answering mid-call")
-                    .await?;
+                // tree that outlives its kill, the container goes down with it. One that
+                // answers lost only this reply (another call's revive restarted it).
+                if !answers(socket).await {
+                    self.revive(&container.name, socket).await?;
+                }
                 return Err(self.agent_error(container, e));
             }
         };
@@ -336,12 +354,22 @@ impl super::DockerSandboxes {
 
     /// Brings the agent back: starts the container if it stopped (a command killed the agent),
     /// restarts it if it runs without an answering agent (a command removed or replaced the
-    /// socket; the agent makes a new one when it starts), then waits for the agent.
+    /// socket; the agent makes a new one when it starts), then waits for the agent. One revive
+    /// per container at a time, and none when the agent answers by then: calls that failed
+    /// together restart the container once, not once each.
     pub(super) async fn revive(
         &self,
         name: &str,
         socket: &Path,
     ) -> Result<(), crate::sandbox::SandboxError> {
+        let lock = {
+            let mut map = self.reviving.lock().expect("lock");
+            map.entry(name.to_string()).or_default().clone()
+        };
+        let _held = lock.lock().await;
+        if answers(socket).await {
+            return Ok(());
+        }
         let running = self
             .docker
             .inspect_container(name, None)

@@ -163,8 +163,16 @@ impl DockerSandboxes {
         })
     }
 
-    /// Removes one container (running or not) and its activity record.
+    /// Removes one container (running or not), its activity record and its agent's socket
+    /// directory.
     pub async fn remove(&self, name: &str) -> Result<(), SandboxError> {
+        let socket = match self.docker.inspect_container(name, None).await {
+            Ok(found) => found
+                .config
+                .and_then(|c| c.labels)
+                .and_then(|labels| super::agent::socket_from_labels(&labels)),
+            Err(_) => None,
+        };
         match self
             .docker
             .remove_container(
@@ -181,7 +189,13 @@ impl DockerSandboxes {
             Err(e) => return Err(self.error(name, &e)),
         }
         let _ = std::fs::remove_file(self.activity_dir.join(name));
-        let _ = std::fs::remove_dir_all(super::agent::run_dir(&self.activity_dir, name));
+        // Only a directory this worker's kind made: `<…>/.agent/<name>`, never what a label
+        // might name elsewhere.
+        if let Some(dir) = socket.as_deref().and_then(std::path::Path::parent) {
+            if dir.parent().and_then(|p| p.file_name()) == Some(std::ffi::OsStr::new(".agent")) {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        }
         Ok(())
     }
 }

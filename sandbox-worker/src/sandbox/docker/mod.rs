@@ -87,6 +87,8 @@ pub struct DockerSandboxes {
     in_flight: Mutex<HashMap<String, usize>>,
     /// One ensure at a time per container name.
     ensuring: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// One revive of an agent at a time per container name.
+    reviving: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Warm pools being filled (by config hash), one fill at a time each.
     filling: Mutex<std::collections::HashSet<String>>,
 }
@@ -139,6 +141,7 @@ impl DockerSandboxes {
             agent: None,
             in_flight: Mutex::new(HashMap::new()),
             ensuring: Mutex::new(HashMap::new()),
+            reviving: Mutex::new(HashMap::new()),
             filling: Mutex::new(Default::default()),
         })
     }
@@ -174,9 +177,13 @@ impl DockerSandboxes {
                     .as_ref()
                     .and_then(|c| c.labels.clone())
                     .unwrap_or_default();
-                let same = labels.get(LABEL_CONFIG_HASH) == Some(&plan.config_hash);
+                // Its agent's socket directory gone (the state directory that held it was
+                // removed): the agent could never listen again, so it is remade like a change.
+                let orphaned = agent::socket_from_labels(&labels)
+                    .is_some_and(|socket| socket.parent().is_some_and(|dir| !dir.is_dir()));
+                let same = labels.get(LABEL_CONFIG_HASH) == Some(&plan.config_hash) && !orphaned;
                 if !same && self.running_execs(name) == 0 {
-                    tracing::info!(container = %name, "sandbox config changed; recreating the idle container");
+                    tracing::info!(container = %name, orphaned, "sandbox config changed; recreating the idle container");
                     self.remove(name).await?;
                 } else {
                     if !same {
@@ -187,9 +194,7 @@ impl DockerSandboxes {
                         .as_ref()
                         .and_then(|s| s.running)
                         .unwrap_or(false);
-                    let agent_socket = labels
-                        .contains_key(agent::LABEL_AGENT)
-                        .then(|| self.agent_socket(name));
+                    let agent_socket = agent::socket_from_labels(&labels);
                     match &agent_socket {
                         Some(socket) if !running => self.revive(name, socket).await?,
                         None if !running => self
@@ -290,7 +295,7 @@ impl DockerSandboxes {
             id,
             user: plan.docker.user.clone(),
             created: true,
-            agent_socket: agent.map(|_| self.agent_socket(name)),
+            agent_socket: agent.map(|a| a.run_dir.join(sandbox_agent::protocol::SOCKET_NAME)),
         };
         if let Some(socket) = &container.agent_socket {
             if let Err(e) = agent::wait_ready(socket).await {
@@ -481,11 +486,6 @@ impl DockerSandboxes {
             )
             .await
             .map_err(|e| self.error(name, &e))
-    }
-
-    /// Where the agent of container `name` listens, on the host.
-    fn agent_socket(&self, name: &str) -> PathBuf {
-        agent::run_dir(&self.activity_dir, name).join(sandbox_agent::protocol::SOCKET_NAME)
     }
 
     fn running_execs(&self, name: &str) -> usize {

@@ -5,8 +5,8 @@
 //! - A pooled container is made from a real session's plan with its own name, the label
 //!   `clawgate.pool=<config hash>` and an empty scope. Every new session of a profile has that
 //!   hash (a scratch workspace's hash names the root, not the scope's directory). Claiming one
-//!   renames it to the session's container name; its agent's socket directory is renamed with
-//!   it (the bind mount follows the directory).
+//!   renames it to the session's container name; its agent's socket stays where its label
+//!   says.
 //! - A scratch workspace (`workspaceAccess: none`) is a directory per scope: the pooled
 //!   container mounts `<workspaceRoot>/.pool/<name>`, and claiming renames that directory to the
 //!   session's, on the same file system. A session whose directory already exists (its old
@@ -47,7 +47,7 @@ impl DockerSandboxes {
         if plan.warm_pool == 0 || plan.workspace.exists() && pool_workspace(plan, "").is_some() {
             return None;
         }
-        for (name, id, has_agent) in self.pooled(&plan.config_hash).await.ok()? {
+        for (name, id, agent_socket) in self.pooled(&plan.config_hash).await.ok()? {
             let moved = match pool_workspace(plan, &name) {
                 Some(dir) => match std::fs::rename(&dir, &plan.workspace) {
                     Ok(()) => Some(dir),
@@ -71,8 +71,6 @@ impl DockerSandboxes {
                 }
                 continue;
             }
-            let run_dir = agent::run_dir(&self.activity_dir, &plan.container_name);
-            let _ = std::fs::rename(agent::run_dir(&self.activity_dir, &name), &run_dir);
             let _ = std::fs::remove_file(self.activity_dir.join(&name));
             let _ = std::fs::write(
                 self.activity_dir.join(&plan.container_name),
@@ -84,14 +82,17 @@ impl DockerSandboxes {
                 id,
                 user: plan.docker.user.clone(),
                 created: false,
-                agent_socket: has_agent.then(|| self.agent_socket(&plan.container_name)),
+                agent_socket,
             });
         }
         None
     }
 
-    /// The running pooled containers made for `hash`: name, id, and whether it has the agent.
-    async fn pooled(&self, hash: &str) -> Result<Vec<(String, String, bool)>, SandboxError> {
+    /// The running pooled containers made for `hash`: name, id, and its agent's socket.
+    async fn pooled(
+        &self,
+        hash: &str,
+    ) -> Result<Vec<(String, String, Option<PathBuf>)>, SandboxError> {
         let filters = HashMap::from([
             ("label".to_string(), vec![format!("{LABEL_POOL}={hash}")]),
             ("status".to_string(), vec!["running".to_string()]),
@@ -113,8 +114,8 @@ impl DockerSandboxes {
                     .next()?
                     .trim_start_matches('/')
                     .to_string();
-                let has_agent = c.labels.is_some_and(|l| l.contains_key(agent::LABEL_AGENT));
-                Some((name, c.id.unwrap_or_default(), has_agent))
+                let socket = c.labels.as_ref().and_then(agent::socket_from_labels);
+                Some((name, c.id.unwrap_or_default(), socket))
             })
             .collect())
     }

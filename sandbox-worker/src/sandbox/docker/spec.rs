@@ -108,8 +108,11 @@ pub fn container_body(
         (LABEL_CREATED.to_string(), created.to_string()),
         (LABEL_CONFIG_HASH.to_string(), plan.config_hash.clone()),
     ]);
-    if agent.is_some() {
-        labels.insert(super::agent::LABEL_AGENT.to_string(), "1".to_string());
+    if let Some(agent) = agent {
+        labels.insert(
+            super::agent::LABEL_AGENT.to_string(),
+            agent.run_dir.display().to_string(),
+        );
     }
     if let Some(hash) = pool {
         labels.insert(super::LABEL_POOL.to_string(), hash.to_string());
