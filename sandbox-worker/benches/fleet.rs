@@ -12,7 +12,8 @@
 //!   lognormal (median `MODEL_MEDIAN`), each tool call the measured `exec` cost, plus the
 //!   measured store overhead. Jobs are I/O-bound: a worker instance runs `SLOTS` at once.
 //! - Autoscaling: the `worker-fleet` module's policy, target tracking on backlog per instance
-//!   (visible jobs / in-service instances, `BACKLOG_TARGET`, docs/scaling.md), with the metric
+//!   (visible jobs / in-service instances), its target set as docs/scaling.md derives it
+//!   (`ACCEPTABLE_WAIT` / mean job time × jobs per instance), with the metric
 //!   `METRIC_DELAY` old, decisions every `METRIC_PERIOD`, `BOOT_TIME` before a new instance
 //!   takes jobs, scale-in only after `SCALE_IN_COOLDOWN` and never of an instance running jobs
 //!   (the lifecycle hook drains them).
@@ -23,11 +24,12 @@
 //!
 //! - Calibration: the job's costs are `worker_jobs`' measured phases (SQLite, one in flight), and
 //!   before the day is replayed the same cost model predicts that bench's two rows (1 and 4 jobs
-//!   in flight on its 2 cores) by mean-value analysis: a delay for the job's waiting and a
-//!   2-server CPU for its measured machine CPU time (Seidmann's approximation). Prediction and
-//!   measurement are printed side by side; they must agree within ±15 %. The fleet's instances
-//!   spend ~0.3 % of a core per running job on that CPU (model calls dominate), so the day's
-//!   replay needs no CPU station.
+//!   in flight on its 2 cores) by exact mean-value analysis of a closed network, every input
+//!   from the 1-in-flight row: SQLite's single writer for the queue and store phases, the rest
+//!   of the machine's CPU time per job on 2 cores (Seidmann's approximation), and what is left
+//!   of the job as a delay. Prediction and measurement are printed side by side (target
+//!   ±15 %). In the fleet a job is model-bound (its CPU is ~0.3 % of a core per running job), so
+//!   the day's replay needs neither station.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -50,17 +52,19 @@ const MEAN_TOOL_ROUNDS: f64 = 1.2;
 /// model's two answers, the machine's CPU time (every process), and the two rows' throughput.
 const TOOL_CALL: f64 = BENCH_SANDBOX;
 const STORE_OVERHEAD: f64 = BENCH_QUEUE + BENCH_STORE + BENCH_REPLY;
-const BENCH_QUEUE: f64 = 0.0;
-const BENCH_STORE: f64 = 0.0;
-const BENCH_MODEL: f64 = 0.0;
-const BENCH_SANDBOX: f64 = 0.0;
-const BENCH_REPLY: f64 = 0.0;
-const BENCH_CPU: f64 = 0.0;
-const BENCH_JOBS_PER_S: [(usize, f64); 2] = [(1, 0.0), (4, 0.0)];
+/// (`scripts/bench worker_jobs`, 2026-12-04.)
+const BENCH_QUEUE: f64 = 0.001_60;
+const BENCH_STORE: f64 = 0.003_23;
+const BENCH_MODEL: f64 = 0.003_50;
+const BENCH_SANDBOX: f64 = 0.002_78;
+const BENCH_REPLY: f64 = 0.000_24;
+/// Machine CPU per job, 1 in flight.
+const BENCH_CPU: f64 = 0.008_7;
+const BENCH_JOBS_PER_S: [(usize, f64); 2] = [(1, 92.5), (4, 132.3)];
 const BENCH_CORES: f64 = 2.0;
 const SLOTS: usize = 16;
-/// `backlog_per_instance_target` (terraform/modules/worker-fleet, default 8).
-const BACKLOG_TARGET: f64 = 8.0;
+/// The wait the fleet is sized for (docs/scaling.md's derivation of the scaling target).
+const ACCEPTABLE_WAIT: f64 = 15.0;
 const METRIC_PERIOD: f64 = 60.0;
 const METRIC_DELAY: f64 = 60.0;
 const BOOT_TIME: f64 = 90.0;
@@ -107,6 +111,8 @@ struct Fleet {
     busy: usize,
     backlog_history: VecDeque<(u64, f64)>,
     last_scale_in: f64,
+    /// `backlog_per_instance_target`, derived in [`Fleet::run`].
+    backlog_target: f64,
     waits: hdrhistogram::Histogram<u64>,
     busy_slot_seconds: f64,
     instance_seconds: f64,
@@ -133,6 +139,7 @@ impl Fleet {
             busy: 0,
             backlog_history: VecDeque::new(),
             last_scale_in: 0.0,
+            backlog_target: 0.0,
             waits: hdrhistogram::Histogram::new_with_bounds(1, 86_400_000_000, 3).unwrap(),
             busy_slot_seconds: 0.0,
             instance_seconds: 0.0,
@@ -223,6 +230,7 @@ impl Fleet {
             + (1.0 + MEAN_TOOL_ROUNDS) * MODEL_MEDIAN * (MODEL_SIGMA.powi(2) / 2.0).exp()
             + MEAN_TOOL_ROUNDS * TOOL_CALL;
         self.instances = ((night * per_job / SLOTS as f64).ceil() as usize).max(MIN_INSTANCES);
+        self.backlog_target = ACCEPTABLE_WAIT / per_job * SLOTS as f64;
         self.schedule_next_arrival();
         self.events
             .push(Reverse((at(METRIC_PERIOD), Kind::Scale, 0)));
@@ -275,16 +283,16 @@ impl Fleet {
             self.backlog_history.pop_front();
         }
         let seen = self.backlog_history.front().map_or(0.0, |(_, d)| *d);
-        let wanted =
-            ((self.instances as f64 * seen / BACKLOG_TARGET).ceil() as usize).max(MIN_INSTANCES);
+        let wanted = ((self.instances as f64 * seen / self.backlog_target).ceil() as usize)
+            .max(MIN_INSTANCES);
         let have = self.instances + self.booting;
-        if seen > BACKLOG_TARGET && wanted > have {
+        if seen > self.backlog_target && wanted > have {
             for _ in have..wanted {
                 self.booting += 1;
                 self.events
                     .push(Reverse((t + at(BOOT_TIME), Kind::Boot, 0)));
             }
-        } else if seen < BACKLOG_TARGET
+        } else if seen < self.backlog_target
             && wanted < self.instances
             && now - self.last_scale_in >= SCALE_IN_COOLDOWN
         {
@@ -298,21 +306,21 @@ impl Fleet {
     }
 }
 
-/// Jobs/s of `clients` closed loops on the bench machine, by mean-value analysis of the job's
-/// cost model: waiting (everything but its CPU time) as a delay, CPU time on `BENCH_CORES`.
+/// Jobs/s of `clients` closed loops on the bench machine, by exact mean-value analysis (see
+/// the module notes).
 fn predicted_bench_throughput(clients: usize) -> f64 {
     let job = STORE_OVERHEAD + BENCH_MODEL + TOOL_CALL;
-    let cpu = BENCH_CPU.min(job);
-    // Seidmann: c servers of demand D ≈ one server of D/c plus a delay of D(c-1)/c.
-    let (queue_demand, delay) = (
-        cpu / BENCH_CORES,
-        job - cpu + cpu * (BENCH_CORES - 1.0) / BENCH_CORES,
-    );
-    let (mut queued, mut throughput) = (0.0, 0.0);
+    let writer = BENCH_QUEUE + BENCH_STORE;
+    // The writer's work is CPU work too: the rest of the CPU runs on the cores. Seidmann:
+    // c servers of demand D ≈ one server of D/c plus a delay of D(c-1)/c.
+    let other_cpu = (BENCH_CPU - writer).max(0.0);
+    let demands = [other_cpu / BENCH_CORES, writer];
+    let delay = (job - BENCH_CPU).max(0.0) + other_cpu * (BENCH_CORES - 1.0) / BENCH_CORES;
+    let (mut queued, mut throughput) = ([0.0; 2], 0.0);
     for n in 1..=clients {
-        let residence = queue_demand * (1.0 + queued);
-        throughput = n as f64 / (delay + residence);
-        queued = throughput * residence;
+        let residence = [0, 1].map(|k| demands[k] * (1.0 + queued[k]));
+        throughput = n as f64 / (delay + residence.iter().sum::<f64>());
+        queued = residence.map(|r| throughput * r);
     }
     throughput
 }
@@ -327,6 +335,7 @@ fn main() {
             model / measured
         );
     }
+
     let started = Instant::now();
     let mut fleet = Fleet::new(17);
     fleet.run();
@@ -347,6 +356,10 @@ fn main() {
     );
     println!("| measure | value | target (issue 17) |");
     println!("|---|---|---|");
+    println!(
+        "| scaling target: backlog per instance ({ACCEPTABLE_WAIT} s / mean job × {SLOTS} jobs) | {:.0} | |",
+        fleet.backlog_target
+    );
     println!(
         "| wait before a job starts, p50 / p99 / max | {:.2} / {:.2} / {:.1} s | p99 ≤ 30 s |",
         fleet.waits.value_at_quantile(0.5) as f64 / 1e6,
