@@ -155,21 +155,7 @@ async fn stop_kills_a_running_command_through_the_agent_and_keeps_its_output() {
 
 /// The running pooled containers of this test (label `clawgate.pool`).
 fn pooled(sb: &Sandbox) -> Vec<String> {
-    let out = std::process::Command::new("docker")
-        .args([
-            "ps",
-            "--format",
-            "{{.Names}}",
-            "--filter",
-            "label=clawgate.pool",
-        ])
-        .args(["--filter", &format!("name=^{}", sb.prefix)])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect()
+    sb.containers_where(&["--filter", "label=clawgate.pool"])
 }
 
 async fn wait_for_pool(sb: &Sandbox, size: usize) -> Vec<String> {

@@ -143,9 +143,15 @@ impl Sandbox {
 
     /// Names of this test's containers, running or not.
     pub fn containers(&self) -> Vec<String> {
+        self.containers_where(&["-a"])
+    }
+
+    /// Names of this test's containers that `docker ps` lists with `args` (`--filter …`).
+    pub fn containers_where(&self, args: &[&str]) -> Vec<String> {
         let out = Command::new("docker")
-            .args(["ps", "-a", "--format", "{{.Names}}", "--filter"])
+            .args(["ps", "--format", "{{.Names}}", "--filter"])
             .arg(format!("name=^{}", self.prefix))
+            .args(args)
             .output()
             .unwrap();
         String::from_utf8_lossy(&out.stdout)

@@ -105,20 +105,18 @@ pub fn socket_from_labels(labels: &std::collections::HashMap<String, String>) ->
     Some(Path::new(dir).join(protocol::SOCKET_NAME))
 }
 
-/// Creates `dir` for the agent running as `owner` (a name that is not numeric gets 0777 in a
-/// parent only the worker can enter).
+/// Creates `dir` for the agent running as `owner`. When it cannot be handed over (a user name
+/// that is not numeric, or a worker not running as root) it is 0777 instead, in a parent only
+/// the worker can enter: the container sees the directory itself, never that parent.
 pub fn prepare_run_dir(dir: &Path, owner: Option<(u32, u32)>) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let parent = dir.parent().unwrap_or(dir);
     std::fs::create_dir_all(dir)?;
     std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o700))?;
-    match owner {
-        Some((uid, gid)) => {
-            std::os::unix::fs::chown(dir, Some(uid), Some(gid))?;
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-        }
-        None => std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)),
-    }
+    let handed_over =
+        owner.is_some_and(|(uid, gid)| std::os::unix::fs::chown(dir, Some(uid), Some(gid)).is_ok());
+    let mode = if handed_over { 0o700 } else { 0o777 };
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
 }
 
 /// How a call failed.
