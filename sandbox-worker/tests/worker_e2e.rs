@@ -1147,3 +1147,36 @@ async fn model_text_posted_to_slack_cannot_ping_the_channel_or_disguise_a_link()
         "&lt;!channel&gt; urgent: &lt;https://evil.example|slack.com/login&gt; &amp; &lt;@U0ADMIN&gt;"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_from_a_channel_member_is_refused_and_stops_nothing() {
+    // A Slack channel is a guest session: even a sender the owner allows in DMs has no power
+    // there, and `/stop` is the owner's.
+    let dir = tempfile::tempdir().unwrap();
+    let fakes = Fakes::start(Arc::new(|_, _: &Value| Reply::text("model answer"))).await;
+    let config = host_config(&fakes, dir.path(), "");
+    let worker = start_worker(&config, dir.path(), |_| {}).await;
+    let mut stop = slack_job("Ev0STOPGUEST");
+    stop.inbound.text = "/stop".into();
+
+    worker.backends.queue.send(&stop).await.unwrap();
+    let answered = fakes
+        .wait_for(Duration::from_secs(20), |f| !f.slack_posts().is_empty())
+        .await;
+    let stopped = worker
+        .backends
+        .store
+        .stop_requested(&stop.session_key)
+        .await
+        .unwrap();
+    worker.shutdown().await;
+
+    assert!(answered, "the refusal is said in the thread");
+    let text = fakes.slack_posts()[0].body["text"].to_string();
+    assert!(text.contains("Only the owner can stop"), "{text}");
+    assert_eq!(
+        stopped, None,
+        "no stop was recorded for the channel's session"
+    );
+    assert!(fakes.model_calls().is_empty());
+}
