@@ -14,4 +14,5 @@ pub mod profile;
 pub mod reply;
 pub mod sandbox;
 pub mod tools;
+pub mod web;
 pub mod worker;
