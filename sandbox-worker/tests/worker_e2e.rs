@@ -1180,3 +1180,66 @@ async fn stop_from_a_channel_member_is_refused_and_stops_nothing() {
     );
     assert!(fakes.model_calls().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_owner_s_model_reads_a_page_through_web_fetch_and_a_channel_is_not_offered_it() {
+    let site = {
+        let app = axum::Router::new().route(
+            "/news",
+            axum::routing::get(|| async {
+                axum::response::Html("<h1>Launch</h1><p>It flew.</p><script>x()</script>")
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        addr
+    };
+    let asked = format!("http://{site}/news");
+    let dir = tempfile::tempdir().unwrap();
+    let fakes = Fakes::start(Arc::new(move |_, body: &Value| {
+        let offered = body["tools"]
+            .as_array()
+            .is_some_and(|t| t.iter().any(|t| t["name"] == "web_fetch"));
+        match last_tool_result(body) {
+            Some(result) if result.contains("# Launch") && result.contains("It flew.") => {
+                Reply::text("read it")
+            }
+            Some(result) => Reply::text(&format!("unexpected: {result}")),
+            None if offered => Reply::tool_use("toolu_web", "web_fetch", json!({"url": asked})),
+            None => Reply::text("no web here"),
+        }
+    }))
+    .await;
+    let config = host_config(&fakes, dir.path(), "");
+    // The loopback exception is the tests' alone: a worker setting, not a config key.
+    let worker = start_worker(&config, dir.path(), |s| s.web_allow_loopback = true).await;
+
+    worker
+        .backends
+        .queue
+        .send(&telegram_job("7300"))
+        .await
+        .unwrap();
+    let owner_answered = fakes
+        .wait_for(Duration::from_secs(30), |f| !f.sent_messages().is_empty())
+        .await;
+    worker
+        .backends
+        .queue
+        .send(&slack_job("Ev0WEBGUEST"))
+        .await
+        .unwrap();
+    let guest_answered = fakes
+        .wait_for(Duration::from_secs(30), |f| !f.slack_posts().is_empty())
+        .await;
+    worker.shutdown().await;
+
+    assert!(owner_answered && guest_answered);
+    assert_eq!(fakes.sent_messages()[0].body["text"], "read it");
+    assert_eq!(
+        fakes.slack_posts()[0].body["text"],
+        "no web here",
+        "a channel (a guest session) is not offered web_fetch"
+    );
+}

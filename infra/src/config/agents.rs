@@ -416,6 +416,8 @@ pub struct ToolsConfig {
     pub agent_to_agent: AgentToAgent,
     /// Voice-note transcription (top level only: one transcription setup per deployment).
     pub media: super::MediaToolsConfig,
+    /// `web_fetch` and the egress guard (top level only).
+    pub web: super::WebToolsConfig,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -459,6 +461,9 @@ impl Default for ToolPolicyConfig {
                 "group:automation".into(),
                 // `message` sends only to the chat the job came from.
                 "group:messaging".into(),
+                // `web_fetch` (OpenClaw enables it by default), through the egress guard, in
+                // owner sessions only.
+                "group:web".into(),
             ],
             deny: vec![
                 "browser".into(),

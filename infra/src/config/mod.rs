@@ -21,6 +21,7 @@ mod media;
 mod messages;
 mod trust;
 mod validate;
+mod web;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -34,6 +35,7 @@ pub use media::*;
 pub use messages::*;
 pub use trust::Trust;
 pub use validate::{dangerous_bind_source, dangerous_workspace, parse_bytes};
+pub use web::*;
 
 /// A secret string. It never prints: `Debug`, `Display` and `Serialize` all show `<redacted>`.
 #[derive(Clone, PartialEq, Eq, Deserialize)]

@@ -13,6 +13,7 @@ pub const GROUPS: &[(&str, &[&str])] = &[
     ("group:memory", &["memory_search", "memory_get"]),
     ("group:automation", &["cron"]),
     ("group:messaging", &["message"]),
+    ("group:web", &["web_search", "web_fetch"]),
     (
         "group:sessions",
         &[

@@ -28,7 +28,7 @@ use ipnet::IpNet;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use reqwest::Url;
 
-/// The most redirects one fetch follows.
+/// The most redirects one fetch follows, whatever the config says.
 pub const MAX_REDIRECTS: usize = 5;
 
 /// Address ranges no fetch may reach unless `allow_private` says so.
@@ -88,6 +88,8 @@ pub struct EgressPolicy {
     pub allow_private: bool,
     /// Lets loopback (127/8, ::1) through and nothing else: the tests' fake servers.
     pub allow_loopback: bool,
+    /// Redirects followed at most (0: the default, [`MAX_REDIRECTS`]).
+    pub max_redirects: usize,
 }
 
 /// True when `host` is `domain` or under it.
@@ -205,13 +207,22 @@ impl Resolve for GuardedResolver {
     }
 }
 
-/// An HTTP client whose every request and redirect goes through `policy`.
-pub fn client(policy: EgressPolicy, timeout: Duration) -> reqwest::Result<reqwest::Client> {
+/// An HTTP client whose every request and redirect goes through `policy`, sending
+/// `user_agent`.
+pub fn client(
+    policy: EgressPolicy,
+    timeout: Duration,
+    user_agent: &str,
+) -> reqwest::Result<reqwest::Client> {
     let policy = Arc::new(policy);
     let hops = policy.clone();
+    let most = match policy.max_redirects {
+        0 => MAX_REDIRECTS,
+        n => n.min(MAX_REDIRECTS),
+    };
     let redirects = reqwest::redirect::Policy::custom(move |attempt| {
-        if attempt.previous().len() >= MAX_REDIRECTS {
-            return attempt.error(format!("more than {MAX_REDIRECTS} redirects"));
+        if attempt.previous().len() >= most {
+            return attempt.error(format!("more than {most} redirects"));
         }
         match hops.check_url(attempt.url()) {
             Ok(()) => attempt.follow(),
@@ -223,6 +234,7 @@ pub fn client(policy: EgressPolicy, timeout: Duration) -> reqwest::Result<reqwes
         .dns_resolver(Arc::new(GuardedResolver { policy }))
         .redirect(redirects)
         .timeout(timeout)
+        .user_agent(user_agent)
         .connect_timeout(Duration::from_secs(10))
         .build()
 }

@@ -50,6 +50,7 @@ use crate::tools::cron::CronTools;
 use crate::tools::memory::MemoryTools;
 use crate::tools::message::{sends_so_far, MessageTools};
 use crate::tools::sessions::{Caller, SessionTools};
+use crate::tools::web::WebTools;
 use crate::tools::{ExtraTools, ToolBox};
 
 /// Why a job attempt did not finish.
@@ -404,11 +405,15 @@ impl Worker {
                 .flatten(),
             sends: sends_so_far(&transcript, &job.job_id).into(),
         };
-        let extra: Vec<&dyn ExtraTools> = if owner {
+        let web = self.web.clone().map(|fetch| WebTools { fetch });
+        let mut extra: Vec<&dyn ExtraTools> = if owner {
             vec![&sessions, &memory, &cron, &message]
         } else {
             vec![&sessions, &message]
         };
+        if let (true, Some(web)) = (owner, &web) {
+            extra.push(web);
+        }
         let mut files = persona::read_bootstrap(
             &setup.profile.workspace,
             owner,

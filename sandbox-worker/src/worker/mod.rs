@@ -47,6 +47,8 @@ pub struct WorkerSettings {
     pub pairing_ttl: Duration,
     /// Where job metrics go.
     pub metrics: MetricsMode,
+    /// Lets `web_fetch` reach loopback: the tests' fake sites. Never set from the config.
+    pub web_allow_loopback: bool,
 }
 
 /// Where a worker's metrics go (`--metrics`, `CLAWGATE_METRICS`).
@@ -80,6 +82,7 @@ impl WorkerSettings {
             ready_file: None,
             metrics: MetricsMode::Off,
             pairing_ttl: Duration::from_secs(3600),
+            web_allow_loopback: false,
         }
     }
 }
@@ -104,6 +107,8 @@ pub struct Worker {
     memory: Arc<crate::tools::memory::MemoryIndexes>,
     /// Each model provider's API keys and their rate-limit cool-downs.
     model_keys: crate::llm::KeyRings,
+    /// `web_fetch`'s guarded client, unless `tools.web.fetch.enabled` is false.
+    web: Option<Arc<crate::web::fetch::WebFetch>>,
 }
 
 impl Worker {
@@ -136,7 +141,19 @@ impl Worker {
             MetricsMode::Emf => Metrics::emf_stdout("worker"),
             MetricsMode::Store => Metrics::new("worker", Sink::Store(backends.store.clone())),
         };
+        let web = config
+            .tools
+            .web
+            .fetch
+            .enabled
+            .then(|| {
+                crate::web::fetch::WebFetch::new(&config.tools.web, settings.web_allow_loopback)
+            })
+            .transpose()
+            .map_err(|e| QueueErrorOrSetup::Http(format!("the web_fetch client: {e}")))?
+            .map(Arc::new);
         Ok(Worker {
+            web,
             outbound: Outbound::from_config(&config, http.clone()),
             sandbox: Arc::new(
                 SandboxRuntime::new(socket, state_dir.join("sandbox-activity"))
