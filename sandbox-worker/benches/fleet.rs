@@ -53,14 +53,14 @@ const MEAN_TOOL_ROUNDS: f64 = 1.2;
 const TOOL_CALL: f64 = BENCH_SANDBOX;
 const STORE_OVERHEAD: f64 = BENCH_QUEUE + BENCH_STORE + BENCH_REPLY;
 /// (`scripts/bench worker_jobs`, 2026-12-04.)
-const BENCH_QUEUE: f64 = 0.001_60;
-const BENCH_STORE: f64 = 0.003_23;
-const BENCH_MODEL: f64 = 0.003_50;
-const BENCH_SANDBOX: f64 = 0.002_78;
-const BENCH_REPLY: f64 = 0.000_24;
+const BENCH_QUEUE: f64 = 0.001_21;
+const BENCH_STORE: f64 = 0.003_11;
+const BENCH_MODEL: f64 = 0.003_51;
+const BENCH_SANDBOX: f64 = 0.002_76;
+const BENCH_REPLY: f64 = 0.000_25;
 /// Machine CPU per job, 1 in flight.
-const BENCH_CPU: f64 = 0.008_7;
-const BENCH_JOBS_PER_S: [(usize, f64); 2] = [(1, 92.5), (4, 132.3)];
+const BENCH_CPU: f64 = 0.008_3;
+const BENCH_JOBS_PER_S: [(usize, f64); 2] = [(1, 97.4), (4, 166.3)];
 const BENCH_CORES: f64 = 2.0;
 const SLOTS: usize = 16;
 /// The wait the fleet is sized for (docs/scaling.md's derivation of the scaling target).

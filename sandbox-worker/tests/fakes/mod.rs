@@ -158,6 +158,14 @@ impl Fakes {
             .collect()
     }
 
+    /// Whether a message went to Telegram chat `chat`, looked up without copying anything (the
+    /// `worker_jobs` benchmark polls it every millisecond from each loop).
+    pub fn sent_to_chat(&self, chat: i64) -> bool {
+        self.world.calls.lock().unwrap().iter().any(|c| {
+            c.path.contains("/sendMessage") && c.path.contains("ok:") && c.body["chat_id"] == chat
+        })
+    }
+
     pub fn slack_posts(&self) -> Vec<Call> {
         self.calls("/api/chat.postMessage")
     }
