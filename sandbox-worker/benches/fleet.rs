@@ -23,13 +23,16 @@
 //!   sender's rate counter are keys of their own, never hot, and not counted.
 //!
 //! - Calibration: the job's costs are `worker_jobs`' measured phases (SQLite, one in flight), and
-//!   before the day is replayed the same cost model predicts that bench's two rows (1 and 4 jobs
-//!   in flight on its 2 cores) by exact mean-value analysis of a closed network, every input
-//!   from the 1-in-flight row: SQLite's single writer for the queue and store phases, the rest
-//!   of the machine's CPU time per job on 2 cores (Seidmann's approximation), and what is left
-//!   of the job as a delay. Prediction and measurement are printed side by side (target
-//!   ±15 %). In the fleet a job is model-bound (its CPU is ~0.3 % of a core per running job), so
-//!   the day's replay needs neither station.
+//!   before the day is replayed the same cost model predicts that bench's SQLite rows (1, 2, 4
+//!   and 8 jobs in flight on its 2 cores) by exact mean-value analysis of a closed network,
+//!   every input from the 1-in-flight row: SQLite's single writer for the queue and store
+//!   phases, the rest of the machine's CPU time per job on 2 cores (Seidmann's approximation),
+//!   and what is left of the job as a delay. The writer computes while it holds the lock, so
+//!   the time it holds it grows with the CPU queue it finds (without this the model predicted
+//!   1.28× the measured rate at 4 in flight: the lock, not the cores, is what saturates).
+//!   Prediction and measurement are printed side by side (target ±15 %). In the fleet a job is
+//!   model-bound (its CPU is ~0.3 % of a core per running job), so the day's replay needs
+//!   neither station.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -49,18 +52,18 @@ const MODEL_SIGMA: f64 = 0.6;
 const MEAN_TOOL_ROUNDS: f64 = 1.2;
 /// Measured by `worker_jobs` on SQLite, one job in flight (docs/benchmarks.md), in seconds per
 /// job: the tool call through the in-sandbox agent, the queue + store + reply work, the fake
-/// model's two answers, the machine's CPU time (every process), and the two rows' throughput.
+/// model's two answers, the machine's CPU time (every process), and the rows' throughput.
 const TOOL_CALL: f64 = BENCH_SANDBOX;
 const STORE_OVERHEAD: f64 = BENCH_QUEUE + BENCH_STORE + BENCH_REPLY;
 /// (`scripts/bench worker_jobs`, 2026-12-04.)
-const BENCH_QUEUE: f64 = 0.001_21;
-const BENCH_STORE: f64 = 0.003_11;
-const BENCH_MODEL: f64 = 0.003_51;
-const BENCH_SANDBOX: f64 = 0.002_76;
+const BENCH_QUEUE: f64 = 0.000_21;
+const BENCH_STORE: f64 = 0.002_96;
+const BENCH_MODEL: f64 = 0.003_36;
+const BENCH_SANDBOX: f64 = 0.002_40;
 const BENCH_REPLY: f64 = 0.000_25;
 /// Machine CPU per job, 1 in flight.
-const BENCH_CPU: f64 = 0.008_3;
-const BENCH_JOBS_PER_S: [(usize, f64); 2] = [(1, 97.4), (4, 166.3)];
+const BENCH_CPU: f64 = 0.006_5;
+const BENCH_JOBS_PER_S: [(usize, f64); 4] = [(1, 114.6), (2, 180.7), (4, 213.1), (8, 240.6)];
 const BENCH_CORES: f64 = 2.0;
 const SLOTS: usize = 16;
 /// The wait the fleet is sized for (docs/scaling.md's derivation of the scaling target).
@@ -314,10 +317,14 @@ fn predicted_bench_throughput(clients: usize) -> f64 {
     // The writer's work is CPU work too: the rest of the CPU runs on the cores. Seidmann:
     // c servers of demand D ≈ one server of D/c plus a delay of D(c-1)/c.
     let other_cpu = (BENCH_CPU - writer).max(0.0);
-    let demands = [other_cpu / BENCH_CORES, writer];
     let delay = (job - BENCH_CPU).max(0.0) + other_cpu * (BENCH_CORES - 1.0) / BENCH_CORES;
     let (mut queued, mut throughput) = ([0.0; 2], 0.0);
     for n in 1..=clients {
+        // The writer holds SQLite's lock while it computes, so its holding time stretches by
+        // the CPU work of the other jobs it shares the cores with (simultaneous resource
+        // possession): by the arrival theorem a job finds the CPU queue of n - 1 jobs.
+        let stretch = 1.0 + queued[0] / BENCH_CORES;
+        let demands = [other_cpu / BENCH_CORES, writer * stretch];
         let residence = [0, 1].map(|k| demands[k] * (1.0 + queued[k]));
         throughput = n as f64 / (delay + residence.iter().sum::<f64>());
         queued = residence.map(|r| throughput * r);
