@@ -394,3 +394,88 @@ async fn symlink_swap(path: common::ExecPath) {
         "the race was on: some writes met the link and were refused"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sandbox_secret_reaches_the_container_and_never_the_model_the_state_or_the_logs() {
+    if !common::docker_or_skip() {
+        return;
+    }
+    // Arrange: the agent's sandbox names a secret the worker's environment holds, and the
+    // model asks for it outright: echoed, and written to a file and read back.
+    let value = format!("ghp_{}", ulid::Ulid::new());
+    let stack = spawn_stack(
+        Arc::new(|n, body: &Value| match (n, last_tool_result(body)) {
+            (1, None) => Reply::tool_use(
+                "toolu_secret",
+                "exec",
+                json!({"command": "echo \"token=[$GH_TOKEN]\"; echo \"$GH_TOKEN\" > gh.txt"}),
+            ),
+            (2, Some(_)) => Reply::tool_use("toolu_read", "read", json!({"path": "gh.txt"})),
+            (_, Some(result)) => Reply::text(&format!("read: {result}")),
+            _ => Reply::text("still here"),
+        }),
+        StackOptions {
+            backend: Backend::Sqlite,
+            docker_extra: r#"env: { LANG: "C.UTF-8", GH_TOKEN: { secret: "CLAWGATE_E2E_GH_TOKEN" } },"#,
+            env: vec![("CLAWGATE_E2E_GH_TOKEN", value.clone())],
+            ..Default::default()
+        },
+    )
+    .await;
+
+    // Act
+    stack
+        .post_telegram(&telegram_dm(8851, "what is the token?"))
+        .await;
+    let answered = stack
+        .wait_for(Duration::from_secs(90), |f| !f.sent_messages().is_empty())
+        .await;
+    control_dm_is_answered(&stack, 8852).await;
+
+    // Assert: it was in the container's environment (the file the command wrote holds it)...
+    assert!(answered, "{}", stack.log_text());
+    assert_eq!(
+        stack::workspace_file(&stack, "gh.txt").map(|t| t.trim().to_string()),
+        Some(value.clone())
+    );
+    // ...the model saw its name in both tool results, never its value...
+    let requests: Vec<String> = stack
+        .fakes
+        .model_calls()
+        .iter()
+        .map(|c| c.body.to_string())
+        .collect();
+    assert!(requests.iter().all(|r| !r.contains(&value)));
+    let seen = requests.join("\n");
+    assert!(
+        seen.contains("token=[<secret:CLAWGATE_E2E_GH_TOKEN>]"),
+        "{seen}"
+    );
+    let reply = stack.fakes.sent_messages()[0].body["text"].to_string();
+    // (Telegram's HTML escapes the angle brackets.)
+    assert!(
+        reply.contains("secret:CLAWGATE_E2E_GH_TOKEN") && !reply.contains(&value),
+        "{reply}"
+    );
+    // ...and neither the state (transcript, job records) nor the logs hold it.
+    for entry in walk(&stack.state_dir) {
+        let bytes = std::fs::read(&entry).unwrap_or_default();
+        let found = bytes.windows(value.len()).any(|w| w == value.as_bytes());
+        assert!(!found, "the secret is in {}", entry.display());
+    }
+    assert!(!stack.log_text().contains(&value));
+}
+
+/// Every file under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() && !path.is_symlink() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}

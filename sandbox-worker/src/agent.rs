@@ -181,6 +181,8 @@ pub struct AgentRun<'a> {
     /// Tools the worker serves itself (session tools, memory tools).
     pub extra: &'a [&'a dyn ExtraTools],
     pub policy: &'a ToolPolicy,
+    /// The sandbox's secrets, redacted from every tool's output.
+    pub secrets: &'a [(String, infra::config::Secret)],
     /// Tool specs offered to the model (policy applied).
     pub specs: Vec<ToolSpec>,
     pub store: &'a dyn TranscriptStore,
@@ -418,7 +420,7 @@ impl AgentRun<'_> {
             self.tools.get().await.run(&call.name, &call.input).await
         };
         match AssertUnwindSafe(run).catch_unwind().await {
-            Ok(outcome) => outcome,
+            Ok(outcome) => outcome.redacted(self.secrets),
             Err(_) => {
                 tracing::error!(tool = %call.name, session = %self.session, "a tool panicked; reported to the model as a failed call");
                 ToolOutcome::error(format!(
@@ -651,6 +653,7 @@ pub(crate) mod tests {
             tools: &tools,
             extra: &[],
             policy: &policy,
+            secrets: &[],
             specs: vec![],
             store,
             budget: None,

@@ -1182,7 +1182,7 @@ async fn stop_from_a_channel_member_is_refused_and_stops_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_owner_s_model_reads_a_page_through_web_fetch_and_a_channel_is_not_offered_it() {
+async fn the_owner_s_model_searches_and_reads_a_page_and_a_channel_is_offered_neither() {
     let site = {
         let app = axum::Router::new().route(
             "/news",
@@ -1195,23 +1195,36 @@ async fn the_owner_s_model_reads_a_page_through_web_fetch_and_a_channel_is_not_o
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         addr
     };
+    let search_api = fakes::search::FakeSearch::start(true).await;
     let asked = format!("http://{site}/news");
     let dir = tempfile::tempdir().unwrap();
     let fakes = Fakes::start(Arc::new(move |_, body: &Value| {
-        let offered = body["tools"]
-            .as_array()
-            .is_some_and(|t| t.iter().any(|t| t["name"] == "web_fetch"));
+        let offered = |name: &str| {
+            body["tools"]
+                .as_array()
+                .is_some_and(|t| t.iter().any(|t| t["name"] == name))
+        };
         match last_tool_result(body) {
+            Some(result) if result.contains("launch result 1](https://example.com/1)") => {
+                Reply::tool_use("toolu_web", "web_fetch", json!({"url": asked}))
+            }
             Some(result) if result.contains("# Launch") && result.contains("It flew.") => {
                 Reply::text("read it")
             }
             Some(result) => Reply::text(&format!("unexpected: {result}")),
-            None if offered => Reply::tool_use("toolu_web", "web_fetch", json!({"url": asked})),
+            None if offered("web_search") && offered("web_fetch") => {
+                Reply::tool_use("toolu_search", "web_search", json!({"query": "launch"}))
+            }
+            None if offered("web_search") || offered("web_fetch") => Reply::text("half the web"),
             None => Reply::text("no web here"),
         }
     }))
     .await;
-    let config = host_config(&fakes, dir.path(), "");
+    let extra = format!(
+        r#"tools: {{ web: {{ search: {{ searxng: {{ baseUrl: "{}" }} }} }} }}"#,
+        search_api.base_url
+    );
+    let config = host_config(&fakes, dir.path(), &extra);
     // The loopback exception is the tests' alone: a worker setting, not a config key.
     let worker = start_worker(&config, dir.path(), |s| s.web_allow_loopback = true).await;
 
@@ -1237,9 +1250,10 @@ async fn the_owner_s_model_reads_a_page_through_web_fetch_and_a_channel_is_not_o
 
     assert!(owner_answered && guest_answered);
     assert_eq!(fakes.sent_messages()[0].body["text"], "read it");
+    assert_eq!(search_api.queries(), [("searxng".into(), "launch".into())]);
     assert_eq!(
         fakes.slack_posts()[0].body["text"],
         "no web here",
-        "a channel (a guest session) is not offered web_fetch"
+        "a channel (a guest session) is offered neither web tool"
     );
 }

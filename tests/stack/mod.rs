@@ -63,6 +63,10 @@ pub struct StackOptions {
     pub defaults_extra: &'static str,
     /// More keys inside `models.providers.anthropic`, e.g. `apiKeys: ["…"],`.
     pub anthropic_extra: &'static str,
+    /// More keys inside `agents.defaults.sandbox.docker` (with Docker), e.g. `env: { … },`.
+    pub docker_extra: &'static str,
+    /// Variables set in `clawgate up`'s environment (on top of the test's own).
+    pub env: Vec<(&'static str, String)>,
     /// `channels.telegram.streaming` and `channels.slack.streaming`: `off` by default here, so
     /// a test reads the answer from one `sendMessage`; the preview tests turn it on.
     pub streaming: &'static str,
@@ -82,6 +86,8 @@ impl Default for StackOptions {
             agents_extra: String::new(),
             defaults_extra: "",
             anthropic_extra: "",
+            docker_extra: "",
+            env: Vec::new(),
             streaming: "off",
         }
     }
@@ -107,6 +113,7 @@ pub struct Stack {
     pub http: reqwest::Client,
     /// Everything `clawgate up` printed to stderr.
     pub log: Arc<Mutex<Vec<String>>>,
+    env: Vec<(&'static str, String)>,
     process: Option<KillOnDrop>,
     sandbox: Option<common::Sandbox>,
     aws: Option<(
@@ -127,7 +134,8 @@ pub async fn spawn_stack(script: Script, options: StackOptions) -> Stack {
     let sandbox_config = match &sandbox {
         Some(sb) => format!(
             r#"mode: "{mode}", scope: "session", workspaceAccess: "rw", workspaceRoot: "{root}", {extra}
-               docker: {{ image: "{image}", containerPrefix: "{prefix}", memory: "128m", pidsLimit: 64 }}"#,
+               docker: {{ image: "{image}", containerPrefix: "{prefix}", memory: "128m", pidsLimit: 64, {docker_extra} }}"#,
+            docker_extra = options.docker_extra,
             mode = options.mode,
             extra = options.sandbox_extra,
             root = sb.dir.path().join("sbx").display(),
@@ -215,6 +223,7 @@ pub async fn spawn_stack(script: Script, options: StackOptions) -> Stack {
         backend: options.backend,
         http: reqwest::Client::new(),
         log: Arc::default(),
+        env: options.env,
         process: None,
         sandbox,
         aws,
@@ -254,6 +263,7 @@ impl Stack {
         ] {
             command.env_remove(var);
         }
+        command.envs(self.env.iter().map(|(k, v)| (*k, v)));
         let mut child = command
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

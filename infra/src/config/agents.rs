@@ -296,6 +296,27 @@ impl Default for GuestSandbox {
     }
 }
 
+/// A `sandbox.docker.env` value: text, or `{ secret: "NAME" }`, the worker's environment
+/// variable `NAME` read when the config is loaded ([`Config::apply_env`]). A secret reaches
+/// only the containers of owner sessions of the agents that name it, and tool output has its
+/// value replaced by `<secret:NAME>` before the model or the transcript sees it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum EnvValue {
+    Text(String),
+    Secret(SecretRef),
+}
+
+/// `{ secret: "NAME" }`, and its value once resolved (never serialized: `config show` and the
+/// container's config hash see the name only).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretRef {
+    pub secret: String,
+    #[serde(skip)]
+    pub value: Option<Secret>,
+}
+
 /// A ulimit: a single number (soft = hard) or `{ soft, hard }`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
@@ -315,7 +336,8 @@ pub struct DockerConfig {
     pub network: String,
     pub user: String,
     pub cap_drop: Vec<String>,
-    pub env: BTreeMap<String, String>,
+    /// The container's whole environment: text, or `{ secret: "NAME" }` (docs/security.md).
+    pub env: BTreeMap<String, EnvValue>,
     pub setup_command: String,
     pub pids_limit: i64,
     pub memory: String,
@@ -359,7 +381,7 @@ impl Default for DockerConfig {
             network: "none".into(),
             user: "1000:1000".into(),
             cap_drop: vec!["ALL".into()],
-            env: BTreeMap::from([("LANG".to_string(), "C.UTF-8".to_string())]),
+            env: BTreeMap::from([("LANG".to_string(), EnvValue::Text("C.UTF-8".to_string()))]),
             setup_command: String::new(),
             pids_limit: 256,
             memory: "1g".into(),

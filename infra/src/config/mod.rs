@@ -213,6 +213,8 @@ pub struct LimitsConfig {
     pub sessions_send_per_minute: u32,
     /// How many `sessions_send` hops a chain of messages may make (A → B → C is two).
     pub sessions_send_max_depth: u32,
+    /// `web_fetch` and `web_search` calls one session may make per minute (together).
+    pub web_calls_per_minute: u32,
 }
 
 impl Default for LimitsConfig {
@@ -223,6 +225,7 @@ impl Default for LimitsConfig {
             session_tool_calls_per_hour: 600,
             sessions_send_per_minute: 6,
             sessions_send_max_depth: 2,
+            web_calls_per_minute: 20,
         }
     }
 }
@@ -376,6 +379,16 @@ impl Config {
                 .get_or_insert_with(Default::default)
                 .api_base = Some(url);
         }
+        let search = &mut self.tools.web.search;
+        if let Some(key) = get("BRAVE_API_KEY") {
+            search.api_key = Some(Secret(key));
+        }
+        if let Some(key) = get("TAVILY_API_KEY") {
+            search.tavily.api_key = Some(Secret(key));
+        }
+        if let Some(url) = get("SEARXNG_BASE_URL") {
+            search.searxng.base_url = Some(url);
+        }
         if let Some(key) = get("ANTHROPIC_API_KEY") {
             self.models.providers.anthropic.api_key = Some(Secret(key));
         }
@@ -400,6 +413,24 @@ impl Config {
                     .filter(|k| !k.is_empty())
                     .map(|k| Secret(k.to_string()))
                     .collect();
+            }
+        }
+        // `{ secret: "NAME" }` in a sandbox's env: the worker's variable NAME, read once here.
+        let sandboxes = std::iter::once(&mut self.agents.defaults.sandbox).chain(
+            self.agents
+                .list
+                .iter_mut()
+                .filter_map(|a| a.sandbox.as_mut()),
+        );
+        for sandbox in sandboxes {
+            for value in sandbox.docker.env.values_mut() {
+                // A later source (the deployment's Secrets Manager secret) adds to what an
+                // earlier one (the environment) found; it never unsets it.
+                if let EnvValue::Secret(secret) = value {
+                    if let Some(found) = get(&secret.secret) {
+                        secret.value = Some(Secret(found));
+                    }
+                }
             }
         }
         if let Some(model) = get("CLAWGATE_MODEL") {

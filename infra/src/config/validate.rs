@@ -162,9 +162,31 @@ impl Config {
                 limits.sessions_send_max_depth,
                 MAX_SEND_DEPTH,
             ),
+            ("webCallsPerMinute", limits.web_calls_per_minute, MAX_RATE),
         ] {
             if value > max {
                 bad(&format!("limits.{key}"), format!("must be 0 to {max}"));
+            }
+        }
+        let search = &self.tools.web.search;
+        if !(1..=super::MAX_SEARCH_RESULTS).contains(&search.max_results) {
+            bad(
+                "tools.web.search.maxResults",
+                format!("must be 1 to {}", super::MAX_SEARCH_RESULTS),
+            );
+        }
+        for (key, url) in [
+            ("brave.baseUrl", &search.brave.base_url),
+            ("tavily.baseUrl", &search.tavily.base_url),
+            ("searxng.baseUrl", &search.searxng.base_url),
+        ] {
+            if let Some(url) = url {
+                if !(url.starts_with("https://") || url.starts_with("http://")) {
+                    bad(
+                        &format!("tools.web.search.{key}"),
+                        "must be an http(s) URL".to_string(),
+                    );
+                }
             }
         }
         if self.state.backend == StateBackend::Dynamodb
@@ -338,6 +360,26 @@ fn check_sandbox(sandbox: &SandboxConfig, path: &str, bad: &mut impl FnMut(&str,
             &format!("{path}.docker.pidsLimit"),
             "must be 1 to 1000000".into(),
         );
+    }
+    let env_name = |n: &str| {
+        n.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+            && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    };
+    for (name, value) in &docker.env {
+        if !env_name(name) {
+            bad(
+                &format!("{path}.docker.env"),
+                format!("{name:?} is not an environment variable name"),
+            );
+        }
+        if let super::EnvValue::Secret(secret) = value {
+            if !env_name(&secret.secret) {
+                bad(
+                    &format!("{path}.docker.env.{name}.secret"),
+                    "must name an environment variable of the worker".into(),
+                );
+            }
+        }
     }
     for (name, limit) in &docker.ulimits {
         if let super::Ulimit::Pair { soft, hard } = limit {

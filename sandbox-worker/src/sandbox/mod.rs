@@ -225,7 +225,7 @@ impl SandboxRuntime {
         if !plan.sandboxed {
             return Ok(std::sync::Arc::new(host::HostExec {
                 workspace: plan.workspace.clone(),
-                base_env: plan.docker.env.clone().into_iter().collect(),
+                base_env: plan.env.clone(),
             }));
         }
         let sandboxes = self.docker(plan.mode).await?;

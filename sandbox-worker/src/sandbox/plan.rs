@@ -10,12 +10,18 @@
 //!   refused unless `sandbox.guest.dangerouslyAllowHostTools` is set.
 //! - Host runs (mode `off`, or the main session under `non-main`) are not isolated: the plan's
 //!   reason says so in those words.
+//! - `sandbox.docker.env` secrets (`{ secret: "NAME" }`) go into owner sessions' environments
+//!   only: a guest who can steer the model could have it print one. An owner session whose
+//!   secret is not set in the worker's environment gets no tools, with the reason (never a
+//!   container quietly missing a key). The plan keeps the values for redacting tool output.
 
 use std::path::PathBuf;
 
+use std::collections::BTreeMap;
+
 use infra::config::{
-    expand_home, AgentProfile, Config, DockerConfig, PruneConfig, SandboxMode, SandboxScope, Trust,
-    WorkspaceAccess,
+    expand_home, AgentProfile, Config, DockerConfig, EnvValue, PruneConfig, SandboxMode,
+    SandboxScope, Secret, Trust, WorkspaceAccess,
 };
 use infra::model::SessionKey;
 use serde::Serialize;
@@ -47,6 +53,13 @@ pub struct SandboxPlan {
     pub container_name: String,
     pub config_hash: String,
     pub docker: DockerConfig,
+    /// The environment the session's commands get: `docker.env` with its secrets resolved
+    /// (owner sessions) or left out (guests). Never printed.
+    #[serde(skip)]
+    pub env: BTreeMap<String, String>,
+    /// The secrets in `env`, by name, for redacting tool output.
+    #[serde(skip)]
+    pub secrets: Vec<(String, Secret)>,
     pub prune: PruneConfig,
     /// Containers to keep ready for new sessions with this plan's shape (`sandbox.warmPool`).
     pub warm_pool: u32,
@@ -86,7 +99,7 @@ impl SandboxPlan {
                 format!("mode \"non-main\": {session} is not the agent's main session, so it is sandboxed"),
             ),
         };
-        let refusal = (guest && !sandboxed && !sandbox.guest.dangerously_allow_host_tools).then(|| {
+        let mut refusal = (guest && !sandboxed && !sandbox.guest.dangerously_allow_host_tools).then(|| {
             format!(
                 "tools are off in this session: it is a guest session ({trust_reason}) and sandbox mode {:?} would run them on the host; sandbox it (mode \"all\" or \"non-main\"), or set sandbox.guest.dangerouslyAllowHostTools: true",
                 sandbox.mode.as_str()
@@ -128,7 +141,17 @@ impl SandboxPlan {
         } else {
             workspace.clone()
         };
-        let config_hash = config_hash(&sandbox.docker, &mounted_root, access);
+        let ResolvedEnv {
+            env,
+            secrets,
+            missing,
+        } = resolve_env(&sandbox.docker.env, guest);
+        if let (None, Some(name)) = (&refusal, missing) {
+            refusal = Some(format!(
+                "tools are off in this session: sandbox.docker.env names the secret {name}, which is not set in the worker's environment"
+            ));
+        }
+        let config_hash = config_hash(&sandbox.docker, &env, &mounted_root, access);
         SandboxPlan {
             agent: profile.id.clone(),
             session: session.to_string(),
@@ -147,6 +170,8 @@ impl SandboxPlan {
             container_name,
             config_hash,
             docker: sandbox.docker.clone(),
+            env,
+            secrets,
             prune: sandbox.prune.clone(),
             warm_pool: sandbox.warm_pool,
         }
@@ -169,13 +194,54 @@ impl SandboxPlan {
     }
 }
 
-/// A stable hash of everything that shapes a container; a change recreates it once idle.
+/// A session's environment as resolved from `docker.env`.
+struct ResolvedEnv {
+    env: BTreeMap<String, String>,
+    /// The secrets in `env`, by name.
+    secrets: Vec<(String, Secret)>,
+    /// The first secret an owner session needs that the worker's environment does not have.
+    missing: Option<String>,
+}
+
+/// The environment a session's commands get: text values always, secrets for owners only.
+fn resolve_env(configured: &BTreeMap<String, EnvValue>, guest: bool) -> ResolvedEnv {
+    let (mut env, mut secrets, mut missing) = (BTreeMap::new(), Vec::new(), None);
+    for (key, value) in configured {
+        match value {
+            EnvValue::Text(text) => {
+                env.insert(key.clone(), text.clone());
+            }
+            EnvValue::Secret(_) if guest => {}
+            EnvValue::Secret(secret) => match &secret.value {
+                Some(value) => {
+                    env.insert(key.clone(), value.expose().to_string());
+                    secrets.push((secret.secret.clone(), value.clone()));
+                }
+                None => {
+                    missing.get_or_insert_with(|| secret.secret.clone());
+                }
+            },
+        }
+    }
+    ResolvedEnv {
+        env,
+        secrets,
+        missing,
+    }
+}
+
+/// A stable hash of everything that shapes a container; a change recreates it once idle. The
+/// resolved environment enters as a digest, so a rotated secret recreates the container too.
 fn config_hash(
     docker: &DockerConfig,
+    env: &BTreeMap<String, String>,
     workspace: &std::path::Path,
     access: WorkspaceAccess,
 ) -> String {
-    let spec = serde_json::json!({ "docker": docker, "workspace": workspace, "access": access });
+    let env = hex::encode(Sha256::digest(
+        serde_json::json!(env).to_string().as_bytes(),
+    ));
+    let spec = serde_json::json!({ "docker": docker, "env": env, "workspace": workspace, "access": access });
     let digest = Sha256::digest(spec.to_string().as_bytes());
     hex::encode(&digest[..8])
 }
@@ -415,5 +481,42 @@ mod tests {
         assert_eq!(numeric_owner("1000:1000"), Some((1000, 1000)));
         assert_eq!(numeric_owner("1000"), Some((1000, 1000)));
         assert_eq!(numeric_owner("sandbox"), None);
+    }
+
+    #[test]
+    fn a_secret_reaches_owner_sessions_only_and_a_missing_one_turns_their_tools_off() {
+        let text = r#"{ agents: { defaults: { sandbox: { docker: {
+            env: { LANG: "C.UTF-8", GH_TOKEN: { secret: "GITHUB_TOKEN" } } } } } },
+            channels: { telegram: { dmPolicy: "allowlist", allowFrom: [4242] } } }"#;
+        let with = |value: Option<&str>| {
+            let mut cfg = config(text);
+            cfg.apply_env(|name| {
+                (name == "GITHUB_TOKEN")
+                    .then(|| value.map(str::to_string))
+                    .flatten()
+            });
+            cfg
+        };
+        let cfg = with(Some("ghp_owner_only"));
+
+        let owner = plan(&cfg, "agent:main:telegram:dm:4242");
+        let group = plan(&cfg, "agent:main:telegram:group:-100");
+        let rotated = plan(&with(Some("ghp_rotated")), "agent:main:telegram:dm:4242");
+        let missing = plan(&with(None), "agent:main:telegram:dm:4242");
+
+        assert_eq!(owner.env["GH_TOKEN"], "ghp_owner_only");
+        assert_eq!(owner.secrets.len(), 1);
+        assert_eq!(owner.secrets[0].0, "GITHUB_TOKEN");
+        assert!(!group.env.contains_key("GH_TOKEN") && group.secrets.is_empty());
+        assert_eq!(group.env["LANG"], "C.UTF-8");
+        assert_ne!(
+            owner.config_hash, rotated.config_hash,
+            "a rotated secret recreates"
+        );
+        let refusal = missing.refusal.expect("no tools without the secret");
+        assert!(refusal.contains("GITHUB_TOKEN"), "{refusal}");
+        // What `sandbox explain` prints has the name and never the value.
+        let printed = serde_json::to_string(&owner).unwrap();
+        assert!(printed.contains("GITHUB_TOKEN") && !printed.contains("ghp_owner_only"));
     }
 }

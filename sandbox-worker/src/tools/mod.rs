@@ -47,7 +47,25 @@ impl ToolOutcome {
             is_error: true,
         }
     }
+
+    /// The outcome with every secret's value replaced by `<secret:NAME>`, so a command that
+    /// echoes one (or a file it wrote) never carries it into the model's context or the
+    /// transcript. Values shorter than [`MIN_REDACTED_CHARS`] are left alone (redacting them
+    /// would blank out ordinary text); an encoded value (base64, reversed) is not recognised,
+    /// which is why secrets reach owner sessions only.
+    pub fn redacted(mut self, secrets: &[(String, infra::config::Secret)]) -> Self {
+        for (name, value) in secrets {
+            let value = value.expose();
+            if value.chars().count() >= MIN_REDACTED_CHARS && self.output.contains(value) {
+                self.output = self.output.replace(value, &format!("<secret:{name}>"));
+            }
+        }
+        self
+    }
 }
+
+/// The shortest secret value [`ToolOutcome::redacted`] looks for.
+pub const MIN_REDACTED_CHARS: usize = 4;
 
 /// Tools served outside the sandbox, by the worker (the session tools).
 #[async_trait::async_trait]
@@ -400,3 +418,26 @@ impl ToolBox {
 
 /// The longest a file tool may take (a workspace on a network file system may hang).
 pub const FILE_TOOL_DEADLINE: Duration = Duration::from_secs(30);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use infra::config::Secret;
+
+    #[test]
+    fn a_secret_s_value_is_replaced_by_its_name_and_a_short_one_is_left_alone() {
+        let secrets = [
+            ("GITHUB_TOKEN".to_string(), Secret::new("ghp_abc123")),
+            ("PIN".to_string(), Secret::new("42")),
+        ];
+
+        let out =
+            ToolOutcome::ok("token ghp_abc123, again ghp_abc123; answer 42").redacted(&secrets);
+
+        assert_eq!(
+            out.output,
+            "token <secret:GITHUB_TOKEN>, again <secret:GITHUB_TOKEN>; answer 42"
+        );
+        assert!(!out.is_error);
+    }
+}

@@ -89,7 +89,7 @@ impl WebFetch {
                 "{final_url} is {content_type}, not a page web_fetch can read"
             ));
         }
-        let (body, cut) = read_capped(response).await?;
+        let (body, cut) = read_capped(response, MAX_BODY_BYTES).await?;
         let body = String::from_utf8_lossy(&body);
         let text = if html {
             page_text(&body, markdown)
@@ -125,11 +125,18 @@ fn page_text(html: &str, markdown: bool) -> String {
     text.replace(['*', '_', '#', '`'], "")
 }
 
-/// At most [`MAX_BODY_BYTES`] of the body, and whether there was more.
-async fn read_capped(mut response: reqwest::Response) -> Result<(Vec<u8>, bool), String> {
+/// At most `max` bytes of the body (the rest is never downloaded), and whether there was more.
+pub(crate) async fn read_capped(
+    mut response: reqwest::Response,
+    max: usize,
+) -> Result<(Vec<u8>, bool), String> {
     let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
-        let room = MAX_BODY_BYTES - body.len();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| e.without_url().to_string())?
+    {
+        let room = max - body.len();
         if chunk.len() >= room {
             body.extend_from_slice(&chunk[..room]);
             return Ok((body, true));

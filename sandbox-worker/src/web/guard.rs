@@ -178,21 +178,38 @@ impl EgressPolicy {
     }
 }
 
+/// A name lookup: the system's resolver, or a test's.
+type Lookup = Arc<
+    dyn Fn(
+            String,
+        ) -> std::pin::Pin<
+            Box<dyn std::future::Future<Output = std::io::Result<Vec<SocketAddr>>> + Send>,
+        > + Send
+        + Sync,
+>;
+
+fn system_lookup() -> Lookup {
+    Arc::new(|host: String| {
+        Box::pin(async move { Ok(tokio::net::lookup_host((host.as_str(), 0)).await?.collect()) })
+    })
+}
+
 /// The client's resolver: every name checked against the lists, resolved once, and only the
 /// addresses that pass handed to the connector.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct GuardedResolver {
     policy: Arc<EgressPolicy>,
+    lookup: Lookup,
 }
 
 impl Resolve for GuardedResolver {
     fn resolve(&self, name: Name) -> Resolving {
         let policy = self.policy.clone();
+        let lookup = self.lookup.clone();
         let host = name.as_str().to_string();
         Box::pin(async move {
             policy.check_host(&host)?;
-            let found: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let found = lookup(host.clone()).await?;
             if found.is_empty() {
                 return Err(Refusal::NoAddress(host).into());
             }
@@ -214,6 +231,15 @@ pub fn client(
     timeout: Duration,
     user_agent: &str,
 ) -> reqwest::Result<reqwest::Client> {
+    client_with_lookup(policy, timeout, user_agent, system_lookup())
+}
+
+fn client_with_lookup(
+    policy: EgressPolicy,
+    timeout: Duration,
+    user_agent: &str,
+    lookup: Lookup,
+) -> reqwest::Result<reqwest::Client> {
     let policy = Arc::new(policy);
     let hops = policy.clone();
     let most = match policy.max_redirects {
@@ -231,7 +257,7 @@ pub fn client(
     });
     reqwest::Client::builder()
         .no_proxy()
-        .dns_resolver(Arc::new(GuardedResolver { policy }))
+        .dns_resolver(Arc::new(GuardedResolver { policy, lookup }))
         .redirect(redirects)
         .timeout(timeout)
         .user_agent(user_agent)
@@ -344,5 +370,52 @@ mod tests {
         ));
         let scheme = policy.check_url(&Url::parse("file:///etc/passwd").unwrap());
         assert!(matches!(scheme, Err(Refusal::Scheme(_))));
+    }
+
+    #[tokio::test]
+    async fn a_name_whose_answer_flips_to_loopback_is_connected_where_it_was_checked() {
+        // Arrange: a loopback listener that counts connections, and a name server that answers
+        // a public address first and the listener's address after (DNS rebinding).
+        use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let reached = Arc::new(AtomicUsize::new(0));
+        let counted = reached.clone();
+        tokio::spawn(async move {
+            while listener.accept().await.is_ok() {
+                counted.fetch_add(1, SeqCst);
+            }
+        });
+        let lookups = Arc::new(AtomicUsize::new(0));
+        let answered = lookups.clone();
+        let lookup: Lookup = Arc::new(move |_host: String| {
+            let first = answered.fetch_add(1, SeqCst) == 0;
+            Box::pin(async move {
+                let ip: IpAddr = if first {
+                    "93.184.215.14".parse().unwrap()
+                } else {
+                    "127.0.0.1".parse().unwrap()
+                };
+                Ok(vec![SocketAddr::new(ip, 0)])
+            })
+        });
+        let policy = open();
+        let client =
+            client_with_lookup(policy.clone(), Duration::from_secs(2), "test", lookup).unwrap();
+        let url = format!("http://rebind.test:{port}/");
+
+        // Act: the first request is checked against the public answer; the second gets the
+        // flipped one.
+        let first = get(&client, &policy, &url).await;
+        let second = get(&client, &policy, &url).await;
+
+        // Assert: one lookup per request, the first connection went (or, with no route out,
+        // failed to go) to the address that was checked, the second was refused, and loopback
+        // was never reached.
+        drop(first);
+        let second = second.unwrap_err();
+        assert!(second.contains("127.0.0.1"), "{second}");
+        assert_eq!(lookups.load(SeqCst), 2);
+        assert_eq!(reached.load(SeqCst), 0);
     }
 }

@@ -405,14 +405,20 @@ impl Worker {
                 .flatten(),
             sends: sends_so_far(&transcript, &job.job_id).into(),
         };
-        let web = self.web.clone().map(|fetch| WebTools { fetch });
+        let web = WebTools {
+            fetch: self.web.clone(),
+            search: self.web_search.clone(),
+            store: self.backends.store.clone(),
+            session: job.session_key.clone(),
+            calls_per_minute: self.config.limits.web_calls_per_minute,
+        };
         let mut extra: Vec<&dyn ExtraTools> = if owner {
             vec![&sessions, &memory, &cron, &message]
         } else {
             vec![&sessions, &message]
         };
-        if let (true, Some(web)) = (owner, &web) {
-            extra.push(web);
+        if owner {
+            extra.push(&web);
         }
         let mut files = persona::read_bootstrap(
             &setup.profile.workspace,
@@ -447,6 +453,7 @@ impl Worker {
             tools: &tools,
             extra: &extra,
             policy: &setup.policy,
+            secrets: &setup.plan.secrets,
             specs: setup.specs(&extra),
             store: self.backends.store.as_ref(),
             budget: Some(ToolBudget {

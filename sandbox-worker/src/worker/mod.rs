@@ -109,6 +109,8 @@ pub struct Worker {
     model_keys: crate::llm::KeyRings,
     /// `web_fetch`'s guarded client, unless `tools.web.fetch.enabled` is false.
     web: Option<Arc<crate::web::fetch::WebFetch>>,
+    /// `web_search`'s provider and cache, when one is configured.
+    web_search: Option<Arc<crate::web::search::WebSearch>>,
 }
 
 impl Worker {
@@ -152,8 +154,15 @@ impl Worker {
             .transpose()
             .map_err(|e| QueueErrorOrSetup::Http(format!("the web_fetch client: {e}")))?
             .map(Arc::new);
+        let web_search = crate::web::search::WebSearch::from_config(&config.tools.web.search)
+            .map_err(|e| QueueErrorOrSetup::Http(format!("the web_search client: {e}")))?
+            .map(Arc::new);
+        if let (Some(name), None) = (config.tools.web.search.provider, &web_search) {
+            tracing::warn!(provider = ?name, "tools.web.search names a provider without its key or URL: web_search is not offered");
+        }
         Ok(Worker {
             web,
+            web_search,
             outbound: Outbound::from_config(&config, http.clone()),
             sandbox: Arc::new(
                 SandboxRuntime::new(socket, state_dir.join("sandbox-activity"))

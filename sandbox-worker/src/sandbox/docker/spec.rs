@@ -138,8 +138,9 @@ pub fn container_body(
     };
     ContainerCreateBody {
         image: Some(d.image.clone()),
-        // Only the configured environment: nothing from the worker's own leaks in.
-        env: Some(d.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+        // Only the configured environment (its secrets resolved for owner sessions): nothing
+        // from the worker's own leaks in.
+        env: Some(plan.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
         user: Some(d.user.clone()),
         working_dir: Some(d.workdir.clone()),
         cmd: Some(cmd),
