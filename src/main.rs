@@ -11,6 +11,7 @@ mod doctor_cmd;
 mod gateway_cmd;
 mod sandbox_cmd;
 mod session_files;
+mod skills_cmd;
 mod status_cmd;
 mod up_cmd;
 mod worker_cmd;
@@ -80,6 +81,11 @@ enum Command {
     Agents {
         #[command(subcommand)]
         action: agents_cmd::AgentsAction,
+    },
+    /// The skills (folders with a SKILL.md) an agent's owner sessions are offered.
+    Skills {
+        #[command(subcommand)]
+        action: skills_cmd::SkillsAction,
     },
     /// Write the starter workspace files (AGENTS.md, SOUL.md, TOOLS.md, IDENTITY.md, USER.md,
     /// BOOTSTRAP.md) the assistant's persona is read from; existing files are left alone.
@@ -199,6 +205,9 @@ fn main() -> ExitCode {
         Command::Slack { action } => channels_cmd::slack(action),
         Command::Agents { action } => with_config(cli.config.as_deref(), |config| {
             agents_cmd::run(&config, action)
+        }),
+        Command::Skills { action } => with_config(cli.config.as_deref(), |config| {
+            skills_cmd::run(&config, action)
         }),
         Command::Setup { agent } => with_config(cli.config.as_deref(), |config| {
             let agent = agent.unwrap_or_else(|| config.default_agent().to_string());

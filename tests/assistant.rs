@@ -404,3 +404,73 @@ fn agents_list_shows_each_agents_model_chain_files_and_routes() {
     );
     assert_eq!(ops["personaFiles"], json!(["SOUL.md"]));
 }
+
+#[test]
+fn skills_list_shows_the_workspace_skill_over_the_shared_one_and_where_each_came_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ws, home) = (dir.path().join("ws"), dir.path().join("home"));
+    let skill = |root: &std::path::Path, name: &str, description: &str| {
+        std::fs::create_dir_all(root.join(name)).unwrap();
+        std::fs::write(
+            root.join(name).join("SKILL.md"),
+            format!("---\nname: {name}\ndescription: {description}\n---\nsteps\n"),
+        )
+        .unwrap();
+    };
+    skill(&ws.join("skills"), "notes", "Keep my notes tidy");
+    skill(&home.join(".clawgate/skills"), "notes", "the shared one");
+    skill(
+        &home.join(".clawgate/skills"),
+        "weather",
+        "Look up the forecast",
+    );
+    let config = dir.path().join("clawgate.json5");
+    std::fs::write(
+        &config,
+        format!(
+            r#"{{ agents: {{ defaults: {{ workspace: "{}" }} }} }}"#,
+            ws.display()
+        ),
+    )
+    .unwrap();
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_clawgate"))
+        .env("HOME", &home)
+        .env_remove("CLAWGATE_HOME")
+        .arg("--config")
+        .arg(&config)
+        .args(["skills", "list", "--json"])
+        .output()
+        .unwrap();
+
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let skills: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let listed: Vec<(String, String, String)> = skills
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let text = |k: &str| s[k].as_str().unwrap().to_string();
+            (text("name"), text("description"), text("source"))
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            (
+                "notes".to_string(),
+                "Keep my notes tidy".to_string(),
+                ws.join("skills").display().to_string()
+            ),
+            (
+                "weather".to_string(),
+                "Look up the forecast".to_string(),
+                home.join(".clawgate/skills").display().to_string()
+            ),
+        ]
+    );
+}

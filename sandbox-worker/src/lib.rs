@@ -13,6 +13,7 @@ pub mod phase;
 pub mod profile;
 pub mod reply;
 pub mod sandbox;
+pub mod skills;
 pub mod tools;
 pub mod web;
 pub mod worker;

@@ -1257,3 +1257,60 @@ async fn the_owner_s_model_searches_and_reads_a_page_and_a_channel_is_offered_ne
         "a channel (a guest session) is offered neither web tool"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_installed_skill_is_listed_for_the_owner_and_its_instructions_reach_the_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("ws/skills/weather");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(
+        folder.join("SKILL.md"),
+        "---\nname: weather\ndescription: Look up the forecast for a city\n---\n\nUse wttr.in and answer in one line.\n",
+    )
+    .unwrap();
+    let fakes = Fakes::start(Arc::new(|_, body: &Value| {
+        let listed = body["system"].as_str().is_some_and(|s| {
+            s.contains(
+                "<name>weather</name><description>Look up the forecast for a city</description>",
+            )
+        });
+        match last_tool_result(body) {
+            Some(result) if result.contains("Use wttr.in and answer in one line.") => {
+                Reply::text("loaded the skill")
+            }
+            Some(result) => Reply::text(&format!("unexpected: {result}")),
+            None if listed => Reply::tool_use("toolu_skill", "skill", json!({"name": "weather"})),
+            None => Reply::text("no skills here"),
+        }
+    }))
+    .await;
+    let worker = start_worker(&host_config(&fakes, dir.path(), ""), dir.path(), |_| {}).await;
+
+    worker
+        .backends
+        .queue
+        .send(&telegram_job("7400"))
+        .await
+        .unwrap();
+    let owner_answered = fakes
+        .wait_for(Duration::from_secs(30), |f| !f.sent_messages().is_empty())
+        .await;
+    worker
+        .backends
+        .queue
+        .send(&slack_job("Ev0SKILLGUEST"))
+        .await
+        .unwrap();
+    let guest_answered = fakes
+        .wait_for(Duration::from_secs(30), |f| !f.slack_posts().is_empty())
+        .await;
+    worker.shutdown().await;
+
+    assert!(owner_answered && guest_answered);
+    assert_eq!(fakes.sent_messages()[0].body["text"], "loaded the skill");
+    assert_eq!(
+        fakes.slack_posts()[0].body["text"],
+        "no skills here",
+        "a channel (a guest session) is not shown the owner's skills"
+    );
+}

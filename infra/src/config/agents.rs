@@ -486,6 +486,8 @@ impl Default for ToolPolicyConfig {
                 // `web_fetch` (OpenClaw enables it by default), through the egress guard, in
                 // owner sessions only.
                 "group:web".into(),
+                // `skill`: reads the owner's installed skills' instructions.
+                "group:skills".into(),
             ],
             deny: vec![
                 "browser".into(),

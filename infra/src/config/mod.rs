@@ -19,6 +19,7 @@ mod channels;
 mod lenient;
 mod media;
 mod messages;
+mod skills;
 mod trust;
 mod validate;
 mod web;
@@ -33,6 +34,7 @@ pub use bindings::*;
 pub use channels::*;
 pub use media::*;
 pub use messages::*;
+pub use skills::*;
 pub use trust::Trust;
 pub use validate::{dangerous_bind_source, dangerous_workspace, parse_bytes};
 pub use web::*;
@@ -84,6 +86,7 @@ pub struct Config {
     pub state: StateConfig,
     pub queue: QueueConfig,
     pub limits: LimitsConfig,
+    pub skills: SkillsConfig,
     /// Which agent answers which conversation ([`bindings`]).
     pub bindings: Vec<Binding>,
     pub cron: CronConfig,

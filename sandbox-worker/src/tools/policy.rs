@@ -14,6 +14,7 @@ pub const GROUPS: &[(&str, &[&str])] = &[
     ("group:automation", &["cron"]),
     ("group:messaging", &["message"]),
     ("group:web", &["web_search", "web_fetch"]),
+    ("group:skills", &["skill"]),
     (
         "group:sessions",
         &[

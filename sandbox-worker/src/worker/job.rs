@@ -417,8 +417,18 @@ impl Worker {
         } else {
             vec![&sessions, &message]
         };
+        // Skills are the owner's instructions: listed and loadable in owner sessions, when
+        // the policy allows the `skill` tool.
+        let skills = crate::skills::SkillTools {
+            skills: if owner && setup.policy.allows("skill") {
+                crate::skills::discover(&setup.profile.workspace, &self.config.skills)
+            } else {
+                Vec::new()
+            },
+        };
         if owner {
             extra.push(&web);
+            extra.push(&skills);
         }
         let mut files = persona::read_bootstrap(
             &setup.profile.workspace,
@@ -431,7 +441,7 @@ impl Worker {
                 setup.profile.bootstrap_max_chars,
             ));
         }
-        let system = persona::system_prompt(
+        let mut system = persona::system_prompt(
             &persona::PromptContext {
                 agent: &job.agent_id,
                 channel: job.inbound.channel.as_str(),
@@ -439,6 +449,10 @@ impl Worker {
             },
             &files,
         );
+        if let Some(section) = crate::skills::prompt_section(&skills.skills) {
+            system.push_str("\n\n");
+            system.push_str(&section);
+        }
         let ritual = files.iter().any(|f| f.name == persona::BOOTSTRAP_FILE);
         let flush = &setup.profile.memory_flush;
         let watch = Watch {
