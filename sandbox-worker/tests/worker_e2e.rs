@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use infra::config::Config;
-use infra::model::{EntryBody, JobMessage, JobStatus};
+use infra::model::{EntryBody, JobMessage, JobStatus, SessionKey};
 use infra::queue::sqlite::SqliteQueue;
 use infra::queue::{JobQueue, JobQueueExt};
 use infra::setup::{open_backends, Backends};
@@ -1313,4 +1313,65 @@ async fn an_installed_skill_is_listed_for_the_owner_and_its_instructions_reach_t
         "no skills here",
         "a channel (a guest session) is not shown the owner's skills"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spawned_sub_agent_s_answer_is_announced_in_the_session_that_spawned_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let fakes = Fakes::start(Arc::new(|_, body: &Value| {
+        let last = body["messages"]
+            .as_array()
+            .and_then(|m| m.last())
+            .map(|m| m.to_string())
+            .unwrap_or_default();
+        let first = body["messages"][0].to_string();
+        match last_tool_result(body) {
+            Some(result) if result.contains("\"accepted\"") => Reply::text("spawned"),
+            Some(result) => Reply::text(&format!("unexpected: {result}")),
+            None if first.contains("via sessions_spawn") => Reply::text("the answer is 42"),
+            None if last.contains("has finished") && last.contains("the answer is 42") => {
+                Reply::text("your sub-agent says 42")
+            }
+            None => Reply::tool_use(
+                "toolu_spawn",
+                "sessions_spawn",
+                json!({"task": "work out 6 × 7", "label": "math"}),
+            ),
+        }
+    }))
+    .await;
+    let worker = start_worker(&host_config(&fakes, dir.path(), ""), dir.path(), |_| {}).await;
+
+    worker
+        .backends
+        .queue
+        .send(&telegram_job("7500"))
+        .await
+        .unwrap();
+    let both = fakes
+        .wait_for(Duration::from_secs(30), |f| f.sent_messages().len() >= 2)
+        .await;
+    let sessions = worker
+        .backends
+        .store
+        .list_sessions("main", 20)
+        .await
+        .unwrap();
+    worker.shutdown().await;
+
+    assert!(both, "{:?}", fakes.sent_messages());
+    let texts: Vec<Value> = fakes
+        .sent_messages()
+        .iter()
+        .map(|c| c.body["text"].clone())
+        .collect();
+    assert_eq!(texts, [json!("spawned"), json!("your sub-agent says 42")]);
+    let requester: SessionKey = "agent:main:telegram:dm:12345".parse().unwrap();
+    let children: Vec<&SessionKey> = sessions
+        .iter()
+        .map(|s| &s.key)
+        .filter(|k| k.to_string().starts_with("agent:main:subagent:"))
+        .collect();
+    assert_eq!(children.len(), 1, "{sessions:?}");
+    assert!(children[0].spawned_by(&requester));
 }

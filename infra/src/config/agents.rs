@@ -44,6 +44,28 @@ pub struct AgentDefaults {
     /// The default agent's periodic check-in (`crate::cron::sync_heartbeats`).
     pub heartbeat: HeartbeatConfig,
     pub sandbox: SandboxConfig,
+    pub subagents: SubagentsConfig,
+}
+
+/// `agents.defaults.subagents` (OpenClaw's `maxSpawnDepth`; the hourly count is ours, since a
+/// serverless fleet has no process that could count running children).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct SubagentsConfig {
+    /// How deep spawns may nest: 1 lets the owner's sessions spawn sub-agents that cannot
+    /// spawn their own.
+    pub max_spawn_depth: u32,
+    /// Sub-agents one session may spawn per hour, counted in the store.
+    pub max_spawns_per_hour: u32,
+}
+
+impl Default for SubagentsConfig {
+    fn default() -> Self {
+        SubagentsConfig {
+            max_spawn_depth: 1,
+            max_spawns_per_hour: 20,
+        }
+    }
 }
 
 /// `agents.defaults.heartbeat` (OpenClaw's keys): a periodic turn in the default agent's main
@@ -181,6 +203,7 @@ impl Default for AgentDefaults {
             compaction: CompactionConfig::default(),
             heartbeat: HeartbeatConfig::default(),
             sandbox: SandboxConfig::default(),
+            subagents: SubagentsConfig::default(),
         }
     }
 }

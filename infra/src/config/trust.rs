@@ -35,6 +35,12 @@ impl Config {
         match key {
             SessionKey::Main { .. } => (Trust::Owner, "the agent's main session"),
             SessionKey::Cron { .. } => (Trust::Owner, "a cron session the owner scheduled"),
+            // Only an owner session can spawn one (`sessions_spawn`), and no guest session can
+            // reach it afterwards.
+            SessionKey::Subagent { .. } => (
+                Trust::Owner,
+                "a sub-agent an owner session spawned (sessions_spawn)",
+            ),
             SessionKey::Hook { .. } => (
                 Trust::Guest,
                 "a hook session: its text comes from outside (mail, forms, other services)",

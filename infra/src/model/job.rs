@@ -130,6 +130,24 @@ pub struct JobMessage {
     /// (`messages.queue.mode: collect`): it brings no message of its own.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub collected: bool,
+    /// Set on a sub-agent's job (`sessions_spawn`): where its answer is announced when it ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spawn: Option<SpawnRequest>,
+}
+
+/// Where a sub-agent's answer goes: into the session that spawned it, as a new job there, whose
+/// reply reaches the chat the spawning turn was answering.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpawnRequest {
+    pub requester: SessionKey,
+    pub requester_agent: String,
+    /// The spawning job's channel account and reply target (none for a session without a
+    /// chat, e.g. a cron run: the announcement then lands in its transcript only).
+    pub account: String,
+    #[serde(default)]
+    pub reply_to: Option<ReplyTarget>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
 }
 
 /// Where a job sent by a session came from: the provenance the target session sees, and the
@@ -176,6 +194,7 @@ impl JobMessage {
             origin: None,
             heartbeat: None,
             collected: false,
+            spawn: None,
         }
     }
 

@@ -36,6 +36,9 @@ pub enum SessionKey {
     Hook { id: String },
     /// `cron:<jobId>`.
     Cron { job: String },
+    /// `agent:<agentId>:subagent:<id>`, a task `sessions_spawn` started (OpenClaw's key). The id
+    /// ends in a digest of the session that spawned it ([`SessionKey::spawned_by`]).
+    Subagent { agent: String, id: String },
 }
 
 impl SessionKey {
@@ -85,10 +88,36 @@ impl SessionKey {
         }
     }
 
+    /// A new sub-agent session of `agent` spawned by `requester`: a fresh ULID, then the
+    /// first 12 hex digits of SHA-256 of the requester's key, so whether a session spawned
+    /// another is read off the two keys, with no record to keep or lose.
+    pub fn subagent(agent: &str, requester: &SessionKey) -> Self {
+        SessionKey::Subagent {
+            agent: agent.to_string(),
+            id: format!(
+                "{}-{}",
+                ulid::Ulid::new().to_string().to_lowercase(),
+                spawn_digest(requester)
+            ),
+        }
+    }
+
+    /// Whether this is a sub-agent session `requester` spawned.
+    pub fn spawned_by(&self, requester: &SessionKey) -> bool {
+        match self {
+            SessionKey::Subagent { id, .. } => id
+                .rsplit_once('-')
+                .is_some_and(|(_, digest)| digest == spawn_digest(requester)),
+            _ => false,
+        }
+    }
+
     /// The agent that owns this session; hook and cron sessions belong to `default_agent`.
     pub fn agent<'a>(&'a self, default_agent: &'a str) -> &'a str {
         match self {
-            SessionKey::Main { agent } | SessionKey::Peer { agent, .. } => agent,
+            SessionKey::Main { agent }
+            | SessionKey::Peer { agent, .. }
+            | SessionKey::Subagent { agent, .. } => agent,
             SessionKey::Hook { .. } | SessionKey::Cron { .. } => default_agent,
         }
     }
@@ -105,6 +134,11 @@ impl SessionKey {
             _ => None,
         }
     }
+}
+
+fn spawn_digest(requester: &SessionKey) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(&Sha256::digest(requester.to_string().as_bytes())[..6])
 }
 
 fn check_part(key: &str, part: &str, what: &str) -> Result<(), ModelError> {
@@ -144,6 +178,7 @@ impl fmt::Display for SessionKey {
             }
             SessionKey::Hook { id } => write!(f, "hook:{id}"),
             SessionKey::Cron { job } => write!(f, "cron:{job}"),
+            SessionKey::Subagent { agent, id } => write!(f, "agent:{agent}:subagent:{id}"),
         }
     }
 }
@@ -168,6 +203,10 @@ impl FromStr for SessionKey {
             ["agent", agent, "main"] => SessionKey::Main {
                 agent: agent.to_string(),
             },
+            ["agent", agent, "subagent", id] => SessionKey::Subagent {
+                agent: agent.to_string(),
+                id: id.to_string(),
+            },
             ["agent", agent, channel, kind, peer, rest @ ..] => {
                 let kind = match *kind {
                     "dm" => ChatKind::Dm,
@@ -191,7 +230,7 @@ impl FromStr for SessionKey {
             }
             _ => {
                 return Err(bad(
-                    "expected agent:<id>:main, agent:<id>:<channel>:<kind>:<peer>, hook:<id> or cron:<id>",
+                    "expected agent:<id>:main, agent:<id>:<channel>:<kind>:<peer>, agent:<id>:subagent:<id>, hook:<id> or cron:<id>",
                 ))
             }
         };
@@ -232,6 +271,10 @@ impl SessionKey {
             }
             SessionKey::Hook { id } => check_part(&text, id, "hook id"),
             SessionKey::Cron { job } => check_part(&text, job, "cron job id"),
+            SessionKey::Subagent { agent, id } => {
+                check_part(&text, agent, "agent id")?;
+                check_part(&text, id, "sub-agent id")
+            }
         }
     }
 }
@@ -304,5 +347,23 @@ mod tests {
         assert!(long.parse::<SessionKey>().is_err());
         let spaced = SessionKey::dm("main", Channel::Slack, "U 1");
         assert!(spaced.validate().is_err());
+    }
+
+    #[test]
+    fn a_sub_agent_key_round_trips_and_names_only_the_session_that_spawned_it() {
+        let requester: SessionKey = "agent:main:telegram:dm:42".parse().unwrap();
+        let other: SessionKey = "agent:main:main".parse().unwrap();
+
+        let child = SessionKey::subagent("main", &requester);
+        let text = child.to_string();
+
+        assert!(text.starts_with("agent:main:subagent:"), "{text}");
+        assert_eq!(text.parse::<SessionKey>().unwrap(), child);
+        assert_eq!(child.agent("other"), "main");
+        assert!(!child.is_main());
+        assert!(child.spawned_by(&requester));
+        assert!(!child.spawned_by(&other));
+        assert!(!requester.spawned_by(&requester));
+        assert!("agent:main:subagent:".parse::<SessionKey>().is_err());
     }
 }

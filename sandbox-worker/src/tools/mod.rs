@@ -10,6 +10,7 @@ pub mod message;
 pub mod policy;
 mod process;
 pub mod sessions;
+pub mod spawn;
 pub mod web;
 
 use std::collections::BTreeMap;

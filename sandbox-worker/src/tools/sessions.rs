@@ -5,8 +5,9 @@
 //! What a session may reach (docs/security.md), checked on every call:
 //! - A sandboxed session sees itself and the sessions it spawned
 //!   (`sandbox.sessionToolsVisibility: "spawned"`, OpenClaw's default); with `"all"`, every
-//!   session of its own agent. `sessions_spawn` is not built yet, so under `"spawned"` a
-//!   sandboxed session sees only itself. A session on the host sees its agent's sessions.
+//!   session of its own agent. Its children are the sub-agents it started with
+//!   `sessions_spawn` (`super::spawn`), recognised by their keys. A session on the host sees
+//!   its agent's sessions.
 //! - Another agent's sessions only when `tools.agentToAgent` allows that agent.
 //! - A guest session (group, hook, open DM) never reaches an owner session.
 //! - `sessions_send` never targets a session that runs on the host from a sandboxed one, never
@@ -125,7 +126,10 @@ impl SessionTools {
         if *target == caller.session {
             return Ok(());
         }
-        if caller.sandboxed && caller.visibility == SessionToolsVisibility::Spawned {
+        if caller.sandboxed
+            && caller.visibility == SessionToolsVisibility::Spawned
+            && !target.spawned_by(&caller.session)
+        {
             return Err(format!(
                 "{target} is not visible: a sandboxed session sees only itself and the sessions it spawned (sandbox.sessionToolsVisibility \"spawned\")"
             ));
@@ -432,6 +436,51 @@ mod tests {
             "{}",
             foreign.output
         );
+    }
+
+    #[tokio::test]
+    async fn a_sandboxed_session_sees_the_sub_agents_it_spawned_and_no_others() {
+        let setup = setup().await;
+        let requester: SessionKey = "agent:main:telegram:dm:1".parse().unwrap();
+        let other: SessionKey = "agent:main:slack:dm:U2".parse().unwrap();
+        let (mine, theirs) = (
+            SessionKey::subagent("main", &requester),
+            SessionKey::subagent("main", &other),
+        );
+        for key in [&mine, &theirs] {
+            let entry = TranscriptEntry {
+                seq: 0,
+                at: Utc::now(),
+                job_id: None,
+                body: EntryBody::User {
+                    text: format!("task for {key}"),
+                    sender: None,
+                },
+            };
+            setup
+                .store
+                .append_transcript(key, "main", &entry)
+                .await
+                .unwrap();
+        }
+        let tools = tools(&setup, "{}", "agent:main:telegram:dm:1");
+
+        let child = run(
+            &tools,
+            "sessions_history",
+            json!({"sessionKey": mine.to_string()}),
+        )
+        .await;
+        let sibling = run(
+            &tools,
+            "sessions_history",
+            json!({"sessionKey": theirs.to_string()}),
+        )
+        .await;
+
+        assert!(!child.is_error, "{}", child.output);
+        assert!(child.output.contains("task for agent:main:subagent:"));
+        assert!(sibling.is_error && sibling.output.contains("spawned"));
     }
 
     #[tokio::test]

@@ -23,6 +23,17 @@ impl Worker {
         text: &str,
     ) -> Result<(), JobError> {
         let Some(target) = &job.reply_to else {
+            // A sub-agent's answer (or its failure) goes back to the session that spawned it.
+            if let Some(announce) = crate::tools::spawn::announcement(job, text) {
+                lease.check()?;
+                use infra::queue::JobQueueExt;
+                self.backends
+                    .queue
+                    .send(&announce)
+                    .instrument(phase::span("queue"))
+                    .await
+                    .map_err(|e| JobError::Retry(format!("announcing the sub-agent: {e}")))?;
+            }
             return Ok(());
         };
         if let ReplyTarget::Webchat(_) = target {

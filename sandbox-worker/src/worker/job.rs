@@ -50,6 +50,7 @@ use crate::tools::cron::CronTools;
 use crate::tools::memory::MemoryTools;
 use crate::tools::message::{sends_so_far, MessageTools};
 use crate::tools::sessions::{Caller, SessionTools};
+use crate::tools::spawn::SpawnTools;
 use crate::tools::web::WebTools;
 use crate::tools::{ExtraTools, ToolBox};
 
@@ -370,6 +371,14 @@ impl Worker {
             },
             status_note: format!("model {}; sandbox {}", model.name(), setup.sandbox_line()),
         };
+        let spawn = SpawnTools {
+            store: self.backends.store.clone(),
+            queue: self.backends.queue.clone(),
+            config: self.config.clone(),
+            caller: sessions.caller.clone(),
+            account: job.inbound.account.clone(),
+            reply_to: job.reply_to.clone(),
+        };
         // Memory is the owner's: its tools are not offered in guest sessions.
         let memory = MemoryTools {
             workspace: setup.profile.workspace.clone(),
@@ -429,6 +438,7 @@ impl Worker {
         if owner {
             extra.push(&web);
             extra.push(&skills);
+            extra.push(&spawn);
         }
         let mut files = persona::read_bootstrap(
             &setup.profile.workspace,
