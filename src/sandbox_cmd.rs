@@ -338,7 +338,7 @@ fn explain(config: &Config, agent: &str, key: &SessionKey) {
         policy.deny_list()
     );
     for spec in builtin_specs() {
-        let verdict = match policy.verdict(spec.name) {
+        let verdict = match policy.verdict(&spec.name) {
             Verdict::Allowed { by: Some(rule) } => format!("allowed (by {rule:?})"),
             Verdict::Allowed { by: None } => "allowed (no allow list)".to_string(),
             Verdict::Denied { by } => format!("denied (by {by:?})"),

@@ -57,7 +57,7 @@ impl SessionSetup {
         builtin_specs()
             .into_iter()
             .chain(extra.iter().flat_map(|e| e.specs()))
-            .filter(|s| self.policy.allows(s.name))
+            .filter(|s| self.policy.allows(&s.name))
             .collect()
     }
 

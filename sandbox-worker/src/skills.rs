@@ -178,8 +178,8 @@ impl ExtraTools for SkillTools {
             return Vec::new();
         }
         vec![ToolSpec {
-            name: "skill",
-            description: "Load an installed skill's instructions by name (the names are in the Skills section of your instructions).",
+            name: "skill".into(),
+            description: "Load an installed skill's instructions by name (the names are in the Skills section of your instructions).".into(),
             input_schema: json!({"type": "object", "properties": {
                 "name": {"type": "string"}
             }, "required": ["name"], "additionalProperties": false}),

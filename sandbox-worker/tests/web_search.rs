@@ -164,7 +164,10 @@ async fn a_session_over_its_web_calls_a_minute_is_refused_and_another_is_not() {
     );
     assert!(fetch.is_none(), "web_fetch is not offered when it is off");
     assert_eq!(
-        busy.specs().iter().map(|s| s.name).collect::<Vec<_>>(),
+        busy.specs()
+            .iter()
+            .map(|s| s.name.to_string())
+            .collect::<Vec<_>>(),
         ["web_search"]
     );
 }

@@ -4,6 +4,7 @@
 
 mod common;
 mod fakes;
+mod inprocess;
 
 use std::path::Path;
 use std::process::{Child, Command};
@@ -11,47 +12,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use infra::config::Config;
-use infra::model::{EntryBody, JobMessage, JobStatus, SessionKey};
+use infra::model::{EntryBody, JobMessage, JobStatus};
 use infra::queue::sqlite::SqliteQueue;
 use infra::queue::{JobQueue, JobQueueExt};
-use infra::setup::{open_backends, Backends};
-use sandbox_worker::llm::RetryPolicy;
-use sandbox_worker::worker::{work_id, Worker, WorkerSettings};
+use infra::setup::open_backends;
+use sandbox_worker::worker::work_id;
 use serde_json::{json, Value};
-use tokio::sync::watch;
 
 use fakes::{last_tool_result, Fakes, Reply, Script};
-
-/// `sandbox` is spliced into `agents.defaults.sandbox`; `extra` into the top level.
-fn config_text(fakes: &Fakes, workspace: &Path, sandbox: &str, extra: &str) -> String {
-    format!(
-        r#"{{
-          agents: {{ defaults: {{ model: "anthropic/claude-test", workspace: "{ws}", sandbox: {{ {sandbox} }} }} }},
-          models: {{ providers: {{ anthropic: {{ apiKey: "sk-ant-test-key", baseUrl: "{base}" }} }} }},
-          channels: {{
-            telegram: {{ botToken: "123456:TESTTOKEN", apiBase: "{base}", streaming: "off", dmPolicy: "allowlist", allowFrom: [12345] }},
-            slack: {{ botToken: "xoxb-test-token", apiBase: "{base}", streaming: "off", dmPolicy: "allowlist", allowFrom: ["U2147483697"],
-                     channels: {{ "*": {{}} }} }},
-          }},
-          queue: {{ visibilityTimeoutSeconds: 2, maxReceiveCount: 3 }},
-          {extra}
-        }}"#,
-        ws = workspace.display(),
-        base = fakes.base_url,
-    )
-}
-
-/// Tools on the host (no Docker needed), the workspace under `dir`; `extra` as in
-/// [`config_text`].
-fn host_config(fakes: &Fakes, dir: &Path, extra: &str) -> Config {
-    Config::parse(&config_text(
-        fakes,
-        &dir.join("ws"),
-        r#"mode: "off""#,
-        extra,
-    ))
-    .unwrap()
-}
+use inprocess::{config_text, host_config, slack_job, start_worker, telegram_job, InProcess};
 
 fn docker_sandbox(sb: &common::Sandbox) -> String {
     format!(
@@ -60,21 +29,6 @@ fn docker_sandbox(sb: &common::Sandbox) -> String {
         common::TEST_IMAGE,
         sb.prefix
     )
-}
-
-fn telegram_job(event: &str) -> JobMessage {
-    let mut job = JobMessage::decode(include_str!("../../infra/fixtures/job_v1.json")).unwrap();
-    job.job_id = ulid::Ulid::new().to_string();
-    job.inbound.event_id = format!("telegram:default:{event}");
-    job
-}
-
-fn slack_job(event: &str) -> JobMessage {
-    let mut job =
-        JobMessage::decode(include_str!("../../infra/fixtures/job_v1_slack.json")).unwrap();
-    job.job_id = ulid::Ulid::new().to_string();
-    job.inbound.event_id = format!("slack:default:{event}");
-    job
 }
 
 /// Calls a tool first, then answers with the tool's output.
@@ -93,43 +47,6 @@ fn tool_then_answer(command: &'static str) -> Script {
             json!({"command": command}),
         ),
     })
-}
-
-struct InProcess {
-    backends: Backends,
-    stop: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-async fn start_worker(
-    config: &Config,
-    dir: &Path,
-    tweak: impl FnOnce(&mut WorkerSettings),
-) -> InProcess {
-    let backends = open_backends(config, dir).await.unwrap();
-    let mut settings = WorkerSettings::new(backends.visibility);
-    settings.receive_wait = Duration::from_millis(500);
-    settings.retry = RetryPolicy {
-        max_attempts: 3,
-        base_delay: Duration::from_millis(50),
-        max_delay: Duration::from_secs(5),
-    };
-    tweak(&mut settings);
-    let worker = Arc::new(Worker::new(config.clone(), backends.clone(), dir, settings).unwrap());
-    let (stop, rx) = watch::channel(false);
-    let task = tokio::spawn(worker.run(rx));
-    InProcess {
-        backends,
-        stop,
-        task,
-    }
-}
-
-impl InProcess {
-    async fn shutdown(self) {
-        let _ = self.stop.send(true);
-        let _ = tokio::time::timeout(Duration::from_secs(20), self.task).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1179,199 +1096,4 @@ async fn stop_from_a_channel_member_is_refused_and_stops_nothing() {
         "no stop was recorded for the channel's session"
     );
     assert!(fakes.model_calls().is_empty());
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_owner_s_model_searches_and_reads_a_page_and_a_channel_is_offered_neither() {
-    let site = {
-        let app = axum::Router::new().route(
-            "/news",
-            axum::routing::get(|| async {
-                axum::response::Html("<h1>Launch</h1><p>It flew.</p><script>x()</script>")
-            }),
-        );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        addr
-    };
-    let search_api = fakes::search::FakeSearch::start(true).await;
-    let asked = format!("http://{site}/news");
-    let dir = tempfile::tempdir().unwrap();
-    let fakes = Fakes::start(Arc::new(move |_, body: &Value| {
-        let offered = |name: &str| {
-            body["tools"]
-                .as_array()
-                .is_some_and(|t| t.iter().any(|t| t["name"] == name))
-        };
-        match last_tool_result(body) {
-            Some(result) if result.contains("launch result 1](https://example.com/1)") => {
-                Reply::tool_use("toolu_web", "web_fetch", json!({"url": asked}))
-            }
-            Some(result) if result.contains("# Launch") && result.contains("It flew.") => {
-                Reply::text("read it")
-            }
-            Some(result) => Reply::text(&format!("unexpected: {result}")),
-            None if offered("web_search") && offered("web_fetch") => {
-                Reply::tool_use("toolu_search", "web_search", json!({"query": "launch"}))
-            }
-            None if offered("web_search") || offered("web_fetch") => Reply::text("half the web"),
-            None => Reply::text("no web here"),
-        }
-    }))
-    .await;
-    let extra = format!(
-        r#"tools: {{ web: {{ search: {{ searxng: {{ baseUrl: "{}" }} }} }} }}"#,
-        search_api.base_url
-    );
-    let config = host_config(&fakes, dir.path(), &extra);
-    // The loopback exception is the tests' alone: a worker setting, not a config key.
-    let worker = start_worker(&config, dir.path(), |s| s.web_allow_loopback = true).await;
-
-    worker
-        .backends
-        .queue
-        .send(&telegram_job("7300"))
-        .await
-        .unwrap();
-    let owner_answered = fakes
-        .wait_for(Duration::from_secs(30), |f| !f.sent_messages().is_empty())
-        .await;
-    worker
-        .backends
-        .queue
-        .send(&slack_job("Ev0WEBGUEST"))
-        .await
-        .unwrap();
-    let guest_answered = fakes
-        .wait_for(Duration::from_secs(30), |f| !f.slack_posts().is_empty())
-        .await;
-    worker.shutdown().await;
-
-    assert!(owner_answered && guest_answered);
-    assert_eq!(fakes.sent_messages()[0].body["text"], "read it");
-    assert_eq!(search_api.queries(), [("searxng".into(), "launch".into())]);
-    assert_eq!(
-        fakes.slack_posts()[0].body["text"],
-        "no web here",
-        "a channel (a guest session) is offered neither web tool"
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_installed_skill_is_listed_for_the_owner_and_its_instructions_reach_the_model() {
-    let dir = tempfile::tempdir().unwrap();
-    let folder = dir.path().join("ws/skills/weather");
-    std::fs::create_dir_all(&folder).unwrap();
-    std::fs::write(
-        folder.join("SKILL.md"),
-        "---\nname: weather\ndescription: Look up the forecast for a city\n---\n\nUse wttr.in and answer in one line.\n",
-    )
-    .unwrap();
-    let fakes = Fakes::start(Arc::new(|_, body: &Value| {
-        let listed = body["system"].as_str().is_some_and(|s| {
-            s.contains(
-                "<name>weather</name><description>Look up the forecast for a city</description>",
-            )
-        });
-        match last_tool_result(body) {
-            Some(result) if result.contains("Use wttr.in and answer in one line.") => {
-                Reply::text("loaded the skill")
-            }
-            Some(result) => Reply::text(&format!("unexpected: {result}")),
-            None if listed => Reply::tool_use("toolu_skill", "skill", json!({"name": "weather"})),
-            None => Reply::text("no skills here"),
-        }
-    }))
-    .await;
-    let worker = start_worker(&host_config(&fakes, dir.path(), ""), dir.path(), |_| {}).await;
-
-    worker
-        .backends
-        .queue
-        .send(&telegram_job("7400"))
-        .await
-        .unwrap();
-    let owner_answered = fakes
-        .wait_for(Duration::from_secs(30), |f| !f.sent_messages().is_empty())
-        .await;
-    worker
-        .backends
-        .queue
-        .send(&slack_job("Ev0SKILLGUEST"))
-        .await
-        .unwrap();
-    let guest_answered = fakes
-        .wait_for(Duration::from_secs(30), |f| !f.slack_posts().is_empty())
-        .await;
-    worker.shutdown().await;
-
-    assert!(owner_answered && guest_answered);
-    assert_eq!(fakes.sent_messages()[0].body["text"], "loaded the skill");
-    assert_eq!(
-        fakes.slack_posts()[0].body["text"],
-        "no skills here",
-        "a channel (a guest session) is not shown the owner's skills"
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_spawned_sub_agent_s_answer_is_announced_in_the_session_that_spawned_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let fakes = Fakes::start(Arc::new(|_, body: &Value| {
-        let last = body["messages"]
-            .as_array()
-            .and_then(|m| m.last())
-            .map(|m| m.to_string())
-            .unwrap_or_default();
-        let first = body["messages"][0].to_string();
-        match last_tool_result(body) {
-            Some(result) if result.contains("\"accepted\"") => Reply::text("spawned"),
-            Some(result) => Reply::text(&format!("unexpected: {result}")),
-            None if first.contains("via sessions_spawn") => Reply::text("the answer is 42"),
-            None if last.contains("has finished") && last.contains("the answer is 42") => {
-                Reply::text("your sub-agent says 42")
-            }
-            None => Reply::tool_use(
-                "toolu_spawn",
-                "sessions_spawn",
-                json!({"task": "work out 6 × 7", "label": "math"}),
-            ),
-        }
-    }))
-    .await;
-    let worker = start_worker(&host_config(&fakes, dir.path(), ""), dir.path(), |_| {}).await;
-
-    worker
-        .backends
-        .queue
-        .send(&telegram_job("7500"))
-        .await
-        .unwrap();
-    let both = fakes
-        .wait_for(Duration::from_secs(30), |f| f.sent_messages().len() >= 2)
-        .await;
-    let sessions = worker
-        .backends
-        .store
-        .list_sessions("main", 20)
-        .await
-        .unwrap();
-    worker.shutdown().await;
-
-    assert!(both, "{:?}", fakes.sent_messages());
-    let texts: Vec<Value> = fakes
-        .sent_messages()
-        .iter()
-        .map(|c| c.body["text"].clone())
-        .collect();
-    assert_eq!(texts, [json!("spawned"), json!("your sub-agent says 42")]);
-    let requester: SessionKey = "agent:main:telegram:dm:12345".parse().unwrap();
-    let children: Vec<&SessionKey> = sessions
-        .iter()
-        .map(|s| &s.key)
-        .filter(|k| k.to_string().starts_with("agent:main:subagent:"))
-        .collect();
-    assert_eq!(children.len(), 1, "{sessions:?}");
-    assert!(children[0].spawned_by(&requester));
 }

@@ -511,6 +511,9 @@ impl Default for ToolPolicyConfig {
                 "group:web".into(),
                 // `skill`: reads the owner's installed skills' instructions.
                 "group:skills".into(),
+                // The tools of the MCP servers the owner configured (`mcp.servers`), in owner
+                // sessions only.
+                "mcp__*".into(),
             ],
             deny: vec![
                 "browser".into(),

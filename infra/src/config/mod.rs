@@ -17,6 +17,7 @@ mod agents;
 mod bindings;
 mod channels;
 mod lenient;
+mod mcp;
 mod media;
 mod messages;
 mod skills;
@@ -32,6 +33,7 @@ use serde::{Deserialize, Serialize, Serializer};
 pub use agents::*;
 pub use bindings::*;
 pub use channels::*;
+pub use mcp::*;
 pub use media::*;
 pub use messages::*;
 pub use skills::*;
@@ -87,6 +89,7 @@ pub struct Config {
     pub queue: QueueConfig,
     pub limits: LimitsConfig,
     pub skills: SkillsConfig,
+    pub mcp: McpConfig,
     /// Which agent answers which conversation ([`bindings`]).
     pub bindings: Vec<Binding>,
     pub cron: CronConfig,

@@ -168,6 +168,34 @@ impl Config {
                 bad(&format!("limits.{key}"), format!("must be 0 to {max}"));
             }
         }
+        for (name, server) in &self.mcp.servers {
+            let at = format!("mcp.servers.{name}");
+            let valid_name = !name.is_empty()
+                && name.len() <= super::MAX_MCP_SERVER_NAME
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            if !valid_name {
+                bad(
+                    &at,
+                    format!(
+                        "the name must be 1 to {} letters, digits, - and _ (tools are offered as mcp__<name>__<tool>)",
+                        super::MAX_MCP_SERVER_NAME
+                    ),
+                );
+            }
+            match (&server.url, &server.command) {
+                (_, Some(_)) => bad(
+                    &format!("{at}.command"),
+                    "stdio MCP servers (run inside the sandbox) are not supported yet; give the server's streamable HTTP `url`".into(),
+                ),
+                (Some(url), None) if !(url.starts_with("https://") || url.starts_with("http://")) => {
+                    bad(&format!("{at}.url"), "must be an http(s) URL".into())
+                }
+                (None, None) => bad(&format!("{at}.url"), "is required".into()),
+                _ => {}
+            }
+        }
         let search = &self.tools.web.search;
         if !(1..=super::MAX_SEARCH_RESULTS).contains(&search.max_results) {
             bad(

@@ -27,8 +27,8 @@ use serde_json::Value;
 /// A tool as offered to a model: name, description and JSON schema of its input.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ToolSpec {
-    pub name: &'static str,
-    pub description: &'static str,
+    pub name: std::borrow::Cow<'static, str>,
+    pub description: std::borrow::Cow<'static, str>,
     pub input_schema: Value,
 }
 

@@ -165,8 +165,8 @@ impl CronTools {
 impl ExtraTools for CronTools {
     fn specs(&self) -> Vec<ToolSpec> {
         vec![ToolSpec {
-            name: "cron",
-            description: "Schedule work for later: reminders, recurring checks, daily briefs. action \"add\" takes exactly one of at (an RFC 3339 time, or HH:MM in tz), every (20m, 1h, 1d) or cron (5 fields, in tz), a message (what you will be told when it runs), and optionally id, tz (IANA, default UTC), session (isolated or main) and deliver (here by default; \"last\" or \"none\"). Also \"list\", \"update\" {id, enabled?, message?}, \"remove\" {id}, \"run\" {id} (now).",
+            name: "cron".into(),
+            description: "Schedule work for later: reminders, recurring checks, daily briefs. action \"add\" takes exactly one of at (an RFC 3339 time, or HH:MM in tz), every (20m, 1h, 1d) or cron (5 fields, in tz), a message (what you will be told when it runs), and optionally id, tz (IANA, default UTC), session (isolated or main) and deliver (here by default; \"last\" or \"none\"). Also \"list\", \"update\" {id, enabled?, message?}, \"remove\" {id}, \"run\" {id} (now).".into(),
             input_schema: json!({"type": "object", "properties": {
                 "action": {"type": "string", "enum": ["add", "list", "update", "remove", "run"]},
                 "id": {"type": "string"},

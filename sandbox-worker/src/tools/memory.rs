@@ -299,16 +299,16 @@ impl ExtraTools for MemoryTools {
     fn specs(&self) -> Vec<ToolSpec> {
         vec![
             ToolSpec {
-                name: "memory_search",
-                description: "Search your memory files (MEMORY.md and memory/*.md) by keywords. Returns the best-matching passages with their file and line range, best first. Search before answering about anything you may have noted earlier.",
+                name: "memory_search".into(),
+                description: "Search your memory files (MEMORY.md and memory/*.md) by keywords. Returns the best-matching passages with their file and line range, best first. Search before answering about anything you may have noted earlier.".into(),
                 input_schema: json!({"type": "object", "properties": {
                     "query": {"type": "string", "description": "Words to look for"},
                     "maxResults": {"type": "integer", "minimum": 1, "maximum": MAX_RESULTS}
                 }, "required": ["query"], "additionalProperties": false}),
             },
             ToolSpec {
-                name: "memory_get",
-                description: "Read lines of a memory file (MEMORY.md or memory/<name>.md), e.g. around a memory_search hit.",
+                name: "memory_get".into(),
+                description: "Read lines of a memory file (MEMORY.md or memory/<name>.md), e.g. around a memory_search hit.".into(),
                 input_schema: json!({"type": "object", "properties": {
                     "path": {"type": "string"},
                     "from": {"type": "integer", "minimum": 1, "description": "First line, from 1"},

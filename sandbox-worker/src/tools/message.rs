@@ -161,8 +161,8 @@ impl MessageTools {
 impl ExtraTools for MessageTools {
     fn specs(&self) -> Vec<ToolSpec> {
         vec![ToolSpec {
-            name: "message",
-            description: "Send something to the chat you are answering, now: text (message), a file from the workspace (media: its path; images go as photos), or both (the text is the file's caption). Use it to send files; your final answer is sent anyway.",
+            name: "message".into(),
+            description: "Send something to the chat you are answering, now: text (message), a file from the workspace (media: its path; images go as photos), or both (the text is the file's caption). Use it to send files; your final answer is sent anyway.".into(),
             input_schema: json!({"type": "object", "properties": {
                 "action": {"type": "string", "enum": ["send"]},
                 "message": {"type": "string"},

@@ -5,6 +5,7 @@
 //! dropped call: the model sees what went wrong and can try something else.
 
 pub mod cron;
+pub mod mcp;
 pub mod memory;
 pub mod message;
 pub mod policy;
@@ -99,8 +100,8 @@ impl Default for ExecLimits {
 pub fn builtin_specs() -> Vec<ToolSpec> {
     vec![
         ToolSpec {
-            name: "exec",
-            description: "Run a shell command (sh -c) in the workspace. Returns exit_code, stdout and stderr (long output keeps its head and tail) and timed_out.",
+            name: "exec".into(),
+            description: "Run a shell command (sh -c) in the workspace. Returns exit_code, stdout and stderr (long output keeps its head and tail) and timed_out.".into(),
             input_schema: json!({
                 "type": "object",
                 "properties": {
@@ -114,8 +115,8 @@ pub fn builtin_specs() -> Vec<ToolSpec> {
             }),
         },
         ToolSpec {
-            name: "process",
-            description: "Background processes in the sandbox (servers, watchers, long builds): start {command, workdir?} gives an id; list; poll {id, offset?} returns output from offset and next_offset; write {id, data} to its stdin; kill {id, signal?}; wait {id, timeout?}. They outlive this turn but not a sandbox restart.",
+            name: "process".into(),
+            description: "Background processes in the sandbox (servers, watchers, long builds): start {command, workdir?} gives an id; list; poll {id, offset?} returns output from offset and next_offset; write {id, data} to its stdin; kill {id, signal?}; wait {id, timeout?}. They outlive this turn but not a sandbox restart.".into(),
             input_schema: json!({
                 "type": "object",
                 "properties": {
@@ -133,8 +134,8 @@ pub fn builtin_specs() -> Vec<ToolSpec> {
             }),
         },
         ToolSpec {
-            name: "read",
-            description: "Read a text file in the workspace, optionally a range of lines.",
+            name: "read".into(),
+            description: "Read a text file in the workspace, optionally a range of lines.".into(),
             input_schema: json!({
                 "type": "object",
                 "properties": {
@@ -147,8 +148,8 @@ pub fn builtin_specs() -> Vec<ToolSpec> {
             }),
         },
         ToolSpec {
-            name: "write",
-            description: "Create or overwrite a file in the workspace; parent directories are created.",
+            name: "write".into(),
+            description: "Create or overwrite a file in the workspace; parent directories are created.".into(),
             input_schema: json!({
                 "type": "object",
                 "properties": {
@@ -160,8 +161,8 @@ pub fn builtin_specs() -> Vec<ToolSpec> {
             }),
         },
         ToolSpec {
-            name: "edit",
-            description: "Replace one exact occurrence of oldText with newText in a file. oldText must occur exactly once. Returns a short diff.",
+            name: "edit".into(),
+            description: "Replace one exact occurrence of oldText with newText in a file. oldText must occur exactly once. Returns a short diff.".into(),
             input_schema: json!({
                 "type": "object",
                 "properties": {
@@ -174,8 +175,8 @@ pub fn builtin_specs() -> Vec<ToolSpec> {
             }),
         },
         ToolSpec {
-            name: "apply_patch",
-            description: "Apply a unified diff (--- a/path, +++ b/path, @@ hunks) to one or more files; /dev/null creates or deletes. All or nothing.",
+            name: "apply_patch".into(),
+            description: "Apply a unified diff (--- a/path, +++ b/path, @@ hunks) to one or more files; /dev/null creates or deletes. All or nothing.".into(),
             input_schema: json!({
                 "type": "object",
                 "properties": {"patch": {"type": "string"}},
@@ -300,7 +301,7 @@ impl ToolBox {
     pub fn specs(&self) -> Vec<ToolSpec> {
         builtin_specs()
             .into_iter()
-            .filter(|s| self.policy.allows(s.name))
+            .filter(|s| self.policy.allows(&s.name))
             .collect()
     }
 

@@ -293,23 +293,23 @@ impl ExtraTools for SessionTools {
     fn specs(&self) -> Vec<ToolSpec> {
         vec![
             ToolSpec {
-                name: "sessions_list",
-                description: "List the sessions this session may see, most recently active first.",
+                name: "sessions_list".into(),
+                description: "List the sessions this session may see, most recently active first.".into(),
                 input_schema: json!({"type": "object", "properties": {"limit": {"type": "integer", "minimum": 1}}, "additionalProperties": false}),
             },
             ToolSpec {
-                name: "sessions_history",
-                description: "Read the latest messages of a session this session may see.",
+                name: "sessions_history".into(),
+                description: "Read the latest messages of a session this session may see.".into(),
                 input_schema: json!({"type": "object", "properties": {"sessionKey": {"type": "string"}, "limit": {"type": "integer", "minimum": 1}}, "required": ["sessionKey"], "additionalProperties": false}),
             },
             ToolSpec {
-                name: "session_status",
-                description: "Status of the current session: key, size, model and sandbox.",
+                name: "session_status".into(),
+                description: "Status of the current session: key, size, model and sandbox.".into(),
                 input_schema: json!({"type": "object", "properties": {}, "additionalProperties": false}),
             },
             ToolSpec {
-                name: "sessions_send",
-                description: "Send a message to another session this session may reach; it is queued and answered there, marked as coming from this session.",
+                name: "sessions_send".into(),
+                description: "Send a message to another session this session may reach; it is queued and answered there, marked as coming from this session.".into(),
                 input_schema: json!({"type": "object", "properties": {"sessionKey": {"type": "string"}, "message": {"type": "string"}}, "required": ["sessionKey", "message"], "additionalProperties": false}),
             },
         ]

@@ -192,8 +192,8 @@ pub fn announcement(job: &JobMessage, answer: &str) -> Option<JobMessage> {
 impl ExtraTools for SpawnTools {
     fn specs(&self) -> Vec<ToolSpec> {
         vec![ToolSpec {
-            name: "sessions_spawn",
-            description: "Start a sub-agent on a task in a new, isolated session. Returns at once; the sub-agent's answer arrives in this session as a new message when it is done.",
+            name: "sessions_spawn".into(),
+            description: "Start a sub-agent on a task in a new, isolated session. Returns at once; the sub-agent's answer arrives in this session as a new message when it is done.".into(),
             input_schema: json!({"type": "object", "properties": {
                 "task": {"type": "string", "description": "what the sub-agent should do, with everything it needs to know"},
                 "label": {"type": "string", "description": "a short name for it"},

@@ -47,6 +47,7 @@ use crate::phase;
 use crate::profile::SessionSetup;
 use crate::sandbox::Cancel;
 use crate::tools::cron::CronTools;
+use crate::tools::mcp::McpTools;
 use crate::tools::memory::MemoryTools;
 use crate::tools::message::{sends_so_far, MessageTools};
 use crate::tools::sessions::{Caller, SessionTools};
@@ -435,10 +436,18 @@ impl Worker {
                 Vec::new()
             },
         };
+        // The owner's MCP servers: their tools listed now (connecting on first use).
+        let mcp = match (&self.mcp, owner) {
+            (Some(servers), true) => Some(McpTools::for_job(servers.clone()).await),
+            _ => None,
+        };
         if owner {
             extra.push(&web);
             extra.push(&skills);
             extra.push(&spawn);
+        }
+        if let Some(mcp) = &mcp {
+            extra.push(mcp);
         }
         let mut files = persona::read_bootstrap(
             &setup.profile.workspace,

@@ -111,6 +111,8 @@ pub struct Worker {
     web: Option<Arc<crate::web::fetch::WebFetch>>,
     /// `web_search`'s provider and cache, when one is configured.
     web_search: Option<Arc<crate::web::search::WebSearch>>,
+    /// The `mcp.servers` connections, when any is configured.
+    mcp: Option<Arc<crate::tools::mcp::McpServers>>,
 }
 
 impl Worker {
@@ -160,9 +162,17 @@ impl Worker {
         if let (Some(name), None) = (config.tools.web.search.provider, &web_search) {
             tracing::warn!(provider = ?name, "tools.web.search names a provider without its key or URL: web_search is not offered");
         }
+        let mcp = crate::tools::mcp::McpServers::from_config(
+            &config.mcp,
+            &config.tools.web,
+            settings.web_allow_loopback,
+        )
+        .map_err(|e| QueueErrorOrSetup::Http(format!("the MCP client: {e}")))?
+        .map(Arc::new);
         Ok(Worker {
             web,
             web_search,
+            mcp,
             outbound: Outbound::from_config(&config, http.clone()),
             sandbox: Arc::new(
                 SandboxRuntime::new(socket, state_dir.join("sandbox-activity"))

@@ -4,6 +4,7 @@
 //! Files, edits and uploads live in [`media`].
 #![allow(dead_code)]
 
+pub mod mcp;
 mod media;
 pub mod search;
 

@@ -1,0 +1,53 @@
+//! `mcp.servers`: MCP servers whose tools the model is offered, by name. Streamable HTTP only
+//! for now (`url`); a stdio server (`command`), which is to run inside the sandbox, is refused
+//! by validation with that reason rather than ignored.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::Secret;
+
+/// `mcp`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct McpConfig {
+    pub servers: BTreeMap<String, McpServerConfig>,
+}
+
+/// `mcp.servers.<name>`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct McpServerConfig {
+    pub enabled: bool,
+    /// The server's streamable HTTP endpoint, e.g. `https://mcp.example.com/mcp`.
+    pub url: Option<String>,
+    /// A stdio server's command: not supported yet (validation says so).
+    pub command: Option<String>,
+    pub args: Vec<String>,
+    /// Sent with every request (an `Authorization` header, say); never printed.
+    pub headers: BTreeMap<String, Secret>,
+    /// Per call, and for connecting.
+    pub timeout_seconds: u64,
+    /// Lets this server be on a private, loopback or link-local address (a server on the
+    /// worker's own network); otherwise it goes through the same egress guard as `web_fetch`.
+    pub dangerously_allow_private_network: bool,
+}
+
+impl Default for McpServerConfig {
+    fn default() -> Self {
+        McpServerConfig {
+            enabled: true,
+            url: None,
+            command: None,
+            args: Vec::new(),
+            headers: BTreeMap::new(),
+            timeout_seconds: 30,
+            dangerously_allow_private_network: false,
+        }
+    }
+}
+
+/// The longest server name: a tool is offered as `mcp__<server>__<tool>`, at most 64
+/// characters in all (the model APIs' limit).
+pub const MAX_MCP_SERVER_NAME: usize = 24;

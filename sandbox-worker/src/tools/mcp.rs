@@ -1,0 +1,298 @@
+//! MCP servers' tools for the model (`mcp.servers`): each server's tools offered as
+//! `mcp__<server>__<tool>` (so a tool policy names them with `mcp__*` or `mcp__<server>__*`), in
+//! the owner's sessions only, called by the worker over streamable HTTP with the maintained
+//! Rust SDK (`rmcp`), never a hand-written protocol.
+//!
+//! Decisions:
+//! - The HTTP client is the egress guard's (`web::guard`): the server's address is checked
+//!   like any the worker reaches for the model (private ranges refused unless the server's
+//!   `dangerouslyAllowPrivateNetwork` says so, `tools.web.allowDomains`/`denyDomains`, every
+//!   redirect), and resolved once per connection (no rebinding).
+//! - One connection per server per worker, made on first use and remade after a failure; the
+//!   tool list is read when connecting. A server that cannot be reached is logged and its
+//!   tools are not offered for that job; it never fails the job.
+//! - What a tool returns is the server's: text blocks joined, other content named, cut to
+//!   [`MAX_RESULT_CHARS`], inside the untrusted-content markers. A tool whose name does not
+//!   fit `mcp__<server>__<tool>` in 64 characters of `[A-Za-z0-9_-]` is not offered.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::Duration;
+
+use infra::config::{McpConfig, WebToolsConfig};
+use rmcp::model::{CallToolRequestParams, ClientCapabilities, ClientConfig, Implementation};
+use rmcp::service::RunningService;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::{RoleClient, ServiceExt};
+use serde_json::Value;
+
+use super::{ExtraTools, ToolOutcome, ToolSpec};
+use crate::web::guard::{self, EgressPolicy};
+
+/// The most of a tool result the model gets.
+pub const MAX_RESULT_CHARS: usize = 50_000;
+/// The most of one server answer that is read.
+const MAX_ANSWER_BYTES: usize = 4 << 20;
+const PREFIX: &str = "mcp__";
+
+/// A live session with one server and the tools it listed.
+struct Connection {
+    service: RunningService<RoleClient, ClientConfig>,
+    tools: Vec<ToolSpec>,
+}
+
+/// One configured server.
+struct Server {
+    name: String,
+    url: String,
+    /// Checks the URL itself (a literal address never reaches the client's resolver).
+    policy: EgressPolicy,
+    client: reqwest::Client,
+    headers: Vec<(String, String)>,
+    timeout: Duration,
+    connection: tokio::sync::Mutex<Option<Arc<Connection>>>,
+}
+
+/// The MCP servers of one worker.
+pub struct McpServers {
+    servers: Vec<Server>,
+}
+
+impl McpServers {
+    /// From `mcp.servers` (enabled ones), each with a client guarded by `tools.web`'s lists;
+    /// `allow_loopback` is the tests' exception, never config. `None` without servers.
+    pub fn from_config(
+        mcp: &McpConfig,
+        web: &WebToolsConfig,
+        allow_loopback: bool,
+    ) -> reqwest::Result<Option<Self>> {
+        let mut servers = Vec::new();
+        for (name, config) in mcp.servers.iter().filter(|(_, c)| c.enabled) {
+            let Some(url) = &config.url else { continue };
+            let policy = EgressPolicy {
+                allow_domains: web.allow_domains.clone(),
+                deny_domains: web.deny_domains.clone(),
+                allow_private: web.dangerously_allow_private_network
+                    || config.dangerously_allow_private_network,
+                allow_loopback,
+                max_redirects: 3,
+            };
+            let timeout = Duration::from_secs(config.timeout_seconds.max(1));
+            servers.push(Server {
+                name: name.clone(),
+                url: url.clone(),
+                // The SSE stream may stay open: the per-call deadline is ours, not the client's.
+                policy: policy.clone(),
+                client: guard::client(
+                    policy,
+                    Duration::from_secs(3600),
+                    concat!("clawgate/", env!("CARGO_PKG_VERSION"), " (mcp)"),
+                )?,
+                headers: config
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.expose().to_string()))
+                    .collect(),
+                timeout,
+                connection: tokio::sync::Mutex::new(None),
+            });
+        }
+        Ok((!servers.is_empty()).then_some(McpServers { servers }))
+    }
+
+    /// The tools of every server that answers, connecting where needed.
+    pub async fn tools(&self) -> Vec<ToolSpec> {
+        let mut specs = Vec::new();
+        for server in &self.servers {
+            match server.connect().await {
+                Ok(connection) => specs.extend(connection.tools.iter().cloned()),
+                Err(why) => {
+                    tracing::warn!(server = %server.name, %why, "MCP server not reachable; its tools are not offered")
+                }
+            }
+        }
+        specs
+    }
+
+    /// Calls `mcp__<server>__<tool>`; `None` when the name is no server's.
+    pub async fn call(&self, name: &str, input: &Value) -> Option<ToolOutcome> {
+        let rest = name.strip_prefix(PREFIX)?;
+        let (server_name, tool) = rest.split_once("__")?;
+        let server = self.servers.iter().find(|s| s.name == server_name)?;
+        let arguments = match input {
+            Value::Object(map) => map.clone(),
+            Value::Null => Default::default(),
+            _ => {
+                return Some(ToolOutcome::error(format!(
+                    "{name}: the input must be an object"
+                )))
+            }
+        };
+        Some(server.call(tool, arguments).await)
+    }
+}
+
+impl Server {
+    async fn connect(&self) -> Result<Arc<Connection>, String> {
+        let mut slot = self.connection.lock().await;
+        if let Some(connection) = slot.as_ref() {
+            if !connection.service.is_transport_closed() {
+                return Ok(connection.clone());
+            }
+        }
+        let connection = tokio::time::timeout(self.timeout, self.open())
+            .await
+            .map_err(|_| format!("no answer within {} s", self.timeout.as_secs()))??;
+        let connection = Arc::new(connection);
+        *slot = Some(connection.clone());
+        Ok(connection)
+    }
+
+    async fn open(&self) -> Result<Connection, String> {
+        let url = reqwest::Url::parse(&self.url).map_err(|e| format!("{:?}: {e}", self.url))?;
+        self.policy.check_url(&url).map_err(|e| e.to_string())?;
+        let mut config = StreamableHttpClientTransportConfig::with_uri(self.url.clone());
+        config.max_json_response_size = MAX_ANSWER_BYTES;
+        for (key, value) in &self.headers {
+            let (Ok(key), Ok(value)) = (
+                reqwest::header::HeaderName::try_from(key.as_str()),
+                reqwest::header::HeaderValue::try_from(value.as_str()),
+            ) else {
+                return Err(format!("header {key:?} is not a valid HTTP header"));
+            };
+            config.custom_headers.insert(key, value);
+        }
+        let transport = StreamableHttpClientTransport::with_client(self.client.clone(), config);
+        let info = ClientConfig::new(
+            ClientCapabilities::default(),
+            Implementation::new("clawgate", env!("CARGO_PKG_VERSION")),
+        );
+        let service = info
+            .serve(transport)
+            .await
+            .map_err(|e| format!("connecting: {}", innermost(&e)))?;
+        let listed = service
+            .list_all_tools()
+            .await
+            .map_err(|e| format!("listing tools: {}", innermost(&e)))?;
+        let tools = listed
+            .into_iter()
+            .filter_map(|tool| {
+                let name = format!("{PREFIX}{}__{}", self.name, tool.name);
+                let fits = name.len() <= 64
+                    && name
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+                if !fits {
+                    tracing::warn!(server = %self.name, tool = %tool.name, "MCP tool name does not fit mcp__<server>__<tool> in 64 characters; not offered");
+                    return None;
+                }
+                let description = tool.description.as_deref().unwrap_or("").to_string();
+                Some(ToolSpec {
+                    name: Cow::Owned(name),
+                    description: Cow::Owned(format!(
+                        "[MCP server {}] {}",
+                        self.name,
+                        infra::channels::truncate_chars(&description, 1_000)
+                    )),
+                    input_schema: Value::Object((*tool.input_schema).clone()),
+                })
+            })
+            .collect();
+        Ok(Connection { service, tools })
+    }
+
+    async fn call(&self, tool: &str, arguments: serde_json::Map<String, Value>) -> ToolOutcome {
+        let name = format!("{PREFIX}{}__{tool}", self.name);
+        let connection = match self.connect().await {
+            Ok(connection) => connection,
+            Err(why) => return ToolOutcome::error(format!("{name}: {why}")),
+        };
+        let params = CallToolRequestParams::new(tool.to_string()).with_arguments(arguments);
+        let called = tokio::time::timeout(self.timeout, connection.service.call_tool(params)).await;
+        let result = match called {
+            Ok(Ok(result)) => result,
+            Ok(Err(e)) => {
+                // The session may be gone: the next call connects afresh.
+                *self.connection.lock().await = None;
+                return ToolOutcome::error(format!("{name}: {}", innermost(&e)));
+            }
+            Err(_) => {
+                return ToolOutcome::error(format!(
+                    "{name}: no answer within {} s",
+                    self.timeout.as_secs()
+                ))
+            }
+        };
+        let text = result_text(&serde_json::to_value(&result).unwrap_or_default());
+        let marked = format!(
+            "<<<EXTERNAL_UNTRUSTED_CONTENT source=mcp:{}>>>\n{}\n<<<END_EXTERNAL_UNTRUSTED_CONTENT>>>",
+            self.name,
+            infra::channels::truncate_chars(&text, MAX_RESULT_CHARS)
+        );
+        if result.is_error == Some(true) {
+            ToolOutcome::error(marked)
+        } else {
+            ToolOutcome::ok(marked)
+        }
+    }
+}
+
+/// A tool result's text: each text block, other blocks by kind, the structured content when
+/// there is nothing else.
+fn result_text(result: &Value) -> String {
+    let mut parts: Vec<String> = result["content"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(
+            |block| match (block["type"].as_str(), block["text"].as_str()) {
+                (Some("text"), Some(text)) => text.to_string(),
+                (kind, _) => format!("[{} content not shown]", kind.unwrap_or("unknown")),
+            },
+        )
+        .collect();
+    if parts.is_empty() {
+        if let Some(structured) = result.get("structuredContent") {
+            parts.push(structured.to_string());
+        }
+    }
+    parts.join("\n")
+}
+
+/// The innermost cause of an error (the guard's refusal, not the SDK's wrapping).
+fn innermost(error: &dyn std::error::Error) -> String {
+    let mut cause = error;
+    while let Some(inner) = cause.source() {
+        cause = inner;
+    }
+    cause.to_string()
+}
+
+/// The MCP tools of one owner session: the specs listed when the job started.
+pub struct McpTools {
+    pub servers: Arc<McpServers>,
+    pub specs: Vec<ToolSpec>,
+}
+
+impl McpTools {
+    pub async fn for_job(servers: Arc<McpServers>) -> Self {
+        let specs = servers.tools().await;
+        McpTools { servers, specs }
+    }
+}
+
+#[async_trait::async_trait]
+impl ExtraTools for McpTools {
+    fn specs(&self) -> Vec<ToolSpec> {
+        self.specs.clone()
+    }
+
+    async fn run(&self, name: &str, input: &Value) -> Option<ToolOutcome> {
+        if !self.specs.iter().any(|s| s.name == name) {
+            return None;
+        }
+        self.servers.call(name, input).await
+    }
+}
