@@ -10,4 +10,5 @@ pub mod fs;
 pub mod output;
 pub mod patch;
 pub mod protocol;
+pub mod relay;
 pub mod server;

@@ -1,6 +1,8 @@
 //! `clawgate-sandbox-agent [SOCKET]`: the sandbox's long-lived process. Listens on `SOCKET`
 //! (default `/.clawgate/run/agent.sock`, in a directory the worker mounts from the host) and
-//! serves the worker's calls until the container stops (docs/sandbox-agent.md).
+//! serves the worker's calls until the container stops (docs/sandbox-agent.md). With
+//! `CLAWGATE_EGRESS_RELAY=<addr>` in its environment (the `egress` network mode) it also relays
+//! TCP connections on `<addr>` to the worker's egress proxy (`sandbox_agent::relay`).
 
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixListener;
@@ -27,6 +29,14 @@ fn main() -> ExitCode {
         }
     };
     let _ = std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600));
+    if let Ok(addr) = std::env::var(sandbox_agent::relay::RELAY_VAR) {
+        let proxy = socket.with_file_name(sandbox_agent::relay::EGRESS_SOCKET_NAME);
+        std::thread::spawn(move || {
+            if let Err(e) = sandbox_agent::relay::serve(&addr, proxy) {
+                eprintln!("clawgate-sandbox-agent: the egress relay cannot listen on {addr}: {e}");
+            }
+        });
+    }
     match sandbox_agent::server::serve(listener) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

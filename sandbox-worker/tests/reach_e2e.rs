@@ -268,3 +268,41 @@ async fn the_owner_s_model_calls_an_mcp_tool_and_its_result_reaches_the_model() 
         "a channel (a guest session) is not offered the owner's MCP tools"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_send_with_a_timeout_returns_the_other_session_s_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let fakes = Fakes::start(Arc::new(|_, body: &Value| {
+        let first = body["messages"][0].to_string();
+        match last_tool_result(body) {
+            Some(result)
+                if result.contains("\"answered\"") && result.contains("pong from main") =>
+            {
+                Reply::text("main says pong")
+            }
+            Some(result) => Reply::text(&format!("unexpected: {result}")),
+            None if first.contains("via sessions_send") => Reply::text("pong from main"),
+            None => Reply::tool_use(
+                "toolu_send",
+                "sessions_send",
+                json!({"sessionKey": "agent:main:main", "message": "ping", "timeoutSeconds": 20}),
+            ),
+        }
+    }))
+    .await;
+    let worker = start_worker(&host_config(&fakes, dir.path(), ""), dir.path(), |_| {}).await;
+
+    worker
+        .backends
+        .queue
+        .send(&telegram_job("7700"))
+        .await
+        .unwrap();
+    let answered = fakes
+        .wait_for(Duration::from_secs(30), |f| !f.sent_messages().is_empty())
+        .await;
+    worker.shutdown().await;
+
+    assert!(answered);
+    assert_eq!(fakes.sent_messages()[0].body["text"], "main says pong");
+}

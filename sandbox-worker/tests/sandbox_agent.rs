@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 use infra::model::{Channel, SessionKey};
 use sandbox_worker::sandbox::Cancel;
 use sandbox_worker::tools::ToolBox;
+use sandbox_worker::web::egress::EgressProxy;
+use sandbox_worker::web::guard::EgressPolicy;
 use serde_json::{json, Value};
 
 use common::{docker_available, ExecPath, Sandbox};
@@ -341,4 +343,89 @@ async fn a_container_whose_socket_directory_is_gone_is_made_again() {
 
     assert_eq!(out["stdout"], "again\n", "{out}");
     assert_ne!(sb.container_id(&name), before, "a new container");
+}
+
+#[tokio::test]
+async fn an_egress_sandbox_reaches_an_allowed_host_through_the_proxy_and_nothing_else() {
+    if !docker_available() {
+        return;
+    }
+    // Arrange: a page on the host's loopback, which only the tests' exception lets the proxy
+    // reach, and a sandbox in the egress mode (no network; its agent relays to the proxy).
+    let app = axum::Router::new().route(
+        "/page",
+        axum::routing::get(|| async { "hello through the proxy" }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let sb = Sandbox::new();
+    let runtime = sb
+        .runtime_on(ExecPath::Agent)
+        .with_egress(EgressProxy::new(EgressPolicy {
+            allow_loopback: true,
+            deny_domains: vec!["denied.test".into()],
+            ..Default::default()
+        }));
+    let config = sb.config("", r#"network: "egress","#);
+    let tools = ToolBox::for_session(&runtime, &config, "main", &dm("e1")).await;
+
+    // Act
+    let allowed = exec(&tools, &format!("wget -q -O- http://localhost:{port}/page")).await;
+    let denied = exec(&tools, "wget -q -O- http://denied.test/ 2>&1").await;
+    let metadata = exec(
+        &tools,
+        "wget -q -O- http://169.254.169.254/latest/meta-data/ 2>&1",
+    )
+    .await;
+    let around = exec(
+        &tools,
+        &format!("wget -q -Y off -O- http://127.0.0.1:{port}/page 2>&1"),
+    )
+    .await;
+
+    // Assert
+    assert_eq!(allowed["stdout"], "hello through the proxy", "{allowed}");
+    assert_ne!(denied["exit_code"], 0);
+    let said = denied["stdout"].as_str().unwrap_or("");
+    assert!(
+        said.contains("clawgate egress") && said.contains("denyDomains"),
+        "{denied}"
+    );
+    assert_ne!(metadata["exit_code"], 0);
+    assert!(
+        metadata["stdout"]
+            .as_str()
+            .unwrap_or("")
+            .contains("169.254.169.254"),
+        "{metadata}"
+    );
+    assert_ne!(around["exit_code"], 0, "no way out but the proxy: {around}");
+    let network = std::process::Command::new("docker")
+        .args(["inspect", "-f", "{{.HostConfig.NetworkMode}}"])
+        .arg(&sb.containers()[0])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&network.stdout).trim(), "none");
+}
+
+#[tokio::test]
+async fn an_egress_sandbox_without_the_agent_gets_no_tools() {
+    if !docker_available() {
+        return;
+    }
+    let sb = Sandbox::new();
+    let runtime = sb
+        .runtime_on(ExecPath::DockerExec)
+        .with_egress(EgressProxy::new(EgressPolicy::default()));
+    let config = sb.config("", r#"network: "egress","#);
+    let tools = ToolBox::for_session(&runtime, &config, "main", &dm("e2")).await;
+
+    let out = tools.run("exec", &json!({"command": "echo hi"})).await;
+
+    assert!(
+        out.is_error && out.output.contains("egress"),
+        "{}",
+        out.output
+    );
 }

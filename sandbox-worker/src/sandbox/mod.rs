@@ -157,6 +157,8 @@ pub struct SandboxRuntime {
     agent: Option<PathBuf>,
     metrics: infra::metrics::Metrics,
     docker: tokio::sync::OnceCell<std::sync::Arc<docker::DockerSandboxes>>,
+    /// The proxy of `egress` containers (`crate::web::egress`), when the worker serves one.
+    egress: Option<std::sync::Arc<crate::web::egress::EgressProxy>>,
 }
 
 impl SandboxRuntime {
@@ -169,7 +171,39 @@ impl SandboxRuntime {
             agent: docker::agent::find_binary(),
             metrics: Default::default(),
             docker: tokio::sync::OnceCell::new(),
+            egress: None,
         }
+    }
+
+    /// Makes sure the worker's proxy listens in an `egress` container's run directory; fails
+    /// closed (no tools) without the agent, whose relay is the container's only way out.
+    fn serve_egress(
+        &self,
+        container: &docker::ContainerRef,
+        plan: &SandboxPlan,
+    ) -> Result<(), SandboxError> {
+        let refuse = |message: String| SandboxError::Docker {
+            container: container.name.clone(),
+            message,
+        };
+        let (Some(proxy), Some(socket)) = (&self.egress, &container.agent_socket) else {
+            return Err(refuse("network \"egress\" needs the in-sandbox agent (its relay is the only way out) and a worker serving the proxy; see docs/security.md".into()));
+        };
+        let at = socket.with_file_name(sandbox_agent::relay::EGRESS_SOCKET_NAME);
+        proxy
+            .ensure_listening(&at, numeric_owner(&plan.docker.user))
+            .map_err(|e| {
+                refuse(format!(
+                    "the egress proxy cannot listen at {}: {e}",
+                    at.display()
+                ))
+            })
+    }
+
+    /// Serves `proxy` to the containers of the `egress` network mode.
+    pub fn with_egress(mut self, proxy: crate::web::egress::EgressProxy) -> Self {
+        self.egress = Some(std::sync::Arc::new(proxy));
+        self
     }
 
     /// Mounts `agent` into new containers instead of the one found at start (`None`: every
@@ -230,6 +264,9 @@ impl SandboxRuntime {
         }
         let sandboxes = self.docker(plan.mode).await?;
         let container = sandboxes.ensure(plan).await?;
+        if plan.docker.network == docker::spec::EGRESS_NETWORK {
+            self.serve_egress(&container, plan)?;
+        }
         sandboxes.refill_pool(plan);
         if container.created {
             self.metrics

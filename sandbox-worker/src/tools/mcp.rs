@@ -70,14 +70,8 @@ impl McpServers {
         let mut servers = Vec::new();
         for (name, config) in mcp.servers.iter().filter(|(_, c)| c.enabled) {
             let Some(url) = &config.url else { continue };
-            let policy = EgressPolicy {
-                allow_domains: web.allow_domains.clone(),
-                deny_domains: web.deny_domains.clone(),
-                allow_private: web.dangerously_allow_private_network
-                    || config.dangerously_allow_private_network,
-                allow_loopback,
-                max_redirects: 3,
-            };
+            let mut policy = EgressPolicy::from_config(web, allow_loopback);
+            policy.allow_private |= config.dangerously_allow_private_network;
             let timeout = Duration::from_secs(config.timeout_seconds.max(1));
             servers.push(Server {
                 name: name.clone(),

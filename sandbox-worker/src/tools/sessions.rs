@@ -13,7 +13,9 @@
 //! - `sessions_send` never targets a session that runs on the host from a sandboxed one, never
 //!   its own session, carries its provenance (the target sees which session wrote, framed as
 //!   not coming from the user), and is bounded: `limits.sessionsSendMaxDepth` hops and
-//!   `limits.sessionsSendPerMinute` sends per session, counted in the store.
+//!   `limits.sessionsSendPerMinute` sends per session, counted in the store. With
+//!   `timeoutSeconds` it waits (at most [`MAX_SEND_WAIT`]) for the target's answer, read from
+//!   the target's transcript, and returns it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -77,7 +79,13 @@ struct HistoryInput {
 struct SendInput {
     session_key: String,
     message: String,
+    /// Wait up to this long for the target's answer and return it (OpenClaw's
+    /// `timeoutSeconds`); 0 or absent: return once queued.
+    timeout_seconds: Option<u64>,
 }
+
+/// The longest `sessions_send` waits for an answer.
+pub const MAX_SEND_WAIT: Duration = Duration::from_secs(300);
 
 fn line(body: &EntryBody) -> String {
     let cut = |t: &str| t.chars().take(500).collect::<String>();
@@ -284,7 +292,67 @@ impl SessionTools {
             depth,
         });
         self.queue.send(&job).await.map_err(|e| e.to_string())?;
-        Ok(format!("queued job {} for {key}", job.job_id))
+        let wait = Duration::from_secs(input.timeout_seconds.unwrap_or(0)).min(MAX_SEND_WAIT);
+        if wait.is_zero() {
+            return Ok(format!("queued job {} for {key}", job.job_id));
+        }
+        Ok(match self.answer_of(&key, &job.job_id, wait).await? {
+            Some(answer) => json!({"status": "answered", "sessionKey": key.to_string(), "reply": answer}),
+            None => json!({"status": "queued", "sessionKey": key.to_string(), "runId": job.job_id,
+                           "note": format!("no answer within {} s; it will be in that session's history", wait.as_secs())}),
+        }
+        .to_string())
+    }
+
+    /// The final answer of job `job_id` in session `key`, polled from the store until `wait`
+    /// is over. The target runs in its own queue lane, so waiting never blocks it (with one
+    /// job slot per worker it cannot start until this one ends: the wait then times out).
+    async fn answer_of(
+        &self,
+        key: &SessionKey,
+        job_id: &str,
+        wait: Duration,
+    ) -> Result<Option<String>, String> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut from = 0;
+        loop {
+            if let Some(meta) = self
+                .store
+                .get_session(key)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                let page = self
+                    .store
+                    .load_transcript(key, from, 200)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                for entry in &page.entries {
+                    if let (
+                        Some(id),
+                        EntryBody::Assistant {
+                            text: Some(text),
+                            tool_calls,
+                            ..
+                        },
+                    ) = (&entry.job_id, &entry.body)
+                    {
+                        if id == job_id && tool_calls.is_empty() {
+                            return Ok(Some(text.clone()));
+                        }
+                    }
+                }
+                from = page
+                    .entries
+                    .last()
+                    .map_or(from, |e| e.seq + 1)
+                    .min(meta.next_seq);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(None);
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
     }
 }
 
@@ -309,8 +377,8 @@ impl ExtraTools for SessionTools {
             },
             ToolSpec {
                 name: "sessions_send".into(),
-                description: "Send a message to another session this session may reach; it is queued and answered there, marked as coming from this session.".into(),
-                input_schema: json!({"type": "object", "properties": {"sessionKey": {"type": "string"}, "message": {"type": "string"}}, "required": ["sessionKey", "message"], "additionalProperties": false}),
+                description: "Send a message to another session this session may reach; it is queued and answered there, marked as coming from this session. With timeoutSeconds, wait that long for the answer and return it.".into(),
+                input_schema: json!({"type": "object", "properties": {"sessionKey": {"type": "string"}, "message": {"type": "string"}, "timeoutSeconds": {"type": "integer", "minimum": 0, "maximum": 300}}, "required": ["sessionKey", "message"], "additionalProperties": false}),
             },
         ]
     }

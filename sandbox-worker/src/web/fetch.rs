@@ -37,13 +37,7 @@ pub struct WebFetch {
 impl WebFetch {
     /// From `tools.web`; `allow_loopback` is the tests' exception (never from the config).
     pub fn new(config: &WebToolsConfig, allow_loopback: bool) -> reqwest::Result<Self> {
-        let policy = EgressPolicy {
-            allow_domains: config.allow_domains.clone(),
-            deny_domains: config.deny_domains.clone(),
-            allow_private: config.dangerously_allow_private_network,
-            allow_loopback,
-            max_redirects: config.fetch.max_redirects,
-        };
+        let policy = EgressPolicy::from_config(config, allow_loopback);
         let agent = config
             .fetch
             .user_agent

@@ -114,6 +114,18 @@ fn embedded_v4(addr: std::net::Ipv6Addr) -> Option<std::net::Ipv4Addr> {
 }
 
 impl EgressPolicy {
+    /// `tools.web`'s lists and private-network switch; `allow_loopback` is the tests'
+    /// exception (a worker setting, never config).
+    pub fn from_config(web: &infra::config::WebToolsConfig, allow_loopback: bool) -> Self {
+        EgressPolicy {
+            allow_domains: web.allow_domains.clone(),
+            deny_domains: web.deny_domains.clone(),
+            allow_private: web.dangerously_allow_private_network,
+            allow_loopback,
+            max_redirects: web.fetch.max_redirects,
+        }
+    }
+
     /// Checks a host name against the domain lists.
     pub fn check_host(&self, host: &str) -> Result<(), Refusal> {
         let host = host.trim_end_matches('.').to_ascii_lowercase();

@@ -176,7 +176,13 @@ impl Worker {
             outbound: Outbound::from_config(&config, http.clone()),
             sandbox: Arc::new(
                 SandboxRuntime::new(socket, state_dir.join("sandbox-activity"))
-                    .with_metrics(metrics.clone()),
+                    .with_metrics(metrics.clone())
+                    .with_egress(crate::web::egress::EgressProxy::new(
+                        crate::web::guard::EgressPolicy::from_config(
+                            &config.tools.web,
+                            settings.web_allow_loopback,
+                        ),
+                    )),
             ),
             metrics,
             config: Arc::new(config),

@@ -37,7 +37,7 @@ pub mod agent;
 mod image;
 mod lifecycle;
 mod pool;
-mod spec;
+pub mod spec;
 
 pub use image::{
     base_image, dockerfile_digest, BuildEvent, ImageStatus, BASE_ENV, DEFAULT_BASE, DOCKERFILE,

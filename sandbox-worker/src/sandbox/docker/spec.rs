@@ -40,6 +40,27 @@ pub struct AgentMount {
 /// `agent`, the agent binary (read-only) and its socket directory are mounted and the agent is
 /// the container's long-lived process in place of `sleep`.
 /// A container for the warm pool (`pool`: the config hash it waits for) gets that label too.
+/// The `sandbox.docker.network` value of the egress mode.
+pub const EGRESS_NETWORK: &str = "egress";
+
+/// The proxy variables of an `egress` container (both spellings: tools read either), and the
+/// variable that starts the agent's relay.
+fn egress_env() -> Vec<String> {
+    let proxy = format!("http://{}", crate::web::egress::RELAY_ADDR);
+    let mut env: Vec<String> = ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"]
+        .iter()
+        .map(|k| format!("{k}={proxy}"))
+        .collect();
+    env.push("NO_PROXY=localhost,127.0.0.1".into());
+    env.push("no_proxy=localhost,127.0.0.1".into());
+    env.push(format!(
+        "{}={}",
+        sandbox_agent::relay::RELAY_VAR,
+        crate::web::egress::RELAY_ADDR
+    ));
+    env
+}
+
 pub fn container_body(
     plan: &SandboxPlan,
     agent: Option<&AgentMount>,
@@ -117,9 +138,13 @@ pub fn container_body(
     if let Some(hash) = pool {
         labels.insert(super::LABEL_POOL.to_string(), hash.to_string());
     }
+    // `egress`: no network at all; the agent relays 127.0.0.1:3128 to the worker's proxy
+    // (`crate::web::egress`), which the proxy variables point every HTTP client at.
+    let egress = d.network == EGRESS_NETWORK;
+    let network = if egress { "none" } else { d.network.as_str() };
     let host_config = HostConfig {
         binds: Some(binds),
-        network_mode: Some(d.network.clone()),
+        network_mode: Some(network.to_string()),
         cap_drop: Some(d.cap_drop.clone()),
         security_opt: Some(security_opt),
         readonly_rootfs: Some(d.read_only_root),
@@ -140,12 +165,18 @@ pub fn container_body(
         image: Some(d.image.clone()),
         // Only the configured environment (its secrets resolved for owner sessions): nothing
         // from the worker's own leaks in.
-        env: Some(plan.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+        env: Some(
+            plan.env
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .chain(egress.then(egress_env).into_iter().flatten())
+                .collect(),
+        ),
         user: Some(d.user.clone()),
         working_dir: Some(d.workdir.clone()),
         cmd: Some(cmd),
         labels: Some(labels),
-        network_disabled: Some(d.network == "none"),
+        network_disabled: Some(network == "none"),
         host_config: Some(host_config),
         ..Default::default()
     }
