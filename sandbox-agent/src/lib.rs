@@ -4,6 +4,7 @@
 //! [`fs`] and [`patch`]) inside the container's own namespaces, with [`output`] caps. The same
 //! file-tool code runs host-side for host runs and for containers made before the agent existed.
 
+pub mod attach;
 pub mod exec;
 pub mod file_tools;
 pub mod fs;

@@ -33,6 +33,18 @@ pub enum Request {
     Ping,
     Exec(ExecSpec),
     File(FileSpec),
+    /// Start a process and hand the connection over to its stdin and stdout
+    /// (`crate::attach`).
+    Attach(AttachSpec),
+}
+
+/// A long-lived process whose stdio becomes the connection.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttachSpec {
+    pub command: String,
+    pub workdir: String,
+    pub env: BTreeMap<String, String>,
 }
 
 /// A command to run: `sh -c` in `workdir`, with `env` on top of the container's.
@@ -74,6 +86,8 @@ pub enum Reply {
         ok: bool,
         text: String,
     },
+    /// The process of an `attach` started: from here on the connection is its stdio.
+    Attached,
     /// The request could not be run at all (malformed, or no process could be started).
     Refused {
         message: String,

@@ -1,4 +1,5 @@
-//! The agent's accept loop: a thread per connection, one request each, the reply, then close.
+//! The agent's accept loop: a thread per connection, one request each, the reply, then close
+//! (an `attach` keeps its connection as the started process's stdio: `crate::attach`).
 //!
 //! Decisions:
 //! - A connection whose thread cannot be made (the pids limit is full) is served on the accept
@@ -13,7 +14,7 @@ use std::path::Path;
 
 use crate::fs::Workspace;
 use crate::protocol::{self, FileSpec, Reply, Request};
-use crate::{exec, file_tools};
+use crate::{attach, exec, file_tools};
 
 /// Serves connections on `listener` until accepting fails for good.
 pub fn serve(listener: UnixListener) -> std::io::Result<()> {
@@ -43,16 +44,30 @@ pub fn serve(listener: UnixListener) -> std::io::Result<()> {
 /// One call: read the request, run it, write the reply.
 pub fn handle(conn: UnixStream) {
     let reply = match read_request(&conn) {
+        Ok(Request::Attach(spec)) => match attach::start(&spec) {
+            Ok(child) => {
+                if send(&conn, &Reply::Attached) {
+                    attach::relay(child, conn);
+                }
+                return;
+            }
+            Err(message) => Reply::Refused { message },
+        },
         Ok(request) => answer(request, &conn),
         Err(message) => Reply::Refused { message },
     };
-    let mut line = serde_json::to_vec(&reply).unwrap_or_else(|e| {
+    send(&conn, &reply);
+    let _ = conn.shutdown(std::net::Shutdown::Both);
+}
+
+/// Writes `reply` as one line; whether it went.
+fn send(conn: &UnixStream, reply: &Reply) -> bool {
+    let mut line = serde_json::to_vec(reply).unwrap_or_else(|e| {
         format!(r#"{{"reply":"refused","message":"unencodable reply: {e}"}}"#).into_bytes()
     });
     line.push(b'\n');
     let mut conn = conn;
-    let _ = conn.write_all(&line);
-    let _ = conn.shutdown(std::net::Shutdown::Both);
+    conn.write_all(&line).is_ok()
 }
 
 fn read_request(conn: &UnixStream) -> Result<Request, String> {
@@ -71,6 +86,9 @@ fn answer(request: Request, conn: &UnixStream) -> Reply {
         Request::Exec(spec) => match exec::run(&spec, conn.as_fd()) {
             Ok(reply) => Reply::Exec(reply),
             Err(message) => Reply::Refused { message },
+        },
+        Request::Attach(_) => Reply::Refused {
+            message: "attach is answered before this point".into(),
         },
         Request::File(spec) => match std::panic::catch_unwind(|| file_tool(&spec)) {
             Ok(Ok(text)) => Reply::File { ok: true, text },

@@ -1,6 +1,6 @@
-//! `mcp.servers`: MCP servers whose tools the model is offered, by name. Streamable HTTP only
-//! for now (`url`); a stdio server (`command`), which is to run inside the sandbox, is refused
-//! by validation with that reason rather than ignored.
+//! `mcp.servers`: MCP servers whose tools the model is offered, by name: a streamable HTTP
+//! server (`url`), reached by the worker, or a stdio server (`command` and `args`), started
+//! inside the session's sandbox for each job (docs/security.md).
 
 use std::collections::BTreeMap;
 
@@ -22,7 +22,7 @@ pub struct McpServerConfig {
     pub enabled: bool,
     /// The server's streamable HTTP endpoint, e.g. `https://mcp.example.com/mcp`.
     pub url: Option<String>,
-    /// A stdio server's command: not supported yet (validation says so).
+    /// A stdio server's program, run in the session's sandbox (with `args`).
     pub command: Option<String>,
     pub args: Vec<String>,
     /// Sent with every request (an `Authorization` header, say); never printed.
@@ -51,3 +51,18 @@ impl Default for McpServerConfig {
 /// The longest server name: a tool is offered as `mcp__<server>__<tool>`, at most 64
 /// characters in all (the model APIs' limit).
 pub const MAX_MCP_SERVER_NAME: usize = 24;
+
+impl McpServerConfig {
+    /// A stdio server's command line for `sh -c`: the program and each argument quoted.
+    pub fn shell_command(&self) -> Option<String> {
+        let quote = |word: &str| format!("'{}'", word.replace('\'', r"'\''"));
+        let program = self.command.as_deref()?;
+        Some(
+            std::iter::once(program)
+                .chain(self.args.iter().map(String::as_str))
+                .map(quote)
+                .collect::<Vec<_>>()
+                .join(" "),
+        )
+    }
+}

@@ -185,14 +185,17 @@ impl Config {
                 );
             }
             match (&server.url, &server.command) {
-                (_, Some(_)) => bad(
-                    &format!("{at}.command"),
-                    "stdio MCP servers (run inside the sandbox) are not supported yet; give the server's streamable HTTP `url`".into(),
+                (Some(_), Some(_)) => bad(
+                    &at,
+                    "give either `url` (streamable HTTP) or `command` (stdio, in the sandbox), not both".into(),
                 ),
                 (Some(url), None) if !(url.starts_with("https://") || url.starts_with("http://")) => {
                     bad(&format!("{at}.url"), "must be an http(s) URL".into())
                 }
-                (None, None) => bad(&format!("{at}.url"), "is required".into()),
+                (None, Some(command)) if command.trim().is_empty() => {
+                    bad(&format!("{at}.command"), "is empty".into())
+                }
+                (None, None) => bad(&at, "needs a `url` or a `command`".into()),
                 _ => {}
             }
         }

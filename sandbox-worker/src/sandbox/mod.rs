@@ -147,6 +147,11 @@ pub trait ExecBackend: Send + Sync {
     ) -> Option<Result<String, String>> {
         None
     }
+    /// Starts `command` where the commands run with its stdin and stdout as the returned
+    /// stream (a stdio MCP server), when this backend can: `None` without an agent.
+    async fn attach(&self, _command: &str) -> Option<Result<tokio::net::UnixStream, String>> {
+        None
+    }
 }
 
 /// Connects to Docker once, on first need, and hands out the backend a plan calls for.

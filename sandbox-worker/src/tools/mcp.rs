@@ -1,7 +1,9 @@
 //! MCP servers' tools for the model (`mcp.servers`): each server's tools offered as
 //! `mcp__<server>__<tool>` (so a tool policy names them with `mcp__*` or `mcp__<server>__*`), in
-//! the owner's sessions only, called by the worker over streamable HTTP with the maintained
-//! Rust SDK (`rmcp`), never a hand-written protocol.
+//! the owner's sessions only, spoken to with the maintained Rust SDK (`rmcp`), never a
+//! hand-written protocol: over streamable HTTP by the worker (`url`), or over the stdio of a
+//! process the sandbox's agent starts (`command`: `sandbox_agent::attach`), one per job, in
+//! sandboxed owner sessions only (a session on the host would run it on the host).
 //!
 //! Decisions:
 //! - The HTTP client is the egress guard's (`web::guard`): the server's address is checked
@@ -42,6 +44,78 @@ struct Connection {
     tools: Vec<ToolSpec>,
 }
 
+impl Connection {
+    /// The MCP session over `transport` with server `server`, and its tools as offered.
+    async fn open<T, E, A>(server: &str, transport: T) -> Result<Connection, String>
+    where
+        T: rmcp::transport::IntoTransport<RoleClient, E, A>,
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        let info = ClientConfig::new(
+            ClientCapabilities::default(),
+            Implementation::new("clawgate", env!("CARGO_PKG_VERSION")),
+        );
+        let service = info
+            .serve(transport)
+            .await
+            .map_err(|e| format!("connecting: {}", innermost(&e)))?;
+        let listed = service
+            .list_all_tools()
+            .await
+            .map_err(|e| format!("listing tools: {}", innermost(&e)))?;
+        let tools = listed
+            .into_iter()
+            .filter_map(|tool| {
+                let name = format!("{PREFIX}{server}__{}", tool.name);
+                let fits = name.len() <= 64
+                    && name
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+                if !fits {
+                    tracing::warn!(%server, tool = %tool.name, "MCP tool name does not fit mcp__<server>__<tool> in 64 characters; not offered");
+                    return None;
+                }
+                let description = tool.description.as_deref().unwrap_or("").to_string();
+                Some(ToolSpec {
+                    name: Cow::Owned(name),
+                    description: Cow::Owned(format!(
+                        "[MCP server {server}] {}",
+                        infra::channels::truncate_chars(&description, 1_000)
+                    )),
+                    input_schema: Value::Object((*tool.input_schema).clone()),
+                })
+            })
+            .collect();
+        Ok(Connection { service, tools })
+    }
+
+    /// Calls `tool`: its outcome for the model, or `Err` when the session itself failed.
+    async fn call(
+        &self,
+        server: &str,
+        tool: &str,
+        arguments: serde_json::Map<String, Value>,
+        timeout: Duration,
+    ) -> Result<ToolOutcome, String> {
+        let params = CallToolRequestParams::new(tool.to_string()).with_arguments(arguments);
+        let result = match tokio::time::timeout(timeout, self.service.call_tool(params)).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(e)) => return Err(innermost(&e)),
+            Err(_) => return Err(format!("no answer within {} s", timeout.as_secs())),
+        };
+        let text = result_text(&serde_json::to_value(&result).unwrap_or_default());
+        let marked = format!(
+            "<<<EXTERNAL_UNTRUSTED_CONTENT source=mcp:{server}>>>\n{}\n<<<END_EXTERNAL_UNTRUSTED_CONTENT>>>",
+            infra::channels::truncate_chars(&text, MAX_RESULT_CHARS)
+        );
+        Ok(if result.is_error == Some(true) {
+            ToolOutcome::error(marked)
+        } else {
+            ToolOutcome::ok(marked)
+        })
+    }
+}
+
 /// One configured server.
 struct Server {
     name: String,
@@ -54,9 +128,18 @@ struct Server {
     connection: tokio::sync::Mutex<Option<Arc<Connection>>>,
 }
 
+/// A stdio server: what the sandbox runs for each job that offers it.
+struct StdioServer {
+    name: String,
+    /// For `sh -c` in the sandbox.
+    command: String,
+    timeout: Duration,
+}
+
 /// The MCP servers of one worker.
 pub struct McpServers {
     servers: Vec<Server>,
+    stdio: Vec<StdioServer>,
 }
 
 impl McpServers {
@@ -67,12 +150,20 @@ impl McpServers {
         web: &WebToolsConfig,
         allow_loopback: bool,
     ) -> reqwest::Result<Option<Self>> {
-        let mut servers = Vec::new();
+        let (mut servers, mut stdio) = (Vec::new(), Vec::new());
         for (name, config) in mcp.servers.iter().filter(|(_, c)| c.enabled) {
+            let timeout = Duration::from_secs(config.timeout_seconds.max(1));
+            if let Some(command) = config.shell_command() {
+                stdio.push(StdioServer {
+                    name: name.clone(),
+                    command,
+                    timeout,
+                });
+                continue;
+            }
             let Some(url) = &config.url else { continue };
             let mut policy = EgressPolicy::from_config(web, allow_loopback);
             policy.allow_private |= config.dangerously_allow_private_network;
-            let timeout = Duration::from_secs(config.timeout_seconds.max(1));
             servers.push(Server {
                 name: name.clone(),
                 url: url.clone(),
@@ -92,10 +183,16 @@ impl McpServers {
                 connection: tokio::sync::Mutex::new(None),
             });
         }
-        Ok((!servers.is_empty()).then_some(McpServers { servers }))
+        let any = !servers.is_empty() || !stdio.is_empty();
+        Ok(any.then_some(McpServers { servers, stdio }))
     }
 
-    /// The tools of every server that answers, connecting where needed.
+    /// Whether any server runs in the sandbox (`command`).
+    pub fn has_stdio(&self) -> bool {
+        !self.stdio.is_empty()
+    }
+
+    /// The tools of every HTTP server that answers, connecting where needed.
     pub async fn tools(&self) -> Vec<ToolSpec> {
         let mut specs = Vec::new();
         for server in &self.servers {
@@ -109,21 +206,14 @@ impl McpServers {
         specs
     }
 
-    /// Calls `mcp__<server>__<tool>`; `None` when the name is no server's.
+    /// Calls `mcp__<server>__<tool>` on an HTTP server; `None` when the name is no server's.
     pub async fn call(&self, name: &str, input: &Value) -> Option<ToolOutcome> {
-        let rest = name.strip_prefix(PREFIX)?;
-        let (server_name, tool) = rest.split_once("__")?;
+        let (server_name, tool) = split_name(name)?;
         let server = self.servers.iter().find(|s| s.name == server_name)?;
-        let arguments = match input {
-            Value::Object(map) => map.clone(),
-            Value::Null => Default::default(),
-            _ => {
-                return Some(ToolOutcome::error(format!(
-                    "{name}: the input must be an object"
-                )))
-            }
-        };
-        Some(server.call(tool, arguments).await)
+        Some(match arguments(name, input) {
+            Ok(arguments) => server.call(tool, arguments).await,
+            Err(refused) => refused,
+        })
     }
 }
 
@@ -158,43 +248,7 @@ impl Server {
             config.custom_headers.insert(key, value);
         }
         let transport = StreamableHttpClientTransport::with_client(self.client.clone(), config);
-        let info = ClientConfig::new(
-            ClientCapabilities::default(),
-            Implementation::new("clawgate", env!("CARGO_PKG_VERSION")),
-        );
-        let service = info
-            .serve(transport)
-            .await
-            .map_err(|e| format!("connecting: {}", innermost(&e)))?;
-        let listed = service
-            .list_all_tools()
-            .await
-            .map_err(|e| format!("listing tools: {}", innermost(&e)))?;
-        let tools = listed
-            .into_iter()
-            .filter_map(|tool| {
-                let name = format!("{PREFIX}{}__{}", self.name, tool.name);
-                let fits = name.len() <= 64
-                    && name
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-                if !fits {
-                    tracing::warn!(server = %self.name, tool = %tool.name, "MCP tool name does not fit mcp__<server>__<tool> in 64 characters; not offered");
-                    return None;
-                }
-                let description = tool.description.as_deref().unwrap_or("").to_string();
-                Some(ToolSpec {
-                    name: Cow::Owned(name),
-                    description: Cow::Owned(format!(
-                        "[MCP server {}] {}",
-                        self.name,
-                        infra::channels::truncate_chars(&description, 1_000)
-                    )),
-                    input_schema: Value::Object((*tool.input_schema).clone()),
-                })
-            })
-            .collect();
-        Ok(Connection { service, tools })
+        Connection::open(&self.name, transport).await
     }
 
     async fn call(&self, tool: &str, arguments: serde_json::Map<String, Value>) -> ToolOutcome {
@@ -203,33 +257,33 @@ impl Server {
             Ok(connection) => connection,
             Err(why) => return ToolOutcome::error(format!("{name}: {why}")),
         };
-        let params = CallToolRequestParams::new(tool.to_string()).with_arguments(arguments);
-        let called = tokio::time::timeout(self.timeout, connection.service.call_tool(params)).await;
-        let result = match called {
-            Ok(Ok(result)) => result,
-            Ok(Err(e)) => {
+        match connection
+            .call(&self.name, tool, arguments, self.timeout)
+            .await
+        {
+            Ok(outcome) => outcome,
+            Err(why) => {
                 // The session may be gone: the next call connects afresh.
                 *self.connection.lock().await = None;
-                return ToolOutcome::error(format!("{name}: {}", innermost(&e)));
+                ToolOutcome::error(format!("{name}: {why}"))
             }
-            Err(_) => {
-                return ToolOutcome::error(format!(
-                    "{name}: no answer within {} s",
-                    self.timeout.as_secs()
-                ))
-            }
-        };
-        let text = result_text(&serde_json::to_value(&result).unwrap_or_default());
-        let marked = format!(
-            "<<<EXTERNAL_UNTRUSTED_CONTENT source=mcp:{}>>>\n{}\n<<<END_EXTERNAL_UNTRUSTED_CONTENT>>>",
-            self.name,
-            infra::channels::truncate_chars(&text, MAX_RESULT_CHARS)
-        );
-        if result.is_error == Some(true) {
-            ToolOutcome::error(marked)
-        } else {
-            ToolOutcome::ok(marked)
         }
+    }
+}
+
+/// `mcp__<server>__<tool>` as (server, tool).
+fn split_name(name: &str) -> Option<(&str, &str)> {
+    name.strip_prefix(PREFIX)?.split_once("__")
+}
+
+/// A call's input as MCP arguments (an object; nothing is an empty one).
+fn arguments(name: &str, input: &Value) -> Result<serde_json::Map<String, Value>, ToolOutcome> {
+    match input {
+        Value::Object(map) => Ok(map.clone()),
+        Value::Null => Ok(Default::default()),
+        _ => Err(ToolOutcome::error(format!(
+            "{name}: the input must be an object"
+        ))),
     }
 }
 
@@ -264,16 +318,47 @@ fn innermost(error: &dyn std::error::Error) -> String {
     cause.to_string()
 }
 
-/// The MCP tools of one owner session: the specs listed when the job started.
+/// The MCP tools of one owner session: the HTTP servers' (listed when the job started) and
+/// the stdio servers' its sandbox runs for this job (ended with it).
 pub struct McpTools {
     pub servers: Arc<McpServers>,
-    pub specs: Vec<ToolSpec>,
+    specs: Vec<ToolSpec>,
+    stdio: Vec<(String, Connection, Duration)>,
 }
 
 impl McpTools {
-    pub async fn for_job(servers: Arc<McpServers>) -> Self {
-        let specs = servers.tools().await;
-        McpTools { servers, specs }
+    /// The tools for a job; `sandbox`: the session's tools when it is sandboxed (stdio servers
+    /// are started there, through its agent, and offered only then).
+    pub async fn for_job(servers: Arc<McpServers>, sandbox: Option<&super::ToolBox>) -> Self {
+        let mut specs = servers.tools().await;
+        let mut stdio = Vec::new();
+        for server in &servers.stdio {
+            let Some(sandbox) = sandbox else { break };
+            let started = async {
+                let stream = sandbox
+                    .attach(&server.command)
+                    .await
+                    .ok_or("this sandbox has no agent to run it")??;
+                Connection::open(&server.name, stream.into_split()).await
+            };
+            match tokio::time::timeout(server.timeout, started).await {
+                Ok(Ok(connection)) => {
+                    specs.extend(connection.tools.iter().cloned());
+                    stdio.push((server.name.clone(), connection, server.timeout));
+                }
+                Ok(Err(why)) => {
+                    tracing::warn!(server = %server.name, %why, "stdio MCP server did not start in the sandbox; its tools are not offered")
+                }
+                Err(_) => {
+                    tracing::warn!(server = %server.name, "stdio MCP server did not answer in time; its tools are not offered")
+                }
+            }
+        }
+        McpTools {
+            servers,
+            specs,
+            stdio,
+        }
     }
 }
 
@@ -286,6 +371,19 @@ impl ExtraTools for McpTools {
     async fn run(&self, name: &str, input: &Value) -> Option<ToolOutcome> {
         if !self.specs.iter().any(|s| s.name == name) {
             return None;
+        }
+        let (server, tool) = split_name(name)?;
+        if let Some((_, connection, timeout)) = self.stdio.iter().find(|(n, ..)| n == server) {
+            let arguments = match arguments(name, input) {
+                Ok(arguments) => arguments,
+                Err(refused) => return Some(refused),
+            };
+            return Some(
+                connection
+                    .call(server, tool, arguments, *timeout)
+                    .await
+                    .unwrap_or_else(|why| ToolOutcome::error(format!("{name}: {why}"))),
+            );
         }
         self.servers.call(name, input).await
     }

@@ -284,6 +284,13 @@ impl ToolBox {
         }
     }
 
+    /// Starts `command` in the sandbox with its stdio as the returned stream (a stdio MCP
+    /// server); `None` when this box has no sandbox agent.
+    pub async fn attach(&self, command: &str) -> Option<Result<tokio::net::UnixStream, String>> {
+        let ready = self.ready.as_ref().ok()?;
+        ready.backend.attach(command).await
+    }
+
     /// The workspace, when the box is usable.
     pub fn workspace(&self) -> Option<&Workspace> {
         self.ready.as_ref().ok().map(|r| &r.workspace)

@@ -438,7 +438,15 @@ impl Worker {
         };
         // The owner's MCP servers: their tools listed now (connecting on first use).
         let mcp = match (&self.mcp, owner) {
-            (Some(servers), true) => Some(McpTools::for_job(servers.clone()).await),
+            (Some(servers), true) => {
+                // Stdio servers run in the sandbox: waiting for it here (only when some are
+                // configured) so their tools are known before the first model call.
+                let sandbox = match (servers.has_stdio(), setup.plan.sandboxed) {
+                    (true, true) => Some(tools.get().await),
+                    _ => None,
+                };
+                Some(McpTools::for_job(servers.clone(), sandbox.as_deref()).await)
+            }
             _ => None,
         };
         if owner {

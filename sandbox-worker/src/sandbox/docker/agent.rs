@@ -156,6 +156,40 @@ async fn connect(path: &Path) -> std::io::Result<UnixStream> {
     stream
 }
 
+/// An `attach`: the request, the `attached` reply (read a byte at a time, so nothing the
+/// process writes next is swallowed), then the connection is the process's stdio.
+pub async fn attach(
+    socket: &Path,
+    spec: protocol::AttachSpec,
+    limit: Duration,
+) -> Result<UnixStream, String> {
+    let exchange = async {
+        let mut stream = connect(socket).await.map_err(|e| e.to_string())?;
+        let mut line = serde_json::to_vec(&Request::Attach(spec)).map_err(|e| e.to_string())?;
+        line.push(b'\n');
+        stream.write_all(&line).await.map_err(|e| e.to_string())?;
+        let mut reply = Vec::new();
+        let mut byte = [0u8; 1];
+        while reply.len() < 64 * 1024 {
+            if stream.read(&mut byte).await.map_err(|e| e.to_string())? == 0 {
+                return Err("the agent closed the connection".to_string());
+            }
+            if byte[0] == b'\n' {
+                break;
+            }
+            reply.push(byte[0]);
+        }
+        match serde_json::from_slice::<Reply>(&reply) {
+            Ok(Reply::Attached) => Ok(stream),
+            Ok(Reply::Refused { message }) => Err(message),
+            Ok(_) | Err(_) => Err("the agent's answer to attach was not `attached`".to_string()),
+        }
+    };
+    tokio::time::timeout(limit, exchange)
+        .await
+        .map_err(|_| format!("the agent did not attach within {} s", limit.as_secs()))?
+}
+
 /// One call: the request, then the reply line (capped), all within `limit`. A `cancel` that
 /// fires meanwhile half-closes the connection, which the agent takes as `/stop`.
 pub async fn call(

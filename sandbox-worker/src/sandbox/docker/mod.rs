@@ -579,6 +579,16 @@ impl ExecBackend for DockerExec {
         )
     }
 
+    async fn attach(&self, command: &str) -> Option<Result<tokio::net::UnixStream, String>> {
+        let socket = self.container.agent_socket.as_ref()?;
+        let spec = sandbox_agent::protocol::AttachSpec {
+            command: command.to_string(),
+            workdir: self.workspace_view.clone(),
+            env: Default::default(),
+        };
+        Some(agent::attach(socket, spec, Duration::from_secs(10)).await)
+    }
+
     async fn file_tool(
         &self,
         tool: &str,
