@@ -680,6 +680,35 @@ mod tests {
     }
 
     #[test]
+    fn a_sandbox_secret_comes_from_the_environment_or_the_deployment_s_secret_and_never_prints() {
+        let mut config = Config::parse(
+            r#"{ agents: { defaults: { sandbox: { docker: { env: {
+                GH: { secret: "GITHUB_TOKEN" }, NPM: { secret: "NPM_TOKEN" } } } } } } }"#,
+        )
+        .unwrap();
+        // The environment first (load_text), then the Secrets Manager secret's map
+        // (load_deployed_config), which adds what the environment lacked and unsets nothing.
+        config.apply_env(|name| (name == "GITHUB_TOKEN").then(|| "ghp_from_env".to_string()));
+        config.apply_env(|name| (name == "NPM_TOKEN").then(|| "npm_from_secret".to_string()));
+
+        let value = |key: &str| match &config.agents.defaults.sandbox.docker.env[key] {
+            EnvValue::Secret(secret) => secret.value.as_ref().map(|v| v.expose().to_string()),
+            EnvValue::Text(_) => None,
+        };
+        assert_eq!(value("GH").as_deref(), Some("ghp_from_env"));
+        assert_eq!(value("NPM").as_deref(), Some("npm_from_secret"));
+        let shown = serde_json::to_string(&config.redacted_json()).unwrap();
+        let debugged = format!("{config:?}");
+        for text in [&shown, &debugged] {
+            assert!(
+                !text.contains("ghp_from_env") && !text.contains("npm_from_secret"),
+                "{text}"
+            );
+        }
+        assert!(shown.contains("GITHUB_TOKEN"));
+    }
+
+    #[test]
     fn environment_secrets_override_the_file_and_never_print() {
         let mut config =
             Config::parse(r#"{ channels: { telegram: { botToken: "from-file" } } }"#).unwrap();

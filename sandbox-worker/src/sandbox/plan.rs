@@ -307,6 +307,13 @@ mod tests {
     fn non_main_sandboxes_everything_but_the_main_session() {
         let cfg = config(r#"{ agents: { defaults: { sandbox: { mode: "non-main" } } } }"#);
         let main = SandboxPlan::for_session(&cfg, "main", &SessionKey::main("main"));
+        let child = SessionKey::subagent("main", &SessionKey::main("main"));
+        let spawned = SandboxPlan::for_session(&cfg, "main", &child);
+        assert!(
+            spawned.sandboxed,
+            "a sub-agent the main session spawned is sandboxed"
+        );
+        assert_eq!(spawned.trust, "owner");
         let dm = SandboxPlan::for_session(
             &cfg,
             "main",
