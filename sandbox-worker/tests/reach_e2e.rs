@@ -11,8 +11,28 @@ use std::time::Duration;
 use fakes::{last_tool_result, Fakes, Reply};
 use infra::model::SessionKey;
 use infra::queue::JobQueueExt;
-use inprocess::{host_config, slack_job, start_worker, telegram_job};
+use inprocess::{host_config, slack_job, start_worker, telegram_job, InProcess};
 use serde_json::{json, Value};
+
+/// The owner's Telegram DM (event `owner`), answered, then a Slack channel's message (a guest
+/// session, event `guest`), answered; then the worker stops. Whether both were answered.
+async fn owner_then_guest(worker: InProcess, fakes: &Fakes, owner: &str, guest: &str) -> bool {
+    worker
+        .backends
+        .queue
+        .send(&telegram_job(owner))
+        .await
+        .unwrap();
+    let owner_answered = fakes
+        .wait_for(Duration::from_secs(30), |f| !f.sent_messages().is_empty())
+        .await;
+    worker.backends.queue.send(&slack_job(guest)).await.unwrap();
+    let guest_answered = fakes
+        .wait_for(Duration::from_secs(30), |f| !f.slack_posts().is_empty())
+        .await;
+    worker.shutdown().await;
+    owner_answered && guest_answered
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_owner_s_model_searches_and_reads_a_page_and_a_channel_is_offered_neither() {
@@ -61,27 +81,9 @@ async fn the_owner_s_model_searches_and_reads_a_page_and_a_channel_is_offered_ne
     // The loopback exception is the tests' alone: a worker setting, not a config key.
     let worker = start_worker(&config, dir.path(), |s| s.web_allow_loopback = true).await;
 
-    worker
-        .backends
-        .queue
-        .send(&telegram_job("7300"))
-        .await
-        .unwrap();
-    let owner_answered = fakes
-        .wait_for(Duration::from_secs(30), |f| !f.sent_messages().is_empty())
-        .await;
-    worker
-        .backends
-        .queue
-        .send(&slack_job("Ev0WEBGUEST"))
-        .await
-        .unwrap();
-    let guest_answered = fakes
-        .wait_for(Duration::from_secs(30), |f| !f.slack_posts().is_empty())
-        .await;
-    worker.shutdown().await;
+    let answered = owner_then_guest(worker, &fakes, "7300", "Ev0WEBGUEST").await;
 
-    assert!(owner_answered && guest_answered);
+    assert!(answered);
     assert_eq!(fakes.sent_messages()[0].body["text"], "read it");
     assert_eq!(search_api.queries(), [("searxng".into(), "launch".into())]);
     assert_eq!(
@@ -119,27 +121,9 @@ async fn an_installed_skill_is_listed_for_the_owner_and_its_instructions_reach_t
     .await;
     let worker = start_worker(&host_config(&fakes, dir.path(), ""), dir.path(), |_| {}).await;
 
-    worker
-        .backends
-        .queue
-        .send(&telegram_job("7400"))
-        .await
-        .unwrap();
-    let owner_answered = fakes
-        .wait_for(Duration::from_secs(30), |f| !f.sent_messages().is_empty())
-        .await;
-    worker
-        .backends
-        .queue
-        .send(&slack_job("Ev0SKILLGUEST"))
-        .await
-        .unwrap();
-    let guest_answered = fakes
-        .wait_for(Duration::from_secs(30), |f| !f.slack_posts().is_empty())
-        .await;
-    worker.shutdown().await;
+    let answered = owner_then_guest(worker, &fakes, "7400", "Ev0SKILLGUEST").await;
 
-    assert!(owner_answered && guest_answered);
+    assert!(answered);
     assert_eq!(fakes.sent_messages()[0].body["text"], "loaded the skill");
     assert_eq!(
         fakes.slack_posts()[0].body["text"],
@@ -236,27 +220,9 @@ async fn the_owner_s_model_calls_an_mcp_tool_and_its_result_reaches_the_model() 
     let config = host_config(&fakes, dir.path(), &extra);
     let worker = start_worker(&config, dir.path(), |s| s.web_allow_loopback = true).await;
 
-    worker
-        .backends
-        .queue
-        .send(&telegram_job("7600"))
-        .await
-        .unwrap();
-    let owner_answered = fakes
-        .wait_for(Duration::from_secs(30), |f| !f.sent_messages().is_empty())
-        .await;
-    worker
-        .backends
-        .queue
-        .send(&slack_job("Ev0MCPGUEST"))
-        .await
-        .unwrap();
-    let guest_answered = fakes
-        .wait_for(Duration::from_secs(30), |f| !f.slack_posts().is_empty())
-        .await;
-    worker.shutdown().await;
+    let answered = owner_then_guest(worker, &fakes, "7600", "Ev0MCPGUEST").await;
 
-    assert!(owner_answered && guest_answered);
+    assert!(answered);
     assert_eq!(fakes.sent_messages()[0].body["text"], "the sum is 42");
     assert_eq!(
         server.calls(),

@@ -66,6 +66,21 @@ impl ToolOutcome {
     }
 }
 
+/// Counts one use of `key` in the store's `window` (so the count holds across workers) and says
+/// whether it is within `limit`; 0 is no limit and counts nothing.
+pub(crate) async fn within_rate(
+    store: &dyn infra::store::RateCounters,
+    key: &str,
+    window: std::time::Duration,
+    limit: u32,
+) -> Result<bool, String> {
+    if limit == 0 {
+        return Ok(true);
+    }
+    let count = store.add(key, window, 1).await.map_err(|e| e.to_string())?;
+    Ok(count <= u64::from(limit))
+}
+
 /// The shortest secret value [`ToolOutcome::redacted`] looks for.
 pub const MIN_REDACTED_CHARS: usize = 4;
 

@@ -248,22 +248,13 @@ impl SessionTools {
                 limits.sessions_send_max_depth
             ));
         }
-        if limits.sessions_send_per_minute > 0 {
-            let sent = self
-                .store
-                .add(
-                    &format!("send:{}", caller.session),
-                    Duration::from_secs(60),
-                    1,
-                )
-                .await
-                .map_err(|e| e.to_string())?;
-            if sent > u64::from(limits.sessions_send_per_minute) {
-                return Err(format!(
-                    "not sent: this session may send {} messages a minute (limits.sessionsSendPerMinute)",
-                    limits.sessions_send_per_minute
-                ));
-            }
+        let counter = format!("send:{}", caller.session);
+        let minute = Duration::from_secs(60);
+        let limit = limits.sessions_send_per_minute;
+        if !super::within_rate(self.store.as_ref(), &counter, minute, limit).await? {
+            return Err(format!(
+                "not sent: this session may send {limit} messages a minute (limits.sessionsSendPerMinute)"
+            ));
         }
         let id = ulid::Ulid::new().to_string();
         let inbound = InboundMessage {

@@ -79,22 +79,13 @@ impl SpawnTools {
                 caller.depth, limits.max_spawn_depth
             ));
         }
-        if limits.max_spawns_per_hour > 0 {
-            let spawned = self
-                .store
-                .add(
-                    &format!("spawn:{}", caller.session),
-                    Duration::from_secs(3600),
-                    1,
-                )
-                .await
-                .map_err(|e| e.to_string())?;
-            if spawned > u64::from(limits.max_spawns_per_hour) {
-                return Err(format!(
-                    "not spawned: this session may spawn {} sub-agents an hour (agents.defaults.subagents.maxSpawnsPerHour)",
-                    limits.max_spawns_per_hour
-                ));
-            }
+        let key = format!("spawn:{}", caller.session);
+        let hour = Duration::from_secs(3600);
+        if !super::within_rate(self.store.as_ref(), &key, hour, limits.max_spawns_per_hour).await? {
+            return Err(format!(
+                "not spawned: this session may spawn {} sub-agents an hour (agents.defaults.subagents.maxSpawnsPerHour)",
+                limits.max_spawns_per_hour
+            ));
         }
         let child = SessionKey::subagent(&agent, &caller.session);
         let label = input

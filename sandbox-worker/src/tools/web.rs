@@ -53,16 +53,12 @@ enum ExtractMode {
 impl WebTools {
     /// Counts one call against the session's minute; the refusal when over.
     async fn within_limit(&self, tool: &str) -> Result<(), String> {
-        if self.calls_per_minute == 0 {
-            return Ok(());
-        }
         let key = format!("web:{}", self.session);
-        let calls = self
-            .store
-            .add(&key, Duration::from_secs(60), 1)
+        let minute = Duration::from_secs(60);
+        let within = super::within_rate(self.store.as_ref(), &key, minute, self.calls_per_minute)
             .await
             .map_err(|e| format!("{tool}: {e}"))?;
-        if calls > u64::from(self.calls_per_minute) {
+        if !within {
             return Err(format!(
                 "{tool} refused: this session may make {} web calls a minute (limits.webCallsPerMinute); wait and try again",
                 self.calls_per_minute
