@@ -28,6 +28,12 @@ pub enum TelegramAction {
         #[arg(long, default_value = TelegramConfig::DEFAULT_ACCOUNT)]
         account: String,
     },
+    /// Remove the bot's webhook (deleteWebhook), so `clawgate up` can long-poll instead.
+    DeleteWebhook {
+        /// Which bot (`channels.telegram.accounts.<name>`); default: the top-level bot.
+        #[arg(long, default_value = TelegramConfig::DEFAULT_ACCOUNT)]
+        account: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -51,7 +57,18 @@ fn check_url(url: &str) -> anyhow::Result<()> {
 }
 
 pub async fn telegram(config: Config, action: TelegramAction) -> anyhow::Result<ExitCode> {
-    let TelegramAction::SetWebhook { url, account } = action;
+    let (url, account) = match action {
+        TelegramAction::SetWebhook { url, account } => (url, account),
+        TelegramAction::DeleteWebhook { account } => {
+            let client = telegram_client(&config, &account)?;
+            client
+                .delete_webhook()
+                .await
+                .context("deleteWebhook failed")?;
+            eprintln!("telegram webhook for account {account:?} removed; `clawgate up` long-polls this bot when it has no webhookSecret or webhookUrl");
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
     check_url(&url)?;
     let Some(tg) = config.channels.telegram.as_ref() else {
         bail!("channels.telegram is not configured: set TELEGRAM_BOT_TOKEN or channels.telegram.botToken");
@@ -85,6 +102,18 @@ pub async fn telegram(config: Config, action: TelegramAction) -> anyhow::Result<
         println!("{}", secret.expose());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The Bot API client of account `account`.
+fn telegram_client(config: &Config, account: &str) -> anyhow::Result<TelegramClient> {
+    let Some(tg) = config.channels.telegram.as_ref() else {
+        bail!("channels.telegram is not configured: set TELEGRAM_BOT_TOKEN or channels.telegram.botToken");
+    };
+    let Some(token) = tg.account(account).and_then(|a| a.bot_token.cloned()) else {
+        bail!("telegram account {account:?} has no botToken");
+    };
+    let base = tg.api_base.as_deref().unwrap_or("https://api.telegram.org");
+    Ok(TelegramClient::new(reqwest::Client::new(), base, token))
 }
 
 pub fn slack(action: SlackAction) -> anyhow::Result<ExitCode> {

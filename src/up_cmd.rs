@@ -227,6 +227,7 @@ fn report(
     addr: SocketAddr,
     token: &Secret,
     token_source: &TokenSource,
+    polling: &[(bool, String)],
 ) {
     let url = format!("http://{addr}");
     eprintln!("clawgate is up: WebChat at {url}/");
@@ -234,7 +235,11 @@ fn report(
     let line = |ok: bool, what: String| eprintln!("  {} {what}", if ok { "✓" } else { "✗" });
     line(model.0, model.1);
     line(sandbox.ok, sandbox.text.clone());
+    for (ok, text) in polling {
+        line(*ok, text.clone());
+    }
     match &config.channels.telegram {
+        _ if !polling.is_empty() => {}
         Some(tg) if tg.enabled && tg.bot_token.is_some() => line(
             tg.webhook_secret.is_some(),
             if tg.webhook_secret.is_some() {
@@ -285,6 +290,58 @@ fn report(
         ),
     }
     eprintln!("Ctrl-C to stop.");
+}
+
+/// Long-polls each Telegram bot that has neither a `webhookSecret` nor a `webhookUrl` (nothing
+/// can reach this machine, and OpenClaw's default is polling too), after checking it has no
+/// webhook set; the report's lines, one per such bot. Decision: a bot with either key is served
+/// by webhook as before, so adding a public URL later is a config change, never a race.
+async fn start_telegram_polling(
+    config: &Config,
+    queue: Arc<dyn infra::queue::JobQueue>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Vec<(bool, String)> {
+    let Some(tg) = config.channels.telegram.as_ref().filter(|t| t.enabled) else {
+        return Vec::new();
+    };
+    let http = reqwest::Client::builder()
+        .connect_timeout(std::time::Duration::from_secs(10))
+        .timeout(std::time::Duration::from_secs(
+            functions::telegram_poll::LONG_POLL_SECONDS + 20,
+        ))
+        .build()
+        .unwrap_or_default();
+    let base = tg.api_base.as_deref().unwrap_or("https://api.telegram.org");
+    let mut bots = functions::Ingress::from_config(config, queue.clone()).telegram;
+    let mut lines = Vec::new();
+    for account in tg.accounts() {
+        let (Some(token), None, None) = (
+            account.bot_token,
+            account.webhook_secret,
+            account.webhook_url,
+        ) else {
+            continue;
+        };
+        let Some(bot) = bots.remove(account.name) else {
+            continue;
+        };
+        let client =
+            infra::channels::telegram::TelegramClient::new(http.clone(), base, token.clone());
+        let name = account.name;
+        match functions::telegram_poll::check_no_webhook(&client).await {
+            Ok(()) => {
+                tokio::spawn(functions::telegram_poll::run(
+                    client,
+                    bot,
+                    queue.clone(),
+                    stop.clone(),
+                ));
+                lines.push((true, format!("Telegram ({name}): long polling, no public URL needed (a webhookSecret or webhookUrl switches it to the webhook)")));
+            }
+            Err(e) => lines.push((false, format!("Telegram ({name}): {e}"))),
+        }
+    }
+    lines
 }
 
 /// How long requests in flight get after Ctrl-C before open event streams are closed.
@@ -352,6 +409,8 @@ pub async fn run(mut config: Config, args: UpArgs) -> anyhow::Result<ExitCode> {
         loopback_only: ip.is_loopback(),
     }));
     let local = listener.local_addr()?;
+    let stop = sandbox_worker::worker::shutdown_on_signals();
+    let polling = start_telegram_polling(&config, backends.queue.clone(), stop.clone()).await;
     let sandbox = prepare_sandbox(&config, worker.sandbox()).await;
     let starter = first_run_workspace(&config);
     report(
@@ -361,6 +420,7 @@ pub async fn run(mut config: Config, args: UpArgs) -> anyhow::Result<ExitCode> {
         local,
         &token,
         &token_source,
+        &polling,
     );
     if let Some(line) = starter {
         eprintln!("  {line}");
@@ -371,7 +431,6 @@ pub async fn run(mut config: Config, args: UpArgs) -> anyhow::Result<ExitCode> {
         backends.queue.describe()
     );
 
-    let stop = sandbox_worker::worker::shutdown_on_signals();
     let worker_task = tokio::spawn(worker.clone().run(stop.clone()));
     // Scheduled jobs: this process ticks (on AWS a scheduled Lambda does, `scheduler-tick`).
     if config.cron.enabled {

@@ -468,3 +468,67 @@ async fn a_burst_from_one_chat_is_answered_in_order_one_turn_at_a_time_on_the_cl
 async fn a_burst_from_one_chat_is_answered_in_order_one_turn_at_a_time_on_sqlite() {
     burst_scenario(Backend::Sqlite).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_no_public_url_a_dm_is_long_polled_and_a_crash_before_confirming_answers_once() {
+    // Arrange: no webhookSecret, so `clawgate up` long-polls the fake Bot API; the fake keeps
+    // every update unconfirmed, as if the process died before asking for the next offset.
+    let mut stack = spawn_stack(
+        Arc::new(|_, body: &Value| {
+            let asked = body["messages"].to_string();
+            Reply::text(if asked.contains("still there?") {
+                "second"
+            } else {
+                "first"
+            })
+        }),
+        StackOptions {
+            backend: Backend::Sqlite,
+            docker: false,
+            telegram_polling: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    stack.fakes.hold_confirmations(true);
+
+    // Act: one DM, answered; then a crash and a restart, which polls the same update again.
+    stack
+        .fakes
+        .push_telegram_update(telegram_dm(9101, "hello without a URL"));
+    let answered = stack
+        .wait_for(Duration::from_secs(60), |f| !f.sent_messages().is_empty())
+        .await;
+    stack.kill();
+    let polls_before = stack.fakes.telegram_polls();
+    stack.start();
+    let polled_again = stack
+        .wait_for(Duration::from_secs(30), |f| {
+            f.telegram_polls() > polls_before + 1
+        })
+        .await;
+    stack.fakes.hold_confirmations(false);
+    stack
+        .fakes
+        .push_telegram_update(telegram_dm(9102, "still there?"));
+    let second = stack
+        .wait_for(Duration::from_secs(60), |f| f.sent_messages().len() >= 2)
+        .await;
+
+    // Assert: both answered, the redelivered update not again.
+    assert!(answered && polled_again && second, "{}", stack.log_text());
+    let texts: Vec<Value> = stack
+        .fakes
+        .sent_messages()
+        .iter()
+        .map(|c| c.body["text"].clone())
+        .collect();
+    assert_eq!(texts, [json!("first"), json!("second")]);
+    assert!(stack
+        .log_text()
+        .contains("long polling, no public URL needed"));
+    assert!(
+        stack.fakes.calls("/getWebhookInfo").len() >= 2,
+        "checked at each start"
+    );
+}

@@ -67,6 +67,8 @@ pub struct StackOptions {
     pub docker_extra: &'static str,
     /// Variables set in `clawgate up`'s environment (on top of the test's own).
     pub env: Vec<(&'static str, String)>,
+    /// Telegram without a webhook secret: `clawgate up` long-polls the fake instead.
+    pub telegram_polling: bool,
     /// `channels.telegram.streaming` and `channels.slack.streaming`: `off` by default here, so
     /// a test reads the answer from one `sendMessage`; the preview tests turn it on.
     pub streaming: &'static str,
@@ -88,6 +90,7 @@ impl Default for StackOptions {
             anthropic_extra: "",
             docker_extra: "",
             env: Vec::new(),
+            telegram_polling: false,
             streaming: "off",
         }
     }
@@ -191,7 +194,7 @@ pub async fn spawn_stack(script: Script, options: StackOptions) -> Stack {
           agents: {{ defaults: {{ model: {model}, workspace: "{ws}", {defaults_extra} sandbox: {{ {sandbox_config} }} }}, {agents_extra} }},
           models: {{ providers: {{ anthropic: {{ apiKey: "sk-ant-e2e", baseUrl: "{base}", {anthropic_extra} }} }}, {models_extra} }},
           channels: {{
-            telegram: {{ botToken: "{TG_TOKEN}", webhookSecret: "{TG_SECRET}", apiBase: "{base}", botUsername: "clawgate_bot", streaming: "{streaming}",
+            telegram: {{ botToken: "{TG_TOKEN}", {tg_secret} apiBase: "{base}", botUsername: "clawgate_bot", streaming: "{streaming}",
                         dmPolicy: "allowlist", allowFrom: [12345, {BURST_USER}] }},
             slack: {{ botToken: "xoxb-e2e", signingSecret: "{SLACK_SECRET}", apiBase: "{base}", streaming: "{streaming}",
                      dmPolicy: "allowlist", allowFrom: ["U2147483697"], channels: {{ C024BE91L: {{}} }} }},
@@ -208,6 +211,11 @@ pub async fn spawn_stack(script: Script, options: StackOptions) -> Stack {
         defaults_extra = options.defaults_extra,
         anthropic_extra = options.anthropic_extra,
         streaming = options.streaming,
+        tg_secret = if options.telegram_polling {
+            String::new()
+        } else {
+            format!(r#"webhookSecret: "{TG_SECRET}","#)
+        },
         ws = workspace.display(),
         base = fakes.base_url,
     );

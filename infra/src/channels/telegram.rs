@@ -199,6 +199,35 @@ impl TelegramClient {
         }
     }
 
+    /// `getUpdates`, long polling: the updates from `offset` on, waiting up to `timeout_s`
+    /// seconds for one. Asking from `offset` confirms every update before it, so a caller
+    /// passes the next offset only once the earlier updates are safely queued.
+    pub async fn get_updates(
+        &self,
+        offset: i64,
+        timeout_s: u64,
+        allowed_updates: &[&str],
+    ) -> Result<Vec<Value>, ChannelError> {
+        let body =
+            json!({"offset": offset, "timeout": timeout_s, "allowed_updates": allowed_updates});
+        match self.call("getUpdates", &body).await? {
+            Answer::Ok(Value::Array(updates)) => Ok(updates),
+            Answer::Ok(other) => Err(ChannelError::Permanent {
+                channel: CHANNEL,
+                message: format!("getUpdates answered {other}, not a list"),
+            }),
+            Answer::EntitiesRejected(why) => Err(ChannelError::Permanent {
+                channel: CHANNEL,
+                message: why,
+            }),
+        }
+    }
+
+    /// `deleteWebhook`: the bot stops posting to its webhook (long polling needs that).
+    pub async fn delete_webhook(&self) -> Result<(), ChannelError> {
+        self.query("deleteWebhook").await.map(|_| ())
+    }
+
     /// `getMe`: the bot behind the token (`clawgate doctor`).
     pub async fn get_me(&self) -> Result<Value, ChannelError> {
         self.query("getMe").await

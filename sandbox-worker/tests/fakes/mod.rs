@@ -97,6 +97,20 @@ struct World {
     media: Arc<media::Media>,
     /// Telegram chats sent a message so far, and a wake-up for those waiting for one.
     answered: Arc<(Mutex<std::collections::HashSet<i64>>, tokio::sync::Notify)>,
+    /// Updates waiting for a `getUpdates` long poll.
+    updates: Arc<PendingUpdates>,
+}
+
+/// Telegram's side of long polling: updates kept until a `getUpdates` with a higher offset
+/// confirms them, as the Bot API does.
+#[derive(Default)]
+struct PendingUpdates {
+    pending: Mutex<Vec<Value>>,
+    wake: tokio::sync::Notify,
+    /// Confirmations are not taken (the confirming request "never arrived": a crash).
+    hold: std::sync::atomic::AtomicBool,
+    /// `getUpdates` calls answered.
+    polls: std::sync::atomic::AtomicUsize,
 }
 
 pub struct Fakes {
@@ -113,6 +127,7 @@ impl Fakes {
             limited_keys: Arc::default(),
             media: Arc::default(),
             answered: Arc::default(),
+            updates: Arc::default(),
         };
         let app = media::routes(
             Router::new()
@@ -165,6 +180,29 @@ impl Fakes {
 
     /// Whether a message went to Telegram chat `chat`, looked up without copying anything (the
     /// `worker_jobs` benchmark polls it every millisecond from each loop).
+    /// An update for the next `getUpdates` (long polling).
+    pub fn push_telegram_update(&self, update: Value) {
+        self.world.updates.pending.lock().unwrap().push(update);
+        self.world.updates.wake.notify_waiters();
+    }
+
+    /// While true, `getUpdates` confirms nothing: every update comes again, as after a crash
+    /// between queueing it and asking for the next offset.
+    pub fn hold_confirmations(&self, hold: bool) {
+        self.world
+            .updates
+            .hold
+            .store(hold, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// `getUpdates` calls answered so far.
+    pub fn telegram_polls(&self) -> usize {
+        self.world
+            .updates
+            .polls
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Waits until a Telegram message has been sent to `chat`, without polling (a benchmark's
     /// client loops must not take CPU from the worker they measure).
     pub async fn sent_to_chat(&self, chat: i64) {
@@ -303,6 +341,9 @@ async fn telegram(
         )
             .into_response();
     }
+    if method == "getUpdates" {
+        return get_updates(&world.updates, &body).await;
+    }
     let result = match media::telegram_method(&world.media, &method, &body) {
         Ok(result) if method == "sendMessage" => {
             let (chats, wake) = &*world.answered;
@@ -322,6 +363,32 @@ async fn telegram(
         }
     };
     Json(json!({"ok": true, "result": result})).into_response()
+}
+
+/// `getUpdates`: confirms what lies below `offset`, then answers what is left, waiting up to
+/// `timeout` seconds (at most 1 here, to keep tests quick) for something to arrive.
+async fn get_updates(updates: &PendingUpdates, body: &Value) -> Response {
+    let offset = body["offset"].as_i64().unwrap_or(0);
+    let wait = Duration::from_secs(body["timeout"].as_u64().unwrap_or(0).min(1));
+    let take = || {
+        let mut pending = updates.pending.lock().unwrap();
+        if !updates.hold.load(std::sync::atomic::Ordering::SeqCst) {
+            pending.retain(|u| u["update_id"].as_i64().unwrap_or(0) >= offset);
+        }
+        pending.clone()
+    };
+    let woken = updates.wake.notified();
+    tokio::pin!(woken);
+    woken.as_mut().enable();
+    let mut ready = take();
+    if ready.is_empty() {
+        let _ = tokio::time::timeout(wait, woken).await;
+        ready = take();
+    }
+    updates
+        .polls
+        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    Json(json!({"ok": true, "result": ready})).into_response()
 }
 
 async fn slack(
