@@ -254,6 +254,7 @@ fn report(
         ),
     }
     match &config.channels.slack {
+        _ if polling.iter().any(|(_, text)| text.starts_with("Slack")) => {}
         Some(s) if s.enabled && s.bot_token.is_some() && s.signing_secret.is_some() => line(
             true,
             format!("Slack: POST {url}/slack/events"),
@@ -344,6 +345,39 @@ async fn start_telegram_polling(
     lines
 }
 
+/// Slack over Socket Mode when the app has an `appToken` and no `signingSecret` (nothing can
+/// reach this machine): the report's line, if it applies.
+fn start_slack_socket_mode(
+    config: &Config,
+    queue: Arc<dyn infra::queue::JobQueue>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Option<(bool, String)> {
+    let slack = config.channels.slack.as_ref().filter(|s| s.enabled)?;
+    let (Some(_), Some(app_token), None) =
+        (&slack.bot_token, &slack.app_token, &slack.signing_secret)
+    else {
+        return None;
+    };
+    let ingress = functions::Ingress::from_config(config, queue.clone()).slack?;
+    let base = slack
+        .api_base
+        .clone()
+        .unwrap_or_else(|| "https://slack.com".to_string());
+    tokio::spawn(functions::slack_socket::run(
+        reqwest::Client::new(),
+        base,
+        app_token.clone(),
+        ingress,
+        queue,
+        stop,
+    ));
+    Some((
+        true,
+        "Slack: Socket Mode, no public URL needed (a signingSecret switches it to the Events API)"
+            .into(),
+    ))
+}
+
 /// How long requests in flight get after Ctrl-C before open event streams are closed.
 const HTTP_DRAIN: std::time::Duration = std::time::Duration::from_secs(2);
 /// How often `clawgate up` looks for due scheduled jobs: one indexed query.
@@ -410,7 +444,9 @@ pub async fn run(mut config: Config, args: UpArgs) -> anyhow::Result<ExitCode> {
     }));
     let local = listener.local_addr()?;
     let stop = sandbox_worker::worker::shutdown_on_signals();
-    let polling = start_telegram_polling(&config, backends.queue.clone(), stop.clone()).await;
+    let mut polling = start_telegram_polling(&config, backends.queue.clone(), stop.clone()).await;
+    let socket_mode = start_slack_socket_mode(&config, backends.queue.clone(), stop.clone());
+    polling.extend(socket_mode.iter().cloned());
     let sandbox = prepare_sandbox(&config, worker.sandbox()).await;
     let starter = first_run_workspace(&config);
     report(

@@ -532,3 +532,34 @@ async fn with_no_public_url_a_dm_is_long_polled_and_a_crash_before_confirming_an
         "checked at each start"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_no_public_url_a_slack_mention_comes_over_socket_mode_and_is_acknowledged_once_queued()
+{
+    let stack = spawn_stack(
+        Arc::new(|_, _: &Value| Reply::text("over the socket")),
+        StackOptions {
+            backend: Backend::Sqlite,
+            docker: false,
+            slack_socket: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    let mention = json!({"token": "x", "team_id": "T1", "api_app_id": "A1", "type": "event_callback",
+        "event_id": "EvSOCKET01", "event_time": 1700000300,
+        "event": {"type": "app_mention", "user": "U2147483697", "text": "<@U0LAN0Z89> hi",
+                  "ts": "1700000300.000100", "channel": "C024BE91L", "event_ts": "1700000300.000100"}});
+
+    stack.fakes.push_socket_event("env-1", mention);
+    let answered = stack
+        .wait_for(Duration::from_secs(60), |f| !f.slack_posts().is_empty())
+        .await;
+
+    assert!(answered, "{}", stack.log_text());
+    assert_eq!(stack.fakes.slack_posts()[0].body["text"], "over the socket");
+    assert_eq!(stack.fakes.socket_acks(), ["env-1"]);
+    assert!(stack
+        .log_text()
+        .contains("Slack: Socket Mode, no public URL needed"));
+}

@@ -36,6 +36,7 @@ use subtle::ConstantTimeEq;
 
 pub mod lambda;
 pub mod markdown;
+pub mod slack_socket;
 pub mod telegram_poll;
 pub mod tick;
 pub mod wake;

@@ -69,6 +69,8 @@ pub struct StackOptions {
     pub env: Vec<(&'static str, String)>,
     /// Telegram without a webhook secret: `clawgate up` long-polls the fake instead.
     pub telegram_polling: bool,
+    /// Slack with an app token and no signing secret: `clawgate up` uses Socket Mode.
+    pub slack_socket: bool,
     /// `channels.telegram.streaming` and `channels.slack.streaming`: `off` by default here, so
     /// a test reads the answer from one `sendMessage`; the preview tests turn it on.
     pub streaming: &'static str,
@@ -91,6 +93,7 @@ impl Default for StackOptions {
             docker_extra: "",
             env: Vec::new(),
             telegram_polling: false,
+            slack_socket: false,
             streaming: "off",
         }
     }
@@ -196,7 +199,7 @@ pub async fn spawn_stack(script: Script, options: StackOptions) -> Stack {
           channels: {{
             telegram: {{ botToken: "{TG_TOKEN}", {tg_secret} apiBase: "{base}", botUsername: "clawgate_bot", streaming: "{streaming}",
                         dmPolicy: "allowlist", allowFrom: [12345, {BURST_USER}] }},
-            slack: {{ botToken: "xoxb-e2e", signingSecret: "{SLACK_SECRET}", apiBase: "{base}", streaming: "{streaming}",
+            slack: {{ botToken: "xoxb-e2e", {slack_auth} apiBase: "{base}", streaming: "{streaming}",
                      dmPolicy: "allowlist", allowFrom: ["U2147483697"], channels: {{ C024BE91L: {{}} }} }},
           }},
           {backends}
@@ -211,6 +214,11 @@ pub async fn spawn_stack(script: Script, options: StackOptions) -> Stack {
         defaults_extra = options.defaults_extra,
         anthropic_extra = options.anthropic_extra,
         streaming = options.streaming,
+        slack_auth = if options.slack_socket {
+            r#"appToken: "xapp-1-A1-e2e","#.to_string()
+        } else {
+            format!(r#"signingSecret: "{SLACK_SECRET}","#)
+        },
         tg_secret = if options.telegram_polling {
             String::new()
         } else {

@@ -309,6 +309,9 @@ pub struct SlackConfig {
     pub api_base: Option<String>,
     pub bot_token: Option<Secret>,
     pub signing_secret: Option<Secret>,
+    /// An app-level token (`xapp-…`, OpenClaw's key; or `SLACK_APP_TOKEN`): with it and no
+    /// `signingSecret`, `clawgate up` takes events over Socket Mode, no public URL needed.
+    pub app_token: Option<Secret>,
     pub dm_policy: DmPolicy,
     pub allow_from: Vec<PeerId>,
     pub group_policy: GroupPolicy,
@@ -338,6 +341,7 @@ impl Default for SlackConfig {
             api_base: None,
             bot_token: None,
             signing_secret: None,
+            app_token: None,
             dm_policy: DmPolicy::Pairing,
             allow_from: vec![],
             group_policy: GroupPolicy::Allowlist,

@@ -373,6 +373,12 @@ impl Config {
                 .get_or_insert_with(Default::default)
                 .signing_secret = Some(Secret(secret));
         }
+        if let Some(token) = get("SLACK_APP_TOKEN") {
+            self.channels
+                .slack
+                .get_or_insert_with(Default::default)
+                .app_token = Some(Secret(token));
+        }
         if let Some(url) = get("TELEGRAM_API_BASE") {
             self.channels
                 .telegram

@@ -7,6 +7,7 @@
 pub mod mcp;
 mod media;
 pub mod search;
+mod socket_mode;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -99,6 +100,8 @@ struct World {
     answered: Arc<(Mutex<std::collections::HashSet<i64>>, tokio::sync::Notify)>,
     /// Updates waiting for a `getUpdates` long poll.
     updates: Arc<PendingUpdates>,
+    /// Slack Socket Mode's envelopes ([`socket_mode`]).
+    socket: Arc<socket_mode::SocketMode>,
 }
 
 /// Telegram's side of long polling: updates kept until a `getUpdates` with a higher offset
@@ -128,14 +131,15 @@ impl Fakes {
             media: Arc::default(),
             answered: Arc::default(),
             updates: Arc::default(),
+            socket: Arc::default(),
         };
-        let app = media::routes(
+        let app = socket_mode::routes(media::routes(
             Router::new()
                 .route("/v1/messages", post(anthropic))
                 .route("/v1/chat/completions", post(openai))
                 .route("/{bot}/{method}", post(telegram))
                 .route("/api/chat.postMessage", post(slack)),
-        )
+        ))
         .with_state(world.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base_url = format!("http://{}", listener.local_addr().unwrap());
