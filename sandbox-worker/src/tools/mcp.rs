@@ -11,8 +11,9 @@
 //!   `dangerouslyAllowPrivateNetwork` says so, `tools.web.allowDomains`/`denyDomains`, every
 //!   redirect), and resolved once per connection (no rebinding).
 //! - One connection per server per worker, made on first use and remade after a failure; the
-//!   tool list is read when connecting. A server that cannot be reached is logged and its
-//!   tools are not offered for that job; it never fails the job.
+//!   tool list is read when connecting. A server that cannot be reached is logged, its tools
+//!   are not offered, and it is not tried again for a minute, so a server that is down never
+//!   fails a job or holds one up.
 //! - What a tool returns is the server's: text blocks joined, other content named, cut to
 //!   [`MAX_RESULT_CHARS`], inside the untrusted-content markers. A tool whose name does not
 //!   fit `mcp__<server>__<tool>` in 64 characters of `[A-Za-z0-9_-]` is not offered.
@@ -37,6 +38,10 @@ pub const MAX_RESULT_CHARS: usize = 50_000;
 /// The most of one server answer that is read.
 const MAX_ANSWER_BYTES: usize = 4 << 20;
 const PREFIX: &str = "mcp__";
+/// The longest wait for a server to connect and list its tools.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a server that failed to connect is left alone.
+const RETRY_AFTER: Duration = Duration::from_secs(60);
 
 /// A live session with one server and the tools it listed.
 struct Connection {
@@ -126,6 +131,8 @@ struct Server {
     headers: Vec<(String, String)>,
     timeout: Duration,
     connection: tokio::sync::Mutex<Option<Arc<Connection>>>,
+    /// When connecting last failed, and why.
+    failed: tokio::sync::Mutex<Option<(std::time::Instant, String)>>,
 }
 
 /// A stdio server: what the sandbox runs for each job that offers it.
@@ -181,6 +188,7 @@ impl McpServers {
                     .collect(),
                 timeout,
                 connection: tokio::sync::Mutex::new(None),
+                failed: tokio::sync::Mutex::new(None),
             });
         }
         let any = !servers.is_empty() || !stdio.is_empty();
@@ -218,6 +226,8 @@ impl McpServers {
 }
 
 impl Server {
+    /// The live connection, or a new one. A server that just failed is not tried again for
+    /// [`RETRY_AFTER`], so a server that is down costs a job nothing, not a timeout each.
     async fn connect(&self) -> Result<Arc<Connection>, String> {
         let mut slot = self.connection.lock().await;
         if let Some(connection) = slot.as_ref() {
@@ -225,12 +235,31 @@ impl Server {
                 return Ok(connection.clone());
             }
         }
-        let connection = tokio::time::timeout(self.timeout, self.open())
+        let mut failed = self.failed.lock().await;
+        if let Some((at, why)) = failed.as_ref() {
+            if at.elapsed() < RETRY_AFTER {
+                return Err(format!(
+                    "{why} (not retried for {} s)",
+                    RETRY_AFTER.as_secs()
+                ));
+            }
+        }
+        let limit = self.timeout.min(CONNECT_TIMEOUT);
+        let opened = tokio::time::timeout(limit, self.open())
             .await
-            .map_err(|_| format!("no answer within {} s", self.timeout.as_secs()))??;
-        let connection = Arc::new(connection);
-        *slot = Some(connection.clone());
-        Ok(connection)
+            .unwrap_or_else(|_| Err(format!("no answer within {} s", limit.as_secs())));
+        match opened {
+            Ok(connection) => {
+                *failed = None;
+                let connection = Arc::new(connection);
+                *slot = Some(connection.clone());
+                Ok(connection)
+            }
+            Err(why) => {
+                *failed = Some((std::time::Instant::now(), why.clone()));
+                Err(why)
+            }
+        }
     }
 
     async fn open(&self) -> Result<Connection, String> {

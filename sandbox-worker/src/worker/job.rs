@@ -26,9 +26,7 @@ use std::sync::Arc;
 use futures_util::FutureExt;
 use infra::channels::ChannelError;
 use infra::metrics::Metric;
-use infra::model::{
-    CronDelivery, EntryBody, JobMessage, JobRecord, JobStatus, ReplyTarget, Tokens, Transcript,
-};
+use infra::model::{EntryBody, JobMessage, JobRecord, JobStatus, ReplyTarget, Tokens, Transcript};
 use infra::queue::JobDelivery;
 use infra::store::{Claim, StoreError};
 use tracing::Instrument;
@@ -46,14 +44,7 @@ use crate::persona;
 use crate::phase;
 use crate::profile::SessionSetup;
 use crate::sandbox::Cancel;
-use crate::tools::cron::CronTools;
-use crate::tools::mcp::McpTools;
-use crate::tools::memory::MemoryTools;
-use crate::tools::message::{sends_so_far, MessageTools};
-use crate::tools::sessions::{Caller, SessionTools};
-use crate::tools::spawn::SpawnTools;
-use crate::tools::web::WebTools;
-use crate::tools::{ExtraTools, ToolBox};
+use crate::tools::ToolBox;
 
 /// Why a job attempt did not finish.
 #[derive(Debug)]
@@ -357,106 +348,11 @@ impl Worker {
                     .with_cancel(cancel)
             })
         };
-        let sessions = SessionTools {
-            store: self.backends.store.clone(),
-            queue: self.backends.queue.clone(),
-            config: self.config.clone(),
-            caller: Caller {
-                agent: setup.profile.id.clone(),
-                session: job.session_key.clone(),
-                trust: setup.trust,
-                sandboxed: setup.plan.sandboxed,
-                visibility: setup.profile.sandbox.session_tools_visibility,
-                agent_to_agent: setup.profile.agent_to_agent.clone(),
-                depth: job.origin.as_ref().map_or(0, |o| o.depth),
-            },
-            status_note: format!("model {}; sandbox {}", model.name(), setup.sandbox_line()),
-        };
-        let spawn = SpawnTools {
-            store: self.backends.store.clone(),
-            queue: self.backends.queue.clone(),
-            config: self.config.clone(),
-            caller: sessions.caller.clone(),
-            account: job.inbound.account.clone(),
-            reply_to: job.reply_to.clone(),
-        };
-        // Memory is the owner's: its tools are not offered in guest sessions.
-        let memory = MemoryTools {
-            workspace: setup.profile.workspace.clone(),
-            indexes: self.memory.clone(),
-        };
-        // So are scheduled jobs: one runs with the owner's trust.
-        let cron = CronTools {
-            store: self.backends.store.clone(),
-            queue: self.backends.queue.clone(),
-            agent: setup.profile.id.clone(),
-            here: job
-                .reply_to
-                .clone()
-                .map_or(CronDelivery::Last, |target| CronDelivery::Chat {
-                    account: job.inbound.account.clone(),
-                    target,
-                }),
-        };
-        let message = MessageTools {
-            outbound: self.outbound.clone(),
-            store: self.backends.store.clone(),
-            job: job.clone(),
-            work_id: work_id(job).to_string(),
-            owner: self.settings.worker_id.clone(),
-            lease: lease.clone(),
-            marked: record.chunks_sent.clone(),
-            // A session whose plan refuses tools (a guest on the host) has no files to send.
-            workspace: setup
-                .plan
-                .refusal
-                .is_none()
-                .then(|| setup.plan.open_workspace().ok())
-                .flatten(),
-            sends: sends_so_far(&transcript, &job.job_id).into(),
-        };
-        let web = WebTools {
-            fetch: self.web.clone(),
-            search: self.web_search.clone(),
-            store: self.backends.store.clone(),
-            session: job.session_key.clone(),
-            calls_per_minute: self.config.limits.web_calls_per_minute,
-        };
-        let mut extra: Vec<&dyn ExtraTools> = if owner {
-            vec![&sessions, &memory, &cron, &message]
-        } else {
-            vec![&sessions, &message]
-        };
-        // Skills are the owner's instructions: listed and loadable in owner sessions, when
-        // the policy allows the `skill` tool.
-        let skills = crate::skills::SkillTools {
-            skills: if owner && setup.policy.allows("skill") {
-                crate::skills::discover(&setup.profile.workspace, &self.config.skills)
-            } else {
-                Vec::new()
-            },
-        };
-        // The owner's MCP servers: their tools listed now (connecting on first use).
-        let mcp = match (&self.mcp, owner) {
-            (Some(servers), true) => {
-                // Stdio servers run in the sandbox: waiting for it here (only when some are
-                // configured) so their tools are known before the first model call.
-                let sandbox = match (servers.has_stdio(), setup.plan.sandboxed) {
-                    (true, true) => Some(tools.get().await),
-                    _ => None,
-                };
-                Some(McpTools::for_job(servers.clone(), sandbox.as_deref()).await)
-            }
-            _ => None,
-        };
-        if owner {
-            extra.push(&web);
-            extra.push(&skills);
-            extra.push(&spawn);
-        }
-        if let Some(mcp) = &mcp {
-            extra.push(mcp);
-        }
+        let status_note = format!("model {}; sandbox {}", model.name(), setup.sandbox_line());
+        let served = self
+            .job_tools(job, record, lease, &setup, status_note, &tools, &transcript)
+            .await;
+        let extra = served.list();
         let mut files = persona::read_bootstrap(
             &setup.profile.workspace,
             owner,
@@ -476,7 +372,7 @@ impl Worker {
             },
             &files,
         );
-        if let Some(section) = crate::skills::prompt_section(&skills.skills) {
+        if let Some(section) = crate::skills::prompt_section(&served.skills.skills) {
             system.push_str("\n\n");
             system.push_str(&section);
         }

@@ -8,6 +8,7 @@
 mod collect;
 mod commands;
 mod delivery;
+mod extras;
 mod gate;
 mod job;
 mod live;
