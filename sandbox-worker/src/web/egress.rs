@@ -60,7 +60,9 @@ impl EgressProxy {
         let _ = std::fs::remove_file(socket);
         let listener = UnixListener::bind(socket)?;
         if let Some((uid, gid)) = owner {
-            std::os::unix::fs::chown(socket, Some(uid), Some(gid))?;
+            // `lchown`: the directory is the sandbox's to write, so by now the socket may be a
+            // link it planted; following it would hand a host file to the sandbox user.
+            std::os::unix::fs::lchown(socket, Some(uid), Some(gid))?;
         }
         let policy = self.policy.clone();
         let at = socket.display().to_string();
