@@ -58,22 +58,26 @@ async fn a_stranger_mentioning_the_bot_in_his_own_supergroup_gets_no_model_call(
     // own check must hold too.
     let queued = {
         let bot = infra::channels::telegram_webhook::TelegramBot {
-            account: "default".into(),
-            routes: std::sync::Arc::new(infra::config::AgentRoutes {
-                default_agent: "main".into(),
-                ..Default::default()
-            }),
-            username: Some("clawgate_bot".into()),
-            groups: infra::config::GroupAccess {
-                policy: infra::config::GroupPolicy::Open,
-                ..Default::default()
+            account: infra::channels::ChannelAccount {
+                channel: infra::model::Channel::Telegram,
+                account: "default".into(),
+                routes: std::sync::Arc::new(infra::config::AgentRoutes {
+                    default_agent: "main".into(),
+                    ..Default::default()
+                }),
+                groups: infra::config::GroupAccess {
+                    policy: infra::config::GroupPolicy::Open,
+                    ..Default::default()
+                },
             },
+            username: Some("clawgate_bot".into()),
+            secret: None,
         };
         let body = serde_json::to_vec(&mention).unwrap();
         match infra::channels::telegram_webhook::parse_update(&body, &bot, chrono::Utc::now())
             .unwrap()
         {
-            infra::channels::telegram_webhook::Parsed::Job(job) => *job,
+            infra::channels::Parsed::Queue { mut jobs, .. } => jobs.remove(0),
             other => panic!("{other:?}"),
         }
     };

@@ -28,10 +28,12 @@ use async_trait::async_trait;
 use axum::body::Body;
 use axum::http::Request;
 use chrono::Utc;
-use functions::{router, Ingress, TelegramIngress};
-use infra::channels::slack_events::{self, SlackEvent};
-use infra::channels::telegram_webhook::{self, Parsed, TelegramBot};
+use functions::{router, Ingress};
+use infra::channels::slack_events;
+use infra::channels::telegram_webhook::{self, TelegramBot};
+use infra::channels::{ChannelAccount, Parsed};
 use infra::config::Secret;
+use infra::model::Channel;
 use infra::queue::sqs::SqsQueue;
 use infra::queue::{group_token, Delivery, JobQueue, QueueDepth, QueueError};
 use runtime_api::{KillOnDrop, Runtime};
@@ -51,13 +53,17 @@ fn fixture(path: &str) -> Vec<u8> {
 
 fn bot() -> TelegramBot {
     TelegramBot {
-        account: "default".into(),
-        routes: std::sync::Arc::new(infra::config::AgentRoutes {
-            default_agent: "main".into(),
-            ..Default::default()
-        }),
+        account: ChannelAccount {
+            channel: Channel::Telegram,
+            account: "default".into(),
+            routes: std::sync::Arc::new(infra::config::AgentRoutes {
+                default_agent: "main".into(),
+                ..Default::default()
+            }),
+            groups: Default::default(),
+        },
         username: Some("clawgate_bot".into()),
-        groups: Default::default(),
+        secret: Some(Secret::new(TG_SECRET)),
     }
 }
 
@@ -122,15 +128,9 @@ impl JobQueue for DiscardQueue {
 fn ingress(queue: Arc<dyn JobQueue>) -> Ingress {
     Ingress {
         queue,
-        telegram: [(
-            "default".to_string(),
-            TelegramIngress {
-                secret: Some(Secret::new(TG_SECRET)),
-                bot: bot(),
-            },
-        )]
-        .into(),
+        telegram: [("default".to_string(), bot())].into(),
         slack: None,
+        whatsapp: None,
         hooks_token: None,
         default_agent: "main".into(),
         agents: ["main".to_string()].into(),
@@ -144,9 +144,12 @@ async fn cpu() {
     let bot = bot();
     let telegram = per_op(200, 2_000, || {
         assert!(telegram_webhook::secret_matches(TG_SECRET, Some(TG_SECRET)));
-        let Ok(Parsed::Job(job)) = telegram_webhook::parse_update(&body, &bot, Utc::now()) else {
+        let Ok(Parsed::Queue { jobs, .. }) =
+            telegram_webhook::parse_update(&body, &bot, Utc::now())
+        else {
             panic!("the fixture is a job");
         };
+        let job = &jobs[0];
         black_box(job.encode().unwrap());
     });
     println!(
@@ -161,15 +164,19 @@ async fn cpu() {
     let timestamp = now.timestamp().to_string();
     // An owner who listed every channel, so the mention is queued.
     let slack_app = slack_events::SlackApp {
-        account: "default".into(),
-        routes: std::sync::Arc::new(infra::config::AgentRoutes {
-            default_agent: "main".into(),
-            ..Default::default()
-        }),
-        groups: infra::config::GroupAccess {
-            groups: [("*".to_string(), Default::default())].into(),
-            ..Default::default()
+        account: ChannelAccount {
+            channel: Channel::Slack,
+            account: "default".into(),
+            routes: std::sync::Arc::new(infra::config::AgentRoutes {
+                default_agent: "main".into(),
+                ..Default::default()
+            }),
+            groups: infra::config::GroupAccess {
+                groups: [("*".to_string(), Default::default())].into(),
+                ..Default::default()
+            },
         },
+        signing_secret: None,
     };
     let slack = per_op(200, 2_000, || {
         slack_events::verify_signature(
@@ -180,9 +187,11 @@ async fn cpu() {
             now,
         )
         .unwrap();
-        let Ok(SlackEvent::Job(job)) = slack_events::parse_event(&body, &slack_app, now) else {
+        let Ok(Parsed::Queue { jobs, .. }) = slack_events::parse_event(&body, &slack_app, now)
+        else {
             panic!("the fixture is a job");
         };
+        let job = &jobs[0];
         black_box(job.encode().unwrap());
     });
     println!(
@@ -296,11 +305,12 @@ async fn ack_at(concurrency: usize) {
                             assert_eq!(response.status(), 200);
                         } else {
                             // The same message the handler would send, sent directly.
-                            let Ok(Parsed::Job(job)) =
+                            let Ok(Parsed::Queue { jobs, .. }) =
                                 telegram_webhook::parse_update(update.as_bytes(), &bot, Utc::now())
                             else {
                                 panic!("a job")
                             };
+                            let job = &jobs[0];
                             let started_send = Instant::now();
                             raw.send_message()
                                 .queue_url(&url)

@@ -17,14 +17,16 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::Utc;
-use infra::channels::slack_events::{self, SlackApp, SlackEvent};
-use infra::channels::telegram_webhook::{self, Parsed, TelegramBot};
+use infra::channels::slack_events::SlackApp;
+use infra::channels::telegram_webhook::TelegramBot;
+use infra::channels::whatsapp_webhook::WhatsappApp;
+use infra::channels::{ChannelAccount, Parsed, Refusal, WebhookChannel};
 use infra::config::{Config, RouteFacts, Secret};
 use infra::model::{
     Channel, ChatKind, ChatRef, InboundMessage, JobMessage, ReplyTarget, Sender, SessionKey,
@@ -39,6 +41,7 @@ pub mod markdown;
 pub mod slack_socket;
 pub mod telegram_poll;
 pub mod tick;
+pub mod transport;
 pub mod wake;
 pub mod webchat;
 pub mod webchat_files;
@@ -46,26 +49,14 @@ pub mod webchat_files;
 /// Bodies over this are refused with 413.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
-/// One Telegram bot the gateway serves.
-#[derive(Clone)]
-pub struct TelegramIngress {
-    pub secret: Option<Secret>,
-    pub bot: TelegramBot,
-}
-
-#[derive(Clone)]
-pub struct SlackIngress {
-    pub signing_secret: Option<Secret>,
-    pub app: SlackApp,
-}
-
 /// What the handlers need: the queue and the verification secrets.
 #[derive(Clone)]
 pub struct Ingress {
     pub queue: Arc<dyn JobQueue>,
     /// By account name; the plain `/telegram` route serves `default`.
-    pub telegram: HashMap<String, TelegramIngress>,
-    pub slack: Option<SlackIngress>,
+    pub telegram: HashMap<String, TelegramBot>,
+    pub slack: Option<SlackApp>,
+    pub whatsapp: Option<WhatsappApp>,
     /// Bearer token for `/hooks/agent`; without one the route is closed.
     pub hooks_token: Option<Secret>,
     pub default_agent: String,
@@ -92,16 +83,17 @@ impl Ingress {
                 let routes = &routes;
                 let groups = t.group_access();
                 t.accounts().map(move |account| {
-                    let ingress = TelegramIngress {
-                        secret: account.webhook_secret.cloned(),
-                        bot: TelegramBot {
+                    let bot = TelegramBot {
+                        account: ChannelAccount {
+                            channel: Channel::Telegram,
                             account: account.name.to_string(),
                             routes: routes.clone(),
-                            username: account.bot_username.map(str::to_string),
                             groups: groups.clone(),
                         },
+                        username: account.bot_username.map(str::to_string),
+                        secret: account.webhook_secret.cloned(),
                     };
-                    (account.name.to_string(), ingress)
+                    (account.name.to_string(), bot)
                 })
             })
             .collect();
@@ -110,18 +102,36 @@ impl Ingress {
             .slack
             .as_ref()
             .filter(|s| s.enabled)
-            .map(|s| SlackIngress {
-                signing_secret: s.signing_secret.clone(),
-                app: SlackApp {
+            .map(|s| SlackApp {
+                account: ChannelAccount {
+                    channel: Channel::Slack,
                     account: "default".into(),
                     routes: routes.clone(),
                     groups: s.group_access(),
                 },
+                signing_secret: s.signing_secret.clone(),
+            });
+        let whatsapp = config
+            .channels
+            .whatsapp
+            .as_ref()
+            .filter(|w| w.enabled)
+            .map(|w| WhatsappApp {
+                account: ChannelAccount {
+                    channel: Channel::Whatsapp,
+                    account: "default".into(),
+                    routes: routes.clone(),
+                    groups: Default::default(),
+                },
+                phone_number_id: w.phone_number_id.clone(),
+                app_secret: w.app_secret.clone(),
+                verify_token: w.verify_token.clone(),
             });
         Ingress {
             queue,
             telegram,
             slack,
+            whatsapp,
             hooks_token: config.gateway.token.clone(),
             default_agent: agent,
             agents: config.agent_ids().into_iter().map(str::to_string).collect(),
@@ -226,6 +236,7 @@ pub fn router(ingress: Ingress) -> Router {
         .route("/telegram", post(telegram_default))
         .route("/telegram/{account}", post(telegram))
         .route("/slack/events", post(slack))
+        .route("/whatsapp", get(whatsapp_handshake).post(whatsapp))
         .route("/hooks/agent", post(hook))
         .route("/hooks/wake", post(wake::wake))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -310,62 +321,86 @@ async fn telegram(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let Some(bot) = ingress.telegram.get(&account) else {
-        return reply(
+    match ingress.telegram.get(&account) {
+        Some(bot) => webhook(&ingress, bot, &headers, &body).await,
+        None => reply(
             StatusCode::NOT_FOUND,
             format!("telegram account {account:?} is not configured"),
-        );
-    };
-    let Some(secret) = &bot.secret else {
-        // Refuse rather than accept updates nobody can verify.
-        return reply(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "telegram webhookSecret is not configured",
-        );
-    };
-    let given = headers
-        .get("x-telegram-bot-api-secret-token")
-        .and_then(|v| v.to_str().ok());
-    if !telegram_webhook::secret_matches(secret.expose(), given) {
-        return reply(
-            StatusCode::UNAUTHORIZED,
-            "bad or missing X-Telegram-Bot-Api-Secret-Token",
-        );
-    }
-    match telegram_webhook::parse_update(&body, &bot.bot, Utc::now()) {
-        Ok(Parsed::Job(job)) => enqueue(ingress.queue.as_ref(), &job).await,
-        Ok(Parsed::Ignored(why)) => reply(StatusCode::OK, format!("ignored: {why}")),
-        Err(e) => reply(StatusCode::BAD_REQUEST, e.to_string()),
+        ),
     }
 }
 
 async fn slack(State(ingress): State<Arc<Ingress>>, headers: HeaderMap, body: Bytes) -> Response {
-    let Some(slack) = &ingress.slack else {
-        return reply(StatusCode::NOT_FOUND, "slack is not configured");
-    };
-    let Some(secret) = &slack.signing_secret else {
-        return reply(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "slack signingSecret is not configured",
-        );
-    };
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    if let Err(e) = slack_events::verify_signature(
-        secret.expose(),
-        header("x-slack-request-timestamp"),
-        header("x-slack-signature"),
-        &body,
-        Utc::now(),
-    ) {
-        return reply(StatusCode::UNAUTHORIZED, e.to_string());
+    match &ingress.slack {
+        Some(app) => webhook(&ingress, app, &headers, &body).await,
+        None => reply(StatusCode::NOT_FOUND, "slack is not configured"),
     }
-    match slack_events::parse_event(&body, &slack.app, Utc::now()) {
-        Ok(SlackEvent::UrlVerification(challenge)) => {
-            Json(json!({ "challenge": challenge })).into_response()
+}
+
+async fn whatsapp(
+    State(ingress): State<Arc<Ingress>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match &ingress.whatsapp {
+        Some(app) => webhook(&ingress, app, &headers, &body).await,
+        None => reply(StatusCode::NOT_FOUND, "whatsapp is not configured"),
+    }
+}
+
+/// Meta's subscription check: `hub.challenge` echoed as plain text when `hub.verify_token`
+/// matches, else 403.
+async fn whatsapp_handshake(
+    State(ingress): State<Arc<Ingress>>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let Some(app) = &ingress.whatsapp else {
+        return reply(StatusCode::NOT_FOUND, "whatsapp is not configured");
+    };
+    let get = |name: &str| query.get(name).map(String::as_str);
+    match app.handshake(
+        get("hub.mode"),
+        get("hub.verify_token"),
+        get("hub.challenge"),
+    ) {
+        Ok(challenge) => reply(StatusCode::OK, challenge),
+        Err(Refusal::NotConfigured(why)) => reply(StatusCode::SERVICE_UNAVAILABLE, why),
+        Err(Refusal::Unauthorized(why)) => reply(StatusCode::FORBIDDEN, why),
+    }
+}
+
+/// Every channel's webhook, after its route found the account: verify, parse, queue, answer.
+/// A batch is queued in order; if one fails the channel gets a 503 and redelivers the
+/// request, and the dedup ids drop what was already queued.
+pub(crate) async fn webhook(
+    ingress: &Ingress,
+    channel: &dyn WebhookChannel,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Response {
+    let now = Utc::now();
+    if let Err(refusal) = channel.verify(headers, body, now) {
+        let status = match refusal {
+            Refusal::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Refusal::NotConfigured(_) => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        return reply(status, refusal.to_string());
+    }
+    match channel.parse(body, now) {
+        Ok(Parsed::Queue { jobs, ack }) => {
+            for job in &jobs {
+                let queued = enqueue(ingress.queue.as_ref(), job).await;
+                if queued.status() != StatusCode::OK {
+                    return queued;
+                }
+            }
+            match ack {
+                Some(body) => Json(body).into_response(),
+                None => reply(StatusCode::OK, "queued"),
+            }
         }
-        // A retry (X-Slack-Retry-Num) is queued again: its dedup id drops it.
-        Ok(SlackEvent::Job(job)) => enqueue(ingress.queue.as_ref(), &job).await,
-        Ok(SlackEvent::Ignored(why)) => reply(StatusCode::OK, format!("ignored: {why}")),
+        Ok(Parsed::Ignored(why)) => reply(StatusCode::OK, format!("ignored: {why}")),
+        Ok(Parsed::Answer(body)) => Json(body).into_response(),
         Err(e) => reply(StatusCode::BAD_REQUEST, e.to_string()),
     }
 }
@@ -472,22 +507,20 @@ fn hook_job(ingress: &Ingress, request: HookRequest) -> Result<JobMessage, Strin
     } else {
         ("hooks".to_string(), None)
     };
-    let inbound = InboundMessage {
-        channel: Channel::Hook,
-        account,
-        event_id: format!("hook:hooks:{id}"),
-        chat: ChatRef {
+    let inbound = InboundMessage::new(
+        Channel::Hook,
+        &account,
+        format!("hook:hooks:{id}"),
+        ChatRef {
             kind: ChatKind::Dm,
             id: session.to_string(),
         },
-        sender: Sender {
+        Sender {
             id: "hook".into(),
             name: None,
         },
-        text: request.message,
-        received_at: Utc::now(),
-        media: vec![],
-    };
+        request.message,
+    );
     Ok(JobMessage::new(session, &agent, inbound, reply_to))
 }
 
@@ -518,7 +551,7 @@ fn delivery(
             let mut serving: Vec<&String> = ingress
                 .telegram
                 .iter()
-                .filter(|(name, ingress)| {
+                .filter(|(name, bot)| {
                     let facts = RouteFacts {
                         channel: Channel::Telegram,
                         account: name,
@@ -527,7 +560,7 @@ fn delivery(
                         topic: topic.as_deref(),
                         team_id: None,
                     };
-                    ingress.bot.routes.route(&facts).agent == agent
+                    bot.account.routes.route(&facts).agent == agent
                 })
                 .map(|(name, _)| name)
                 .collect();
@@ -540,9 +573,14 @@ fn delivery(
         ReplyTarget::Slack(_) => ingress
             .slack
             .as_ref()
-            .map(|s| s.app.account.clone())
+            .map(|s| s.account.account.clone())
             .ok_or("deliver: slack is not configured")?,
         ReplyTarget::Webchat(_) => "default".to_string(),
+        ReplyTarget::Whatsapp(_) => ingress
+            .whatsapp
+            .as_ref()
+            .map(|w| w.account.account.clone())
+            .ok_or("deliver: whatsapp is not configured")?,
     };
     Ok((account, target))
 }

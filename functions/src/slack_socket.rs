@@ -16,23 +16,21 @@ use std::time::Duration;
 
 use chrono::Utc;
 use futures_util::{SinkExt, StreamExt};
-use infra::channels::slack_events::{self, SlackEvent};
+use infra::channels::slack_events::{self, SlackApp};
 use infra::config::Secret;
-use infra::queue::{JobQueue, JobQueueExt};
+use infra::queue::JobQueue;
 use serde_json::{json, Value};
 use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::SlackIngress;
-
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
+use crate::transport::{next_backoff, queue_parsed};
 
 /// Runs Socket Mode until `stop` turns true.
 pub async fn run(
     http: reqwest::Client,
     api_base: String,
     app_token: Secret,
-    slack: SlackIngress,
+    slack: SlackApp,
     queue: Arc<dyn JobQueue>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -56,7 +54,7 @@ pub async fn run(
             }
             Err(e) => {
                 tracing::warn!(error = %e, ?backoff, "slack socket mode failed; retrying");
-                backoff = (backoff * 2).min(MAX_BACKOFF);
+                backoff = next_backoff(backoff);
             }
         }
         tokio::select! {
@@ -97,7 +95,7 @@ async fn open(http: &reqwest::Client, api_base: &str, token: &Secret) -> Result<
 /// Serves one connection until Slack or the socket ends it; why it ended.
 async fn serve<S>(
     mut socket: tokio_tungstenite::WebSocketStream<S>,
-    slack: &SlackIngress,
+    slack: &SlackApp,
     queue: &dyn JobQueue,
 ) -> Result<String, String>
 where
@@ -141,31 +139,18 @@ where
 }
 
 /// Queues an envelope's event; whether to acknowledge it (false: Slack should send it again).
-async fn handle(envelope: &Value, slack: &SlackIngress, queue: &dyn JobQueue) -> bool {
+async fn handle(envelope: &Value, slack: &SlackApp, queue: &dyn JobQueue) -> bool {
     if envelope["type"].as_str() != Some("events_api") {
         // Slash commands and interactivity are not handled: acknowledged, not queued.
         return true;
     }
     let payload = envelope["payload"].to_string();
-    match slack_events::parse_event(payload.as_bytes(), &slack.app, Utc::now()) {
-        Ok(SlackEvent::Job(job)) => match queue.send(&job).await {
-            Ok(_) => {
-                tracing::info!(job = %job.job_id, session = %job.session_key, event = %job.inbound.event_id, "queued (socket mode)");
-                true
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "enqueue failed; the envelope is left for Slack to send again");
-                false
-            }
-        },
-        Ok(SlackEvent::Ignored(why)) => {
-            tracing::debug!(why, "ignored");
-            true
-        }
-        Ok(SlackEvent::UrlVerification(_)) => true,
+    let parsed = slack_events::parse_event(payload.as_bytes(), slack, Utc::now());
+    match queue_parsed(queue, parsed, "socket mode").await {
+        Ok(()) => true,
         Err(e) => {
-            tracing::warn!(error = %e, "unparseable slack event; acknowledged and skipped");
-            true
+            tracing::error!(error = %e, "enqueue failed; the envelope is left for Slack to send again");
+            false
         }
     }
 }

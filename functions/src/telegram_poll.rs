@@ -17,15 +17,14 @@ use std::time::Duration;
 
 use chrono::Utc;
 use infra::channels::telegram::TelegramClient;
-use infra::channels::telegram_webhook::{self, Parsed};
-use infra::queue::{JobQueue, JobQueueExt};
+use infra::channels::telegram_webhook::{self, TelegramBot};
+use infra::queue::JobQueue;
 use tokio::sync::watch;
 
-use crate::TelegramIngress;
+use crate::transport::{next_backoff, queue_parsed, sleep_or_stop};
 
 /// How long one `getUpdates` waits for an update.
 pub const LONG_POLL_SECONDS: u64 = 25;
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// Why polling did not start.
 #[derive(Debug, thiserror::Error)]
@@ -51,11 +50,11 @@ pub async fn check_no_webhook(client: &TelegramClient) -> Result<(), PollError> 
 /// Polls until `stop` turns true: each update parsed as `bot`'s and queued, then confirmed.
 pub async fn run(
     client: TelegramClient,
-    bot: TelegramIngress,
+    bot: TelegramBot,
     queue: Arc<dyn JobQueue>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let account = bot.bot.account.clone();
+    let account = bot.account.account.clone();
     let mut offset: i64 = 0;
     let mut backoff = Duration::from_secs(1);
     loop {
@@ -73,7 +72,7 @@ pub async fn run(
                 if sleep_or_stop(&mut stop, backoff).await {
                     return;
                 }
-                backoff = (backoff * 2).min(MAX_BACKOFF);
+                backoff = next_backoff(backoff);
                 continue;
             }
         };
@@ -86,37 +85,16 @@ pub async fn run(
                 continue;
             }
             let body = update.to_string();
-            match telegram_webhook::parse_update(body.as_bytes(), &bot.bot, Utc::now()) {
-                Ok(Parsed::Job(job)) => loop {
-                    match queue.send(&job).await {
-                        Ok(_) => {
-                            tracing::info!(job = %job.job_id, session = %job.session_key, event = %job.inbound.event_id, "queued (long polling)");
-                            break;
-                        }
-                        Err(e) => {
-                            tracing::error!(%account, error = %e, "enqueue failed; the update stays unconfirmed and is retried");
-                            if sleep_or_stop(&mut stop, backoff).await {
-                                return;
-                            }
-                            backoff = (backoff * 2).min(MAX_BACKOFF);
-                        }
-                    }
-                },
-                Ok(Parsed::Ignored(why)) => tracing::debug!(%account, update = id, why, "ignored"),
-                Err(e) => {
-                    tracing::warn!(%account, update = id, error = %e, "unparseable update; skipped")
+            let parsed = telegram_webhook::parse_update(body.as_bytes(), &bot, Utc::now());
+            while let Err(e) = queue_parsed(queue.as_ref(), parsed.clone(), "long polling").await {
+                tracing::error!(%account, error = %e, "enqueue failed; the update stays unconfirmed and is retried");
+                if sleep_or_stop(&mut stop, backoff).await {
+                    return;
                 }
+                backoff = next_backoff(backoff);
             }
             offset = id + 1;
         }
-    }
-}
-
-/// Sleeps `pause`, or returns true early when asked to stop.
-async fn sleep_or_stop(stop: &mut watch::Receiver<bool>, pause: Duration) -> bool {
-    tokio::select! {
-        _ = tokio::time::sleep(pause) => false,
-        _ = stop.wait_for(|stopped| *stopped) => true,
     }
 }
 

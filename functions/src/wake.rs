@@ -16,7 +16,6 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use chrono::Utc;
 use infra::config::Config;
 use infra::model::{
     Channel, ChatKind, ChatRef, CronDelivery, HeartbeatRule, InboundMessage, JobMessage, Sender,
@@ -114,22 +113,20 @@ pub async fn wake(
     };
     let session = SessionKey::main(&wake.agent);
     let id = ulid::Ulid::new().to_string().to_lowercase();
-    let inbound = InboundMessage {
-        channel: Channel::Hook,
-        account,
-        event_id: format!("wake:{id}"),
-        chat: ChatRef {
+    let inbound = InboundMessage::new(
+        Channel::Hook,
+        &account,
+        format!("wake:{id}"),
+        ChatRef {
             kind: ChatKind::Dm,
             id: session.to_string(),
         },
-        sender: Sender {
+        Sender {
             id: "wake".into(),
             name: Some("system event".into()),
         },
-        text: format!("[System event, not typed by the owner]\n{text}"),
-        received_at: Utc::now(),
-        media: vec![],
-    };
+        format!("[System event, not typed by the owner]\n{text}"),
+    );
     let mut job = JobMessage::new(session, &wake.agent, inbound, reply_to);
     // The answer's `jobId` is the job record's key, as for scheduled runs.
     job.job_id = job.inbound.event_id.clone();

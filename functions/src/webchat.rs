@@ -43,7 +43,6 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use chrono::Utc;
 use infra::config::Secret;
 use infra::model::{
     Channel, ChatKind, ChatRef, EntryBody, InboundMessage, JobMessage, ReplyTarget, Sender,
@@ -224,22 +223,21 @@ async fn send(State(webchat): State<Arc<WebChat>>, headers: HeaderMap, body: Byt
         }
     };
     let id = ulid::Ulid::new().to_string().to_lowercase();
-    let inbound = InboundMessage {
-        channel: Channel::Webchat,
-        account: "default".into(),
-        event_id: format!("webchat:default:{id}"),
-        chat: ChatRef {
+    let mut inbound = InboundMessage::new(
+        Channel::Webchat,
+        "default",
+        format!("webchat:default:{id}"),
+        ChatRef {
             kind: ChatKind::Dm,
             id: request.conversation.clone(),
         },
-        sender: Sender {
+        Sender {
             id: request.conversation.clone(),
             name: Some("webchat".into()),
         },
-        text: text.to_string(),
-        received_at: Utc::now(),
-        media,
-    };
+        text.to_string(),
+    );
+    inbound.media = media;
     let target = ReplyTarget::Webchat(WebchatTarget {
         conversation: request.conversation,
     });

@@ -21,12 +21,19 @@ fuzz_target!(|data: &[u8]| {
         now,
     );
     let app = SlackApp {
-        account: "default".into(),
-        agent: "main".into(),
-        groups: GroupAccess {
-            policy: GroupPolicy::Open,
-            ..Default::default()
+        account: infra::channels::ChannelAccount {
+            channel: infra::model::Channel::Slack,
+            account: "default".into(),
+            routes: std::sync::Arc::new(infra::config::AgentRoutes {
+                default_agent: "main".into(),
+                ..Default::default()
+            }),
+            groups: GroupAccess {
+                policy: GroupPolicy::Open,
+                ..Default::default()
+            },
         },
+        signing_secret: None,
     };
     let _ = parse_event(data, &app, now);
 });

@@ -134,28 +134,27 @@ pub async fn run_message(
     } else {
         String::new()
     };
-    let inbound = InboundMessage {
-        channel: Channel::Hook,
-        account,
-        event_id: job.work_id(run.slot),
-        chat: ChatRef {
+    let mut inbound = InboundMessage::new(
+        Channel::Hook,
+        &account,
+        job.work_id(run.slot),
+        ChatRef {
             kind: ChatKind::Dm,
             id: session.to_string(),
         },
-        sender: Sender {
+        Sender {
             id: "cron".into(),
             name: Some(format!("scheduled job {}", job.id)),
         },
-        text: format!(
+        format!(
             "[Scheduled job {:?}, {}, for {}.{late}]\n{}",
             job.id,
             job.schedule.describe(),
             run.slot.to_rfc3339(),
             job.message
         ),
-        received_at: run.queued_at,
-        media: vec![],
-    };
+    );
+    inbound.received_at = run.queued_at;
     let mut message = JobMessage::new(session, &job.agent, inbound, reply_to);
     message.job_id = job.work_id(run.slot);
     message.heartbeat = job.heartbeat;

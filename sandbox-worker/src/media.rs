@@ -150,7 +150,7 @@ impl MediaIn<'_> {
         }
         let bytes = self
             .outbound
-            .download(&job.inbound.account, &media.source)
+            .download(job.inbound.channel, &job.inbound.account, &media.source)
             .await
             .map_err(|e| e.to_string())?;
         ws.write_bytes(path, &bytes, self.max_bytes)

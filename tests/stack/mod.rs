@@ -14,11 +14,15 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::common;
+use crate::fakes::whatsapp::WHATSAPP_TOKEN as WA_TOKEN;
 use crate::fakes::{last_tool_result, Fakes, Reply, Script};
 
 pub const TG_SECRET: &str = "e2e_secret-1";
 pub const TG_TOKEN: &str = "4242:E2ETOKEN";
 pub const SLACK_SECRET: &str = "e2e-slack-signing-secret";
+pub const WA_SECRET: &str = "e2e-whatsapp-app-secret";
+/// The business number's id the stack's WhatsApp config names.
+pub const WA_PHONE_ID: &str = "106540352242922";
 
 /// Where a stack keeps its queue and state.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -97,6 +101,17 @@ impl Default for StackOptions {
             streaming: "off",
         }
     }
+}
+
+/// A WhatsApp text message from `wa_id`, as the Cloud API notifies it.
+pub fn whatsapp_text(wa_id: &str, wamid: &str, text: &str) -> Value {
+    json!({"object": "whatsapp_business_account", "entry": [{"id": "102290129340398", "changes": [{
+        "field": "messages",
+        "value": {"messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "15550783881", "phone_number_id": WA_PHONE_ID},
+            "contacts": [{"profile": {"name": "Sheena Nelson"}, "wa_id": wa_id}],
+            "messages": [{"from": wa_id, "id": wamid, "timestamp": chrono::Utc::now().timestamp().to_string(),
+                "type": "text", "text": {"body": text}}]}}]}]})
 }
 
 /// Kills the process however the test ends.
@@ -201,6 +216,8 @@ pub async fn spawn_stack(script: Script, options: StackOptions) -> Stack {
                         dmPolicy: "allowlist", allowFrom: [12345, {BURST_USER}] }},
             slack: {{ botToken: "xoxb-e2e", {slack_auth} apiBase: "{base}", streaming: "{streaming}",
                      dmPolicy: "allowlist", allowFrom: ["U2147483697"], channels: {{ C024BE91L: {{}} }} }},
+            whatsapp: {{ accessToken: "{WA_TOKEN}", phoneNumberId: "{WA_PHONE_ID}", appSecret: "{WA_SECRET}",
+                        verifyToken: "e2e-verify", apiBase: "{base}", dmPolicy: "allowlist", allowFrom: ["+16505551234"] }},
           }},
           {backends}
           {token}
@@ -351,6 +368,35 @@ impl Stack {
             .header(
                 "x-slack-signature",
                 infra::channels::slack_events::sign(SLACK_SECRET, now, &body),
+            )
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    }
+
+    /// A WhatsApp notification, signed with the app secret, as Meta posts it. Each message's
+    /// sender has written, so the fake opens their customer-service window.
+    pub async fn post_whatsapp(&self, notification: &Value) -> reqwest::StatusCode {
+        for change in notification["entry"][0]["changes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            for message in change["value"]["messages"].as_array().into_iter().flatten() {
+                if let Some(from) = message["from"].as_str() {
+                    self.fakes.whatsapp_customer_wrote(from);
+                }
+            }
+        }
+        let body = serde_json::to_vec(notification).unwrap();
+        self.http
+            .post(format!("{}/whatsapp", self.base_url))
+            .header("content-type", "application/json")
+            .header(
+                "x-hub-signature-256",
+                infra::channels::whatsapp_webhook::sign(WA_SECRET, &body),
             )
             .body(body)
             .send()

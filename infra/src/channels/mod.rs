@@ -1,13 +1,21 @@
-//! Chat channels: inbound verification and parsing for the webhook functions
-//! ([`telegram_webhook`], [`slack_events`]), outbound clients for the worker ([`telegram`],
-//! [`slack`]), and the chunking replies need.
+//! Chat channels, each on one contract ([`contract`]): inbound verification and parsing for
+//! the webhook functions ([`telegram_webhook`], [`slack_events`], [`whatsapp_webhook`]),
+//! outbound clients for the worker ([`telegram`], [`slack`], [`whatsapp`]), and the chunking
+//! replies need.
 
+pub mod contract;
 pub mod slack;
 pub mod slack_events;
 pub mod telegram;
 pub mod telegram_webhook;
+pub mod whatsapp;
+pub mod whatsapp_webhook;
 
 use std::time::Duration;
+
+pub use contract::{
+    wrong_target, ChannelAccount, ChannelSender, Incoming, Parsed, Refusal, WebhookChannel,
+};
 
 /// Why an inbound webhook body was refused. Each is a 4xx with this text as the body.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -3,9 +3,14 @@
 
 use serde_json::{json, Value};
 
-use super::{read_capped, ChannelError, OutboundFile, MAX_RATE_LIMIT_WAIT, MAX_RATE_LIMIT_WAITS};
+use std::time::Duration;
+
+use super::{
+    read_capped, wrong_target, ChannelError, ChannelSender, OutboundFile, MAX_RATE_LIMIT_WAIT,
+    MAX_RATE_LIMIT_WAITS,
+};
 use crate::config::Secret;
-use crate::model::SlackTarget;
+use crate::model::{Channel, MediaSource, ReplyTarget, SlackTarget};
 
 /// Slack truncates beyond 40,000 characters; messages past ~4,000 read badly, so replies are
 /// split there.
@@ -241,6 +246,59 @@ impl SlackClient {
             channel: CHANNEL,
             message: format!("{method}: still rate limited"),
         })
+    }
+}
+
+/// The Web API as a [`ChannelSender`]: text escaped ([`escape`]) so the model cannot ping the
+/// channel or disguise a link; no typing indicator (the Events API has none for bots).
+#[async_trait::async_trait]
+impl ChannelSender for SlackClient {
+    fn channel(&self) -> Channel {
+        Channel::Slack
+    }
+
+    fn max_message_chars(&self) -> usize {
+        MAX_MESSAGE_CHARS
+    }
+
+    /// `chat.update` is Tier 3: about 50 a minute.
+    fn min_edit_interval(&self) -> Duration {
+        Duration::from_millis(1500)
+    }
+
+    async fn post(&self, target: &ReplyTarget, text: &str) -> Result<String, ChannelError> {
+        self.post_message(target_of(target)?, &escape(text)).await
+    }
+
+    async fn edit(&self, target: &ReplyTarget, id: &str, text: &str) -> Result<(), ChannelError> {
+        self.update_message(target_of(target)?, id, &escape(text))
+            .await
+    }
+
+    async fn send_file(
+        &self,
+        target: &ReplyTarget,
+        file: &OutboundFile,
+    ) -> Result<(), ChannelError> {
+        self.upload_file(target_of(target)?, file).await.map(|_| ())
+    }
+
+    async fn download(
+        &self,
+        source: &MediaSource,
+        max_bytes: u64,
+    ) -> Result<Vec<u8>, ChannelError> {
+        match source {
+            MediaSource::Slack { url } => self.download_file(url, max_bytes).await,
+            _ => Err(wrong_target(CHANNEL, "the file source")),
+        }
+    }
+}
+
+fn target_of(target: &ReplyTarget) -> Result<&SlackTarget, ChannelError> {
+    match target {
+        ReplyTarget::Slack(s) => Ok(s),
+        _ => Err(wrong_target(CHANNEL, "the reply target")),
     }
 }
 

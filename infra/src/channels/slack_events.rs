@@ -16,18 +16,17 @@
 //! - The event id is `slack:<account>:<event_id>`: Slack's retries (`X-Slack-Retry-Num`) carry
 //!   the same `event_id`, so the queue drops them.
 
-use std::sync::Arc;
-
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
-use serde_json::Value;
+use reqwest::header::HeaderMap;
+use serde_json::{json, Value};
 use sha2::Sha256;
 
-use super::WebhookError;
-use crate::config::{AgentRoutes, GroupAccess, GroupVerdict, RouteFacts};
+use super::{ChannelAccount, Incoming, Parsed, Refusal, WebhookChannel, WebhookError};
+use crate::config::Secret;
 use crate::model::{
-    Channel, ChatKind, ChatRef, InboundMessage, JobMessage, MediaKind, MediaRef, MediaSource,
-    ReplyTarget, Sender, SessionKey, SlackTarget, SubThread, MAX_MEDIA_PER_MESSAGE,
+    ChatKind, MediaKind, MediaRef, MediaSource, ReplyTarget, Sender, SlackTarget, SubThread,
+    MAX_MEDIA_PER_MESSAGE,
 };
 
 /// The files an event carries (`files`), as references the worker fetches with the bot
@@ -137,7 +136,7 @@ pub fn verify_signature(
     let Some(hex) = signature.strip_prefix("v0=") else {
         return Err(SignatureError::Mismatch);
     };
-    let Some(given) = decode_hex(hex) else {
+    let Ok(given) = hex::decode(hex) else {
         return Err(SignatureError::Mismatch);
     };
     let mut mac = Hmac::<Sha256>::new_from_slice(signing_secret.as_bytes())
@@ -158,34 +157,42 @@ pub fn sign(signing_secret: &str, timestamp: i64, body: &[u8]) -> String {
     format!("v0={}", hex::encode(bytes))
 }
 
-fn decode_hex(hex: &str) -> Option<Vec<u8>> {
-    if hex.len() % 2 != 0 {
-        return None;
-    }
-    (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
-        .collect()
-}
-
-/// What an events request became.
-#[derive(Debug, Clone, PartialEq)]
-pub enum SlackEvent {
-    /// Answer with the challenge (the app's URL check).
-    UrlVerification(String),
-    Job(Box<JobMessage>),
-    /// Acknowledged and not queued, with the reason (for logs).
-    Ignored(&'static str),
-}
-
 /// What the gateway knows about the Slack app.
 #[derive(Debug, Clone)]
 pub struct SlackApp {
-    pub account: String,
-    /// Which agent answers which conversation (`bindings`, the default).
-    pub routes: Arc<AgentRoutes>,
-    /// Who may reach the agent in channels (`groupPolicy`, `channels`, `groupAllowFrom`).
-    pub groups: GroupAccess,
+    /// Its account name, routes and channel rules.
+    pub account: ChannelAccount,
+    /// `signingSecret`: without one the Events API endpoint accepts nothing (Socket Mode needs
+    /// none).
+    pub signing_secret: Option<Secret>,
+}
+
+impl WebhookChannel for SlackApp {
+    fn account(&self) -> &ChannelAccount {
+        &self.account
+    }
+
+    fn verify(&self, headers: &HeaderMap, body: &[u8], now: DateTime<Utc>) -> Result<(), Refusal> {
+        let Some(secret) = &self.signing_secret else {
+            return Err(Refusal::NotConfigured(
+                "slack signingSecret is not configured".into(),
+            ));
+        };
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        verify_signature(
+            secret.expose(),
+            header("x-slack-request-timestamp"),
+            header("x-slack-signature"),
+            body,
+            now,
+        )
+        .map_err(|e| Refusal::Unauthorized(e.to_string()))
+    }
+
+    /// A retry (`X-Slack-Retry-Num`) is parsed again: its dedup id drops it at the queue.
+    fn parse(&self, body: &[u8], now: DateTime<Utc>) -> Result<Parsed, WebhookError> {
+        parse_event(body, self, now)
+    }
 }
 
 /// Parses one (verified) events body for `app`.
@@ -193,8 +200,7 @@ pub fn parse_event(
     body: &[u8],
     app: &SlackApp,
     now: DateTime<Utc>,
-) -> Result<SlackEvent, WebhookError> {
-    let account = app.account.as_str();
+) -> Result<Parsed, WebhookError> {
     let payload: Value =
         serde_json::from_slice(body).map_err(|e| WebhookError::MalformedJson(e.to_string()))?;
     match payload["type"].as_str() {
@@ -202,10 +208,10 @@ pub fn parse_event(
             let challenge = payload["challenge"].as_str().ok_or_else(|| {
                 WebhookError::NotAnEvent("url_verification without a challenge".into())
             })?;
-            return Ok(SlackEvent::UrlVerification(challenge.to_string()));
+            return Ok(Parsed::Answer(json!({ "challenge": challenge })));
         }
         Some("event_callback") => {}
-        Some(_) => return Ok(SlackEvent::Ignored("payload type not handled")),
+        Some(_) => return Ok(Parsed::Ignored("payload type not handled")),
         None => {
             return Err(WebhookError::NotAnEvent(
                 "a Slack events payload needs a type".into(),
@@ -219,11 +225,11 @@ pub fn parse_event(
     // A message with files is subtype `file_share`: the one subtype a person's message has.
     let file_share = event["subtype"] == "file_share";
     if event.get("bot_id").is_some() || (event.get("subtype").is_some() && !file_share) {
-        return Ok(SlackEvent::Ignored("bot message or message subtype"));
+        return Ok(Parsed::Ignored("bot message or message subtype"));
     }
     let is_dm = event["type"] == "message" && event["channel_type"] == "im";
     if !(is_dm || event["type"] == "app_mention") {
-        return Ok(SlackEvent::Ignored("event type not handled"));
+        return Ok(Parsed::Ignored("event type not handled"));
     }
     let (Some(user), Some(channel), Some(ts)) = (
         event["user"].as_str(),
@@ -234,80 +240,46 @@ pub fn parse_event(
             "message event without user, channel or ts".into(),
         ));
     };
-    if !is_dm {
-        // An `app_mention` is a mention by definition; the channel's rules still decide.
-        if let GroupVerdict::Refuse(why) = app.groups.verdict(channel, user) {
-            return Ok(SlackEvent::Ignored(why));
-        }
-    }
-    let route = app.routes.route(&RouteFacts {
-        channel: Channel::Slack,
-        account,
-        peer_kind: if is_dm {
-            ChatKind::Dm
-        } else {
-            ChatKind::Channel
-        },
-        peer_id: if is_dm { user } else { channel },
-        topic: None,
-        team_id: payload["team_id"].as_str(),
-    });
-    let agent = route.agent.as_str();
-    let text = event["text"].as_str().unwrap_or("");
     let thread_ts = event["thread_ts"].as_str().map(str::to_string);
-    let (session, kind, reply_thread) = if is_dm {
-        (
-            SessionKey::dm(agent, Channel::Slack, user),
-            ChatKind::Dm,
-            thread_ts,
-        )
+    let (kind, sub, reply_thread) = if is_dm {
+        (ChatKind::Dm, None, thread_ts)
     } else {
+        // A mention in a channel opens a session per thread, answered in that thread.
         let root = thread_ts.unwrap_or_else(|| ts.to_string());
-        let mut key = SessionKey::group(agent, Channel::Slack, channel);
-        if let SessionKey::Peer { kind, .. } = &mut key {
-            *kind = ChatKind::Channel;
-        }
         (
-            key.with_sub(SubThread::Thread(root.clone())),
             ChatKind::Channel,
+            Some(SubThread::Thread(root.clone())),
             Some(root),
         )
     };
-    session
-        .validate()
-        .map_err(|e| WebhookError::NotAnEvent(e.to_string()))?;
-    let inbound = InboundMessage {
-        channel: Channel::Slack,
-        account: account.to_string(),
-        event_id: format!("slack:{account}:{event_id}"),
-        chat: ChatRef {
+    app.account.admit(
+        Incoming {
+            event_id,
             kind,
-            id: channel.to_string(),
+            chat_id: channel,
+            sender: Sender::id(user),
+            text: event["text"].as_str().unwrap_or("").to_string(),
+            media: event_files(event),
+            sub,
+            team_id: payload["team_id"].as_str(),
+            // An `app_mention` is a mention by definition; the channel's rules still decide.
+            addressed: true,
+            reply_to: ReplyTarget::Slack(SlackTarget {
+                channel: channel.to_string(),
+                thread_ts: reply_thread,
+            }),
         },
-        sender: Sender {
-            id: user.to_string(),
-            name: None,
-        },
-        text: text.to_string(),
-        received_at: now,
-        media: event_files(event),
-    };
-    let reply_to = ReplyTarget::Slack(SlackTarget {
-        channel: channel.to_string(),
-        thread_ts: reply_thread,
-    });
-    Ok(SlackEvent::Job(Box::new(JobMessage::new(
-        session,
-        agent,
-        inbound,
-        Some(reply_to),
-    ))))
+        now,
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{GroupEntry, PeerId, ANY_GROUP};
+    use std::sync::Arc;
+
+    use crate::config::{AgentRoutes, GroupAccess, GroupEntry, PeerId, ANY_GROUP};
+    use crate::model::{Channel, JobMessage};
 
     const SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
 
@@ -322,48 +294,45 @@ mod tests {
     /// The app of an owner who listed every channel (`channels: { "*": {} }`).
     fn app() -> SlackApp {
         SlackApp {
-            account: "default".into(),
-            routes: Arc::new(AgentRoutes {
-                default_agent: "main".into(),
-                ..AgentRoutes::default()
-            }),
-            groups: GroupAccess {
-                groups: [(ANY_GROUP.to_string(), GroupEntry::default())].into(),
-                ..GroupAccess::default()
+            account: ChannelAccount {
+                channel: Channel::Slack,
+                account: "default".into(),
+                routes: Arc::new(AgentRoutes {
+                    default_agent: "main".into(),
+                    ..AgentRoutes::default()
+                }),
+                groups: GroupAccess {
+                    groups: [(ANY_GROUP.to_string(), GroupEntry::default())].into(),
+                    ..GroupAccess::default()
+                },
             },
+            signing_secret: None,
         }
     }
 
     #[test]
     fn a_guest_mentioning_the_bot_in_an_unlisted_channel_is_ignored() {
-        let unlisted = SlackApp {
-            groups: GroupAccess::default(),
-            ..app()
-        };
-        let members_only = SlackApp {
-            groups: GroupAccess {
-                group_allow_from: vec![PeerId::Text("U0OWNER".into())],
-                ..app().groups
-            },
-            ..app()
-        };
+        let mut unlisted = app();
+        unlisted.account.groups = GroupAccess::default();
+        let mut members_only = app();
+        members_only.account.groups.group_allow_from = vec![PeerId::Text("U0OWNER".into())];
         let body = fixture("app_mention_thread.json");
 
         let by_default = parse_event(&body, &unlisted, Utc::now()).unwrap();
         let guest = parse_event(&body, &members_only, Utc::now()).unwrap();
         let dm = parse_event(&fixture("message_im.json"), &unlisted, Utc::now()).unwrap();
 
-        assert!(matches!(by_default, SlackEvent::Ignored(why) if why.contains("not listed")));
-        assert!(matches!(guest, SlackEvent::Ignored(why) if why.contains("not allowed")));
+        assert!(matches!(by_default, Parsed::Ignored(why) if why.contains("not listed")));
+        assert!(matches!(guest, Parsed::Ignored(why) if why.contains("not allowed")));
         assert!(
-            matches!(dm, SlackEvent::Job(_)),
+            matches!(dm, Parsed::Queue { .. }),
             "DMs follow dmPolicy, not the channel rules"
         );
     }
 
     fn job(name: &str) -> JobMessage {
         match parse_event(&fixture(name), &app(), Utc::now()).unwrap() {
-            SlackEvent::Job(job) => *job,
+            Parsed::Queue { mut jobs, .. } if jobs.len() == 1 => jobs.remove(0),
             other => panic!("{name}: {other:?}"),
         }
     }
@@ -455,9 +424,9 @@ mod tests {
         let parsed = parse_event(&fixture("url_verification.json"), &app(), Utc::now()).unwrap();
         assert_eq!(
             parsed,
-            SlackEvent::UrlVerification(
-                "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P".into()
-            )
+            Parsed::Answer(json!({
+                "challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"
+            }))
         );
     }
 
@@ -484,7 +453,7 @@ mod tests {
             serde_json::from_value(serde_json::json!({"agentId": agent, "match": matches})).unwrap()
         };
         let mut app = app();
-        app.routes = Arc::new(AgentRoutes {
+        app.account.routes = Arc::new(AgentRoutes {
             bindings: vec![
                 bind(
                     "team",
@@ -499,7 +468,7 @@ mod tests {
             ..AgentRoutes::default()
         });
         let job_for = |name: &str| match parse_event(&fixture(name), &app, Utc::now()).unwrap() {
-            SlackEvent::Job(job) => job,
+            Parsed::Queue { mut jobs, .. } if jobs.len() == 1 => Box::new(jobs.remove(0)),
             other => panic!("{other:?}"),
         };
         let threaded = job_for("app_mention_thread.json");
@@ -546,7 +515,7 @@ mod tests {
             let parsed = parse_event(&fixture(name), &app(), Utc::now()).unwrap();
             assert_eq!(
                 parsed,
-                SlackEvent::Ignored("bot message or message subtype"),
+                Parsed::Ignored("bot message or message subtype"),
                 "{name}"
             );
         }
@@ -555,7 +524,7 @@ mod tests {
     #[test]
     fn a_file_share_is_a_job_with_its_files() {
         let job = match parse_event(&fixture("file_share.json"), &app(), Utc::now()).unwrap() {
-            SlackEvent::Job(job) => job,
+            Parsed::Queue { mut jobs, .. } if jobs.len() == 1 => Box::new(jobs.remove(0)),
             other => panic!("{other:?}"),
         };
 

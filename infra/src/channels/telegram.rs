@@ -9,11 +9,11 @@
 use serde_json::{json, Value};
 
 use super::{
-    read_capped, too_large, truncate_chars, ChannelError, OutboundFile, MAX_RATE_LIMIT_WAIT,
-    MAX_RATE_LIMIT_WAITS,
+    read_capped, too_large, truncate_chars, wrong_target, ChannelError, ChannelSender,
+    OutboundFile, MAX_RATE_LIMIT_WAIT, MAX_RATE_LIMIT_WAITS,
 };
 use crate::config::Secret;
-use crate::model::TelegramTarget;
+use crate::model::{Channel, MediaSource, ReplyTarget, TelegramTarget};
 
 /// Telegram's limit on one message's text.
 pub const MAX_MESSAGE_CHARS: usize = 4096;
@@ -381,6 +381,72 @@ pub fn markdown_to_html(text: &str) -> String {
         }
     }
     out
+}
+
+/// The Bot API as a [`ChannelSender`]: HTML from the model's markdown, photos as photos.
+#[async_trait::async_trait]
+impl ChannelSender for TelegramClient {
+    fn channel(&self) -> Channel {
+        Channel::Telegram
+    }
+
+    fn max_message_chars(&self) -> usize {
+        MAX_MESSAGE_CHARS
+    }
+
+    async fn post(&self, target: &ReplyTarget, text: &str) -> Result<String, ChannelError> {
+        let id = self.send_message(target_of(target)?, text).await?;
+        Ok(id.to_string())
+    }
+
+    async fn edit(&self, target: &ReplyTarget, id: &str, text: &str) -> Result<(), ChannelError> {
+        let id = id.parse().map_err(|_| ChannelError::Permanent {
+            channel: CHANNEL,
+            message: format!("{id:?} is not a message id"),
+        })?;
+        self.edit_message_text(target_of(target)?, id, text).await
+    }
+
+    async fn send_file(
+        &self,
+        target: &ReplyTarget,
+        file: &OutboundFile,
+    ) -> Result<(), ChannelError> {
+        let photo = matches!(
+            file.mime.as_str(),
+            "image/png" | "image/jpeg" | "image/gif" | "image/webp"
+        );
+        TelegramClient::send_file(self, target_of(target)?, photo, file)
+            .await
+            .map(|_| ())
+    }
+
+    async fn typing(&self, target: &ReplyTarget) -> Result<(), ChannelError> {
+        self.send_typing(target_of(target)?).await
+    }
+
+    /// "typing…" lasts 5 s.
+    fn typing_interval(&self) -> Option<std::time::Duration> {
+        Some(std::time::Duration::from_secs(4))
+    }
+
+    async fn download(
+        &self,
+        source: &MediaSource,
+        max_bytes: u64,
+    ) -> Result<Vec<u8>, ChannelError> {
+        match source {
+            MediaSource::Telegram { file_id } => self.download_file(file_id, max_bytes).await,
+            _ => Err(wrong_target(CHANNEL, "the file source")),
+        }
+    }
+}
+
+fn target_of(target: &ReplyTarget) -> Result<&TelegramTarget, ChannelError> {
+    match target {
+        ReplyTarget::Telegram(t) => Ok(t),
+        _ => Err(wrong_target(CHANNEL, "the reply target")),
+    }
 }
 
 #[cfg(test)]

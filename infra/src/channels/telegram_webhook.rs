@@ -14,37 +14,27 @@
 //! - The event id is `telegram:<account>:<update_id>`: Telegram retries an update with the same
 //!   id, so the queue's dedup and the worker's job record both recognise the retry.
 
-use std::sync::Arc;
-
 use chrono::{DateTime, Utc};
+use reqwest::header::HeaderMap;
 use serde_json::Value;
 use subtle::ConstantTimeEq;
 
-use super::WebhookError;
-use crate::config::{AgentRoutes, GroupAccess, GroupVerdict, RouteFacts, Secret};
+use super::{ChannelAccount, Incoming, Parsed, Refusal, WebhookChannel, WebhookError};
+use crate::config::Secret;
 use crate::model::{
-    Channel, ChatKind, ChatRef, InboundMessage, JobMessage, MediaKind, MediaRef, MediaSource,
-    ReplyTarget, Sender, SessionKey, SubThread, TelegramTarget, MAX_MEDIA_PER_MESSAGE,
+    ChatKind, MediaKind, MediaRef, MediaSource, ReplyTarget, Sender, SubThread, TelegramTarget,
+    MAX_MEDIA_PER_MESSAGE,
 };
 
 /// What the gateway knows about one bot.
 #[derive(Debug, Clone)]
 pub struct TelegramBot {
-    pub account: String,
-    /// Which agent answers which chat (`bindings`, the accounts' `agent`, the default).
-    pub routes: Arc<AgentRoutes>,
+    /// Its account name, routes and group rules.
+    pub account: ChannelAccount,
     /// Without the `@`; needed for mention gating in groups.
     pub username: Option<String>,
-    /// Who may reach the agent in groups and channels.
-    pub groups: GroupAccess,
-}
-
-/// What an update became.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Parsed {
-    Job(Box<JobMessage>),
-    /// Acknowledged and not queued, with the reason (for logs).
-    Ignored(&'static str),
+    /// `webhookSecret`: without one the webhook accepts nothing (long polling needs none).
+    pub secret: Option<Secret>,
 }
 
 /// Compares the `X-Telegram-Bot-Api-Secret-Token` header with the secret in constant time.
@@ -138,6 +128,40 @@ fn message_media(message: &Value) -> Vec<MediaRef> {
     .collect()
 }
 
+impl WebhookChannel for TelegramBot {
+    fn account(&self) -> &ChannelAccount {
+        &self.account
+    }
+
+    fn verify(
+        &self,
+        headers: &HeaderMap,
+        _body: &[u8],
+        _now: DateTime<Utc>,
+    ) -> Result<(), Refusal> {
+        let Some(secret) = &self.secret else {
+            // Refuse rather than accept updates nobody can verify.
+            return Err(Refusal::NotConfigured(
+                "telegram webhookSecret is not configured".into(),
+            ));
+        };
+        let given = headers
+            .get("x-telegram-bot-api-secret-token")
+            .and_then(|v| v.to_str().ok());
+        if secret_matches(secret.expose(), given) {
+            Ok(())
+        } else {
+            Err(Refusal::Unauthorized(
+                "bad or missing X-Telegram-Bot-Api-Secret-Token".into(),
+            ))
+        }
+    }
+
+    fn parse(&self, body: &[u8], now: DateTime<Utc>) -> Result<Parsed, WebhookError> {
+        parse_update(body, self, now)
+    }
+}
+
 /// Parses one webhook body into a job for `bot`, or says why it is ignored.
 pub fn parse_update(
     body: &[u8],
@@ -192,69 +216,9 @@ pub fn parse_update(
         .as_i64()
         .map(|id| id.to_string())
         .unwrap_or_else(|| chat_id.to_string());
-    if kind != ChatKind::Dm {
-        match bot.groups.verdict(&chat_id.to_string(), &sender_id) {
-            GroupVerdict::Refuse(why) => return Ok(Parsed::Ignored(why)),
-            GroupVerdict::Admit { require_mention } => {
-                if require_mention
-                    && callback_text.is_none()
-                    && !mentions(body_text, message, bot.username.as_deref())
-                {
-                    return Ok(Parsed::Ignored("group message without a mention"));
-                }
-            }
-        }
-    }
     let topic = (message["is_topic_message"] == true)
         .then(|| message["message_thread_id"].as_i64())
         .flatten();
-    let chat = chat_id.to_string();
-    let topic_id = topic.map(|t| t.to_string());
-    let route = bot.routes.route(&RouteFacts {
-        channel: Channel::Telegram,
-        account: &bot.account,
-        peer_kind: kind,
-        peer_id: if kind == ChatKind::Dm {
-            &sender_id
-        } else {
-            &chat
-        },
-        topic: topic_id.as_deref(),
-        team_id: None,
-    });
-    let agent = route.agent.as_str();
-    let session = match kind {
-        ChatKind::Dm => SessionKey::dm(agent, Channel::Telegram, &sender_id),
-        _ => {
-            let mut key = SessionKey::group(agent, Channel::Telegram, &chat);
-            if let SessionKey::Peer { kind: k, .. } = &mut key {
-                *k = kind;
-            }
-            match topic {
-                Some(t) => key.with_sub(SubThread::Topic(t.to_string())),
-                None => key,
-            }
-        }
-    };
-    session
-        .validate()
-        .map_err(|e| WebhookError::NotAnEvent(e.to_string()))?;
-    let inbound = InboundMessage {
-        channel: Channel::Telegram,
-        account: bot.account.clone(),
-        event_id: format!("telegram:{}:{update_id}", bot.account),
-        chat: ChatRef {
-            kind,
-            id: chat_id.to_string(),
-        },
-        sender: Sender {
-            id: sender_id,
-            name: sender_name(from),
-        },
-        text: format!("{text_prefix}{body_text}"),
-        received_at: now,
-        media,
-    };
     let reply_to = ReplyTarget::Telegram(TelegramTarget {
         chat_id,
         message_thread_id: topic,
@@ -264,18 +228,34 @@ pub fn parse_update(
             message["message_id"].as_i64()
         },
     });
-    Ok(Parsed::Job(Box::new(JobMessage::new(
-        session,
-        agent,
-        inbound,
-        Some(reply_to),
-    ))))
+    bot.account.admit(
+        Incoming {
+            event_id: &update_id.to_string(),
+            kind,
+            chat_id: &chat_id.to_string(),
+            sender: Sender {
+                id: sender_id,
+                name: sender_name(from),
+            },
+            text: format!("{text_prefix}{body_text}"),
+            media,
+            sub: topic.map(|t| SubThread::Topic(t.to_string())),
+            team_id: None,
+            addressed: callback_text.is_some()
+                || mentions(body_text, message, bot.username.as_deref()),
+            reply_to,
+        },
+        now,
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{GroupEntry, PeerId, ANY_GROUP};
+    use std::sync::Arc;
+
+    use crate::config::{AgentRoutes, GroupAccess, GroupEntry, PeerId, ANY_GROUP};
+    use crate::model::{Channel, JobMessage};
 
     fn fixture(name: &str) -> Vec<u8> {
         std::fs::read(format!(
@@ -288,23 +268,27 @@ mod tests {
     /// A bot whose owner listed every group (`groups: { "*": {} }`).
     fn bot() -> TelegramBot {
         TelegramBot {
-            account: "default".into(),
-            routes: Arc::new(AgentRoutes {
-                default_agent: "main".into(),
-                ..AgentRoutes::default()
-            }),
-            username: Some("clawgate_bot".into()),
-            groups: GroupAccess {
-                groups: [(ANY_GROUP.to_string(), GroupEntry::default())].into(),
-                ..GroupAccess::default()
+            account: ChannelAccount {
+                channel: Channel::Telegram,
+                account: "default".into(),
+                routes: Arc::new(AgentRoutes {
+                    default_agent: "main".into(),
+                    ..AgentRoutes::default()
+                }),
+                groups: GroupAccess {
+                    groups: [(ANY_GROUP.to_string(), GroupEntry::default())].into(),
+                    ..GroupAccess::default()
+                },
             },
+            username: Some("clawgate_bot".into()),
+            secret: None,
         }
     }
 
     fn job(name: &str) -> JobMessage {
         match parse_update(&fixture(name), &bot(), Utc::now()).unwrap() {
-            Parsed::Job(job) => *job,
-            Parsed::Ignored(why) => panic!("{name} ignored: {why}"),
+            Parsed::Queue { mut jobs, .. } if jobs.len() == 1 => jobs.remove(0),
+            other => panic!("{name} was not one job: {other:?}"),
         }
     }
 
@@ -350,7 +334,7 @@ mod tests {
             Parsed::Ignored("group message without a mention")
         );
         let mut open = bot();
-        open.groups.groups.insert(
+        open.account.groups.groups.insert(
             "-1001234567890".into(),
             GroupEntry {
                 require_mention: Some(false),
@@ -359,23 +343,16 @@ mod tests {
         );
         assert!(matches!(
             parse_update(&body, &open, Utc::now()).unwrap(),
-            Parsed::Job(_)
+            Parsed::Queue { .. }
         ));
     }
 
     #[test]
     fn a_stranger_mentioning_the_bot_in_an_unlisted_group_is_ignored() {
-        let owner_only = TelegramBot {
-            groups: GroupAccess::default(),
-            ..bot()
-        };
-        let only_the_owner_may_speak = TelegramBot {
-            groups: GroupAccess {
-                group_allow_from: vec![PeerId::Number(4242)],
-                ..bot().groups
-            },
-            ..bot()
-        };
+        let mut owner_only = bot();
+        owner_only.account.groups = GroupAccess::default();
+        let mut only_the_owner_may_speak = bot();
+        only_the_owner_may_speak.account.groups.group_allow_from = vec![PeerId::Number(4242)];
         let body = fixture("group_mention.json");
 
         let unlisted = parse_update(&body, &owner_only, Utc::now()).unwrap();

@@ -20,12 +20,81 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use super::Secret;
+use crate::model::Channel;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct ChannelsConfig {
     pub telegram: Option<TelegramConfig>,
     pub slack: Option<SlackConfig>,
+    pub whatsapp: Option<super::WhatsappConfig>,
+}
+
+/// Who may reach the agent through one channel: what the worker's gate, the trust levels and
+/// `clawgate config validate` read, each channel's keys resolved here once.
+#[derive(Debug, Clone)]
+pub struct ChannelAccess<'a> {
+    pub dm_policy: DmPolicy,
+    pub allow_from: &'a [PeerId],
+    pub groups: GroupAccess,
+}
+
+/// How replies look on one channel.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ChannelStyle {
+    /// What the user sees while a job runs (`streaming`).
+    pub streaming: super::Streaming,
+    /// `mediaMaxMb`: the largest inbound file fetched.
+    pub media_max_mb: Option<u64>,
+}
+
+impl ChannelsConfig {
+    /// The access rules of `channel`, `None` when it is not configured (or has no DMs and
+    /// groups of its own: WebChat and hooks pass the gateway token instead).
+    pub fn access(&self, channel: Channel) -> Option<ChannelAccess<'_>> {
+        match channel {
+            Channel::Telegram => self.telegram.as_ref().map(|t| ChannelAccess {
+                dm_policy: t.dm_policy,
+                allow_from: &t.allow_from,
+                groups: t.group_access(),
+            }),
+            Channel::Slack => self.slack.as_ref().map(|s| ChannelAccess {
+                dm_policy: s.dm_policy,
+                allow_from: &s.allow_from,
+                groups: s.group_access(),
+            }),
+            Channel::Whatsapp => self.whatsapp.as_ref().map(|w| ChannelAccess {
+                dm_policy: w.dm_policy,
+                allow_from: &w.allow_from,
+                // The Cloud API delivers no group messages.
+                groups: GroupAccess {
+                    policy: GroupPolicy::Disabled,
+                    ..GroupAccess::default()
+                },
+            }),
+            Channel::Webchat | Channel::Hook => None,
+        }
+    }
+
+    /// How replies look on `channel` (the defaults where it is not configured).
+    pub fn style(&self, channel: Channel) -> ChannelStyle {
+        match channel {
+            Channel::Telegram => self.telegram.as_ref().map(|t| ChannelStyle {
+                streaming: t.streaming,
+                media_max_mb: t.media_max_mb,
+            }),
+            Channel::Slack => self.slack.as_ref().map(|s| ChannelStyle {
+                streaming: s.streaming,
+                media_max_mb: s.media_max_mb,
+            }),
+            Channel::Whatsapp => self.whatsapp.as_ref().map(|w| ChannelStyle {
+                streaming: super::Streaming::Off,
+                media_max_mb: w.media_max_mb,
+            }),
+            Channel::Webchat | Channel::Hook => None,
+        }
+        .unwrap_or_default()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

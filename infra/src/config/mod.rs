@@ -24,6 +24,7 @@ mod skills;
 mod trust;
 mod validate;
 mod web;
+mod whatsapp;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -40,6 +41,7 @@ pub use skills::*;
 pub use trust::Trust;
 pub use validate::{dangerous_bind_source, dangerous_workspace, parse_bytes};
 pub use web::*;
+pub use whatsapp::WhatsappConfig;
 
 /// A secret string. It never prints: `Debug`, `Display` and `Serialize` all show `<redacted>`.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
@@ -385,6 +387,7 @@ impl Config {
                 .get_or_insert_with(Default::default)
                 .api_base = Some(url);
         }
+        WhatsappConfig::apply_env(&mut self.channels.whatsapp, get);
         if let Some(url) = get("SLACK_API_BASE") {
             self.channels
                 .slack

@@ -61,11 +61,10 @@ impl Config {
                     Ok(Channel::Webchat) => {
                         return (Trust::Owner, "WebChat, behind the owner's gateway token")
                     }
-                    Ok(Channel::Telegram) => self.channels.telegram.as_ref().map(|t| t.dm_policy),
-                    Ok(Channel::Slack) => self.channels.slack.as_ref().map(|s| s.dm_policy),
                     Ok(Channel::Hook) | Err(_) => {
                         return (Trust::Guest, "a direct message on an unknown channel")
                     }
+                    Ok(channel) => self.channels.access(channel).map(|a| a.dm_policy),
                 };
                 match policy.unwrap_or(DmPolicy::Pairing) {
                     DmPolicy::Open => (

@@ -37,6 +37,41 @@ pub struct InboundMessage {
     pub media: Vec<super::MediaRef>,
 }
 
+impl InboundMessage {
+    /// A message received now, with no files (set `media` for those). Every inbound message
+    /// is made here: channels through [`crate::channels::ChannelAccount::admit`], hooks, cron,
+    /// WebChat and the session tools directly.
+    pub fn new(
+        channel: Channel,
+        account: &str,
+        event_id: String,
+        chat: ChatRef,
+        sender: Sender,
+        text: String,
+    ) -> Self {
+        InboundMessage {
+            channel,
+            account: account.to_string(),
+            event_id,
+            chat,
+            sender,
+            text,
+            received_at: Utc::now(),
+            media: vec![],
+        }
+    }
+}
+
+impl Sender {
+    /// A sender known by id alone.
+    pub fn id(id: impl Into<String>) -> Self {
+        Sender {
+            id: id.into(),
+            name: None,
+        }
+    }
+}
+
 /// Where the reply goes, in each channel's own terms.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -44,6 +79,7 @@ pub enum ReplyTarget {
     Telegram(TelegramTarget),
     Slack(SlackTarget),
     Webchat(WebchatTarget),
+    Whatsapp(WhatsappTarget),
 }
 
 impl ReplyTarget {
@@ -78,6 +114,10 @@ impl ReplyTarget {
             Channel::Webchat => ReplyTarget::Webchat(WebchatTarget {
                 conversation: peer.clone(),
             }),
+            Channel::Whatsapp => ReplyTarget::Whatsapp(WhatsappTarget {
+                to: peer.trim_start_matches('+').to_string(),
+                reply_to_message_id: None,
+            }),
             Channel::Hook => return None,
         };
         Some(target)
@@ -98,6 +138,15 @@ pub struct SlackTarget {
     pub channel: String,
     #[serde(default)]
     pub thread_ts: Option<String>,
+}
+
+/// A WhatsApp chat: the user's `wa_id` (digits, no `+`), and the message answered, shown as a
+/// quote (`context.message_id`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WhatsappTarget {
+    pub to: String,
+    #[serde(default)]
+    pub reply_to_message_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

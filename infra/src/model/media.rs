@@ -50,6 +50,8 @@ pub enum MediaSource {
     Telegram { file_id: String },
     /// A Slack file's `url_private`, fetched with the bot token.
     Slack { url: String },
+    /// A WhatsApp media id: its URL from the Graph API, then the file, both with the token.
+    Whatsapp { media_id: String },
     /// Already in the session's workspace (a WebChat upload), relative to it.
     Workspace { path: String },
 }

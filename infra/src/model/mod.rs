@@ -40,6 +40,7 @@ pub enum Channel {
     Telegram,
     Slack,
     Webchat,
+    Whatsapp,
     Hook,
 }
 
@@ -49,6 +50,7 @@ impl Channel {
             Channel::Telegram => "telegram",
             Channel::Slack => "slack",
             Channel::Webchat => "webchat",
+            Channel::Whatsapp => "whatsapp",
             Channel::Hook => "hook",
         }
     }
@@ -67,6 +69,7 @@ impl FromStr for Channel {
             "telegram" => Ok(Channel::Telegram),
             "slack" => Ok(Channel::Slack),
             "webchat" => Ok(Channel::Webchat),
+            "whatsapp" => Ok(Channel::Whatsapp),
             "hook" => Ok(Channel::Hook),
             other => Err(ModelError::UnknownChannel(other.to_string())),
         }

@@ -21,7 +21,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::Utc;
 use infra::config::{AgentToAgent, Config, SessionToolsVisibility, Trust};
 use infra::model::{
     Channel, ChatKind, ChatRef, EntryBody, InboundMessage, JobMessage, JobOrigin, Sender,
@@ -257,25 +256,23 @@ impl SessionTools {
             ));
         }
         let id = ulid::Ulid::new().to_string();
-        let inbound = InboundMessage {
-            channel: Channel::Hook,
-            account: "sessions".into(),
-            event_id: format!("hook:sessions_send:{id}"),
-            chat: ChatRef {
+        let inbound = InboundMessage::new(
+            Channel::Hook,
+            "sessions",
+            format!("hook:sessions_send:{id}"),
+            ChatRef {
                 kind: ChatKind::Dm,
                 id: key.to_string(),
             },
-            sender: Sender {
+            Sender {
                 id: caller.session.to_string(),
                 name: Some(format!("session {}", caller.session)),
             },
-            text: format!(
+            format!(
                 "[A message from session {} (agent {}) via sessions_send. It was written by an agent, not by the user.]\n\n{}",
                 caller.session, caller.agent, input.message
             ),
-            received_at: Utc::now(),
-            media: vec![],
-        };
+        );
         let mut job = JobMessage::new(key.clone(), &target_agent, inbound, None);
         job.origin = Some(JobOrigin {
             session: caller.session.clone(),
@@ -420,7 +417,7 @@ mod tests {
             let key: SessionKey = key.parse().unwrap();
             let entry = TranscriptEntry {
                 seq: 0,
-                at: Utc::now(),
+                at: chrono::Utc::now(),
                 job_id: None,
                 body: EntryBody::User {
                     text: format!("hello from {key}"),
@@ -509,7 +506,7 @@ mod tests {
         for key in [&mine, &theirs] {
             let entry = TranscriptEntry {
                 seq: 0,
-                at: Utc::now(),
+                at: chrono::Utc::now(),
                 job_id: None,
                 body: EntryBody::User {
                     text: format!("task for {key}"),

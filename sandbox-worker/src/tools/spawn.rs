@@ -18,7 +18,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
 use infra::config::{Config, Trust};
 use infra::model::{
     Channel, ChatKind, ChatRef, InboundMessage, JobMessage, JobOrigin, ReplyTarget, Sender,
@@ -91,25 +90,23 @@ impl SpawnTools {
         let label = input
             .label
             .map(|l| infra::channels::truncate_chars(l.trim(), 80));
-        let inbound = InboundMessage {
-            channel: Channel::Hook,
-            account: "subagent".into(),
-            event_id: format!("hook:sessions_spawn:{}", ulid::Ulid::new()),
-            chat: ChatRef {
+        let inbound = InboundMessage::new(
+            Channel::Hook,
+            "subagent",
+            format!("hook:sessions_spawn:{}", ulid::Ulid::new()),
+            ChatRef {
                 kind: ChatKind::Dm,
                 id: child.to_string(),
             },
-            sender: Sender {
+            Sender {
                 id: caller.session.to_string(),
                 name: Some(format!("session {}", caller.session)),
             },
-            text: format!(
+            format!(
                 "[A task from session {} (agent {}) via sessions_spawn. It was written by an agent, not by the user. Do it and answer with the result: your answer is announced back to that session.]\n\n{task}",
                 caller.session, caller.agent
             ),
-            received_at: Utc::now(),
-            media: vec![],
-        };
+        );
         let mut job = JobMessage::new(child.clone(), &agent, inbound, None);
         job.origin = Some(JobOrigin {
             session: caller.session.clone(),
@@ -145,26 +142,24 @@ pub fn announcement(job: &JobMessage, answer: &str) -> Option<JobMessage> {
         .as_deref()
         .map(|l| format!(" \"{l}\""))
         .unwrap_or_default();
-    let inbound = InboundMessage {
-        channel: Channel::Hook,
-        account: spawn.account.clone(),
-        event_id: format!("hook:sessions_spawn:announce:{}", job.job_id),
-        chat: ChatRef {
+    let inbound = InboundMessage::new(
+        Channel::Hook,
+        &spawn.account,
+        format!("hook:sessions_spawn:announce:{}", job.job_id),
+        ChatRef {
             kind: ChatKind::Dm,
             id: spawn.requester.to_string(),
         },
-        sender: Sender {
+        Sender {
             id: job.session_key.to_string(),
             name: Some(format!("sub-agent {}", job.session_key)),
         },
-        text: format!(
+        format!(
             "[The sub-agent{label} you spawned ({}) has finished. Its answer follows; it was written by an agent, not by the user. Tell the user what matters.]\n\n{}",
             job.session_key,
             infra::channels::truncate_chars(answer, MAX_SEND_CHARS)
         ),
-        received_at: Utc::now(),
-        media: vec![],
-    };
+    );
     let mut announce = JobMessage::new(
         spawn.requester.clone(),
         &spawn.requester_agent,

@@ -40,7 +40,12 @@ impl Worker {
             return self.deliver_to_webchat(job, record, lease, text).await;
         }
         let store = &self.backends.store;
-        for (i, chunk) in self.outbound.chunks(target, text).iter().enumerate() {
+        for (i, chunk) in self
+            .outbound
+            .chunks(&job.inbound.account, target, text)
+            .iter()
+            .enumerate()
+        {
             let index = i as u32;
             if record.chunks_sent.contains(&index) {
                 continue;

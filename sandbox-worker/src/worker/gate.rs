@@ -14,7 +14,7 @@
 
 use std::time::Duration;
 
-use infra::config::{listed, DmPolicy, GroupAccess, GroupVerdict, PeerId};
+use infra::config::{listed, DmPolicy, GroupVerdict};
 use infra::model::{Channel, ChatKind, JobMessage, JobRecord};
 use infra::store::StoreError;
 use tracing::Instrument;
@@ -64,20 +64,15 @@ impl Worker {
                 },
             );
         }
-        let channels = &self.config.channels;
-        let (dm_policy, allow_from, groups): (DmPolicy, &[PeerId], GroupAccess) =
-            match inbound.channel {
-                Channel::Telegram => match &channels.telegram {
-                    Some(t) => (t.dm_policy, t.allow_from.as_slice(), t.group_access()),
-                    None => return Ok(Gate::Drop("telegram is not configured")),
-                },
-                Channel::Slack => match &channels.slack {
-                    Some(s) => (s.dm_policy, s.allow_from.as_slice(), s.group_access()),
-                    None => return Ok(Gate::Drop("slack is not configured")),
-                },
-                // Both passed the gateway token at ingress.
-                Channel::Webchat | Channel::Hook => return Ok(Gate::Proceed),
-            };
+        let access = match inbound.channel {
+            // Both passed the gateway token at ingress.
+            Channel::Webchat | Channel::Hook => return Ok(Gate::Proceed),
+            channel => match self.config.channels.access(channel) {
+                Some(access) => access,
+                None => return Ok(Gate::Drop("the channel is not configured")),
+            },
+        };
+        let (dm_policy, allow_from, groups) = (access.dm_policy, access.allow_from, access.groups);
         if inbound.chat.kind != ChatKind::Dm {
             return Ok(match groups.verdict(&inbound.chat.id, &inbound.sender.id) {
                 GroupVerdict::Admit { .. } => Gate::Proceed,

@@ -8,7 +8,7 @@
 //!   edits the same message; the lines are rebuilt from the job's tool calls in the
 //!   transcript. The window between the post and the record is the same one every channel
 //!   send has (the chunk marks): a crash exactly there can show one stray "working" message.
-//! - Edits keep to each API's pace ([`min_edit_interval`]): a progress edit due sooner is
+//! - Edits keep to each API's pace ([`crate::reply::Outbound::min_edit_interval`]): a progress edit due sooner is
 //!   folded into the next one; the final edit waits its turn. A refused edit (the message was
 //!   deleted, is too old) makes the answer a new message instead: never lost.
 //! - The preview is best-effort: a failed progress edit is logged, the run goes on.
@@ -25,7 +25,6 @@ use tokio::time::Instant;
 
 use super::{work_id, AbortOnDrop, Worker};
 use crate::agent::{Lease, Progress};
-use crate::reply::min_edit_interval;
 use crate::sandbox::Cancel;
 
 /// How long a run may go without a tool call before the preview appears anyway.
@@ -59,10 +58,9 @@ impl Preview {
     /// The job's preview: the one an earlier attempt posted (`preview_id`), or none yet.
     pub(super) fn for_job(worker: &Worker, job: &JobMessage, preview_id: Option<String>) -> Self {
         // A heartbeat that finds nothing to report says nothing: it shows no preview either.
-        let target = job
-            .reply_to
-            .clone()
-            .filter(|t| worker.outbound.previews(t) && job.heartbeat.is_none());
+        let target = job.reply_to.clone().filter(|t| {
+            worker.outbound.previews(&job.inbound.account, t) && job.heartbeat.is_none()
+        });
         Preview {
             state: tokio::sync::Mutex::new(State {
                 id: preview_id.filter(|_| target.is_some()),
@@ -124,7 +122,11 @@ impl Preview {
             return false;
         };
         if let Some(last) = state.last_edit {
-            tokio::time::sleep_until(last + min_edit_interval(target)).await;
+            let pace = watch
+                .worker
+                .outbound
+                .min_edit_interval(&watch.job.inbound.account, target);
+            tokio::time::sleep_until(last + pace).await;
         }
         if watch.lease.check().is_err() {
             return false;
@@ -182,7 +184,8 @@ impl Preview {
                 }
             },
             Some(id) => {
-                let due = state.last_edit.map(|last| last + min_edit_interval(target));
+                let pace = worker.outbound.min_edit_interval(account, target);
+                let due = state.last_edit.map(|last| last + pace);
                 if let Some(due) = due.filter(|due| *due > Instant::now()) {
                     if !wait {
                         return;

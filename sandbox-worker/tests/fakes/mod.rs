@@ -1,4 +1,4 @@
-//! Fake Telegram, Slack and Anthropic APIs on one loopback port. They speak the real wire
+//! Fake Telegram, Slack, WhatsApp ([`whatsapp`]) and Anthropic APIs on one loopback port. They speak the real wire
 //! formats (paths, headers, bodies) and record every call, so tests can assert what the worker
 //! sent. The model's answers come from a script that sees the call number and the request.
 //! Files, edits and uploads live in [`media`].
@@ -8,6 +8,7 @@ pub mod mcp;
 mod media;
 pub mod search;
 mod socket_mode;
+pub mod whatsapp;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -102,6 +103,8 @@ struct World {
     updates: Arc<PendingUpdates>,
     /// Slack Socket Mode's envelopes ([`socket_mode`]).
     socket: Arc<socket_mode::SocketMode>,
+    /// The WhatsApp Cloud API's state ([`whatsapp`]).
+    whatsapp: Arc<whatsapp::Whatsapp>,
 }
 
 /// Telegram's side of long polling: updates kept until a `getUpdates` with a higher offset
@@ -132,14 +135,15 @@ impl Fakes {
             answered: Arc::default(),
             updates: Arc::default(),
             socket: Arc::default(),
+            whatsapp: Arc::default(),
         };
-        let app = socket_mode::routes(media::routes(
+        let app = whatsapp::routes(socket_mode::routes(media::routes(
             Router::new()
                 .route("/v1/messages", post(anthropic))
                 .route("/v1/chat/completions", post(openai))
                 .route("/{bot}/{method}", post(telegram))
                 .route("/api/chat.postMessage", post(slack)),
-        ))
+        )))
         .with_state(world.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base_url = format!("http://{}", listener.local_addr().unwrap());

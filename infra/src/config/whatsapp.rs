@@ -1,0 +1,101 @@
+//! `channels.whatsapp`: the WhatsApp Business Cloud API (Meta's Graph API), the path a
+//! serverless deployment can offer. OpenClaw serves WhatsApp through an always-on WhatsApp Web
+//! socket; its access keys (`dmPolicy`, `allowFrom` in E.164, `mediaMaxMb`) mean the same here,
+//! and the Cloud API adds its own: the app's `accessToken`, `phoneNumberId`, `appSecret` (the
+//! `X-Hub-Signature-256` key) and `verifyToken` (the subscription handshake).
+//!
+//! Decisions:
+//! - The Cloud API delivers one-to-one chats only, so there are no group keys: a group message
+//!   would never arrive.
+//! - `allowFrom` holds E.164 numbers (`+15551234567`); a sender's id is its `wa_id` with the `+`.
+//! - Replies cannot be edited (the Cloud API has no edit), so `streaming` is not offered.
+
+use serde::{Deserialize, Serialize};
+
+use super::{DmPolicy, PeerId, Secret};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct WhatsappConfig {
+    pub enabled: bool,
+    /// Graph API base URL (default `https://graph.facebook.com`; `WHATSAPP_API_BASE`).
+    pub api_base: Option<String>,
+    /// Graph API version path segment (default `v21.0`).
+    pub api_version: Option<String>,
+    /// A system user's access token (`WHATSAPP_ACCESS_TOKEN`).
+    pub access_token: Option<Secret>,
+    /// The business phone number's id: replies are sent from it, and webhook events for any
+    /// other number are ignored (`WHATSAPP_PHONE_NUMBER_ID`).
+    pub phone_number_id: Option<String>,
+    /// The Meta app's secret, the key of `X-Hub-Signature-256` (`WHATSAPP_APP_SECRET`).
+    pub app_secret: Option<Secret>,
+    /// What the subscription handshake must present as `hub.verify_token`
+    /// (`WHATSAPP_VERIFY_TOKEN`).
+    pub verify_token: Option<Secret>,
+    pub dm_policy: DmPolicy,
+    /// E.164 numbers (`+15551234567`).
+    pub allow_from: Vec<PeerId>,
+    /// The largest inbound file fetched, in MB (default 20).
+    pub media_max_mb: Option<u64>,
+}
+
+impl Default for WhatsappConfig {
+    fn default() -> Self {
+        WhatsappConfig {
+            enabled: true,
+            api_base: None,
+            api_version: None,
+            access_token: None,
+            phone_number_id: None,
+            app_secret: None,
+            verify_token: None,
+            dm_policy: DmPolicy::Pairing,
+            allow_from: vec![],
+            media_max_mb: None,
+        }
+    }
+}
+
+impl WhatsappConfig {
+    pub const DEFAULT_API_BASE: &'static str = "https://graph.facebook.com";
+    pub const DEFAULT_API_VERSION: &'static str = "v21.0";
+
+    /// `<base>/<version>`, the prefix of every Graph API call.
+    pub fn graph_url(&self) -> String {
+        format!(
+            "{}/{}",
+            self.api_base
+                .as_deref()
+                .unwrap_or(Self::DEFAULT_API_BASE)
+                .trim_end_matches('/'),
+            self.api_version
+                .as_deref()
+                .unwrap_or(Self::DEFAULT_API_VERSION)
+        )
+    }
+
+    /// The `WHATSAPP_*` environment variables over `slot`.
+    pub(super) fn apply_env(
+        slot: &mut Option<WhatsappConfig>,
+        get: impl Fn(&str) -> Option<String>,
+    ) {
+        let mut set = |name: &str, apply: &dyn Fn(&mut WhatsappConfig, String)| {
+            if let Some(value) = get(name) {
+                apply(slot.get_or_insert_with(Default::default), value);
+            }
+        };
+        set("WHATSAPP_ACCESS_TOKEN", &|c, v| {
+            c.access_token = Some(Secret(v))
+        });
+        set("WHATSAPP_APP_SECRET", &|c, v| {
+            c.app_secret = Some(Secret(v))
+        });
+        set("WHATSAPP_VERIFY_TOKEN", &|c, v| {
+            c.verify_token = Some(Secret(v))
+        });
+        set("WHATSAPP_PHONE_NUMBER_ID", &|c, v| {
+            c.phone_number_id = Some(v)
+        });
+        set("WHATSAPP_API_BASE", &|c, v| c.api_base = Some(v));
+    }
+}

@@ -1,0 +1,183 @@
+//! The channels that joined on the channel contract, end to end through `spawn_stack()`: the real
+//! `clawgate up`, its queue and store, and fakes that speak each platform's wire format and
+//! refuse what the platform refuses.
+
+#[path = "../sandbox-worker/tests/common/mod.rs"]
+mod common;
+#[path = "../sandbox-worker/tests/fakes/mod.rs"]
+mod fakes;
+mod stack;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use fakes::Reply;
+use serde_json::{json, Value};
+use stack::{spawn_stack, whatsapp_text, Backend, Stack, StackOptions};
+
+const OWNER_WA: &str = "16505551234";
+
+async fn stack_answering(text: &'static str, options: StackOptions) -> Stack {
+    spawn_stack(Arc::new(move |_, _: &Value| Reply::text(text)), options).await
+}
+
+fn no_docker() -> StackOptions {
+    StackOptions {
+        backend: Backend::Sqlite,
+        docker: false,
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whatsapp_message_is_answered_through_the_cloud_api_and_a_redelivery_answers_once() {
+    let stack = stack_answering("**Blue** and green, yes.", no_docker()).await;
+    let message = whatsapp_text(OWNER_WA, "wamid.E2E.ONE", "Does it come in another color?");
+
+    let first = stack.post_whatsapp(&message).await;
+    let answered = stack
+        .wait_for(Duration::from_secs(60), |f| !f.whatsapp_sent().is_empty())
+        .await;
+    // Meta redelivers a notification it got no 200 for, for days: the same wamid.
+    let again = stack.post_whatsapp(&message).await;
+    let control = whatsapp_text(OWNER_WA, "wamid.E2E.TWO", "and in red?");
+    stack.post_whatsapp(&control).await;
+    let second = stack
+        .wait_for(Duration::from_secs(60), |f| f.whatsapp_sent().len() >= 2)
+        .await;
+
+    assert_eq!((first.as_u16(), again.as_u16()), (200, 200));
+    assert!(answered && second, "{}", stack.log_text());
+    let sent = stack.fakes.whatsapp_sent();
+    assert_eq!(sent.len(), 2, "the redelivered message was answered again");
+    assert_eq!(sent[0].body["to"], OWNER_WA);
+    assert_eq!(sent[0].body["type"], "text");
+    assert_eq!(
+        sent[0].body["text"]["body"], "*Blue* and green, yes.",
+        "markdown becomes WhatsApp markup"
+    );
+    let model = stack.fakes.model_calls();
+    assert_eq!(model.len(), 2);
+    assert!(model[0].body.to_string().contains("another color"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_stale_malformed_and_oversized_whatsapp_requests_reach_nothing() {
+    let stack = stack_answering("should not be said", no_docker()).await;
+    let url = format!("{}/whatsapp", stack.base_url);
+    let body = serde_json::to_vec(&whatsapp_text(OWNER_WA, "wamid.FORGED", "hi")).unwrap();
+    let post = |body: Vec<u8>, signature: String| {
+        stack
+            .http
+            .post(&url)
+            .header("content-type", "application/json")
+            .header("x-hub-signature-256", signature)
+            .body(body)
+            .send()
+    };
+    let sign = |body: &[u8]| infra::channels::whatsapp_webhook::sign(stack::WA_SECRET, body);
+    let mut stale = whatsapp_text(OWNER_WA, "wamid.STALE", "hi");
+    let two_days_ago = chrono::Utc::now().timestamp() - 2 * 24 * 3600;
+    stale["entry"][0]["changes"][0]["value"]["messages"][0]["timestamp"] =
+        json!(two_days_ago.to_string());
+    let stale = serde_json::to_vec(&stale).unwrap();
+    let malformed = b"{\"object\": \"whatsapp_business_account\", \"entry\": [".to_vec();
+    let huge = vec![b' '; 2 * 1024 * 1024];
+    let stranger = whatsapp_text("15550009999", "wamid.STRANGER", "let me in");
+
+    let forged = post(body.clone(), sign(b"another body")).await.unwrap();
+    let wrong_key = post(
+        body.clone(),
+        infra::channels::whatsapp_webhook::sign("guessed", &body),
+    )
+    .await
+    .unwrap();
+    let old = post(stale.clone(), sign(&stale)).await.unwrap();
+    let broken = post(malformed.clone(), sign(&malformed)).await.unwrap();
+    let oversized = post(huge.clone(), sign(&huge)).await.unwrap();
+    let from_stranger = stack.post_whatsapp(&stranger).await;
+    let handshake = |token: &str| {
+        stack
+            .http
+            .get(format!(
+                "{url}?hub.mode=subscribe&hub.verify_token={token}&hub.challenge=1158201444"
+            ))
+            .send()
+    };
+    let subscribed = handshake("e2e-verify").await.unwrap();
+    let refused = handshake("guess").await.unwrap();
+    // A control message shows the worker was running all along.
+    stack
+        .post_whatsapp(&whatsapp_text(OWNER_WA, "wamid.CONTROL", "ping"))
+        .await;
+    let control = stack
+        .wait_for(Duration::from_secs(60), |f| !f.whatsapp_sent().is_empty())
+        .await;
+
+    assert_eq!(forged.status(), 401);
+    assert_eq!(wrong_key.status(), 401);
+    assert_eq!(
+        old.status(),
+        200,
+        "acknowledged, so Meta stops redelivering"
+    );
+    assert_eq!(broken.status(), 400);
+    assert_eq!(oversized.status(), 413);
+    assert_eq!(from_stranger, 200);
+    assert_eq!(subscribed.status(), 200);
+    assert_eq!(subscribed.text().await.unwrap(), "1158201444");
+    assert_eq!(refused.status(), 403);
+    assert!(control, "{}", stack.log_text());
+    let model = stack.fakes.model_calls();
+    assert_eq!(model.len(), 1, "only the control message reached the model");
+    assert!(model[0].body.to_string().contains("ping"));
+    assert_eq!(stack.fakes.whatsapp_sent().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_outside_the_customer_service_window_fails_with_the_reason() {
+    let token = "hook-token-0123456789abcdef";
+    let stack = stack_answering(
+        "your package shipped",
+        StackOptions {
+            gateway_token: Some(token.into()),
+            ..no_docker()
+        },
+    )
+    .await;
+
+    // The user has never written: WhatsApp refuses a free-form message (code 131047).
+    let accepted = stack
+        .http
+        .post(format!("{}/hooks/agent", stack.base_url))
+        .bearer_auth(token)
+        .json(&json!({"message": "tell them the package shipped",
+                      "sessionKey": "agent:main:whatsapp:dm:+15557654321", "deliver": true}))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    let refused = stack
+        .wait_for(Duration::from_secs(60), |f| {
+            !f.calls("/whatsapp/messages window").is_empty()
+        })
+        .await;
+    let explained = {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !stack.log_text().contains("customer-service window")
+            && std::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        stack.log_text().contains("customer-service window")
+    };
+
+    assert_eq!(accepted, 202);
+    assert!(refused, "{}", stack.log_text());
+    assert_eq!(
+        stack.fakes.calls("/whatsapp/messages window")[0].body["to"],
+        "15557654321"
+    );
+    assert!(explained, "{}", stack.log_text());
+    assert!(stack.fakes.whatsapp_sent().is_empty());
+}
