@@ -293,91 +293,6 @@ fn report(
     eprintln!("Ctrl-C to stop.");
 }
 
-/// Long-polls each Telegram bot that has neither a `webhookSecret` nor a `webhookUrl` (nothing
-/// can reach this machine, and OpenClaw's default is polling too), after checking it has no
-/// webhook set; the report's lines, one per such bot. Decision: a bot with either key is served
-/// by webhook as before, so adding a public URL later is a config change, never a race.
-async fn start_telegram_polling(
-    config: &Config,
-    queue: Arc<dyn infra::queue::JobQueue>,
-    stop: tokio::sync::watch::Receiver<bool>,
-) -> Vec<(bool, String)> {
-    let Some(tg) = config.channels.telegram.as_ref().filter(|t| t.enabled) else {
-        return Vec::new();
-    };
-    let http = reqwest::Client::builder()
-        .connect_timeout(std::time::Duration::from_secs(10))
-        .timeout(std::time::Duration::from_secs(
-            functions::telegram_poll::LONG_POLL_SECONDS + 20,
-        ))
-        .build()
-        .unwrap_or_default();
-    let base = tg.api_base.as_deref().unwrap_or("https://api.telegram.org");
-    let mut bots = functions::Ingress::from_config(config, queue.clone()).telegram;
-    let mut lines = Vec::new();
-    for account in tg.accounts() {
-        let (Some(token), None, None) = (
-            account.bot_token,
-            account.webhook_secret,
-            account.webhook_url,
-        ) else {
-            continue;
-        };
-        let Some(bot) = bots.remove(account.name) else {
-            continue;
-        };
-        let client =
-            infra::channels::telegram::TelegramClient::new(http.clone(), base, token.clone());
-        let name = account.name;
-        match functions::telegram_poll::check_no_webhook(&client).await {
-            Ok(()) => {
-                tokio::spawn(functions::telegram_poll::run(
-                    client,
-                    bot,
-                    queue.clone(),
-                    stop.clone(),
-                ));
-                lines.push((true, format!("Telegram ({name}): long polling, no public URL needed (a webhookSecret or webhookUrl switches it to the webhook)")));
-            }
-            Err(e) => lines.push((false, format!("Telegram ({name}): {e}"))),
-        }
-    }
-    lines
-}
-
-/// Slack over Socket Mode when the app has an `appToken` and no `signingSecret` (nothing can
-/// reach this machine): the report's line, if it applies.
-fn start_slack_socket_mode(
-    config: &Config,
-    queue: Arc<dyn infra::queue::JobQueue>,
-    stop: tokio::sync::watch::Receiver<bool>,
-) -> Option<(bool, String)> {
-    let slack = config.channels.slack.as_ref().filter(|s| s.enabled)?;
-    let (Some(_), Some(app_token), None) =
-        (&slack.bot_token, &slack.app_token, &slack.signing_secret)
-    else {
-        return None;
-    };
-    let ingress = functions::Ingress::from_config(config, queue.clone()).slack?;
-    let base = slack
-        .api_base
-        .clone()
-        .unwrap_or_else(|| "https://slack.com".to_string());
-    tokio::spawn(functions::slack_socket::run(
-        reqwest::Client::new(),
-        base,
-        app_token.clone(),
-        ingress,
-        queue,
-        stop,
-    ));
-    Some((
-        true,
-        "Slack: Socket Mode, no public URL needed (a signingSecret switches it to the Events API)"
-            .into(),
-    ))
-}
-
 /// How long requests in flight get after Ctrl-C before open event streams are closed.
 const HTTP_DRAIN: std::time::Duration = std::time::Duration::from_secs(2);
 /// How often `clawgate up` looks for due scheduled jobs: one indexed query.
@@ -444,9 +359,9 @@ pub async fn run(mut config: Config, args: UpArgs) -> anyhow::Result<ExitCode> {
     }));
     let local = listener.local_addr()?;
     let stop = sandbox_worker::worker::shutdown_on_signals();
-    let mut polling = start_telegram_polling(&config, backends.queue.clone(), stop.clone()).await;
-    let socket_mode = start_slack_socket_mode(&config, backends.queue.clone(), stop.clone());
-    polling.extend(socket_mode.iter().cloned());
+    let polling =
+        functions::local_ingress::start(&config, backends.queue.clone(), &state_dir, stop.clone())
+            .await;
     let sandbox = prepare_sandbox(&config, worker.sandbox()).await;
     let starter = first_run_workspace(&config);
     report(

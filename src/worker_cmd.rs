@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::Subcommand;
 use infra::config::Config;
-use sandbox_worker::worker::{serve, WorkerArgs};
+use sandbox_worker::worker::{serve_until, shutdown_on_signals, WorkerArgs};
 
 /// The config comes as the fleet's does: the SSM parameter when `CLAWGATE_CONFIG_PARAMETER`
 /// names one, else the file, with `CLAWGATE_SECRETS_ARN`'s secrets applied.
@@ -17,8 +17,34 @@ pub async fn worker(
     tracing::info!(config = %origin, "config loaded");
     let visibility = Duration::from_secs(u64::from(config.queue.visibility_timeout_seconds));
     let settings = args.settings(visibility);
-    serve(config, args.state_dir(), settings).await?;
+    let stop = shutdown_on_signals();
+    if args.ingress {
+        start_ingress(&config, &args.state_dir(), stop.clone()).await?;
+    }
+    serve_until(config, args.state_dir(), settings, stop).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--ingress`: the transports that need no public URL, on this process's queue. Refuses to
+/// start when the config asks for none of them (the flag would do nothing).
+async fn start_ingress(
+    config: &Config,
+    state_dir: &std::path::Path,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let backends = infra::setup::open_backends(config, state_dir).await?;
+    let lines = functions::local_ingress::start(config, backends.queue, state_dir, stop).await;
+    if lines.is_empty() {
+        anyhow::bail!("--ingress: no channel is set up for an ingress without a public URL (a Telegram bot without webhookSecret, a Slack appToken without signingSecret, or a Discord token)");
+    }
+    for (ok, line) in lines {
+        if ok {
+            tracing::info!(%line, "ingress");
+        } else {
+            tracing::warn!(%line, "ingress");
+        }
+    }
+    Ok(())
 }
 
 #[derive(Subcommand)]

@@ -321,13 +321,21 @@ async fn a_model_advising_an_infinite_retry_after_fails_the_job_cleanly() {
     let notice = stack.fakes.sent_messages()[0].body["text"].to_string();
     assert!(notice.contains("couldn't get an answer"), "{notice}");
     assert!(took < Duration::from_secs(45), "bounded waits: {took:?}");
-    let record = stack
-        .sqlite_store()
-        .get_job("telegram:default:8851")
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(record.status, infra::model::JobStatus::Failed);
+    // The notice is sent before the record is closed: give the worker a moment to close it.
+    let store = stack.sqlite_store();
+    let mut status = None;
+    for _ in 0..100 {
+        status = store
+            .get_job("telegram:default:8851")
+            .await
+            .unwrap()
+            .map(|r| r.status);
+        if status == Some(infra::model::JobStatus::Failed) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, Some(infra::model::JobStatus::Failed));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

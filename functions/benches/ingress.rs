@@ -131,6 +131,7 @@ fn ingress(queue: Arc<dyn JobQueue>) -> Ingress {
         telegram: [("default".to_string(), bot())].into(),
         slack: None,
         whatsapp: None,
+        discord: None,
         hooks_token: None,
         default_agent: "main".into(),
         agents: ["main".to_string()].into(),

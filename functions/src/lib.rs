@@ -23,6 +23,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::Utc;
+use infra::channels::discord_inbound::DiscordApp;
 use infra::channels::slack_events::SlackApp;
 use infra::channels::telegram_webhook::TelegramBot;
 use infra::channels::whatsapp_webhook::WhatsappApp;
@@ -36,7 +37,9 @@ use serde::Deserialize;
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
+pub mod discord_gateway;
 pub mod lambda;
+pub mod local_ingress;
 pub mod markdown;
 pub mod slack_socket;
 pub mod telegram_poll;
@@ -57,6 +60,7 @@ pub struct Ingress {
     pub telegram: HashMap<String, TelegramBot>,
     pub slack: Option<SlackApp>,
     pub whatsapp: Option<WhatsappApp>,
+    pub discord: Option<DiscordApp>,
     /// Bearer token for `/hooks/agent`; without one the route is closed.
     pub hooks_token: Option<Secret>,
     pub default_agent: String,
@@ -127,11 +131,27 @@ impl Ingress {
                 app_secret: w.app_secret.clone(),
                 verify_token: w.verify_token.clone(),
             });
+        let discord = config
+            .channels
+            .discord
+            .as_ref()
+            .filter(|d| d.enabled)
+            .map(|d| DiscordApp {
+                account: ChannelAccount {
+                    channel: Channel::Discord,
+                    account: "default".into(),
+                    routes: routes.clone(),
+                    groups: Default::default(),
+                },
+                config: d.clone(),
+                bot_user_id: None,
+            });
         Ingress {
             queue,
             telegram,
             slack,
             whatsapp,
+            discord,
             hooks_token: config.gateway.token.clone(),
             default_agent: agent,
             agents: config.agent_ids().into_iter().map(str::to_string).collect(),
@@ -237,6 +257,7 @@ pub fn router(ingress: Ingress) -> Router {
         .route("/telegram/{account}", post(telegram))
         .route("/slack/events", post(slack))
         .route("/whatsapp", get(whatsapp_handshake).post(whatsapp))
+        .route("/discord/interactions", post(discord))
         .route("/hooks/agent", post(hook))
         .route("/hooks/wake", post(wake::wake))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -345,6 +366,13 @@ async fn whatsapp(
     match &ingress.whatsapp {
         Some(app) => webhook(&ingress, app, &headers, &body).await,
         None => reply(StatusCode::NOT_FOUND, "whatsapp is not configured"),
+    }
+}
+
+async fn discord(State(ingress): State<Arc<Ingress>>, headers: HeaderMap, body: Bytes) -> Response {
+    match &ingress.discord {
+        Some(app) => webhook(&ingress, app, &headers, &body).await,
+        None => reply(StatusCode::NOT_FOUND, "discord is not configured"),
     }
 }
 
@@ -511,10 +539,7 @@ fn hook_job(ingress: &Ingress, request: HookRequest) -> Result<JobMessage, Strin
         Channel::Hook,
         &account,
         format!("hook:hooks:{id}"),
-        ChatRef {
-            kind: ChatKind::Dm,
-            id: session.to_string(),
-        },
+        ChatRef::new(ChatKind::Dm, session.to_string()),
         Sender {
             id: "hook".into(),
             name: None,
@@ -576,6 +601,11 @@ fn delivery(
             .map(|s| s.account.account.clone())
             .ok_or("deliver: slack is not configured")?,
         ReplyTarget::Webchat(_) => "default".to_string(),
+        ReplyTarget::Discord(_) => ingress
+            .discord
+            .as_ref()
+            .map(|d| d.account.account.clone())
+            .ok_or("deliver: discord is not configured")?,
         ReplyTarget::Whatsapp(_) => ingress
             .whatsapp
             .as_ref()

@@ -117,10 +117,7 @@ pub async fn wake(
         Channel::Hook,
         &account,
         format!("wake:{id}"),
-        ChatRef {
-            kind: ChatKind::Dm,
-            id: session.to_string(),
-        },
+        ChatRef::new(ChatKind::Dm, session.to_string()),
         Sender {
             id: "wake".into(),
             name: Some("system event".into()),

@@ -227,10 +227,7 @@ async fn send(State(webchat): State<Arc<WebChat>>, headers: HeaderMap, body: Byt
         Channel::Webchat,
         "default",
         format!("webchat:default:{id}"),
-        ChatRef {
-            kind: ChatKind::Dm,
-            id: request.conversation.clone(),
-        },
+        ChatRef::new(ChatKind::Dm, request.conversation.clone()),
         Sender {
             id: request.conversation.clone(),
             name: Some("webchat".into()),

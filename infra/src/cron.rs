@@ -138,10 +138,7 @@ pub async fn run_message(
         Channel::Hook,
         &account,
         job.work_id(run.slot),
-        ChatRef {
-            kind: ChatKind::Dm,
-            id: session.to_string(),
-        },
+        ChatRef::new(ChatKind::Dm, session.to_string()),
         Sender {
             id: "cron".into(),
             name: Some(format!("scheduled job {}", job.id)),

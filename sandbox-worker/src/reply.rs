@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use infra::channels::discord::DiscordClient;
 use infra::channels::slack::SlackClient;
 use infra::channels::telegram::TelegramClient;
 use infra::channels::whatsapp::WhatsappClient;
@@ -43,6 +44,7 @@ pub fn target_channel(target: &ReplyTarget) -> Channel {
         ReplyTarget::Slack(_) => Channel::Slack,
         ReplyTarget::Webchat(_) => Channel::Webchat,
         ReplyTarget::Whatsapp(_) => Channel::Whatsapp,
+        ReplyTarget::Discord(_) => Channel::Discord,
     }
 }
 
@@ -73,6 +75,10 @@ fn senders(
             all.push((Channel::Whatsapp, "default".into(), Arc::new(client)));
         }
     }
+    if let Some(d) = &config.channels.discord {
+        let client = DiscordClient::from_config(d, http.clone());
+        all.push((Channel::Discord, "default".into(), Arc::new(client)));
+    }
     all
 }
 
@@ -82,10 +88,15 @@ impl Outbound {
             .into_iter()
             .map(|(channel, account, sender)| ((channel, account), sender))
             .collect();
-        let styles = [Channel::Telegram, Channel::Slack, Channel::Whatsapp]
-            .into_iter()
-            .map(|c| (c, config.channels.style(c)))
-            .collect();
+        let styles = [
+            Channel::Telegram,
+            Channel::Slack,
+            Channel::Whatsapp,
+            Channel::Discord,
+        ]
+        .into_iter()
+        .map(|c| (c, config.channels.style(c)))
+        .collect();
         Outbound { senders, styles }
     }
 

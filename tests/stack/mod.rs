@@ -14,6 +14,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::common;
+use crate::fakes::discord::{DISCORD_BOT, DISCORD_TOKEN};
 use crate::fakes::whatsapp::WHATSAPP_TOKEN as WA_TOKEN;
 use crate::fakes::{last_tool_result, Fakes, Reply, Script};
 
@@ -23,6 +24,15 @@ pub const SLACK_SECRET: &str = "e2e-slack-signing-secret";
 pub const WA_SECRET: &str = "e2e-whatsapp-app-secret";
 /// The business number's id the stack's WhatsApp config names.
 pub const WA_PHONE_ID: &str = "106540352242922";
+/// The Discord user on the stack's `allowFrom`, and the guild it lists.
+pub const DISCORD_OWNER: &str = "1000000000000000042";
+pub const DISCORD_GUILD: &str = "1100000000000000001";
+
+/// The key the stack's Discord application signs interactions with (its public half is the
+/// config's `publicKey`).
+pub fn discord_key() -> ed25519_dalek::SigningKey {
+    ed25519_dalek::SigningKey::from_bytes(&[7; 32])
+}
 
 /// Where a stack keeps its queue and state.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -75,6 +85,8 @@ pub struct StackOptions {
     pub telegram_polling: bool,
     /// Slack with an app token and no signing secret: `clawgate up` uses Socket Mode.
     pub slack_socket: bool,
+    /// Discord with a bot token: `clawgate up` connects to the (fake) Gateway.
+    pub discord_gateway: bool,
     /// `channels.telegram.streaming` and `channels.slack.streaming`: `off` by default here, so
     /// a test reads the answer from one `sendMessage`; the preview tests turn it on.
     pub streaming: &'static str,
@@ -98,6 +110,7 @@ impl Default for StackOptions {
             env: Vec::new(),
             telegram_polling: false,
             slack_socket: false,
+            discord_gateway: false,
             streaming: "off",
         }
     }
@@ -218,6 +231,8 @@ pub async fn spawn_stack(script: Script, options: StackOptions) -> Stack {
                      dmPolicy: "allowlist", allowFrom: ["U2147483697"], channels: {{ C024BE91L: {{}} }} }},
             whatsapp: {{ accessToken: "{WA_TOKEN}", phoneNumberId: "{WA_PHONE_ID}", appSecret: "{WA_SECRET}",
                         verifyToken: "e2e-verify", apiBase: "{base}", dmPolicy: "allowlist", allowFrom: ["+16505551234"] }},
+            discord: {{ {discord_token} applicationId: "{DISCORD_BOT}", publicKey: "{discord_key}", apiBase: "{base}/api/v10",
+                       dmPolicy: "allowlist", allowFrom: ["{DISCORD_OWNER}"], guilds: {{ "{DISCORD_GUILD}": {{}} }} }},
           }},
           {backends}
           {token}
@@ -241,6 +256,12 @@ pub async fn spawn_stack(script: Script, options: StackOptions) -> Stack {
         } else {
             format!(r#"webhookSecret: "{TG_SECRET}","#)
         },
+        discord_token = if options.discord_gateway {
+            format!(r#"token: "{DISCORD_TOKEN}","#)
+        } else {
+            String::new()
+        },
+        discord_key = hex::encode(discord_key().verifying_key().to_bytes()),
         ws = workspace.display(),
         base = fakes.base_url,
     );
@@ -403,6 +424,30 @@ impl Stack {
             .await
             .unwrap()
             .status()
+    }
+
+    /// A Discord interaction, signed now with the application's key, as Discord posts it. The
+    /// fake is told first that it was deferred (Discord records that when it gets the `{"type":
+    /// 5}` this answers), so the worker's answer finds its "thinking…" original.
+    pub async fn post_discord(&self, interaction: &Value) -> reqwest::Response {
+        use ed25519_dalek::Signer;
+        if let Some(token) = interaction["token"].as_str() {
+            self.fakes.discord_deferred(token);
+        }
+        let body = serde_json::to_vec(interaction).unwrap();
+        let timestamp = chrono::Utc::now().timestamp().to_string();
+        let mut message = timestamp.as_bytes().to_vec();
+        message.extend_from_slice(&body);
+        let signature = hex::encode(discord_key().sign(&message).to_bytes());
+        self.http
+            .post(format!("{}/discord/interactions", self.base_url))
+            .header("content-type", "application/json")
+            .header("x-signature-ed25519", signature)
+            .header("x-signature-timestamp", timestamp)
+            .body(body)
+            .send()
+            .await
+            .unwrap()
     }
 
     /// Waits for `check` to hold, up to `within`.

@@ -54,7 +54,8 @@ pub struct Incoming<'a> {
     pub media: Vec<MediaRef>,
     /// A thread or topic that gets a session of its own.
     pub sub: Option<SubThread>,
-    /// The workspace (Slack team, Discord guild), for bindings that match on it.
+    /// The workspace (Slack team, Discord guild), for bindings that match on it and group
+    /// rules that depend on it (kept as the chat's `space`).
     pub team_id: Option<&'a str>,
     /// The bot was addressed: mentioned, replied to, a button or a slash command. In a group
     /// whose `requireMention` is on, nothing else is answered.
@@ -160,14 +161,13 @@ impl ChannelAccount {
         session
             .validate()
             .map_err(|e| WebhookError::NotAnEvent(e.to_string()))?;
+        let mut chat = ChatRef::new(kind, chat_id);
+        chat.space = team_id.map(str::to_string);
         let mut inbound = InboundMessage::new(
             self.channel,
             &self.account,
             format!("{}:{}:{event_id}", self.channel, self.account),
-            ChatRef {
-                kind,
-                id: chat_id.to_string(),
-            },
+            chat,
             sender,
             text,
         );

@@ -1,9 +1,11 @@
 //! Chat channels, each on one contract ([`contract`]): inbound verification and parsing for
-//! the webhook functions ([`telegram_webhook`], [`slack_events`], [`whatsapp_webhook`]),
-//! outbound clients for the worker ([`telegram`], [`slack`], [`whatsapp`]), and the chunking
-//! replies need.
+//! the webhook functions ([`telegram_webhook`], [`slack_events`], [`whatsapp_webhook`],
+//! [`discord_inbound`]), outbound clients for the worker ([`telegram`], [`slack`],
+//! [`whatsapp`], [`discord`]), and the chunking replies need.
 
 pub mod contract;
+pub mod discord;
+pub mod discord_inbound;
 pub mod slack;
 pub mod slack_events;
 pub mod telegram;

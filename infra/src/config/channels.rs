@@ -28,6 +28,7 @@ pub struct ChannelsConfig {
     pub telegram: Option<TelegramConfig>,
     pub slack: Option<SlackConfig>,
     pub whatsapp: Option<super::WhatsappConfig>,
+    pub discord: Option<super::DiscordConfig>,
 }
 
 /// Who may reach the agent through one channel: what the worker's gate, the trust levels and
@@ -49,9 +50,10 @@ pub struct ChannelStyle {
 }
 
 impl ChannelsConfig {
-    /// The access rules of `channel`, `None` when it is not configured (or has no DMs and
+    /// The access rules of `channel` (in workspace `space`, for a channel whose group rules
+    /// depend on it: a Discord guild), `None` when it is not configured (or has no DMs and
     /// groups of its own: WebChat and hooks pass the gateway token instead).
-    pub fn access(&self, channel: Channel) -> Option<ChannelAccess<'_>> {
+    pub fn access(&self, channel: Channel, space: Option<&str>) -> Option<ChannelAccess<'_>> {
         match channel {
             Channel::Telegram => self.telegram.as_ref().map(|t| ChannelAccess {
                 dm_policy: t.dm_policy,
@@ -72,6 +74,11 @@ impl ChannelsConfig {
                     ..GroupAccess::default()
                 },
             }),
+            Channel::Discord => self.discord.as_ref().map(|d| ChannelAccess {
+                dm_policy: d.dm_policy,
+                allow_from: &d.allow_from,
+                groups: d.group_access(space),
+            }),
             Channel::Webchat | Channel::Hook => None,
         }
     }
@@ -90,6 +97,10 @@ impl ChannelsConfig {
             Channel::Whatsapp => self.whatsapp.as_ref().map(|w| ChannelStyle {
                 streaming: super::Streaming::Off,
                 media_max_mb: w.media_max_mb,
+            }),
+            Channel::Discord => self.discord.as_ref().map(|d| ChannelStyle {
+                streaming: d.streaming,
+                media_max_mb: d.media_max_mb,
             }),
             Channel::Webchat | Channel::Hook => None,
         }

@@ -16,6 +16,7 @@
 mod agents;
 mod bindings;
 mod channels;
+mod discord;
 mod lenient;
 mod mcp;
 mod media;
@@ -34,6 +35,7 @@ use serde::{Deserialize, Serialize, Serializer};
 pub use agents::*;
 pub use bindings::*;
 pub use channels::*;
+pub use discord::{DiscordChannelEntry, DiscordConfig, DiscordGuild};
 pub use mcp::*;
 pub use media::*;
 pub use messages::*;
@@ -388,6 +390,7 @@ impl Config {
                 .api_base = Some(url);
         }
         WhatsappConfig::apply_env(&mut self.channels.whatsapp, get);
+        DiscordConfig::apply_env(&mut self.channels.discord, get);
         if let Some(url) = get("SLACK_API_BASE") {
             self.channels
                 .slack

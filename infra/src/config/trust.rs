@@ -64,7 +64,7 @@ impl Config {
                     Ok(Channel::Hook) | Err(_) => {
                         return (Trust::Guest, "a direct message on an unknown channel")
                     }
-                    Ok(channel) => self.channels.access(channel).map(|a| a.dm_policy),
+                    Ok(channel) => self.channels.access(channel, None).map(|a| a.dm_policy),
                 };
                 match policy.unwrap_or(DmPolicy::Pairing) {
                     DmPolicy::Open => (

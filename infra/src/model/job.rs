@@ -11,6 +11,19 @@ use super::{Channel, ChatKind, SessionKey, SubThread, JOB_MESSAGE_VERSION, MAX_J
 pub struct ChatRef {
     pub kind: ChatKind,
     pub id: String,
+    /// The workspace the chat belongs to, where its group rules depend on it (a Discord guild).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub space: Option<String>,
+}
+
+impl ChatRef {
+    pub fn new(kind: ChatKind, id: impl Into<String>) -> Self {
+        ChatRef {
+            kind,
+            id: id.into(),
+            space: None,
+        }
+    }
 }
 
 /// Who said it.
@@ -80,6 +93,7 @@ pub enum ReplyTarget {
     Slack(SlackTarget),
     Webchat(WebchatTarget),
     Whatsapp(WhatsappTarget),
+    Discord(DiscordTarget),
 }
 
 impl ReplyTarget {
@@ -90,7 +104,11 @@ impl ReplyTarget {
     /// app's DM with that user.
     pub fn for_session(session: &SessionKey) -> Option<ReplyTarget> {
         let SessionKey::Peer {
-            channel, peer, sub, ..
+            channel,
+            peer,
+            sub,
+            kind,
+            ..
         } = session
         else {
             return None;
@@ -113,6 +131,17 @@ impl ReplyTarget {
             }),
             Channel::Webchat => ReplyTarget::Webchat(WebchatTarget {
                 conversation: peer.clone(),
+            }),
+            // A DM's peer is the user: its DM channel is opened when the reply is sent.
+            Channel::Discord => ReplyTarget::Discord(DiscordTarget {
+                channel_id: if *kind == ChatKind::Dm {
+                    String::new()
+                } else {
+                    peer.clone()
+                },
+                dm_user: (*kind == ChatKind::Dm).then(|| peer.clone()),
+                reply_to_message_id: None,
+                interaction: None,
             }),
             Channel::Whatsapp => ReplyTarget::Whatsapp(WhatsappTarget {
                 to: peer.trim_start_matches('+').to_string(),
@@ -147,6 +176,30 @@ pub struct WhatsappTarget {
     pub to: String,
     #[serde(default)]
     pub reply_to_message_id: Option<String>,
+}
+
+/// A Discord channel (a guild channel or a DM channel), or an interaction's response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiscordTarget {
+    /// The channel; for a DM known only by its user (a hook's `deliver`), empty until the DM
+    /// channel is opened with `dm_user`.
+    pub channel_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dm_user: Option<String>,
+    /// The message answered (`message_reference`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to_message_id: Option<String>,
+    /// A slash command's interaction: the answer replaces its deferred response.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interaction: Option<DiscordInteraction>,
+}
+
+/// What answering an interaction needs (its token is valid for 15 minutes and is not a
+/// credential beyond that interaction).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiscordInteraction {
+    pub application_id: String,
+    pub token: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -52,6 +52,8 @@ pub enum MediaSource {
     Slack { url: String },
     /// A WhatsApp media id: its URL from the Graph API, then the file, both with the token.
     Whatsapp { media_id: String },
+    /// A Discord attachment's CDN URL.
+    Discord { url: String },
     /// Already in the session's workspace (a WebChat upload), relative to it.
     Workspace { path: String },
 }

@@ -41,6 +41,7 @@ pub enum Channel {
     Slack,
     Webchat,
     Whatsapp,
+    Discord,
     Hook,
 }
 
@@ -51,6 +52,7 @@ impl Channel {
             Channel::Slack => "slack",
             Channel::Webchat => "webchat",
             Channel::Whatsapp => "whatsapp",
+            Channel::Discord => "discord",
             Channel::Hook => "hook",
         }
     }
@@ -70,6 +72,7 @@ impl FromStr for Channel {
             "slack" => Ok(Channel::Slack),
             "webchat" => Ok(Channel::Webchat),
             "whatsapp" => Ok(Channel::Whatsapp),
+            "discord" => Ok(Channel::Discord),
             "hook" => Ok(Channel::Hook),
             other => Err(ModelError::UnknownChannel(other.to_string())),
         }

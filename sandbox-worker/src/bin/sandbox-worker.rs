@@ -60,6 +60,9 @@ async fn main() -> anyhow::Result<()> {
             .await?;
         return Ok(());
     }
+    if cli.worker.ingress {
+        anyhow::bail!("--ingress is served by `clawgate worker --ingress` (this binary has no channel ingress)");
+    }
     let (config, origin) = infra::aws::load_deployed_config(cli.config.as_deref()).await?;
     tracing::info!(config = %origin, "config loaded");
     let visibility = Duration::from_secs(u64::from(config.queue.visibility_timeout_seconds));

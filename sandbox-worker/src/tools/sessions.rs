@@ -260,10 +260,7 @@ impl SessionTools {
             Channel::Hook,
             "sessions",
             format!("hook:sessions_send:{id}"),
-            ChatRef {
-                kind: ChatKind::Dm,
-                id: key.to_string(),
-            },
+            ChatRef::new(ChatKind::Dm, key.to_string()),
             Sender {
                 id: caller.session.to_string(),
                 name: Some(format!("session {}", caller.session)),

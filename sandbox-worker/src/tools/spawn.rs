@@ -94,10 +94,7 @@ impl SpawnTools {
             Channel::Hook,
             "subagent",
             format!("hook:sessions_spawn:{}", ulid::Ulid::new()),
-            ChatRef {
-                kind: ChatKind::Dm,
-                id: child.to_string(),
-            },
+            ChatRef::new(ChatKind::Dm, child.to_string()),
             Sender {
                 id: caller.session.to_string(),
                 name: Some(format!("session {}", caller.session)),
@@ -146,10 +143,7 @@ pub fn announcement(job: &JobMessage, answer: &str) -> Option<JobMessage> {
         Channel::Hook,
         &spawn.account,
         format!("hook:sessions_spawn:announce:{}", job.job_id),
-        ChatRef {
-            kind: ChatKind::Dm,
-            id: spawn.requester.to_string(),
-        },
+        ChatRef::new(ChatKind::Dm, spawn.requester.to_string()),
         Sender {
             id: job.session_key.to_string(),
             name: Some(format!("sub-agent {}", job.session_key)),

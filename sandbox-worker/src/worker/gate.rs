@@ -67,7 +67,11 @@ impl Worker {
         let access = match inbound.channel {
             // Both passed the gateway token at ingress.
             Channel::Webchat | Channel::Hook => return Ok(Gate::Proceed),
-            channel => match self.config.channels.access(channel) {
+            channel => match self
+                .config
+                .channels
+                .access(channel, inbound.chat.space.as_deref())
+            {
                 Some(access) => access,
                 None => return Ok(Gate::Drop("the channel is not configured")),
             },

@@ -257,15 +257,25 @@ pub fn shutdown_on_signals() -> watch::Receiver<bool> {
 /// and `clawgate worker`). The config comes from `infra::aws::load_deployed_config`: the SSM
 /// parameter or the file, with the deployment's secrets applied.
 pub async fn serve(
+    config: Config,
+    state_dir: PathBuf,
+    settings: WorkerSettings,
+) -> Result<(), QueueErrorOrSetup> {
+    serve_until(config, state_dir, settings, shutdown_on_signals()).await
+}
+
+/// [`serve`] until `stop` turns true.
+pub async fn serve_until(
     mut config: Config,
     state_dir: PathBuf,
     settings: WorkerSettings,
+    stop: watch::Receiver<bool>,
 ) -> Result<(), QueueErrorOrSetup> {
     let choice = crate::llm::resolve_default_model(&mut config, &reqwest::Client::new()).await;
     tracing::info!(?choice, model = %config.agent_profile(config.default_agent()).model, "model");
     let backends = infra::setup::open_backends(&config, &state_dir).await?;
     let worker = Arc::new(Worker::new(config, backends, &state_dir, settings)?);
-    worker.run(shutdown_on_signals()).await;
+    worker.run(stop).await;
     Ok(())
 }
 
@@ -301,6 +311,11 @@ pub struct WorkerArgs {
     /// reads) or off.
     #[arg(long, env = "CLAWGATE_METRICS", value_enum, default_value_t = MetricsMode::Store)]
     pub metrics: MetricsMode,
+    /// Also take events in this process over the transports that need no public URL: Telegram
+    /// long polling, Slack Socket Mode, the Discord Gateway (`clawgate worker` only; run it on
+    /// one instance of a fleet).
+    #[arg(long)]
+    pub ingress: bool,
 }
 
 impl WorkerArgs {

@@ -1,9 +1,11 @@
-//! Fake Telegram, Slack, WhatsApp ([`whatsapp`]) and Anthropic APIs on one loopback port. They speak the real wire
+//! Fake Telegram, Slack, WhatsApp ([`whatsapp`]), Discord ([`discord`]) and Anthropic APIs on
+//! one loopback port. They speak the real wire
 //! formats (paths, headers, bodies) and record every call, so tests can assert what the worker
 //! sent. The model's answers come from a script that sees the call number and the request.
 //! Files, edits and uploads live in [`media`].
 #![allow(dead_code)]
 
+pub mod discord;
 pub mod mcp;
 mod media;
 pub mod search;
@@ -105,6 +107,8 @@ struct World {
     socket: Arc<socket_mode::SocketMode>,
     /// The WhatsApp Cloud API's state ([`whatsapp`]).
     whatsapp: Arc<whatsapp::Whatsapp>,
+    /// Discord's REST and Gateway state ([`discord`]).
+    discord: Arc<discord::Discord>,
 }
 
 /// Telegram's side of long polling: updates kept until a `getUpdates` with a higher offset
@@ -136,14 +140,15 @@ impl Fakes {
             updates: Arc::default(),
             socket: Arc::default(),
             whatsapp: Arc::default(),
+            discord: Arc::default(),
         };
-        let app = whatsapp::routes(socket_mode::routes(media::routes(
+        let app = discord::routes(whatsapp::routes(socket_mode::routes(media::routes(
             Router::new()
                 .route("/v1/messages", post(anthropic))
                 .route("/v1/chat/completions", post(openai))
                 .route("/{bot}/{method}", post(telegram))
                 .route("/api/chat.postMessage", post(slack)),
-        )))
+        ))))
         .with_state(world.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base_url = format!("http://{}", listener.local_addr().unwrap());
