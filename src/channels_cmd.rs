@@ -1,5 +1,6 @@
-//! `clawgate telegram set-webhook` and `clawgate slack manifest`: pointing a channel at the
-//! gateway's webhook URL.
+//! `clawgate telegram set-webhook`, `clawgate slack manifest`, `clawgate whatsapp
+//! verify-token|check` and `clawgate discord register-commands|invite-url`: pointing a channel
+//! at the gateway.
 //!
 //! Decisions:
 //! - The webhook URL must be `https://`: Telegram refuses anything else, and Slack's Events
@@ -13,8 +14,9 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use clap::Subcommand;
+use infra::channels::discord::DiscordClient;
 use infra::channels::telegram::TelegramClient;
-use infra::channels::{slack_events, telegram_webhook};
+use infra::channels::{discord_inbound, slack_events, telegram_webhook};
 use infra::config::{Config, TelegramConfig};
 
 #[derive(Subcommand)]
@@ -48,6 +50,35 @@ pub enum SlackAction {
         name: String,
     },
 }
+
+#[derive(Subcommand)]
+pub enum WhatsappAction {
+    /// Make a verify token for the Meta app's webhook (printed once on stdout).
+    VerifyToken,
+    /// Do Meta's subscription handshake against the gateway's URL with the configured
+    /// verifyToken, as Meta will when you save the Callback URL.
+    Check {
+        /// The public URL of the gateway's WhatsApp route, e.g. https://host/whatsapp (or
+        /// http://127.0.0.1:<port>/whatsapp for a gateway on this machine).
+        #[arg(long)]
+        url: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum DiscordAction {
+    /// Register the slash commands (/ask, /new, /status) with Discord.
+    RegisterCommands {
+        /// Register them in one guild (they appear at once there) instead of globally.
+        #[arg(long)]
+        guild: Option<String>,
+    },
+    /// Print the URL that adds the bot to a server with the permissions it needs.
+    InviteUrl,
+}
+
+/// View Channels, Send Messages, Attach Files, Read Message History, Send Messages in Threads.
+const DISCORD_PERMISSIONS: u64 = (1 << 10) | (1 << 11) | (1 << 15) | (1 << 16) | (1 << 38);
 
 fn check_url(url: &str) -> anyhow::Result<()> {
     match url.strip_prefix("https://") {
@@ -122,6 +153,87 @@ pub fn slack(action: SlackAction) -> anyhow::Result<ExitCode> {
     let manifest = slack_events::app_manifest(&name, &url);
     println!("{}", serde_json::to_string_pretty(&manifest)?);
     eprintln!("create the app from this manifest at https://api.slack.com/apps, install it, then set SLACK_BOT_TOKEN (xoxb-…) and SLACK_SIGNING_SECRET where the gateway and workers run");
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn whatsapp(config: Config, action: WhatsappAction) -> anyhow::Result<ExitCode> {
+    match action {
+        WhatsappAction::VerifyToken => {
+            let token = telegram_webhook::generate_secret_token();
+            eprintln!("a verify token (printed below, once): put it in channels.whatsapp.verifyToken (or WHATSAPP_VERIFY_TOKEN) where the gateway runs, and in the Meta app under WhatsApp → Configuration → Verify token");
+            println!("{}", token.expose());
+        }
+        WhatsappAction::Check { url } => {
+            // Meta takes only https; a gateway on this machine can be checked before it is
+            // exposed.
+            let local = ["http://127.0.0.1:", "http://localhost:"]
+                .iter()
+                .any(|p| url.starts_with(p));
+            if !local {
+                check_url(&url)?;
+            }
+            let Some(token) = config
+                .channels
+                .whatsapp
+                .as_ref()
+                .and_then(|w| w.verify_token.clone())
+            else {
+                bail!("channels.whatsapp.verifyToken is not set (WHATSAPP_VERIFY_TOKEN); make one with `clawgate whatsapp verify-token`");
+            };
+            let challenge = telegram_webhook::generate_secret_token();
+            let mut asked = reqwest::Url::parse(&url).context("--url does not parse")?;
+            asked
+                .query_pairs_mut()
+                .append_pair("hub.mode", "subscribe")
+                .append_pair("hub.verify_token", token.expose())
+                .append_pair("hub.challenge", challenge.expose());
+            let response = reqwest::Client::new()
+                .get(asked)
+                .send()
+                .await
+                .map_err(|e| anyhow::anyhow!("GET {url}: {}", e.without_url()))?;
+            let status = response.status();
+            let body = response.text().await.unwrap_or_default();
+            if !status.is_success() || body != challenge.expose() {
+                bail!("{url} did not answer the handshake (HTTP {status}: {body:.200}); Meta would refuse this Callback URL");
+            }
+            eprintln!("{url} answers Meta's handshake: save it as the Callback URL and subscribe to the messages field");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn discord(config: Config, action: DiscordAction) -> anyhow::Result<ExitCode> {
+    let Some(discord) = config.channels.discord.as_ref() else {
+        bail!("channels.discord is not configured: set DISCORD_BOT_TOKEN and DISCORD_APPLICATION_ID, or channels.discord");
+    };
+    let Some(application) = discord.application_id.as_deref() else {
+        bail!("channels.discord.applicationId is not set (DISCORD_APPLICATION_ID)");
+    };
+    match action {
+        DiscordAction::InviteUrl => {
+            println!("https://discord.com/oauth2/authorize?client_id={application}&scope=bot%20applications.commands&permissions={DISCORD_PERMISSIONS}");
+        }
+        DiscordAction::RegisterCommands { guild } => {
+            if discord.token.is_none() {
+                bail!("channels.discord.token is not set (DISCORD_BOT_TOKEN)");
+            }
+            let client = DiscordClient::from_config(discord, reqwest::Client::new());
+            let count = client
+                .register_commands(
+                    application,
+                    guild.as_deref(),
+                    &discord_inbound::command_definitions(),
+                )
+                .await
+                .context("registering the commands failed")?;
+            let scope = guild.map_or(
+                "globally (they may take up to an hour to appear)".to_string(),
+                |g| format!("in guild {g}"),
+            );
+            eprintln!("{count} commands registered {scope}; set the application's Interactions Endpoint URL to https://<gateway>/discord/interactions");
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -77,6 +77,16 @@ enum Command {
         #[command(subcommand)]
         action: channels_cmd::SlackAction,
     },
+    /// Connect a WhatsApp Business number (Cloud API) to the gateway.
+    Whatsapp {
+        #[command(subcommand)]
+        action: channels_cmd::WhatsappAction,
+    },
+    /// Connect a Discord application to the gateway.
+    Discord {
+        #[command(subcommand)]
+        action: channels_cmd::DiscordAction,
+    },
     /// The agents: model chain, workspace and persona files, sandbox, what routes to each.
     Agents {
         #[command(subcommand)]
@@ -203,6 +213,12 @@ fn main() -> ExitCode {
             tokio::runtime::Runtime::new()?.block_on(channels_cmd::telegram(config, action))
         }),
         Command::Slack { action } => channels_cmd::slack(action),
+        Command::Whatsapp { action } => with_config(cli.config.as_deref(), |config| {
+            tokio::runtime::Runtime::new()?.block_on(channels_cmd::whatsapp(config, action))
+        }),
+        Command::Discord { action } => with_config(cli.config.as_deref(), |config| {
+            tokio::runtime::Runtime::new()?.block_on(channels_cmd::discord(config, action))
+        }),
         Command::Agents { action } => with_config(cli.config.as_deref(), |config| {
             agents_cmd::run(&config, action)
         }),

@@ -124,6 +124,8 @@ async fn forged_stale_malformed_and_oversized_whatsapp_requests_reach_nothing() 
     assert_eq!(broken.status(), 400);
     assert_eq!(oversized.status(), 413);
     assert_eq!(from_stranger, 200);
+    // `clawgate whatsapp check` does Meta's handshake the same way (and fails loudly if not).
+    stack.cli(&["whatsapp", "check", "--url", &url]);
     assert_eq!(subscribed.status(), 200);
     assert_eq!(subscribed.text().await.unwrap(), "1158201444");
     assert_eq!(refused.status(), 403);

@@ -216,3 +216,82 @@ async fn slack_manifest_points_the_events_api_at_the_url() {
         .unwrap();
     assert!(scopes.iter().any(|s| s == "chat:write"));
 }
+
+#[tokio::test]
+async fn discord_register_commands_puts_ask_new_and_status_in_the_guild_with_the_bot_token() {
+    let discord = fake_telegram().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("clawgate.json5");
+    std::fs::write(
+        &config,
+        format!(
+            r#"{{ channels: {{ discord: {{ apiBase: "{}/api/v10", token: "{}", applicationId: "{}" }} }} }}"#,
+            discord.base_url,
+            fakes::discord::DISCORD_TOKEN,
+            fakes::discord::DISCORD_BOT
+        ),
+    )
+    .unwrap();
+    let no_token = dir.path().join("no-token.json5");
+    std::fs::write(
+        &no_token,
+        r#"{ channels: { discord: { applicationId: "1150000000000000001" } } }"#,
+    )
+    .unwrap();
+
+    let out = clawgate(
+        &config,
+        &[
+            "discord",
+            "register-commands",
+            "--guild",
+            "1100000000000000001",
+        ],
+    )
+    .await;
+    let refused = clawgate(&no_token, &["discord", "register-commands"]).await;
+    let invite = clawgate(&config, &["discord", "invite-url"]).await;
+
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let calls = discord.calls("/discord/commands");
+    assert_eq!(calls.len(), 1, "the token-less run made no call");
+    let names: Vec<&str> = calls[0]
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["ask", "new", "status"]);
+    assert_eq!(calls[0].body[0]["options"][0]["required"], true);
+    assert_eq!(
+        calls[0].auth.as_deref(),
+        Some(format!("Bot {}", fakes::discord::DISCORD_TOKEN).as_str())
+    );
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("DISCORD_BOT_TOKEN"));
+    let url = String::from_utf8_lossy(&invite.stdout);
+    assert!(
+        url.contains("client_id=1150000000000000001") && url.contains("applications.commands"),
+        "{url}"
+    );
+}
+
+#[tokio::test]
+async fn whatsapp_verify_token_prints_a_fresh_token_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("clawgate.json5");
+    std::fs::write(&config, "{}").unwrap();
+
+    let first = clawgate(&config, &["whatsapp", "verify-token"]).await;
+    let second = clawgate(&config, &["whatsapp", "verify-token"]).await;
+
+    let token = String::from_utf8_lossy(&first.stdout).trim().to_string();
+    assert_eq!(token.len(), 64);
+    assert!(token.chars().all(|c| c.is_ascii_hexdigit()));
+    assert_ne!(token, String::from_utf8_lossy(&second.stdout).trim());
+}

@@ -112,6 +112,24 @@ impl DiscordClient {
         })
     }
 
+    /// Replaces the application's slash commands with `commands` (in one guild when given:
+    /// they appear at once there, while global ones take a while). Returns how many Discord
+    /// holds now.
+    pub async fn register_commands(
+        &self,
+        application_id: &str,
+        guild: Option<&str>,
+        commands: &Value,
+    ) -> Result<usize, ChannelError> {
+        let path = match guild {
+            Some(guild) => format!("/applications/{application_id}/guilds/{guild}/commands"),
+            None => format!("/applications/{application_id}/commands"),
+        };
+        let body = Body::Json(commands.clone());
+        let registered = self.call(reqwest::Method::PUT, &path, body, true).await?;
+        Ok(registered.as_array().map_or(0, Vec::len))
+    }
+
     /// The channel to post in: the target's, or the DM channel with its user.
     async fn channel_of(&self, target: &DiscordTarget) -> Result<String, ChannelError> {
         if !target.channel_id.is_empty() {

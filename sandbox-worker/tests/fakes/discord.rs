@@ -61,6 +61,14 @@ pub(super) fn routes(router: Router<World>) -> Router<World> {
             "/api/v10/webhooks/{app}/{token}/messages/{id}",
             get(original).patch(edit_webhook_message),
         )
+        .route(
+            "/api/v10/applications/{app}/commands",
+            axum::routing::put(register),
+        )
+        .route(
+            "/api/v10/applications/{app}/guilds/{guild}/commands",
+            axum::routing::put(register),
+        )
         .route("/discord/gateway", get(gateway))
 }
 
@@ -341,6 +349,43 @@ async fn followup(
         &body,
     );
     Json(json!({"id": next_id(&world), "content": body["content"]})).into_response()
+}
+
+/// Bulk-overwrites the application's commands: each needs a lowercase name of 1-32 characters
+/// and a description of 1-100, or Discord refuses the lot (50035).
+async fn register(
+    State(world): State<World>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    if !bot_authorised(&headers) {
+        return error(StatusCode::UNAUTHORIZED, 0, "401: Unauthorized");
+    }
+    let Some(commands) = body.as_array() else {
+        return error(StatusCode::BAD_REQUEST, 50035, "Invalid Form Body");
+    };
+    let valid = commands.iter().all(|c| {
+        let name = c["name"].as_str().unwrap_or("");
+        let description = c["description"].as_str().unwrap_or("").chars().count();
+        (1..=32).contains(&name.len())
+            && name
+                .chars()
+                .all(|ch| ch.is_ascii_lowercase() || ch == '-' || ch == '_')
+            && (1..=100).contains(&description)
+    });
+    if !valid {
+        return error(StatusCode::BAD_REQUEST, 50035, "Invalid Form Body");
+    }
+    record(&world, "/discord/commands".into(), &headers, &body);
+    let registered: Vec<Value> = commands
+        .iter()
+        .map(|c| {
+            let mut c = c.clone();
+            c["id"] = json!(next_id(&world));
+            c
+        })
+        .collect();
+    Json(Value::Array(registered)).into_response()
 }
 
 async fn gateway(

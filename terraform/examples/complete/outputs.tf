@@ -8,6 +8,16 @@ output "slack_events_url" {
   value       = module.webhook_functions.slack_events_url
 }
 
+output "whatsapp_webhook_url" {
+  description = "WhatsApp Cloud API callback URL (the Meta app's webhook)."
+  value       = module.webhook_functions.whatsapp_webhook_url
+}
+
+output "discord_interactions_url" {
+  description = "Discord Interactions Endpoint URL."
+  value       = module.webhook_functions.discord_interactions_url
+}
+
 output "hooks_url" {
   description = "POST /hooks/agent."
   value       = module.webhook_functions.hooks_url
@@ -23,6 +33,8 @@ output "register_commands" {
   value       = <<-EOT
     clawgate telegram set-webhook --url ${module.webhook_functions.telegram_webhook_url}
     clawgate slack manifest --url ${module.webhook_functions.slack_events_url} > slack-manifest.json
+    clawgate whatsapp check --url ${module.webhook_functions.whatsapp_webhook_url}
+    clawgate discord register-commands
   EOT
 }
 

@@ -3,9 +3,11 @@
 # parameter, nothing else.
 locals {
   functions = {
-    telegram-webhook = ["POST /telegram", "POST /telegram/{account}", "GET /healthz"]
-    slack-events     = ["POST /slack/events"]
-    hooks-agent      = ["POST /hooks/agent"]
+    telegram-webhook     = ["POST /telegram", "POST /telegram/{account}", "GET /healthz"]
+    slack-events         = ["POST /slack/events"]
+    whatsapp-webhook     = ["GET /whatsapp", "POST /whatsapp"]
+    discord-interactions = ["POST /discord/interactions"]
+    hooks-agent          = ["POST /hooks/agent"]
   }
   routes = merge([
     for fn, keys in local.functions : { for key in keys : key => fn }
@@ -184,7 +186,7 @@ resource "aws_apigatewayv2_integration" "function" {
 
 resource "aws_apigatewayv2_route" "route" {
   for_each = local.routes
-  # checkov:skip=CKV_AWS_309:Webhooks authenticate inside the function: Telegram's secret token, Slack's v0 signature, the hooks bearer token, each checked in constant time.
+  # checkov:skip=CKV_AWS_309:Webhooks authenticate inside the function: Telegram's secret token, Slack's v0 signature, WhatsApp's X-Hub-Signature-256 and verify token, Discord's Ed25519 signature, the hooks bearer token, each checked in constant time.
   api_id    = aws_apigatewayv2_api.webhooks.id
   route_key = each.key
   target    = "integrations/${aws_apigatewayv2_integration.function[each.value].id}"

@@ -13,6 +13,16 @@ output "slack_events_url" {
   value       = "${aws_apigatewayv2_api.webhooks.api_endpoint}/slack/events"
 }
 
+output "whatsapp_webhook_url" {
+  description = "Callback URL for the Meta app's WhatsApp webhook (GET answers the verify-token handshake)."
+  value       = "${aws_apigatewayv2_api.webhooks.api_endpoint}/whatsapp"
+}
+
+output "discord_interactions_url" {
+  description = "Interactions Endpoint URL for the Discord application."
+  value       = "${aws_apigatewayv2_api.webhooks.api_endpoint}/discord/interactions"
+}
+
 output "hooks_url" {
   description = "URL of POST /hooks/agent."
   value       = "${aws_apigatewayv2_api.webhooks.api_endpoint}/hooks/agent"
