@@ -65,6 +65,25 @@ fn effective_policy(config: &Config) -> Vec<String> {
         ));
         lines.push(format!("slack {}", slack.group_access().explain()));
     }
+    if let Some(wa) = config.channels.whatsapp.as_ref().filter(|w| w.enabled) {
+        lines.push(format!(
+            "whatsapp {}",
+            infra::config::explain_dm(wa.dm_policy, &wa.allow_from)
+        ));
+        lines.push("whatsapp groups: none (the Cloud API delivers one-to-one chats only)".into());
+    }
+    if let Some(discord) = config.channels.discord.as_ref().filter(|d| d.enabled) {
+        lines.push(format!(
+            "discord {}",
+            infra::config::explain_dm(discord.dm_policy, &discord.allow_from)
+        ));
+        let guilds: Vec<&str> = discord.guilds.keys().map(String::as_str).collect();
+        lines.push(match (discord.group_policy, guilds.is_empty()) {
+            (infra::config::GroupPolicy::Disabled, _) => "discord guilds: never answered (groupPolicy \"disabled\")".into(),
+            (infra::config::GroupPolicy::Allowlist, true) => "discord guilds: none answered (groupPolicy \"allowlist\" and no guild listed)".into(),
+            (_, _) => format!("discord guilds: {} (their channels and users as listed), when the bot is mentioned unless requireMention is false", if guilds.is_empty() { "any".to_string() } else { guilds.join(", ") }),
+        });
+    }
     lines.push("webchat and /hooks/agent: whoever holds the gateway token".into());
     lines
 }

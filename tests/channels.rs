@@ -183,3 +183,99 @@ async fn a_delivery_outside_the_customer_service_window_fails_with_the_reason() 
     assert!(explained, "{}", stack.log_text());
     assert!(stack.fakes.whatsapp_sent().is_empty());
 }
+
+/// A Slack `app_mention` in the listed channel, as an Events API payload.
+fn slack_mention(event_id: &str, text: &str) -> Value {
+    json!({"token": "x", "team_id": "T1", "api_app_id": "A1", "type": "event_callback",
+        "event_id": event_id, "event_time": 1700000300,
+        "event": {"type": "app_mention", "user": "U2147483697", "text": text,
+                  "ts": format!("1700000300.{}", &event_id[event_id.len() - 4..]),
+                  "channel": "C024BE91L", "event_ts": "1700000300.000100"}})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_socket_mode_a_crash_before_the_ack_answers_once_and_bad_envelopes_are_skipped() {
+    let mut stack = stack_answering(
+        "over the socket",
+        StackOptions {
+            slack_socket: true,
+            ..no_docker()
+        },
+    )
+    .await;
+
+    // Queued, answered, and the ack never taken: as if the process died before sending it.
+    stack.fakes.hold_socket_acks(true);
+    stack
+        .fakes
+        .push_socket_event("env-1", slack_mention("EvCRASH0001", "<@U0LAN0Z89> first"));
+    let first = stack
+        .wait_for(Duration::from_secs(60), |f| !f.slack_posts().is_empty())
+        .await;
+    assert!(first, "{}", stack.log_text());
+    stack.kill();
+    stack.fakes.hold_socket_acks(false);
+    stack.start();
+    // Slack sends env-1 again on the new connection; then hostile envelopes and a control.
+    stack
+        .fakes
+        .push_socket_event("env-bad", json!({"type": "event_callback"}));
+    let huge = "x".repeat(300 * 1024);
+    stack
+        .fakes
+        .push_socket_event("env-huge", slack_mention("EvHUGE00001", &huge));
+    stack.fakes.push_socket_event(
+        "env-ctrl",
+        slack_mention("EvCTRL00001", "<@U0LAN0Z89> control"),
+    );
+    let control = stack
+        .wait_for(Duration::from_secs(60), |f| f.slack_posts().len() >= 2)
+        .await;
+    let all_acked = stack
+        .wait_for(Duration::from_secs(10), |f| {
+            let acks = f.socket_acks();
+            ["env-bad", "env-huge", "env-ctrl"]
+                .iter()
+                .all(|id| acks.iter().any(|a| a == id))
+                && acks.iter().filter(|a| *a == "env-1").count() == 2
+        })
+        .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    assert!(control, "{}", stack.log_text());
+    assert!(all_acked, "acks: {:?}", stack.fakes.socket_acks());
+    assert_eq!(stack.fakes.slack_posts().len(), 2, "env-1 answered once");
+    assert_eq!(stack.fakes.model_calls().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_polling_skips_malformed_and_oversized_updates_and_answers_the_next() {
+    let stack = stack_answering(
+        "polled",
+        StackOptions {
+            telegram_polling: true,
+            ..no_docker()
+        },
+    )
+    .await;
+
+    stack
+        .fakes
+        .push_telegram_update(json!({"update_id": 7001, "message": {"message_id": 1, "chat": "not an object", "text": "hi"}}));
+    stack
+        .fakes
+        .push_telegram_update(stack::telegram_dm(7002, &"y".repeat(300 * 1024)));
+    stack
+        .fakes
+        .push_telegram_update(stack::telegram_dm(7003, "control"));
+    let answered = stack
+        .wait_for(Duration::from_secs(60), |f| !f.sent_messages().is_empty())
+        .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    assert!(answered, "{}", stack.log_text());
+    assert_eq!(stack.fakes.sent_messages().len(), 1);
+    let model = stack.fakes.model_calls();
+    assert_eq!(model.len(), 1, "only the control update reached the model");
+    assert!(model[0].body.to_string().contains("control"));
+}

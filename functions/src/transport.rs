@@ -16,8 +16,8 @@ use tokio::sync::watch;
 pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// Queues what an event became. `Ok` when it may be acknowledged (queued, ignored, or
-/// unparseable: that would fail the same way forever, so it is logged and passed); `Err` when
-/// the queue refused and the event must stay unacknowledged.
+/// unparseable or too large to queue: those would fail the same way forever, so they are
+/// logged and passed); `Err` when the queue failed and the event must stay unacknowledged.
 pub async fn queue_parsed(
     queue: &dyn JobQueue,
     parsed: Result<Parsed, WebhookError>,
@@ -26,8 +26,16 @@ pub async fn queue_parsed(
     match parsed {
         Ok(Parsed::Queue { jobs, .. }) => {
             for job in &jobs {
-                queue.send(job).await?;
-                tracing::info!(job = %job.job_id, session = %job.session_key, event = %job.inbound.event_id, via, "queued");
+                match queue.send(job).await {
+                    Ok(_) => {
+                        tracing::info!(job = %job.job_id, session = %job.session_key, event = %job.inbound.event_id, via, "queued")
+                    }
+                    // Too large for any queue: it would be refused the same way forever.
+                    Err(QueueError::Rejected(e)) => {
+                        tracing::warn!(error = %e, event = %job.inbound.event_id, via, "refused by the queue; acknowledged and skipped")
+                    }
+                    Err(e) => return Err(e),
+                }
             }
         }
         Ok(Parsed::Ignored(why)) => tracing::debug!(why, via, "ignored"),

@@ -425,6 +425,25 @@ mod tests {
     }
 
     #[test]
+    fn a_binding_on_the_guild_picks_the_agent() {
+        let mut app = app();
+        app.account.routes = Arc::new(AgentRoutes {
+            bindings: vec![serde_json::from_value(json!({"agentId": "ops",
+                "match": {"channel": "discord", "guildId": "1100000000000000001"}}))
+            .unwrap()],
+            default_agent: "main".into(),
+            ..AgentRoutes::default()
+        });
+
+        let (job, _) = one_job(
+            app.parse(&fixture("slash_ask_guild.json"), Utc::now())
+                .unwrap(),
+        );
+
+        assert_eq!(job.agent_id, "ops");
+    }
+
+    #[test]
     fn new_in_a_dm_is_the_chat_command_in_the_users_session() {
         let (job, _) = one_job(
             app()

@@ -5,7 +5,7 @@
 //! OpenClaw's order:
 //! 1. the exact peer (`peer.kind` + `peer.id`; a Telegram forum topic is `<chat>:topic:<id>`),
 //! 2. the parent peer (a binding on the group also covers its topics and threads),
-//! 3. the Slack team (`teamId`),
+//! 3. the Slack team (`teamId`) or the Discord guild (`guildId`),
 //! 4. the account (`accountId`), then the account's own `agent` setting
 //!    (`channels.telegram.accounts.<name>.agent`),
 //! 5. the whole channel (`accountId: "*"`),
@@ -17,10 +17,10 @@
 //!   listed first.
 //! - Bindings only pick the agent: they are consulted after the channel has admitted the
 //!   message (pairing, allowlists), and grant nothing.
-//! - `guildId` and `roles` (Discord) parse, so an OpenClaw file gets a clear message rather
-//!   than "unknown field", but no channel here reports a guild: `config validate` refuses such
-//!   a binding (and one for a channel clawgate does not have) instead of keeping a rule that
-//!   can never match.
+//! - `roles` (Discord) parses, so an OpenClaw file gets a clear message rather than "unknown
+//!   field", but no message here carries its sender's roles: `config validate` refuses such a
+//!   binding (and one for a channel clawgate does not have, or a `guildId` off Discord) instead
+//!   of keeping a rule that can never match.
 
 use serde::{Deserialize, Serialize};
 
@@ -46,8 +46,9 @@ pub struct BindingMatch {
     pub peer: Option<PeerMatch>,
     /// Slack workspace id (`T…`).
     pub team_id: Option<String>,
-    /// Discord only; never matches here (see the module's decisions).
+    /// Discord guild id (the message's workspace, as `teamId` is Slack's).
     pub guild_id: Option<String>,
+    /// Discord roles; never matches here (see the module's decisions).
     pub roles: Option<Vec<String>>,
 }
 
@@ -166,8 +167,7 @@ impl BindingMatch {
     /// With `loose_account`, the account and team a binding names match whatever they are
     /// (`sandbox explain` knows a session's chat, not the account or team it came through).
     fn rank(&self, facts: &RouteFacts, loose_account: bool) -> Option<RouteRank> {
-        if self.channel != facts.channel.as_str() || self.guild_id.is_some() || self.roles.is_some()
-        {
+        if self.channel != facts.channel.as_str() || self.roles.is_some() {
             return None;
         }
         let account_ok = match self.account_id.as_deref() {
@@ -179,8 +179,9 @@ impl BindingMatch {
         if !account_ok {
             return None;
         }
-        if let Some(team) = &self.team_id {
-            if !loose_account && facts.team_id != Some(team.as_str()) {
+        let space = self.team_id.as_ref().or(self.guild_id.as_ref());
+        if let Some(space) = space {
+            if !loose_account && facts.team_id != Some(space.as_str()) {
                 return None;
             }
         }
@@ -199,7 +200,7 @@ impl BindingMatch {
                 None
             };
         }
-        if self.team_id.is_some() {
+        if space.is_some() {
             return Some(RouteRank::Team);
         }
         match self.account_id.as_deref() {
@@ -303,7 +304,7 @@ impl Config {
                 Ok(Channel::Hook) | Err(_) => bad(
                     &format!("{at}.match.channel"),
                     format!(
-                        "{:?} is not a channel that routes here: use telegram, slack or webchat",
+                        "{:?} is not a channel that routes here: use telegram, slack, whatsapp, discord or webchat",
                         m.channel
                     ),
                 ),
@@ -323,10 +324,16 @@ impl Config {
                     bad(&format!("{at}.match.peer.id"), "must not be empty".into());
                 }
             }
-            if m.guild_id.is_some() || m.roles.is_some() {
+            if m.roles.is_some() {
+                bad(
+                    &format!("{at}.match.roles"),
+                    "Discord roles are not carried on messages here, so this binding would never match; remove its roles".into(),
+                );
+            }
+            if m.guild_id.is_some() && m.channel != "discord" {
                 bad(
                     &format!("{at}.match.guildId"),
-                    "Discord guilds and roles are not a channel here yet, so this binding would never match; remove it or its guildId/roles".into(),
+                    "guildId is a Discord guild: it matches only with channel \"discord\"".into(),
                 );
             }
         }
@@ -504,7 +511,7 @@ mod tests {
                  bindings: [
                    { agentId: "ops", match: { channel: "slack", teamId: "T1" } },
                    { agentId: "nobody", match: { channel: "slack" } },
-                   { agentId: "ops", match: { channel: "discord", guildId: "G1" } },
+                   { agentId: "ops", match: { channel: "discord", guildId: "G1", roles: ["R1"] } },
                    { agentId: "ops", match: { channel: "telegram", peer: { kind: "room", id: "" } } },
                  ] }"#,
         )
@@ -517,8 +524,7 @@ mod tests {
             paths,
             [
                 "bindings[1].agentId",
-                "bindings[2].match.channel",
-                "bindings[2].match.guildId",
+                "bindings[2].match.roles",
                 "bindings[3].match.peer.kind",
                 "bindings[3].match.peer.id",
             ],

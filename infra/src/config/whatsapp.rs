@@ -99,3 +99,36 @@ impl WhatsappConfig {
         set("WHATSAPP_API_BASE", &|c, v| c.api_base = Some(v));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    fn issues(text: &str) -> Vec<String> {
+        let config = Config::parse(text).unwrap();
+        let issues = config.validate().unwrap_err();
+        issues.into_iter().map(|i| i.path).collect()
+    }
+
+    #[test]
+    fn a_phone_number_in_place_of_its_id_and_numbers_without_a_plus_are_refused() {
+        let found = issues(
+            r#"{ channels: { whatsapp: { phoneNumberId: "+1 555 0100", allowFrom: ["+15551234567", "15550009999"] } } }"#,
+        );
+
+        assert_eq!(
+            found,
+            [
+                "channels.whatsapp.phoneNumberId",
+                "channels.whatsapp.allowFrom[1]"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_discord_public_key_that_is_not_32_bytes_of_hex_is_refused() {
+        let found = issues(r#"{ channels: { discord: { publicKey: "not-a-key" } } }"#);
+
+        assert_eq!(found, ["channels.discord.publicKey"]);
+    }
+}

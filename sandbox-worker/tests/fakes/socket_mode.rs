@@ -22,6 +22,9 @@ pub(super) struct SocketMode {
     pending: Mutex<Vec<Value>>,
     wake: tokio::sync::Notify,
     acked: Mutex<Vec<String>>,
+    /// Acknowledgements are recorded but not taken (the client "crashed" before sending them):
+    /// the envelopes come again on the next connection.
+    hold: std::sync::atomic::AtomicBool,
 }
 
 pub(super) fn routes(router: Router<World>) -> Router<World> {
@@ -39,6 +42,15 @@ impl super::Fakes {
         let socket = &self.world.socket;
         socket.pending.lock().unwrap().push(envelope);
         socket.wake.notify_waiters();
+    }
+
+    /// While true, acknowledgements are not taken: every envelope comes again on the next
+    /// connection, as after a crash between queueing it and acknowledging it.
+    pub fn hold_socket_acks(&self, hold: bool) {
+        self.world
+            .socket
+            .hold
+            .store(hold, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// The envelope ids acknowledged so far.
@@ -111,7 +123,9 @@ async fn serve(mut socket: WebSocket, mode: Arc<SocketMode>) {
                     let ack: Value = serde_json::from_str(text.as_str()).unwrap_or_default();
                     if let Some(id) = ack["envelope_id"].as_str() {
                         mode.acked.lock().unwrap().push(id.to_string());
-                        mode.pending.lock().unwrap().retain(|e| e["envelope_id"] != id);
+                        if !mode.hold.load(std::sync::atomic::Ordering::SeqCst) {
+                            mode.pending.lock().unwrap().retain(|e| e["envelope_id"] != id);
+                        }
                     }
                 }
                 Some(Ok(_)) => {}

@@ -17,8 +17,12 @@ variables {
 run "defaults_plan" {
   command = plan
   assert {
-    condition     = length(aws_lambda_function.function) == 3
+    condition     = length(aws_lambda_function.function) == 5
     error_message = "one function per binary"
+  }
+  assert {
+    condition     = aws_apigatewayv2_route.route["GET /whatsapp"].route_key == "GET /whatsapp" && aws_apigatewayv2_route.route["POST /discord/interactions"].route_key == "POST /discord/interactions"
+    error_message = "WhatsApp's handshake and Discord's interactions have their routes"
   }
   assert {
     condition     = aws_lambda_function.function["slack-events"].runtime == "provided.al2023" && aws_lambda_function.function["slack-events"].architectures[0] == "arm64"
