@@ -279,3 +279,63 @@ async fn long_polling_skips_malformed_and_oversized_updates_and_answers_the_next
     assert_eq!(model.len(), 1, "only the control update reached the model");
     assert!(model[0].body.to_string().contains("control"));
 }
+
+/// `clawgate worker` with `--ingress`, alone (no `clawgate up`): it long-polls the fake bot and
+/// answers; with no channel set up for it, `--ingress` refuses to start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_with_ingress_long_polls_and_answers_and_refuses_when_there_is_nothing_to_take() {
+    let fakes = fakes::Fakes::start(Arc::new(|_, _: &Value| Reply::text("from the worker"))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("clawgate.json5");
+    std::fs::write(
+        &config,
+        format!(
+            r#"{{ agents: {{ defaults: {{ model: "anthropic/claude-test", workspace: "{ws}", sandbox: {{ mode: "off" }} }} }},
+                 models: {{ providers: {{ anthropic: {{ apiKey: "sk-ant-e2e", baseUrl: "{base}" }} }} }},
+                 channels: {{ telegram: {{ botToken: "{token}", apiBase: "{base}", dmPolicy: "allowlist", allowFrom: [12345] }} }} }}"#,
+            ws = dir.path().join("ws").display(),
+            base = fakes.base_url,
+            token = stack::TG_TOKEN,
+        ),
+    )
+    .unwrap();
+    let bare = dir.path().join("bare.json5");
+    std::fs::write(&bare, "{}").unwrap();
+    let worker = |config: &std::path::Path, state: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_clawgate"))
+            .arg("--config")
+            .arg(config)
+            .args(["worker", "--ingress", "--state-dir"])
+            .arg(dir.path().join(state))
+            .env_remove("TELEGRAM_BOT_TOKEN")
+            .env_remove("SLACK_APP_TOKEN")
+            .env_remove("DISCORD_BOT_TOKEN")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join(format!("{state}.log"))).unwrap())
+            .spawn()
+            .unwrap()
+    };
+    let log = |state: &str| {
+        std::fs::read_to_string(dir.path().join(format!("{state}.log"))).unwrap_or_default()
+    };
+
+    let refused = worker(&bare, "bare").wait().unwrap();
+    let _running = stack::KillOnDrop(worker(&config, "state"));
+    fakes.push_telegram_update(stack::telegram_dm(9101, "are you there?"));
+    let answered = fakes
+        .wait_for(Duration::from_secs(60), |f| !f.sent_messages().is_empty())
+        .await;
+
+    assert!(!refused.success());
+    assert!(
+        log("bare").contains("--ingress: no channel"),
+        "{}",
+        log("bare")
+    );
+    assert!(
+        answered,
+        "the worker never answered the polled DM:\n{}",
+        log("state")
+    );
+    assert_eq!(fakes.sent_messages()[0].body["text"], "from the worker");
+}

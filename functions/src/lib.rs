@@ -78,26 +78,28 @@ impl Ingress {
     pub fn from_config(config: &Config, queue: Arc<dyn JobQueue>) -> Self {
         let agent = config.default_agent().to_string();
         let routes = Arc::new(config.agent_routes());
+        // Every channel's account: its routes, and its group rules where it has its own.
+        let account = |channel, name: &str, groups| ChannelAccount {
+            channel,
+            account: name.to_string(),
+            routes: routes.clone(),
+            groups,
+        };
         let telegram = config
             .channels
             .telegram
             .iter()
             .filter(|t| t.enabled)
             .flat_map(|t| {
-                let routes = &routes;
                 let groups = t.group_access();
-                t.accounts().map(move |account| {
-                    let bot = TelegramBot {
-                        account: ChannelAccount {
-                            channel: Channel::Telegram,
-                            account: account.name.to_string(),
-                            routes: routes.clone(),
-                            groups: groups.clone(),
-                        },
-                        username: account.bot_username.map(str::to_string),
-                        secret: account.webhook_secret.cloned(),
+                let account = &account;
+                t.accounts().map(move |bot| {
+                    let ingress = TelegramBot {
+                        account: account(Channel::Telegram, bot.name, groups.clone()),
+                        username: bot.bot_username.map(str::to_string),
+                        secret: bot.webhook_secret.cloned(),
                     };
-                    (account.name.to_string(), bot)
+                    (bot.name.to_string(), ingress)
                 })
             })
             .collect();
@@ -107,12 +109,7 @@ impl Ingress {
             .as_ref()
             .filter(|s| s.enabled)
             .map(|s| SlackApp {
-                account: ChannelAccount {
-                    channel: Channel::Slack,
-                    account: "default".into(),
-                    routes: routes.clone(),
-                    groups: s.group_access(),
-                },
+                account: account(Channel::Slack, "default", s.group_access()),
                 signing_secret: s.signing_secret.clone(),
             });
         let whatsapp = config
@@ -121,12 +118,8 @@ impl Ingress {
             .as_ref()
             .filter(|w| w.enabled)
             .map(|w| WhatsappApp {
-                account: ChannelAccount {
-                    channel: Channel::Whatsapp,
-                    account: "default".into(),
-                    routes: routes.clone(),
-                    groups: Default::default(),
-                },
+                // The Cloud API delivers no group messages.
+                account: account(Channel::Whatsapp, "default", Default::default()),
                 phone_number_id: w.phone_number_id.clone(),
                 app_secret: w.app_secret.clone(),
                 verify_token: w.verify_token.clone(),
@@ -137,12 +130,8 @@ impl Ingress {
             .as_ref()
             .filter(|d| d.enabled)
             .map(|d| DiscordApp {
-                account: ChannelAccount {
-                    channel: Channel::Discord,
-                    account: "default".into(),
-                    routes: routes.clone(),
-                    groups: Default::default(),
-                },
+                // Group rules are per guild (`DiscordApp::config`).
+                account: account(Channel::Discord, "default", Default::default()),
                 config: d.clone(),
                 bot_user_id: None,
             });
