@@ -84,6 +84,13 @@ fn effective_policy(config: &Config) -> Vec<String> {
             (_, _) => format!("discord guilds: {} (their channels and users as listed), when the bot is mentioned unless requireMention is false", if guilds.is_empty() { "any".to_string() } else { guilds.join(", ") }),
         });
     }
+    if let Some(bb) = config.channels.bluebubbles.as_ref().filter(|b| b.enabled) {
+        lines.push(format!(
+            "bluebubbles {}",
+            infra::config::explain_dm(bb.dm_policy, &bb.allow_from)
+        ));
+        lines.push(format!("bluebubbles {}", bb.group_access().explain()));
+    }
     lines.push("webchat and /hooks/agent: whoever holds the gateway token".into());
     lines
 }

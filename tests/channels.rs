@@ -339,3 +339,56 @@ async fn worker_with_ingress_long_polls_and_answers_and_refuses_when_there_is_no
     );
     assert_eq!(fakes.sent_messages()[0].body["text"], "from the worker");
 }
+
+/// An iMessage from `handle` as BlueBubbles posts it (`new-message`).
+fn imessage(guid: &str, handle: &str, text: &str) -> Value {
+    json!({"type": "new-message", "data": {"guid": guid, "text": text, "isFromMe": false,
+        "itemType": 0, "associatedMessageType": null, "attachments": [],
+        "handle": {"address": handle, "service": "iMessage"}, "dateCreated": 1764842400000i64,
+        "chats": [{"guid": format!("iMessage;-;{handle}"), "style": 45, "chatIdentifier": handle}]}})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_imessage_through_bluebubbles_is_answered_once_and_a_wrong_password_reaches_nothing() {
+    let stack = stack_answering("On it.", no_docker()).await;
+    let password = fakes::bluebubbles::BLUEBUBBLES_PASSWORD;
+    let message = imessage("5C2B4F2A-0001", "+15551234567", "check my flight");
+
+    let wrong = stack
+        .post_bluebubbles(&imessage("FORGED-1", "+15551234567", "hi"), "guess")
+        .await;
+    let stranger = stack
+        .post_bluebubbles(
+            &imessage("STRANGER-1", "+15550009999", "let me in"),
+            password,
+        )
+        .await;
+    let first = stack.post_bluebubbles(&message, password).await;
+    let again = stack.post_bluebubbles(&message, password).await;
+    stack
+        .post_bluebubbles(
+            &imessage("5C2B4F2A-0002", "+15551234567", "and the hotel?"),
+            password,
+        )
+        .await;
+    let answered = stack
+        .wait_for(Duration::from_secs(60), |f| f.bluebubbles_sent().len() >= 2)
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    assert_eq!(wrong, 401);
+    assert_eq!(
+        (stranger.as_u16(), first.as_u16(), again.as_u16()),
+        (200, 200, 200)
+    );
+    assert!(answered, "{}", stack.log_text());
+    let sent = stack.fakes.bluebubbles_sent();
+    assert_eq!(sent.len(), 2, "the redelivered message was answered again");
+    assert_eq!(sent[0].body["chatGuid"], "iMessage;-;+15551234567");
+    assert_eq!(sent[0].body["message"], "On it.");
+    assert_eq!(
+        stack.fakes.model_calls().len(),
+        2,
+        "the stranger and the forgery reached no model"
+    );
+}

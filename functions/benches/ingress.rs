@@ -132,6 +132,7 @@ fn ingress(queue: Arc<dyn JobQueue>) -> Ingress {
         slack: None,
         whatsapp: None,
         discord: None,
+        bluebubbles: None,
         hooks_token: None,
         default_agent: "main".into(),
         agents: ["main".to_string()].into(),

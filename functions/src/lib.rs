@@ -17,18 +17,19 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::Utc;
+use infra::channels::bluebubbles::BlueBubblesApp;
 use infra::channels::discord_inbound::DiscordApp;
 use infra::channels::slack_events::SlackApp;
 use infra::channels::telegram_webhook::TelegramBot;
 use infra::channels::whatsapp_webhook::WhatsappApp;
-use infra::channels::{ChannelAccount, Parsed, Refusal, WebhookChannel};
-use infra::config::{Config, RouteFacts, Secret};
+use infra::channels::{ChannelAccount, Parsed, Refusal, WebhookChannel, WebhookRequest};
+use infra::config::{Config, RouteFacts, Secret, BLUEBUBBLES_WEBHOOK_PATH};
 use infra::model::{
     Channel, ChatKind, ChatRef, InboundMessage, JobMessage, ReplyTarget, Sender, SessionKey,
 };
@@ -61,6 +62,7 @@ pub struct Ingress {
     pub slack: Option<SlackApp>,
     pub whatsapp: Option<WhatsappApp>,
     pub discord: Option<DiscordApp>,
+    pub bluebubbles: Option<BlueBubblesApp>,
     /// Bearer token for `/hooks/agent`; without one the route is closed.
     pub hooks_token: Option<Secret>,
     pub default_agent: String,
@@ -135,12 +137,22 @@ impl Ingress {
                 config: d.clone(),
                 bot_user_id: None,
             });
+        let bluebubbles = config
+            .channels
+            .bluebubbles
+            .as_ref()
+            .filter(|b| b.enabled)
+            .map(|b| BlueBubblesApp {
+                account: account(Channel::Bluebubbles, "default", b.group_access()),
+                password: b.password.clone(),
+            });
         Ingress {
             queue,
             telegram,
             slack,
             whatsapp,
             discord,
+            bluebubbles,
             hooks_token: config.gateway.token.clone(),
             default_agent: agent,
             agents: config.agent_ids().into_iter().map(str::to_string).collect(),
@@ -247,6 +259,7 @@ pub fn router(ingress: Ingress) -> Router {
         .route("/slack/events", post(slack))
         .route("/whatsapp", get(whatsapp_handshake).post(whatsapp))
         .route("/discord/interactions", post(discord))
+        .route(BLUEBUBBLES_WEBHOOK_PATH, post(bluebubbles))
         .route("/hooks/agent", post(hook))
         .route("/hooks/wake", post(wake::wake))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -332,7 +345,7 @@ async fn telegram(
     body: Bytes,
 ) -> Response {
     match ingress.telegram.get(&account) {
-        Some(bot) => webhook(&ingress, bot, &headers, &body).await,
+        Some(bot) => webhook(&ingress, bot, WebhookRequest::new(&headers, &body)).await,
         None => reply(
             StatusCode::NOT_FOUND,
             format!("telegram account {account:?} is not configured"),
@@ -342,7 +355,7 @@ async fn telegram(
 
 async fn slack(State(ingress): State<Arc<Ingress>>, headers: HeaderMap, body: Bytes) -> Response {
     match &ingress.slack {
-        Some(app) => webhook(&ingress, app, &headers, &body).await,
+        Some(app) => webhook(&ingress, app, WebhookRequest::new(&headers, &body)).await,
         None => reply(StatusCode::NOT_FOUND, "slack is not configured"),
     }
 }
@@ -353,16 +366,34 @@ async fn whatsapp(
     body: Bytes,
 ) -> Response {
     match &ingress.whatsapp {
-        Some(app) => webhook(&ingress, app, &headers, &body).await,
+        Some(app) => webhook(&ingress, app, WebhookRequest::new(&headers, &body)).await,
         None => reply(StatusCode::NOT_FOUND, "whatsapp is not configured"),
     }
 }
 
 async fn discord(State(ingress): State<Arc<Ingress>>, headers: HeaderMap, body: Bytes) -> Response {
     match &ingress.discord {
-        Some(app) => webhook(&ingress, app, &headers, &body).await,
+        Some(app) => webhook(&ingress, app, WebhookRequest::new(&headers, &body)).await,
         None => reply(StatusCode::NOT_FOUND, "discord is not configured"),
     }
+}
+
+/// BlueBubbles' webhook: its shared secret is the server password in the query.
+async fn bluebubbles(
+    State(ingress): State<Arc<Ingress>>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(app) = &ingress.bluebubbles else {
+        return reply(StatusCode::NOT_FOUND, "bluebubbles is not configured");
+    };
+    let request = WebhookRequest {
+        headers: &headers,
+        query: query.as_deref(),
+        body: &body,
+    };
+    webhook(&ingress, app, request).await
 }
 
 /// Meta's subscription check: `hub.challenge` echoed as plain text when `hub.verify_token`
@@ -392,11 +423,10 @@ async fn whatsapp_handshake(
 pub(crate) async fn webhook(
     ingress: &Ingress,
     channel: &dyn WebhookChannel,
-    headers: &HeaderMap,
-    body: &[u8],
+    request: WebhookRequest<'_>,
 ) -> Response {
-    let now = Utc::now();
-    if let Err(refusal) = channel.verify(headers, body, now) {
+    let (body, now) = (request.body, Utc::now());
+    if let Err(refusal) = channel.verify(&request, now) {
         let status = match refusal {
             Refusal::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Refusal::NotConfigured(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -590,6 +620,11 @@ fn delivery(
             .map(|s| s.account.account.clone())
             .ok_or("deliver: slack is not configured")?,
         ReplyTarget::Webchat(_) => "default".to_string(),
+        ReplyTarget::Bluebubbles(_) => ingress
+            .bluebubbles
+            .as_ref()
+            .map(|b| b.account.account.clone())
+            .ok_or("deliver: bluebubbles is not configured")?,
         ReplyTarget::Discord(_) => ingress
             .discord
             .as_ref()

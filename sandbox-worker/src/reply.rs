@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use infra::channels::bluebubbles::BlueBubblesClient;
 use infra::channels::discord::DiscordClient;
 use infra::channels::slack::SlackClient;
 use infra::channels::telegram::TelegramClient;
@@ -45,6 +46,7 @@ pub fn target_channel(target: &ReplyTarget) -> Channel {
         ReplyTarget::Webchat(_) => Channel::Webchat,
         ReplyTarget::Whatsapp(_) => Channel::Whatsapp,
         ReplyTarget::Discord(_) => Channel::Discord,
+        ReplyTarget::Bluebubbles(_) => Channel::Bluebubbles,
     }
 }
 
@@ -79,6 +81,11 @@ fn senders(
         let client = DiscordClient::from_config(d, http.clone());
         all.push((Channel::Discord, "default".into(), Arc::new(client)));
     }
+    if let Some(b) = &config.channels.bluebubbles {
+        if let Some(client) = BlueBubblesClient::from_config(b, http.clone()) {
+            all.push((Channel::Bluebubbles, "default".into(), Arc::new(client)));
+        }
+    }
     all
 }
 
@@ -93,6 +100,7 @@ impl Outbound {
             Channel::Slack,
             Channel::Whatsapp,
             Channel::Discord,
+            Channel::Bluebubbles,
         ]
         .into_iter()
         .map(|c| (c, config.channels.style(c)))
@@ -232,6 +240,9 @@ fn not_configured(channel: Channel, account: &str) -> ChannelError {
         }
         Channel::Telegram => format!("set channels.telegram.accounts.{account}.botToken"),
         Channel::Slack => "set channels.slack.botToken or SLACK_BOT_TOKEN".into(),
+        Channel::Bluebubbles => {
+            "set channels.bluebubbles.serverUrl and password (or BLUEBUBBLES_SERVER_URL, BLUEBUBBLES_PASSWORD)".into()
+        }
         Channel::Whatsapp => {
             "set channels.whatsapp.accessToken and phoneNumberId (or WHATSAPP_ACCESS_TOKEN, WHATSAPP_PHONE_NUMBER_ID)".into()
         }

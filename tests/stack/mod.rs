@@ -14,6 +14,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::common;
+use crate::fakes::bluebubbles::BLUEBUBBLES_PASSWORD as BB_PASSWORD;
 use crate::fakes::discord::{DISCORD_BOT, DISCORD_TOKEN};
 use crate::fakes::whatsapp::WHATSAPP_TOKEN as WA_TOKEN;
 use crate::fakes::{last_tool_result, Fakes, Reply, Script};
@@ -233,6 +234,7 @@ pub async fn spawn_stack(script: Script, options: StackOptions) -> Stack {
                         verifyToken: "e2e-verify", apiBase: "{base}", dmPolicy: "allowlist", allowFrom: ["+16505551234"] }},
             discord: {{ {discord_token} applicationId: "{DISCORD_BOT}", publicKey: "{discord_key}", apiBase: "{base}/api/v10",
                        dmPolicy: "allowlist", allowFrom: ["{DISCORD_OWNER}"], guilds: {{ "{DISCORD_GUILD}": {{}} }} }},
+            bluebubbles: {{ serverUrl: "{base}", password: "{BB_PASSWORD}", dmPolicy: "allowlist", allowFrom: ["+15551234567"] }},
           }},
           {backends}
           {token}
@@ -448,6 +450,21 @@ impl Stack {
             .send()
             .await
             .unwrap()
+    }
+
+    /// A BlueBubbles webhook event, with the server password in the query as BlueBubbles is
+    /// told to send it.
+    pub async fn post_bluebubbles(&self, event: &Value, password: &str) -> reqwest::StatusCode {
+        let mut url =
+            reqwest::Url::parse(&format!("{}/bluebubbles-webhook", self.base_url)).unwrap();
+        url.query_pairs_mut().append_pair("password", password);
+        self.http
+            .post(url)
+            .json(event)
+            .send()
+            .await
+            .unwrap()
+            .status()
     }
 
     /// Waits for `check` to hold, up to `within`.

@@ -193,12 +193,32 @@ pub enum Refusal {
     NotConfigured(String),
 }
 
+/// What a webhook request brings to its verification.
+#[derive(Debug, Clone, Copy)]
+pub struct WebhookRequest<'a> {
+    pub headers: &'a HeaderMap,
+    /// The URL's query string: where a platform that cannot sign or set headers carries the
+    /// shared secret (BlueBubbles).
+    pub query: Option<&'a str>,
+    pub body: &'a [u8],
+}
+
+impl<'a> WebhookRequest<'a> {
+    pub fn new(headers: &'a HeaderMap, body: &'a [u8]) -> Self {
+        WebhookRequest {
+            headers,
+            query: None,
+            body,
+        }
+    }
+}
+
 /// A channel that pushes events over HTTP.
 pub trait WebhookChannel: Send + Sync {
     fn account(&self) -> &ChannelAccount;
     /// Checks that the request came from the channel (signature or shared secret over the raw
     /// body, timestamp freshness), before anything reads the body.
-    fn verify(&self, headers: &HeaderMap, body: &[u8], now: DateTime<Utc>) -> Result<(), Refusal>;
+    fn verify(&self, request: &WebhookRequest<'_>, now: DateTime<Utc>) -> Result<(), Refusal>;
     /// Reads a verified body.
     fn parse(&self, body: &[u8], now: DateTime<Utc>) -> Result<Parsed, WebhookError>;
 }

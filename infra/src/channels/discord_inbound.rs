@@ -20,10 +20,11 @@
 
 use chrono::{DateTime, Utc};
 use ed25519_dalek::{Signature, VerifyingKey};
-use reqwest::header::HeaderMap;
 use serde_json::{json, Value};
 
-use super::{ChannelAccount, Incoming, Parsed, Refusal, WebhookChannel, WebhookError};
+use super::{
+    ChannelAccount, Incoming, Parsed, Refusal, WebhookChannel, WebhookError, WebhookRequest,
+};
 use crate::config::DiscordConfig;
 use crate::model::{
     ChatKind, DiscordInteraction, DiscordTarget, MediaKind, MediaRef, MediaSource, ReplyTarget,
@@ -216,7 +217,8 @@ impl WebhookChannel for DiscordApp {
         &self.account
     }
 
-    fn verify(&self, headers: &HeaderMap, body: &[u8], now: DateTime<Utc>) -> Result<(), Refusal> {
+    fn verify(&self, request: &WebhookRequest<'_>, now: DateTime<Utc>) -> Result<(), Refusal> {
+        let WebhookRequest { headers, body, .. } = *request;
         let Some(key) = &self.config.public_key else {
             return Err(Refusal::NotConfigured(
                 "discord publicKey is not configured".into(),
@@ -326,6 +328,8 @@ impl WebhookChannel for DiscordApp {
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
+
+    use reqwest::header::HeaderMap;
 
     use ed25519_dalek::{Signer, SigningKey};
 
@@ -503,11 +507,23 @@ mod tests {
         tampered[10] ^= 1;
         let stranger = SigningKey::from_bytes(&[9; 32]);
 
-        let good = app().verify(&headers(&fresh, &body, &key()), &body, now);
-        let replayed = app().verify(&headers(&old, &body, &key()), &body, now);
-        let altered = app().verify(&headers(&fresh, &body, &key()), &tampered, now);
-        let forged = app().verify(&headers(&fresh, &body, &stranger), &body, now);
-        let unsigned = app().verify(&HeaderMap::new(), &body, now);
+        let good = app().verify(
+            &WebhookRequest::new(&headers(&fresh, &body, &key()), &body),
+            now,
+        );
+        let replayed = app().verify(
+            &WebhookRequest::new(&headers(&old, &body, &key()), &body),
+            now,
+        );
+        let altered = app().verify(
+            &WebhookRequest::new(&headers(&fresh, &body, &key()), &tampered),
+            now,
+        );
+        let forged = app().verify(
+            &WebhookRequest::new(&headers(&fresh, &body, &stranger), &body),
+            now,
+        );
+        let unsigned = app().verify(&WebhookRequest::new(&HeaderMap::new(), &body), now);
 
         assert_eq!(good, Ok(()));
         assert!(

@@ -1,8 +1,9 @@
 //! Chat channels, each on one contract ([`contract`]): inbound verification and parsing for
 //! the webhook functions ([`telegram_webhook`], [`slack_events`], [`whatsapp_webhook`],
-//! [`discord_inbound`]), outbound clients for the worker ([`telegram`], [`slack`],
-//! [`whatsapp`], [`discord`]), and the chunking replies need.
+//! [`discord_inbound`], [`bluebubbles`]), outbound clients for the worker ([`telegram`],
+//! [`slack`], [`whatsapp`], [`discord`], [`bluebubbles`]), and the chunking replies need.
 
+pub mod bluebubbles;
 pub mod contract;
 pub mod discord;
 pub mod discord_inbound;
@@ -17,6 +18,7 @@ use std::time::Duration;
 
 pub use contract::{
     wrong_target, ChannelAccount, ChannelSender, Incoming, Parsed, Refusal, WebhookChannel,
+    WebhookRequest,
 };
 
 /// Why an inbound webhook body was refused. Each is a 4xx with this text as the body.

@@ -18,11 +18,12 @@
 
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
-use reqwest::header::HeaderMap;
 use serde_json::{json, Value};
 use sha2::Sha256;
 
-use super::{ChannelAccount, Incoming, Parsed, Refusal, WebhookChannel, WebhookError};
+use super::{
+    ChannelAccount, Incoming, Parsed, Refusal, WebhookChannel, WebhookError, WebhookRequest,
+};
 use crate::config::Secret;
 use crate::model::{
     ChatKind, MediaKind, MediaRef, MediaSource, ReplyTarget, Sender, SlackTarget, SubThread,
@@ -172,7 +173,8 @@ impl WebhookChannel for SlackApp {
         &self.account
     }
 
-    fn verify(&self, headers: &HeaderMap, body: &[u8], now: DateTime<Utc>) -> Result<(), Refusal> {
+    fn verify(&self, request: &WebhookRequest<'_>, now: DateTime<Utc>) -> Result<(), Refusal> {
+        let WebhookRequest { headers, body, .. } = *request;
         let Some(secret) = &self.signing_secret else {
             return Err(Refusal::NotConfigured(
                 "slack signingSecret is not configured".into(),

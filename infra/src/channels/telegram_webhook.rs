@@ -15,11 +15,12 @@
 //!   id, so the queue's dedup and the worker's job record both recognise the retry.
 
 use chrono::{DateTime, Utc};
-use reqwest::header::HeaderMap;
 use serde_json::Value;
 use subtle::ConstantTimeEq;
 
-use super::{ChannelAccount, Incoming, Parsed, Refusal, WebhookChannel, WebhookError};
+use super::{
+    ChannelAccount, Incoming, Parsed, Refusal, WebhookChannel, WebhookError, WebhookRequest,
+};
 use crate::config::Secret;
 use crate::model::{
     ChatKind, MediaKind, MediaRef, MediaSource, ReplyTarget, Sender, SubThread, TelegramTarget,
@@ -133,12 +134,8 @@ impl WebhookChannel for TelegramBot {
         &self.account
     }
 
-    fn verify(
-        &self,
-        headers: &HeaderMap,
-        _body: &[u8],
-        _now: DateTime<Utc>,
-    ) -> Result<(), Refusal> {
+    fn verify(&self, request: &WebhookRequest<'_>, _now: DateTime<Utc>) -> Result<(), Refusal> {
+        let headers = request.headers;
         let Some(secret) = &self.secret else {
             // Refuse rather than accept updates nobody can verify.
             return Err(Refusal::NotConfigured(

@@ -19,12 +19,13 @@
 
 use chrono::{DateTime, Duration, Utc};
 use hmac::{Hmac, Mac};
-use reqwest::header::HeaderMap;
 use serde_json::Value;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
-use super::{ChannelAccount, Incoming, Parsed, Refusal, WebhookChannel, WebhookError};
+use super::{
+    ChannelAccount, Incoming, Parsed, Refusal, WebhookChannel, WebhookError, WebhookRequest,
+};
 use crate::config::Secret;
 use crate::model::{
     ChatKind, JobMessage, MediaKind, MediaRef, MediaSource, ReplyTarget, Sender, WhatsappTarget,
@@ -87,7 +88,8 @@ impl WebhookChannel for WhatsappApp {
         &self.account
     }
 
-    fn verify(&self, headers: &HeaderMap, body: &[u8], _now: DateTime<Utc>) -> Result<(), Refusal> {
+    fn verify(&self, request: &WebhookRequest<'_>, _now: DateTime<Utc>) -> Result<(), Refusal> {
+        let WebhookRequest { headers, body, .. } = *request;
         let Some(secret) = &self.app_secret else {
             return Err(Refusal::NotConfigured(
                 "whatsapp appSecret is not configured".into(),
@@ -275,6 +277,8 @@ fn content(message: &Value) -> Option<(String, Vec<MediaRef>)> {
 mod tests {
     use std::sync::Arc;
 
+    use reqwest::header::HeaderMap;
+
     use super::*;
     use crate::config::AgentRoutes;
     use crate::model::Channel;
@@ -414,11 +418,23 @@ mod tests {
         let mut no_secret = app();
         no_secret.app_secret = None;
 
-        let good = app().verify(&signed(&sign(SECRET, &body)), &body, now);
-        let altered = app().verify(&signed(&sign(SECRET, &body)), &tampered, now);
-        let other_key = app().verify(&signed(&sign("another", &body)), &body, now);
-        let unsigned = app().verify(&HeaderMap::new(), &body, now);
-        let unverifiable = no_secret.verify(&signed(&sign(SECRET, &body)), &body, now);
+        let good = app().verify(
+            &WebhookRequest::new(&signed(&sign(SECRET, &body)), &body),
+            now,
+        );
+        let altered = app().verify(
+            &WebhookRequest::new(&signed(&sign(SECRET, &body)), &tampered),
+            now,
+        );
+        let other_key = app().verify(
+            &WebhookRequest::new(&signed(&sign("another", &body)), &body),
+            now,
+        );
+        let unsigned = app().verify(&WebhookRequest::new(&HeaderMap::new(), &body), now);
+        let unverifiable = no_secret.verify(
+            &WebhookRequest::new(&signed(&sign(SECRET, &body)), &body),
+            now,
+        );
 
         assert_eq!(good, Ok(()));
         assert!(matches!(altered, Err(Refusal::Unauthorized(_))));

@@ -29,6 +29,7 @@ pub struct ChannelsConfig {
     pub slack: Option<SlackConfig>,
     pub whatsapp: Option<super::WhatsappConfig>,
     pub discord: Option<super::DiscordConfig>,
+    pub bluebubbles: Option<super::BlueBubblesConfig>,
 }
 
 /// Who may reach the agent through one channel: what the worker's gate, the trust levels and
@@ -79,6 +80,11 @@ impl ChannelsConfig {
                 allow_from: &d.allow_from,
                 groups: d.group_access(space),
             }),
+            Channel::Bluebubbles => self.bluebubbles.as_ref().map(|b| ChannelAccess {
+                dm_policy: b.dm_policy,
+                allow_from: &b.allow_from,
+                groups: b.group_access(),
+            }),
             Channel::Webchat | Channel::Hook => None,
         }
     }
@@ -101,6 +107,10 @@ impl ChannelsConfig {
             Channel::Discord => self.discord.as_ref().map(|d| ChannelStyle {
                 streaming: d.streaming,
                 media_max_mb: d.media_max_mb,
+            }),
+            Channel::Bluebubbles => self.bluebubbles.as_ref().map(|b| ChannelStyle {
+                streaming: super::Streaming::Off,
+                media_max_mb: b.media_max_mb,
             }),
             Channel::Webchat | Channel::Hook => None,
         }

@@ -15,6 +15,7 @@
 
 mod agents;
 mod bindings;
+mod bluebubbles;
 mod channels;
 mod discord;
 mod lenient;
@@ -34,6 +35,7 @@ use serde::{Deserialize, Serialize, Serializer};
 
 pub use agents::*;
 pub use bindings::*;
+pub use bluebubbles::{BlueBubblesConfig, BLUEBUBBLES_WEBHOOK_PATH};
 pub use channels::*;
 pub use discord::{DiscordChannelEntry, DiscordConfig, DiscordGuild};
 pub use mcp::*;
@@ -391,6 +393,7 @@ impl Config {
         }
         WhatsappConfig::apply_env(&mut self.channels.whatsapp, get);
         DiscordConfig::apply_env(&mut self.channels.discord, get);
+        BlueBubblesConfig::apply_env(&mut self.channels.bluebubbles, get);
         if let Some(url) = get("SLACK_API_BASE") {
             self.channels
                 .slack

@@ -94,6 +94,7 @@ pub enum ReplyTarget {
     Webchat(WebchatTarget),
     Whatsapp(WhatsappTarget),
     Discord(DiscordTarget),
+    Bluebubbles(BlueBubblesTarget),
 }
 
 impl ReplyTarget {
@@ -142,6 +143,14 @@ impl ReplyTarget {
                 dm_user: (*kind == ChatKind::Dm).then(|| peer.clone()),
                 reply_to_message_id: None,
                 interaction: None,
+            }),
+            // A DM's peer is the handle; its chat guid is the iMessage one-to-one chat.
+            Channel::Bluebubbles => ReplyTarget::Bluebubbles(BlueBubblesTarget {
+                chat_guid: if *kind == ChatKind::Dm {
+                    format!("iMessage;-;{peer}")
+                } else {
+                    peer.clone()
+                },
             }),
             Channel::Whatsapp => ReplyTarget::Whatsapp(WhatsappTarget {
                 to: peer.trim_start_matches('+').to_string(),
@@ -200,6 +209,13 @@ pub struct DiscordTarget {
 pub struct DiscordInteraction {
     pub application_id: String,
     pub token: String,
+}
+
+/// An iMessage chat through BlueBubbles, by its chat guid (`iMessage;-;+1555…` one-to-one,
+/// `iMessage;+;chat…` a group).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlueBubblesTarget {
+    pub chat_guid: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -54,6 +54,8 @@ pub enum MediaSource {
     Whatsapp { media_id: String },
     /// A Discord attachment's CDN URL.
     Discord { url: String },
+    /// A BlueBubbles attachment guid (`GET /api/v1/attachment/<guid>/download`).
+    Bluebubbles { guid: String },
     /// Already in the session's workspace (a WebChat upload), relative to it.
     Workspace { path: String },
 }

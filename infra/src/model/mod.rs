@@ -42,6 +42,7 @@ pub enum Channel {
     Webchat,
     Whatsapp,
     Discord,
+    Bluebubbles,
     Hook,
 }
 
@@ -53,6 +54,7 @@ impl Channel {
             Channel::Webchat => "webchat",
             Channel::Whatsapp => "whatsapp",
             Channel::Discord => "discord",
+            Channel::Bluebubbles => "bluebubbles",
             Channel::Hook => "hook",
         }
     }
@@ -73,6 +75,7 @@ impl FromStr for Channel {
             "webchat" => Ok(Channel::Webchat),
             "whatsapp" => Ok(Channel::Whatsapp),
             "discord" => Ok(Channel::Discord),
+            "bluebubbles" => Ok(Channel::Bluebubbles),
             "hook" => Ok(Channel::Hook),
             other => Err(ModelError::UnknownChannel(other.to_string())),
         }

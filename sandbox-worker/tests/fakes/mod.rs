@@ -1,10 +1,11 @@
-//! Fake Telegram, Slack, WhatsApp ([`whatsapp`]), Discord ([`discord`]) and Anthropic APIs on
-//! one loopback port. They speak the real wire
+//! Fake Telegram, Slack, WhatsApp ([`whatsapp`]), Discord ([`discord`]), BlueBubbles
+//! ([`bluebubbles`]) and Anthropic APIs on one loopback port. They speak the real wire
 //! formats (paths, headers, bodies) and record every call, so tests can assert what the worker
 //! sent. The model's answers come from a script that sees the call number and the request.
 //! Files, edits and uploads live in [`media`].
 #![allow(dead_code)]
 
+pub mod bluebubbles;
 pub mod discord;
 pub mod mcp;
 mod media;
@@ -142,12 +143,14 @@ impl Fakes {
             whatsapp: Arc::default(),
             discord: Arc::default(),
         };
-        let app = discord::routes(whatsapp::routes(socket_mode::routes(media::routes(
-            Router::new()
-                .route("/v1/messages", post(anthropic))
-                .route("/v1/chat/completions", post(openai))
-                .route("/{bot}/{method}", post(telegram))
-                .route("/api/chat.postMessage", post(slack)),
+        let app = bluebubbles::routes(discord::routes(whatsapp::routes(socket_mode::routes(
+            media::routes(
+                Router::new()
+                    .route("/v1/messages", post(anthropic))
+                    .route("/v1/chat/completions", post(openai))
+                    .route("/{bot}/{method}", post(telegram))
+                    .route("/api/chat.postMessage", post(slack)),
+            ),
         ))))
         .with_state(world.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -18,6 +18,11 @@ output "discord_interactions_url" {
   value       = module.webhook_functions.discord_interactions_url
 }
 
+output "bluebubbles_webhook_url" {
+  description = "BlueBubbles webhook URL (register it with ?password=<server password>)."
+  value       = module.webhook_functions.bluebubbles_webhook_url
+}
+
 output "hooks_url" {
   description = "POST /hooks/agent."
   value       = module.webhook_functions.hooks_url

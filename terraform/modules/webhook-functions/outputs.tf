@@ -23,6 +23,11 @@ output "discord_interactions_url" {
   value       = "${aws_apigatewayv2_api.webhooks.api_endpoint}/discord/interactions"
 }
 
+output "bluebubbles_webhook_url" {
+  description = "BlueBubbles webhook URL (add ?password=<server password> when you register it)."
+  value       = "${aws_apigatewayv2_api.webhooks.api_endpoint}/bluebubbles-webhook"
+}
+
 output "hooks_url" {
   description = "URL of POST /hooks/agent."
   value       = "${aws_apigatewayv2_api.webhooks.api_endpoint}/hooks/agent"
