@@ -91,6 +91,13 @@ fn effective_policy(config: &Config) -> Vec<String> {
         ));
         lines.push(format!("bluebubbles {}", bb.group_access().explain()));
     }
+    if let Some(signal) = config.channels.signal.as_ref().filter(|c| c.enabled) {
+        lines.push(format!(
+            "signal {}",
+            infra::config::explain_dm(signal.dm_policy, &signal.allow_from)
+        ));
+        lines.push(format!("signal {}", signal.group_access().explain()));
+    }
     lines.push("webchat and /hooks/agent: whoever holds the gateway token".into());
     lines
 }

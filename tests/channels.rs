@@ -67,8 +67,9 @@ async fn forged_stale_malformed_and_oversized_whatsapp_requests_reach_nothing() 
     let url = format!("{}/whatsapp", stack.base_url);
     let body = serde_json::to_vec(&whatsapp_text(OWNER_WA, "wamid.FORGED", "hi")).unwrap();
     let post = |body: Vec<u8>, signature: String| {
-        stack
-            .http
+        // Each on a connection of its own, as an attacker's would be: a refused oversized body
+        // ends its connection, which must not fail the next request.
+        reqwest::Client::new()
             .post(&url)
             .header("content-type", "application/json")
             .header("x-hub-signature-256", signature)
@@ -391,4 +392,71 @@ async fn an_imessage_through_bluebubbles_is_answered_once_and_a_wrong_password_r
         2,
         "the stranger and the forgery reached no model"
     );
+}
+
+/// A Signal data message as signal-cli streams it: from `source`, in a group when given.
+fn signal_message(source: &str, sent: i64, text: &str, group: Option<&str>) -> Value {
+    let mut data =
+        json!({"timestamp": sent, "message": text, "expiresInSeconds": 0, "viewOnce": false});
+    if let Some(group) = group {
+        data["groupInfo"] = json!({"groupId": group, "type": "DELIVER"});
+        data["mentions"] = json!([{"number": "+15550001111", "start": 0, "length": 1}]);
+    }
+    json!({"envelope": {"source": source, "sourceNumber": source, "sourceName": "Ada",
+        "sourceDevice": 1, "timestamp": sent, "dataMessage": data}, "account": "+15550001111"})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signal_messages_come_over_signal_cli_events_and_are_answered_with_json_rpc_send() {
+    let stack = stack_answering(
+        "Noted.",
+        StackOptions {
+            signal: true,
+            ..no_docker()
+        },
+    )
+    .await;
+    let group = "S2V5Q2hhaW5Hcm91cElkRm9yVGVzdGluZz0=";
+
+    stack.fakes.push_signal_event(json!({"envelope": {"source": "+15551234567", "timestamp": 1, "receiptMessage": {"isDelivery": true}}}));
+    stack.fakes.push_signal_event(json!({"not": "an envelope"}));
+    stack.fakes.push_signal_event(signal_message(
+        "+15550009999",
+        1764842400001,
+        "a stranger",
+        None,
+    ));
+    stack.fakes.push_signal_event(signal_message(
+        "+15551234567",
+        1764842400002,
+        "call the bank",
+        None,
+    ));
+    stack.fakes.push_signal_event(signal_message(
+        "+15557654321",
+        1764842400003,
+        "meeting time?",
+        Some(group),
+    ));
+    let answered = stack
+        .wait_for(Duration::from_secs(60), |f| f.signal_sent().len() >= 2)
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    assert!(answered, "{}", stack.log_text());
+    let sent = stack.fakes.signal_sent();
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert!(sent
+        .iter()
+        .any(|c| c.body["recipient"] == json!(["+15551234567"]) && c.body["message"] == "Noted."));
+    assert!(sent.iter().any(|c| c.body["groupId"] == group));
+    assert!(sent.iter().all(|c| c.body["account"] == "+15550001111"));
+    assert_eq!(
+        stack.fakes.model_calls().len(),
+        2,
+        "the receipt, the junk and the stranger reached no model"
+    );
+    assert!(stack
+        .log_text()
+        .contains("Signal: signal-cli's event stream"));
 }

@@ -133,6 +133,7 @@ fn ingress(queue: Arc<dyn JobQueue>) -> Ingress {
         whatsapp: None,
         discord: None,
         bluebubbles: None,
+        signal: None,
         hooks_token: None,
         default_agent: "main".into(),
         agents: ["main".to_string()].into(),

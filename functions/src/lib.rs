@@ -25,6 +25,7 @@ use axum::{Json, Router};
 use chrono::Utc;
 use infra::channels::bluebubbles::BlueBubblesApp;
 use infra::channels::discord_inbound::DiscordApp;
+use infra::channels::signal::SignalApp;
 use infra::channels::slack_events::SlackApp;
 use infra::channels::telegram_webhook::TelegramBot;
 use infra::channels::whatsapp_webhook::WhatsappApp;
@@ -42,6 +43,7 @@ pub mod discord_gateway;
 pub mod lambda;
 pub mod local_ingress;
 pub mod markdown;
+pub mod signal_events;
 pub mod slack_socket;
 pub mod telegram_poll;
 pub mod tick;
@@ -63,6 +65,8 @@ pub struct Ingress {
     pub whatsapp: Option<WhatsappApp>,
     pub discord: Option<DiscordApp>,
     pub bluebubbles: Option<BlueBubblesApp>,
+    /// Signal has no webhook: its daemon's event stream is read by the local ingress.
+    pub signal: Option<SignalApp>,
     /// Bearer token for `/hooks/agent`; without one the route is closed.
     pub hooks_token: Option<Secret>,
     pub default_agent: String,
@@ -146,6 +150,15 @@ impl Ingress {
                 account: account(Channel::Bluebubbles, "default", b.group_access()),
                 password: b.password.clone(),
             });
+        let signal = config
+            .channels
+            .signal
+            .as_ref()
+            .filter(|c| c.enabled)
+            .map(|c| SignalApp {
+                account: account(Channel::Signal, "default", c.group_access()),
+                number: c.account.clone(),
+            });
         Ingress {
             queue,
             telegram,
@@ -153,6 +166,7 @@ impl Ingress {
             whatsapp,
             discord,
             bluebubbles,
+            signal,
             hooks_token: config.gateway.token.clone(),
             default_agent: agent,
             agents: config.agent_ids().into_iter().map(str::to_string).collect(),
@@ -620,6 +634,11 @@ fn delivery(
             .map(|s| s.account.account.clone())
             .ok_or("deliver: slack is not configured")?,
         ReplyTarget::Webchat(_) => "default".to_string(),
+        ReplyTarget::Signal(_) => ingress
+            .signal
+            .as_ref()
+            .map(|c| c.account.account.clone())
+            .ok_or("deliver: signal is not configured")?,
         ReplyTarget::Bluebubbles(_) => ingress
             .bluebubbles
             .as_ref()

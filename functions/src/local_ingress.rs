@@ -1,5 +1,6 @@
 //! The ingress that needs no public URL, for `clawgate up` and `clawgate worker --ingress`:
-//! Telegram long polling, Slack Socket Mode and the Discord Gateway, each started when its
+//! Telegram long polling, Slack Socket Mode, the Discord Gateway and Signal's signal-cli
+//! event stream, each started when its
 //! channel is configured for it, each putting events on the same queue the webhooks do.
 //! [`start`] returns the report's lines (`ok`, text), one per transport started or refused.
 
@@ -19,8 +20,38 @@ pub async fn start(
 ) -> Vec<(bool, String)> {
     let mut lines = telegram_polling(config, queue.clone(), stop.clone()).await;
     lines.extend(slack_socket_mode(config, queue.clone(), stop.clone()));
-    lines.extend(discord_gateway(config, queue, state_dir, stop));
+    lines.extend(discord_gateway(
+        config,
+        queue.clone(),
+        state_dir,
+        stop.clone(),
+    ));
+    lines.extend(signal_events(config, queue, stop));
     lines
+}
+
+/// Signal when `channels.signal` names the bot's `account`: the signal-cli daemon's event
+/// stream (`signal_events`).
+fn signal_events(
+    config: &Config,
+    queue: Arc<dyn JobQueue>,
+    stop: watch::Receiver<bool>,
+) -> Option<(bool, String)> {
+    let signal = config.channels.signal.as_ref().filter(|c| c.enabled)?;
+    signal.account.as_ref()?;
+    let app = crate::Ingress::from_config(config, queue.clone()).signal?;
+    let base = signal.http_url().to_string();
+    tokio::spawn(crate::signal_events::run(
+        reqwest::Client::new(),
+        base.clone(),
+        app,
+        queue,
+        stop,
+    ));
+    Some((
+        true,
+        format!("Signal: signal-cli's event stream at {base}, no public URL needed"),
+    ))
 }
 
 /// Long-polls each Telegram bot that has neither a `webhookSecret` nor a `webhookUrl` (nothing

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use infra::channels::bluebubbles::BlueBubblesClient;
 use infra::channels::discord::DiscordClient;
+use infra::channels::signal::SignalClient;
 use infra::channels::slack::SlackClient;
 use infra::channels::telegram::TelegramClient;
 use infra::channels::whatsapp::WhatsappClient;
@@ -47,6 +48,7 @@ pub fn target_channel(target: &ReplyTarget) -> Channel {
         ReplyTarget::Whatsapp(_) => Channel::Whatsapp,
         ReplyTarget::Discord(_) => Channel::Discord,
         ReplyTarget::Bluebubbles(_) => Channel::Bluebubbles,
+        ReplyTarget::Signal(_) => Channel::Signal,
     }
 }
 
@@ -86,6 +88,10 @@ fn senders(
             all.push((Channel::Bluebubbles, "default".into(), Arc::new(client)));
         }
     }
+    if let Some(c) = &config.channels.signal {
+        let client = SignalClient::from_config(c, http.clone());
+        all.push((Channel::Signal, "default".into(), Arc::new(client)));
+    }
     all
 }
 
@@ -101,6 +107,7 @@ impl Outbound {
             Channel::Whatsapp,
             Channel::Discord,
             Channel::Bluebubbles,
+            Channel::Signal,
         ]
         .into_iter()
         .map(|c| (c, config.channels.style(c)))

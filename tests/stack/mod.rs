@@ -88,6 +88,8 @@ pub struct StackOptions {
     pub slack_socket: bool,
     /// Discord with a bot token: `clawgate up` connects to the (fake) Gateway.
     pub discord_gateway: bool,
+    /// Signal with the bot's account: `clawgate up` reads the (fake) signal-cli event stream.
+    pub signal: bool,
     /// `channels.telegram.streaming` and `channels.slack.streaming`: `off` by default here, so
     /// a test reads the answer from one `sendMessage`; the preview tests turn it on.
     pub streaming: &'static str,
@@ -112,6 +114,7 @@ impl Default for StackOptions {
             telegram_polling: false,
             slack_socket: false,
             discord_gateway: false,
+            signal: false,
             streaming: "off",
         }
     }
@@ -235,6 +238,7 @@ pub async fn spawn_stack(script: Script, options: StackOptions) -> Stack {
             discord: {{ {discord_token} applicationId: "{DISCORD_BOT}", publicKey: "{discord_key}", apiBase: "{base}/api/v10",
                        dmPolicy: "allowlist", allowFrom: ["{DISCORD_OWNER}"], guilds: {{ "{DISCORD_GUILD}": {{}} }} }},
             bluebubbles: {{ serverUrl: "{base}", password: "{BB_PASSWORD}", dmPolicy: "allowlist", allowFrom: ["+15551234567"] }},
+            {signal}
           }},
           {backends}
           {token}
@@ -264,6 +268,15 @@ pub async fn spawn_stack(script: Script, options: StackOptions) -> Stack {
             String::new()
         },
         discord_key = hex::encode(discord_key().verifying_key().to_bytes()),
+        signal = if options.signal {
+            format!(
+                r#"signal: {{ httpUrl: "{}", account: "+15550001111", dmPolicy: "allowlist", allowFrom: ["+15551234567"],
+                         groups: {{ "S2V5Q2hhaW5Hcm91cElkRm9yVGVzdGluZz0=": {{}} }} }},"#,
+                fakes.base_url
+            )
+        } else {
+            String::new()
+        },
         ws = workspace.display(),
         base = fakes.base_url,
     );

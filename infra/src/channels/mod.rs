@@ -1,12 +1,14 @@
 //! Chat channels, each on one contract ([`contract`]): inbound verification and parsing for
 //! the webhook functions ([`telegram_webhook`], [`slack_events`], [`whatsapp_webhook`],
-//! [`discord_inbound`], [`bluebubbles`]), outbound clients for the worker ([`telegram`],
-//! [`slack`], [`whatsapp`], [`discord`], [`bluebubbles`]), and the chunking replies need.
+//! [`discord_inbound`], [`bluebubbles`], [`signal`]), outbound clients for the worker
+//! ([`telegram`], [`slack`], [`whatsapp`], [`discord`], [`bluebubbles`], [`signal`]), and the
+//! chunking replies need.
 
 pub mod bluebubbles;
 pub mod contract;
 pub mod discord;
 pub mod discord_inbound;
+pub mod signal;
 pub mod slack;
 pub mod slack_events;
 pub mod telegram;

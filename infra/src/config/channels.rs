@@ -30,6 +30,7 @@ pub struct ChannelsConfig {
     pub whatsapp: Option<super::WhatsappConfig>,
     pub discord: Option<super::DiscordConfig>,
     pub bluebubbles: Option<super::BlueBubblesConfig>,
+    pub signal: Option<super::SignalConfig>,
 }
 
 /// Who may reach the agent through one channel: what the worker's gate, the trust levels and
@@ -85,6 +86,11 @@ impl ChannelsConfig {
                 allow_from: &b.allow_from,
                 groups: b.group_access(),
             }),
+            Channel::Signal => self.signal.as_ref().map(|c| ChannelAccess {
+                dm_policy: c.dm_policy,
+                allow_from: &c.allow_from,
+                groups: c.group_access(),
+            }),
             Channel::Webchat | Channel::Hook => None,
         }
     }
@@ -111,6 +117,10 @@ impl ChannelsConfig {
             Channel::Bluebubbles => self.bluebubbles.as_ref().map(|b| ChannelStyle {
                 streaming: super::Streaming::Off,
                 media_max_mb: b.media_max_mb,
+            }),
+            Channel::Signal => self.signal.as_ref().map(|c| ChannelStyle {
+                streaming: super::Streaming::Off,
+                media_max_mb: c.media_max_mb,
             }),
             Channel::Webchat | Channel::Hook => None,
         }

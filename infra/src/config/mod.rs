@@ -22,6 +22,7 @@ mod lenient;
 mod mcp;
 mod media;
 mod messages;
+mod signal;
 mod skills;
 mod trust;
 mod validate;
@@ -41,6 +42,7 @@ pub use discord::{DiscordChannelEntry, DiscordConfig, DiscordGuild};
 pub use mcp::*;
 pub use media::*;
 pub use messages::*;
+pub use signal::SignalConfig;
 pub use skills::*;
 pub use trust::Trust;
 pub use validate::{dangerous_bind_source, dangerous_workspace, parse_bytes};
@@ -394,6 +396,7 @@ impl Config {
         WhatsappConfig::apply_env(&mut self.channels.whatsapp, get);
         DiscordConfig::apply_env(&mut self.channels.discord, get);
         BlueBubblesConfig::apply_env(&mut self.channels.bluebubbles, get);
+        SignalConfig::apply_env(&mut self.channels.signal, get);
         if let Some(url) = get("SLACK_API_BASE") {
             self.channels
                 .slack

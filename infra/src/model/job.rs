@@ -95,6 +95,7 @@ pub enum ReplyTarget {
     Whatsapp(WhatsappTarget),
     Discord(DiscordTarget),
     Bluebubbles(BlueBubblesTarget),
+    Signal(SignalTarget),
 }
 
 impl ReplyTarget {
@@ -151,6 +152,15 @@ impl ReplyTarget {
                 } else {
                     peer.clone()
                 },
+            }),
+            Channel::Signal => ReplyTarget::Signal(if *kind == ChatKind::Dm {
+                SignalTarget::Person {
+                    recipient: peer.clone(),
+                }
+            } else {
+                SignalTarget::Group {
+                    group_id: peer.clone(),
+                }
             }),
             Channel::Whatsapp => ReplyTarget::Whatsapp(WhatsappTarget {
                 to: peer.trim_start_matches('+').to_string(),
@@ -216,6 +226,14 @@ pub struct DiscordInteraction {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BlueBubblesTarget {
     pub chat_guid: String,
+}
+
+/// A Signal chat: a person (number or uuid) or a group (its base64 id).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SignalTarget {
+    Person { recipient: String },
+    Group { group_id: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

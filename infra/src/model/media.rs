@@ -56,6 +56,15 @@ pub enum MediaSource {
     Discord { url: String },
     /// A BlueBubbles attachment guid (`GET /api/v1/attachment/<guid>/download`).
     Bluebubbles { guid: String },
+    /// A signal-cli attachment id, fetched with JSON-RPC `getAttachment` (with the chat it
+    /// came from, as signal-cli asks).
+    Signal {
+        id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        recipient: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        group_id: Option<String>,
+    },
     /// Already in the session's workspace (a WebChat upload), relative to it.
     Workspace { path: String },
 }

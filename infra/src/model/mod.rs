@@ -43,6 +43,7 @@ pub enum Channel {
     Whatsapp,
     Discord,
     Bluebubbles,
+    Signal,
     Hook,
 }
 
@@ -55,6 +56,7 @@ impl Channel {
             Channel::Whatsapp => "whatsapp",
             Channel::Discord => "discord",
             Channel::Bluebubbles => "bluebubbles",
+            Channel::Signal => "signal",
             Channel::Hook => "hook",
         }
     }
@@ -76,6 +78,7 @@ impl FromStr for Channel {
             "whatsapp" => Ok(Channel::Whatsapp),
             "discord" => Ok(Channel::Discord),
             "bluebubbles" => Ok(Channel::Bluebubbles),
+            "signal" => Ok(Channel::Signal),
             "hook" => Ok(Channel::Hook),
             other => Err(ModelError::UnknownChannel(other.to_string())),
         }

@@ -1,5 +1,5 @@
 //! Fake Telegram, Slack, WhatsApp ([`whatsapp`]), Discord ([`discord`]), BlueBubbles
-//! ([`bluebubbles`]) and Anthropic APIs on one loopback port. They speak the real wire
+//! ([`bluebubbles`]), signal-cli ([`signal`]) and Anthropic APIs on one loopback port. They speak the real wire
 //! formats (paths, headers, bodies) and record every call, so tests can assert what the worker
 //! sent. The model's answers come from a script that sees the call number and the request.
 //! Files, edits and uploads live in [`media`].
@@ -10,6 +10,7 @@ pub mod discord;
 pub mod mcp;
 mod media;
 pub mod search;
+pub mod signal;
 mod socket_mode;
 pub mod whatsapp;
 
@@ -110,6 +111,8 @@ struct World {
     whatsapp: Arc<whatsapp::Whatsapp>,
     /// Discord's REST and Gateway state ([`discord`]).
     discord: Arc<discord::Discord>,
+    /// The signal-cli daemon's pending events ([`signal`]).
+    signal: Arc<signal::Signal>,
 }
 
 /// Telegram's side of long polling: updates kept until a `getUpdates` with a higher offset
@@ -142,17 +145,27 @@ impl Fakes {
             socket: Arc::default(),
             whatsapp: Arc::default(),
             discord: Arc::default(),
+            signal: Arc::default(),
         };
-        let app = bluebubbles::routes(discord::routes(whatsapp::routes(socket_mode::routes(
-            media::routes(
+        let platforms: [fn(Router<World>) -> Router<World>; 6] = [
+            media::routes,
+            socket_mode::routes,
+            whatsapp::routes,
+            discord::routes,
+            bluebubbles::routes,
+            signal::routes,
+        ];
+        let app = platforms
+            .into_iter()
+            .fold(
                 Router::new()
                     .route("/v1/messages", post(anthropic))
                     .route("/v1/chat/completions", post(openai))
                     .route("/{bot}/{method}", post(telegram))
                     .route("/api/chat.postMessage", post(slack)),
-            ),
-        ))))
-        .with_state(world.clone());
+                |router, add| add(router),
+            )
+            .with_state(world.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base_url = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
