@@ -98,6 +98,12 @@ fn effective_policy(config: &Config) -> Vec<String> {
         ));
         lines.push(format!("signal {}", signal.group_access().explain()));
     }
+    if let Some(zalo) = config.channels.zalo.as_ref().filter(|z| z.enabled) {
+        lines.push(format!(
+            "zalo {}",
+            infra::config::explain_dm(zalo.dm_policy, &zalo.allow_from)
+        ));
+    }
     lines.push("webchat and /hooks/agent: whoever holds the gateway token".into());
     lines
 }

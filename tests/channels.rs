@@ -460,3 +460,44 @@ async fn signal_messages_come_over_signal_cli_events_and_are_answered_with_json_
         .log_text()
         .contains("Signal: signal-cli's event stream"));
 }
+
+/// A `user_send_text` event from `user`, as the Zalo OA webhook posts it.
+fn zalo_text(user: &str, msg_id: &str, text: &str) -> Value {
+    json!({"app_id": stack::ZALO_APP, "user_id_by_app": "979122185046046317",
+        "event_name": "user_send_text", "sender": {"id": user}, "recipient": {"id": "3662729599332560487"},
+        "message": {"text": text, "msg_id": msg_id},
+        "timestamp": chrono::Utc::now().timestamp_millis().to_string()})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zalo_message_is_answered_once_and_a_forged_one_reaches_nothing() {
+    let stack = stack_answering("Chúng tôi mở cửa 8 giờ.", no_docker()).await;
+    let owner = "6142494823123456789";
+    let message = zalo_text(owner, "cb31dff1c39642cc1b83", "giờ mở cửa?");
+
+    let forged = reqwest::Client::new()
+        .post(format!("{}/zalo", stack.base_url))
+        .header("x-zevent-signature", "mac=00")
+        .json(&zalo_text(owner, "forged0001", "hi"))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    let first = stack.post_zalo(&message).await;
+    let again = stack.post_zalo(&message).await;
+    stack
+        .post_zalo(&zalo_text(owner, "cb31dff1c39642cc1b84", "và chủ nhật?"))
+        .await;
+    let answered = stack
+        .wait_for(Duration::from_secs(60), |f| f.zalo_sent().len() >= 2)
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    assert_eq!(forged, 401);
+    assert_eq!((first.as_u16(), again.as_u16()), (200, 200));
+    assert!(answered, "{}", stack.log_text());
+    let sent = stack.fakes.zalo_sent();
+    assert_eq!(sent.len(), 2, "Zalo's retry was answered again");
+    assert_eq!(sent[0].body["recipient"]["user_id"], owner);
+    assert_eq!(stack.fakes.model_calls().len(), 2);
+}

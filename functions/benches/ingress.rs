@@ -134,6 +134,7 @@ fn ingress(queue: Arc<dyn JobQueue>) -> Ingress {
         discord: None,
         bluebubbles: None,
         signal: None,
+        zalo: None,
         hooks_token: None,
         default_agent: "main".into(),
         agents: ["main".to_string()].into(),

@@ -29,6 +29,7 @@ use infra::channels::signal::SignalApp;
 use infra::channels::slack_events::SlackApp;
 use infra::channels::telegram_webhook::TelegramBot;
 use infra::channels::whatsapp_webhook::WhatsappApp;
+use infra::channels::zalo::ZaloApp;
 use infra::channels::{ChannelAccount, Parsed, Refusal, WebhookChannel, WebhookRequest};
 use infra::config::{Config, RouteFacts, Secret, BLUEBUBBLES_WEBHOOK_PATH};
 use infra::model::{
@@ -67,6 +68,7 @@ pub struct Ingress {
     pub bluebubbles: Option<BlueBubblesApp>,
     /// Signal has no webhook: its daemon's event stream is read by the local ingress.
     pub signal: Option<SignalApp>,
+    pub zalo: Option<ZaloApp>,
     /// Bearer token for `/hooks/agent`; without one the route is closed.
     pub hooks_token: Option<Secret>,
     pub default_agent: String,
@@ -159,6 +161,17 @@ impl Ingress {
                 account: account(Channel::Signal, "default", c.group_access()),
                 number: c.account.clone(),
             });
+        let zalo = config
+            .channels
+            .zalo
+            .as_ref()
+            .filter(|z| z.enabled)
+            .map(|z| ZaloApp {
+                // An OA talks to people one-to-one.
+                account: account(Channel::Zalo, "default", Default::default()),
+                app_id: z.app_id.clone(),
+                oa_secret_key: z.oa_secret_key.clone(),
+            });
         Ingress {
             queue,
             telegram,
@@ -167,6 +180,7 @@ impl Ingress {
             discord,
             bluebubbles,
             signal,
+            zalo,
             hooks_token: config.gateway.token.clone(),
             default_agent: agent,
             agents: config.agent_ids().into_iter().map(str::to_string).collect(),
@@ -274,6 +288,7 @@ pub fn router(ingress: Ingress) -> Router {
         .route("/whatsapp", get(whatsapp_handshake).post(whatsapp))
         .route("/discord/interactions", post(discord))
         .route(BLUEBUBBLES_WEBHOOK_PATH, post(bluebubbles))
+        .route("/zalo", post(zalo))
         .route("/hooks/agent", post(hook))
         .route("/hooks/wake", post(wake::wake))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -389,6 +404,13 @@ async fn discord(State(ingress): State<Arc<Ingress>>, headers: HeaderMap, body: 
     match &ingress.discord {
         Some(app) => webhook(&ingress, app, WebhookRequest::new(&headers, &body)).await,
         None => reply(StatusCode::NOT_FOUND, "discord is not configured"),
+    }
+}
+
+async fn zalo(State(ingress): State<Arc<Ingress>>, headers: HeaderMap, body: Bytes) -> Response {
+    match &ingress.zalo {
+        Some(app) => webhook(&ingress, app, WebhookRequest::new(&headers, &body)).await,
+        None => reply(StatusCode::NOT_FOUND, "zalo is not configured"),
     }
 }
 
@@ -634,6 +656,11 @@ fn delivery(
             .map(|s| s.account.account.clone())
             .ok_or("deliver: slack is not configured")?,
         ReplyTarget::Webchat(_) => "default".to_string(),
+        ReplyTarget::Zalo(_) => ingress
+            .zalo
+            .as_ref()
+            .map(|z| z.account.account.clone())
+            .ok_or("deliver: zalo is not configured")?,
         ReplyTarget::Signal(_) => ingress
             .signal
             .as_ref()

@@ -19,6 +19,7 @@ use infra::channels::signal::SignalClient;
 use infra::channels::slack::SlackClient;
 use infra::channels::telegram::TelegramClient;
 use infra::channels::whatsapp::WhatsappClient;
+use infra::channels::zalo::ZaloClient;
 use infra::channels::{chunk_text, ChannelError, ChannelSender, OutboundFile};
 use infra::config::{media_max_bytes, ChannelStyle, Config, Streaming, TelegramConfig};
 use infra::model::{Channel, MediaSource, ReplyTarget};
@@ -49,6 +50,7 @@ pub fn target_channel(target: &ReplyTarget) -> Channel {
         ReplyTarget::Discord(_) => Channel::Discord,
         ReplyTarget::Bluebubbles(_) => Channel::Bluebubbles,
         ReplyTarget::Signal(_) => Channel::Signal,
+        ReplyTarget::Zalo(_) => Channel::Zalo,
     }
 }
 
@@ -92,6 +94,11 @@ fn senders(
         let client = SignalClient::from_config(c, http.clone());
         all.push((Channel::Signal, "default".into(), Arc::new(client)));
     }
+    if let Some(z) = &config.channels.zalo {
+        if let Some(client) = ZaloClient::from_config(z, http.clone()) {
+            all.push((Channel::Zalo, "default".into(), Arc::new(client)));
+        }
+    }
     all
 }
 
@@ -108,6 +115,7 @@ impl Outbound {
             Channel::Discord,
             Channel::Bluebubbles,
             Channel::Signal,
+            Channel::Zalo,
         ]
         .into_iter()
         .map(|c| (c, config.channels.style(c)))
@@ -247,6 +255,9 @@ fn not_configured(channel: Channel, account: &str) -> ChannelError {
         }
         Channel::Telegram => format!("set channels.telegram.accounts.{account}.botToken"),
         Channel::Slack => "set channels.slack.botToken or SLACK_BOT_TOKEN".into(),
+        Channel::Zalo => {
+            "set channels.zalo.accessToken (or ZALO_OA_ACCESS_TOKEN)".into()
+        }
         Channel::Bluebubbles => {
             "set channels.bluebubbles.serverUrl and password (or BLUEBUBBLES_SERVER_URL, BLUEBUBBLES_PASSWORD)".into()
         }

@@ -17,6 +17,7 @@ use crate::common;
 use crate::fakes::bluebubbles::BLUEBUBBLES_PASSWORD as BB_PASSWORD;
 use crate::fakes::discord::{DISCORD_BOT, DISCORD_TOKEN};
 use crate::fakes::whatsapp::WHATSAPP_TOKEN as WA_TOKEN;
+use crate::fakes::zalo::ZALO_TOKEN;
 use crate::fakes::{last_tool_result, Fakes, Reply, Script};
 
 pub const TG_SECRET: &str = "e2e_secret-1";
@@ -25,6 +26,10 @@ pub const SLACK_SECRET: &str = "e2e-slack-signing-secret";
 pub const WA_SECRET: &str = "e2e-whatsapp-app-secret";
 /// The business number's id the stack's WhatsApp config names.
 pub const WA_PHONE_ID: &str = "106540352242922";
+/// The Zalo app and the OA secret key the stack's config names.
+pub const ZALO_APP: &str = "2553928453557884079";
+pub const ZALO_SECRET: &str = "zalo-oa-secret-e2e";
+
 /// The Discord user on the stack's `allowFrom`, and the guild it lists.
 pub const DISCORD_OWNER: &str = "1000000000000000042";
 pub const DISCORD_GUILD: &str = "1100000000000000001";
@@ -239,6 +244,8 @@ pub async fn spawn_stack(script: Script, options: StackOptions) -> Stack {
                        dmPolicy: "allowlist", allowFrom: ["{DISCORD_OWNER}"], guilds: {{ "{DISCORD_GUILD}": {{}} }} }},
             bluebubbles: {{ serverUrl: "{base}", password: "{BB_PASSWORD}", dmPolicy: "allowlist", allowFrom: ["+15551234567"] }},
             {signal}
+            zalo: {{ apiBase: "{base}", appId: "{ZALO_APP}", oaSecretKey: "{ZALO_SECRET}", accessToken: "{ZALO_TOKEN}",
+                    dmPolicy: "allowlist", allowFrom: ["6142494823123456789"] }},
           }},
           {backends}
           {token}
@@ -463,6 +470,26 @@ impl Stack {
             .send()
             .await
             .unwrap()
+    }
+
+    /// A Zalo OA event, signed as Zalo signs it. A `user_send_text` opens its sender's
+    /// interaction window at the fake.
+    pub async fn post_zalo(&self, event: &Value) -> reqwest::StatusCode {
+        if let Some(user) = event["sender"]["id"].as_str() {
+            self.fakes.zalo_user_wrote(user);
+        }
+        let body = serde_json::to_vec(event).unwrap();
+        let timestamp = event["timestamp"].as_str().unwrap_or("").to_string();
+        let signature = infra::channels::zalo::sign(ZALO_APP, &body, &timestamp, ZALO_SECRET);
+        self.http
+            .post(format!("{}/zalo", self.base_url))
+            .header("content-type", "application/json")
+            .header("x-zevent-signature", signature)
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+            .status()
     }
 
     /// A BlueBubbles webhook event, with the server password in the query as BlueBubbles is

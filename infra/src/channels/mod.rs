@@ -1,8 +1,8 @@
 //! Chat channels, each on one contract ([`contract`]): inbound verification and parsing for
 //! the webhook functions ([`telegram_webhook`], [`slack_events`], [`whatsapp_webhook`],
-//! [`discord_inbound`], [`bluebubbles`], [`signal`]), outbound clients for the worker
-//! ([`telegram`], [`slack`], [`whatsapp`], [`discord`], [`bluebubbles`], [`signal`]), and the
-//! chunking replies need.
+//! [`discord_inbound`], [`bluebubbles`], [`signal`], [`zalo`]), outbound clients for the
+//! worker ([`telegram`], [`slack`], [`whatsapp`], [`discord`], [`bluebubbles`], [`signal`],
+//! [`zalo`]), and the chunking replies need.
 
 pub mod bluebubbles;
 pub mod contract;
@@ -15,6 +15,7 @@ pub mod telegram;
 pub mod telegram_webhook;
 pub mod whatsapp;
 pub mod whatsapp_webhook;
+pub mod zalo;
 
 use std::time::Duration;
 

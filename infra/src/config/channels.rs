@@ -31,6 +31,7 @@ pub struct ChannelsConfig {
     pub discord: Option<super::DiscordConfig>,
     pub bluebubbles: Option<super::BlueBubblesConfig>,
     pub signal: Option<super::SignalConfig>,
+    pub zalo: Option<super::ZaloConfig>,
 }
 
 /// Who may reach the agent through one channel: what the worker's gate, the trust levels and
@@ -91,6 +92,15 @@ impl ChannelsConfig {
                 allow_from: &c.allow_from,
                 groups: c.group_access(),
             }),
+            Channel::Zalo => self.zalo.as_ref().map(|z| ChannelAccess {
+                dm_policy: z.dm_policy,
+                allow_from: &z.allow_from,
+                // An OA talks to people one-to-one.
+                groups: GroupAccess {
+                    policy: GroupPolicy::Disabled,
+                    ..GroupAccess::default()
+                },
+            }),
             Channel::Webchat | Channel::Hook => None,
         }
     }
@@ -121,6 +131,10 @@ impl ChannelsConfig {
             Channel::Signal => self.signal.as_ref().map(|c| ChannelStyle {
                 streaming: super::Streaming::Off,
                 media_max_mb: c.media_max_mb,
+            }),
+            Channel::Zalo => Some(ChannelStyle {
+                streaming: super::Streaming::Off,
+                media_max_mb: None,
             }),
             Channel::Webchat | Channel::Hook => None,
         }

@@ -28,6 +28,7 @@ mod trust;
 mod validate;
 mod web;
 mod whatsapp;
+mod zalo;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -48,6 +49,7 @@ pub use trust::Trust;
 pub use validate::{dangerous_bind_source, dangerous_workspace, parse_bytes};
 pub use web::*;
 pub use whatsapp::WhatsappConfig;
+pub use zalo::ZaloConfig;
 
 /// A secret string. It never prints: `Debug`, `Display` and `Serialize` all show `<redacted>`.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
@@ -397,6 +399,7 @@ impl Config {
         DiscordConfig::apply_env(&mut self.channels.discord, get);
         BlueBubblesConfig::apply_env(&mut self.channels.bluebubbles, get);
         SignalConfig::apply_env(&mut self.channels.signal, get);
+        ZaloConfig::apply_env(&mut self.channels.zalo, get);
         if let Some(url) = get("SLACK_API_BASE") {
             self.channels
                 .slack

@@ -96,6 +96,7 @@ pub enum ReplyTarget {
     Discord(DiscordTarget),
     Bluebubbles(BlueBubblesTarget),
     Signal(SignalTarget),
+    Zalo(ZaloTarget),
 }
 
 impl ReplyTarget {
@@ -161,6 +162,9 @@ impl ReplyTarget {
                 SignalTarget::Group {
                     group_id: peer.clone(),
                 }
+            }),
+            Channel::Zalo => ReplyTarget::Zalo(ZaloTarget {
+                user_id: peer.clone(),
             }),
             Channel::Whatsapp => ReplyTarget::Whatsapp(WhatsappTarget {
                 to: peer.trim_start_matches('+').to_string(),
@@ -234,6 +238,12 @@ pub struct BlueBubblesTarget {
 pub enum SignalTarget {
     Person { recipient: String },
     Group { group_id: String },
+}
+
+/// A Zalo user of the Official Account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ZaloTarget {
+    pub user_id: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -44,6 +44,7 @@ pub enum Channel {
     Discord,
     Bluebubbles,
     Signal,
+    Zalo,
     Hook,
 }
 
@@ -57,6 +58,7 @@ impl Channel {
             Channel::Discord => "discord",
             Channel::Bluebubbles => "bluebubbles",
             Channel::Signal => "signal",
+            Channel::Zalo => "zalo",
             Channel::Hook => "hook",
         }
     }
@@ -79,6 +81,7 @@ impl FromStr for Channel {
             "discord" => Ok(Channel::Discord),
             "bluebubbles" => Ok(Channel::Bluebubbles),
             "signal" => Ok(Channel::Signal),
+            "zalo" => Ok(Channel::Zalo),
             "hook" => Ok(Channel::Hook),
             other => Err(ModelError::UnknownChannel(other.to_string())),
         }

@@ -1,5 +1,6 @@
 //! Fake Telegram, Slack, WhatsApp ([`whatsapp`]), Discord ([`discord`]), BlueBubbles
-//! ([`bluebubbles`]), signal-cli ([`signal`]) and Anthropic APIs on one loopback port. They speak the real wire
+//! ([`bluebubbles`]), signal-cli ([`signal`]), Zalo ([`zalo`]) and Anthropic APIs on one
+//! loopback port. They speak the real wire
 //! formats (paths, headers, bodies) and record every call, so tests can assert what the worker
 //! sent. The model's answers come from a script that sees the call number and the request.
 //! Files, edits and uploads live in [`media`].
@@ -13,6 +14,7 @@ pub mod search;
 pub mod signal;
 mod socket_mode;
 pub mod whatsapp;
+pub mod zalo;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -113,6 +115,8 @@ struct World {
     discord: Arc<discord::Discord>,
     /// The signal-cli daemon's pending events ([`signal`]).
     signal: Arc<signal::Signal>,
+    /// Who may get Zalo messages ([`zalo`]).
+    zalo: Arc<zalo::Zalo>,
 }
 
 /// Telegram's side of long polling: updates kept until a `getUpdates` with a higher offset
@@ -146,14 +150,16 @@ impl Fakes {
             whatsapp: Arc::default(),
             discord: Arc::default(),
             signal: Arc::default(),
+            zalo: Arc::default(),
         };
-        let platforms: [fn(Router<World>) -> Router<World>; 6] = [
+        let platforms: [fn(Router<World>) -> Router<World>; 7] = [
             media::routes,
             socket_mode::routes,
             whatsapp::routes,
             discord::routes,
             bluebubbles::routes,
             signal::routes,
+            zalo::routes,
         ];
         let app = platforms
             .into_iter()

@@ -23,6 +23,11 @@ output "bluebubbles_webhook_url" {
   value       = module.webhook_functions.bluebubbles_webhook_url
 }
 
+output "zalo_webhook_url" {
+  description = "Zalo Official Account webhook URL."
+  value       = module.webhook_functions.zalo_webhook_url
+}
+
 output "hooks_url" {
   description = "POST /hooks/agent."
   value       = module.webhook_functions.hooks_url

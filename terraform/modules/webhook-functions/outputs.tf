@@ -28,6 +28,11 @@ output "bluebubbles_webhook_url" {
   value       = "${aws_apigatewayv2_api.webhooks.api_endpoint}/bluebubbles-webhook"
 }
 
+output "zalo_webhook_url" {
+  description = "Webhook URL for the Zalo Official Account's app."
+  value       = "${aws_apigatewayv2_api.webhooks.api_endpoint}/zalo"
+}
+
 output "hooks_url" {
   description = "URL of POST /hooks/agent."
   value       = "${aws_apigatewayv2_api.webhooks.api_endpoint}/hooks/agent"
