@@ -24,7 +24,8 @@ use infra::model::{
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::{enqueue, refuse_hook, reply, Ingress};
+use crate::hooks::refuse_hook;
+use crate::{enqueue, reply, Ingress};
 
 /// The longest event text accepted.
 pub const MAX_WAKE_CHARS: usize = 8_000;
