@@ -501,3 +501,66 @@ async fn a_zalo_message_is_answered_once_and_a_forged_one_reaches_nothing() {
     assert_eq!(sent[0].body["recipient"]["user_id"], owner);
     assert_eq!(stack.fakes.model_calls().len(), 2);
 }
+
+const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89";
+
+/// A WhatsApp image `media_id` with `caption`, as the Cloud API notifies it.
+fn whatsapp_image(wamid: &str, media_id: &str, caption: &str) -> Value {
+    let mut message = stack::whatsapp_text(OWNER_WA, wamid, "");
+    message["entry"][0]["changes"][0]["value"]["messages"][0] = json!({"from": OWNER_WA, "id": wamid,
+        "timestamp": chrono::Utc::now().timestamp().to_string(), "type": "image",
+        "image": {"caption": caption, "mime_type": "image/png", "sha256": "unused", "id": media_id}});
+    message
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whatsapp_image_reaches_the_model_and_the_message_tool_uploads_a_file_back() {
+    let stack = spawn_stack(
+        Arc::new(|n, _: &Value| match n {
+            1 => Reply::tool_use(
+                "toolu_w1",
+                "message",
+                json!({"action": "send", "media": "out/chart.png", "message": "The chart"}),
+            ),
+            _ => Reply::text("Sent."),
+        }),
+        no_docker(),
+    )
+    .await;
+    stack
+        .fakes
+        .whatsapp_media("1003383421387256", "image/png", PNG);
+    std::fs::create_dir_all(stack.workspace.join("out")).unwrap();
+    std::fs::write(stack.workspace.join("out/chart.png"), PNG).unwrap();
+
+    let status = stack
+        .post_whatsapp(&whatsapp_image(
+            "wamid.IMG1",
+            "1003383421387256",
+            "what is this?",
+        ))
+        .await;
+    let answered = stack
+        .wait_for(Duration::from_secs(60), |f| {
+            f.whatsapp_sent().iter().any(|c| c.body["type"] == "text")
+        })
+        .await;
+
+    assert_eq!(status, 200);
+    assert!(answered, "{}", stack.log_text());
+    let asked = stack.fakes.model_calls()[0].body.to_string();
+    assert!(
+        asked.contains("\"media_type\":\"image/png\""),
+        "no image block: {asked:.400}"
+    );
+    let uploads = stack.fakes.calls("/whatsapp/media");
+    assert_eq!(uploads.len(), 1);
+    assert_eq!(uploads[0].body["type"], "image/png");
+    let sent = stack.fakes.whatsapp_sent();
+    let image = sent
+        .iter()
+        .find(|c| c.body["type"] == "image")
+        .expect("the image message");
+    assert_eq!(image.body["image"]["id"], uploads[0].body["id"]);
+    assert_eq!(image.body["image"]["caption"], "The chart");
+}

@@ -73,12 +73,13 @@ impl BlueBubblesConfig {
         slot: &mut Option<BlueBubblesConfig>,
         get: impl Fn(&str) -> Option<String>,
     ) {
-        let mut set = |name: &str, apply: &dyn Fn(&mut BlueBubblesConfig, String)| {
-            if let Some(value) = get(name) {
-                apply(slot.get_or_insert_with(Default::default), value);
-            }
-        };
-        set("BLUEBUBBLES_SERVER_URL", &|c, v| c.server_url = Some(v));
-        set("BLUEBUBBLES_PASSWORD", &|c, v| c.password = Some(Secret(v)));
+        super::env_over(
+            slot,
+            get,
+            &[
+                ("BLUEBUBBLES_SERVER_URL", |c, v| c.server_url = Some(v)),
+                ("BLUEBUBBLES_PASSWORD", |c, v| c.password = Some(Secret(v))),
+            ],
+        );
     }
 }

@@ -134,15 +134,16 @@ impl DiscordConfig {
         slot: &mut Option<DiscordConfig>,
         get: impl Fn(&str) -> Option<String>,
     ) {
-        let mut set = |name: &str, apply: &dyn Fn(&mut DiscordConfig, String)| {
-            if let Some(value) = get(name) {
-                apply(slot.get_or_insert_with(Default::default), value);
-            }
-        };
-        set("DISCORD_BOT_TOKEN", &|c, v| c.token = Some(Secret(v)));
-        set("DISCORD_APPLICATION_ID", &|c, v| c.application_id = Some(v));
-        set("DISCORD_PUBLIC_KEY", &|c, v| c.public_key = Some(v));
-        set("DISCORD_API_BASE", &|c, v| c.api_base = Some(v));
+        super::env_over(
+            slot,
+            get,
+            &[
+                ("DISCORD_BOT_TOKEN", |c, v| c.token = Some(Secret(v))),
+                ("DISCORD_APPLICATION_ID", |c, v| c.application_id = Some(v)),
+                ("DISCORD_PUBLIC_KEY", |c, v| c.public_key = Some(v)),
+                ("DISCORD_API_BASE", |c, v| c.api_base = Some(v)),
+            ],
+        );
     }
 }
 

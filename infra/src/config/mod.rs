@@ -309,6 +309,23 @@ pub fn expand_home(path: &str) -> PathBuf {
     }
 }
 
+/// One environment variable over a section's key.
+type EnvKey<T> = (&'static str, fn(&mut T, String));
+
+/// Sets keys of an optional section from the environment: each variable that is set creates the
+/// section when it is absent and applies its value (the channels' `apply_env`).
+fn env_over<T: Default>(
+    slot: &mut Option<T>,
+    get: impl Fn(&str) -> Option<String>,
+    keys: &[EnvKey<T>],
+) {
+    for (name, apply) in keys {
+        if let Some(value) = get(name) {
+            apply(slot.get_or_insert_with(T::default), value);
+        }
+    }
+}
+
 impl Config {
     /// Loads the config: the file when it exists (a missing file is an error only when it was
     /// named explicitly), then the environment's secrets, then validation.

@@ -65,12 +65,13 @@ impl SignalConfig {
 
     /// The `SIGNAL_*` environment variables over `slot`.
     pub(super) fn apply_env(slot: &mut Option<SignalConfig>, get: impl Fn(&str) -> Option<String>) {
-        let mut set = |name: &str, apply: &dyn Fn(&mut SignalConfig, String)| {
-            if let Some(value) = get(name) {
-                apply(slot.get_or_insert_with(Default::default), value);
-            }
-        };
-        set("SIGNAL_HTTP_URL", &|c, v| c.http_url = Some(v));
-        set("SIGNAL_ACCOUNT", &|c, v| c.account = Some(v));
+        super::env_over(
+            slot,
+            get,
+            &[
+                ("SIGNAL_HTTP_URL", |c, v| c.http_url = Some(v)),
+                ("SIGNAL_ACCOUNT", |c, v| c.account = Some(v)),
+            ],
+        );
     }
 }

@@ -79,24 +79,23 @@ impl WhatsappConfig {
         slot: &mut Option<WhatsappConfig>,
         get: impl Fn(&str) -> Option<String>,
     ) {
-        let mut set = |name: &str, apply: &dyn Fn(&mut WhatsappConfig, String)| {
-            if let Some(value) = get(name) {
-                apply(slot.get_or_insert_with(Default::default), value);
-            }
-        };
-        set("WHATSAPP_ACCESS_TOKEN", &|c, v| {
-            c.access_token = Some(Secret(v))
-        });
-        set("WHATSAPP_APP_SECRET", &|c, v| {
-            c.app_secret = Some(Secret(v))
-        });
-        set("WHATSAPP_VERIFY_TOKEN", &|c, v| {
-            c.verify_token = Some(Secret(v))
-        });
-        set("WHATSAPP_PHONE_NUMBER_ID", &|c, v| {
-            c.phone_number_id = Some(v)
-        });
-        set("WHATSAPP_API_BASE", &|c, v| c.api_base = Some(v));
+        super::env_over(
+            slot,
+            get,
+            &[
+                ("WHATSAPP_ACCESS_TOKEN", |c, v| {
+                    c.access_token = Some(Secret(v))
+                }),
+                ("WHATSAPP_APP_SECRET", |c, v| c.app_secret = Some(Secret(v))),
+                ("WHATSAPP_VERIFY_TOKEN", |c, v| {
+                    c.verify_token = Some(Secret(v))
+                }),
+                ("WHATSAPP_PHONE_NUMBER_ID", |c, v| {
+                    c.phone_number_id = Some(v)
+                }),
+                ("WHATSAPP_API_BASE", |c, v| c.api_base = Some(v)),
+            ],
+        );
     }
 }
 
@@ -130,5 +129,48 @@ mod tests {
         let found = issues(r#"{ channels: { discord: { publicKey: "not-a-key" } } }"#);
 
         assert_eq!(found, ["channels.discord.publicKey"]);
+    }
+
+    #[test]
+    fn channel_variables_create_their_section_and_set_its_keys() {
+        let env = [
+            ("WHATSAPP_PHONE_NUMBER_ID", "106540352242922"),
+            ("DISCORD_BOT_TOKEN", "MTE1.token"),
+            ("ZALO_APP_ID", "2553"),
+            ("SIGNAL_ACCOUNT", "+15550001111"),
+        ];
+        let mut config = Config::parse("{}").unwrap();
+
+        config.apply_env(|name| {
+            env.iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.to_string())
+        });
+
+        let channels = &config.channels;
+        assert_eq!(
+            channels
+                .whatsapp
+                .as_ref()
+                .and_then(|w| w.phone_number_id.as_deref()),
+            Some("106540352242922")
+        );
+        assert_eq!(
+            channels
+                .discord
+                .as_ref()
+                .and_then(|d| d.token.as_ref())
+                .map(|t| t.expose()),
+            Some("MTE1.token")
+        );
+        assert_eq!(
+            channels.zalo.as_ref().and_then(|z| z.app_id.as_deref()),
+            Some("2553")
+        );
+        assert_eq!(
+            channels.signal.as_ref().and_then(|c| c.account.as_deref()),
+            Some("+15550001111")
+        );
+        assert!(channels.bluebubbles.is_none(), "no variable, no section");
     }
 }

@@ -50,17 +50,18 @@ impl ZaloConfig {
 
     /// The `ZALO_*` environment variables over `slot`.
     pub(super) fn apply_env(slot: &mut Option<ZaloConfig>, get: impl Fn(&str) -> Option<String>) {
-        let mut set = |name: &str, apply: &dyn Fn(&mut ZaloConfig, String)| {
-            if let Some(value) = get(name) {
-                apply(slot.get_or_insert_with(Default::default), value);
-            }
-        };
-        set("ZALO_APP_ID", &|c, v| c.app_id = Some(v));
-        set("ZALO_OA_SECRET_KEY", &|c, v| {
-            c.oa_secret_key = Some(Secret(v))
-        });
-        set("ZALO_OA_ACCESS_TOKEN", &|c, v| {
-            c.access_token = Some(Secret(v))
-        });
+        super::env_over(
+            slot,
+            get,
+            &[
+                ("ZALO_APP_ID", |c, v| c.app_id = Some(v)),
+                ("ZALO_OA_SECRET_KEY", |c, v| {
+                    c.oa_secret_key = Some(Secret(v))
+                }),
+                ("ZALO_OA_ACCESS_TOKEN", |c, v| {
+                    c.access_token = Some(Secret(v))
+                }),
+            ],
+        );
     }
 }
