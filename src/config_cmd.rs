@@ -104,6 +104,13 @@ fn effective_policy(config: &Config) -> Vec<String> {
             infra::config::explain_dm(zalo.dm_policy, &zalo.allow_from)
         ));
     }
+    if let Some(chat) = config.channels.googlechat.as_ref().filter(|g| g.enabled) {
+        lines.push(format!(
+            "googlechat {}",
+            infra::config::explain_dm(chat.dm_policy, &chat.allow_from)
+        ));
+        lines.push(format!("googlechat {}", chat.group_access().explain()));
+    }
     lines.push("webchat and /hooks/agent: whoever holds the gateway token".into());
     lines
 }

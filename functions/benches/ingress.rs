@@ -135,6 +135,7 @@ fn ingress(queue: Arc<dyn JobQueue>) -> Ingress {
         bluebubbles: None,
         signal: None,
         zalo: None,
+        googlechat: None,
         hooks_token: None,
         default_agent: "main".into(),
         agents: ["main".to_string()].into(),

@@ -189,6 +189,11 @@ fn delivery(
             .map(|s| s.account.account.clone())
             .ok_or("deliver: slack is not configured")?,
         ReplyTarget::Webchat(_) => "default".to_string(),
+        ReplyTarget::Googlechat(_) => ingress
+            .googlechat
+            .as_ref()
+            .map(|g| g.account.account.clone())
+            .ok_or("deliver: googlechat is not configured")?,
         ReplyTarget::Zalo(_) => ingress
             .zalo
             .as_ref()

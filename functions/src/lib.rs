@@ -25,6 +25,7 @@ use axum::{Json, Router};
 use chrono::Utc;
 use infra::channels::bluebubbles::BlueBubblesApp;
 use infra::channels::discord_inbound::DiscordApp;
+use infra::channels::googlechat::{token_kid as jsonwebtoken_kid, ChatKeys, GoogleChatApp};
 use infra::channels::signal::SignalApp;
 use infra::channels::slack_events::SlackApp;
 use infra::channels::telegram_webhook::TelegramBot;
@@ -67,6 +68,7 @@ pub struct Ingress {
     /// Signal has no webhook: its daemon's event stream is read by the local ingress.
     pub signal: Option<SignalApp>,
     pub zalo: Option<ZaloApp>,
+    pub googlechat: Option<Arc<GoogleChatApp>>,
     /// Bearer token for `/hooks/agent`; without one the route is closed.
     pub hooks_token: Option<Secret>,
     pub default_agent: String,
@@ -170,6 +172,18 @@ impl Ingress {
                 app_id: z.app_id.clone(),
                 oa_secret_key: z.oa_secret_key.clone(),
             });
+        let googlechat = config
+            .channels
+            .googlechat
+            .as_ref()
+            .filter(|g| g.enabled)
+            .map(|g| {
+                Arc::new(GoogleChatApp {
+                    account: account(Channel::Googlechat, "default", g.group_access()),
+                    config: g.clone(),
+                    keys: ChatKeys::new(g.jwks_url(), reqwest::Client::new()),
+                })
+            });
         Ingress {
             queue,
             telegram,
@@ -179,6 +193,7 @@ impl Ingress {
             bluebubbles,
             signal,
             zalo,
+            googlechat,
             hooks_token: config.gateway.token.clone(),
             default_agent: agent,
             agents: config.agent_ids().into_iter().map(str::to_string).collect(),
@@ -287,6 +302,7 @@ pub fn router(ingress: Ingress) -> Router {
         .route("/discord/interactions", post(discord))
         .route(BLUEBUBBLES_WEBHOOK_PATH, post(bluebubbles))
         .route("/zalo", post(zalo))
+        .route("/googlechat", post(googlechat))
         .route("/hooks/agent", post(hooks::hook))
         .route("/hooks/wake", post(wake::wake))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -403,6 +419,23 @@ async fn discord(State(ingress): State<Arc<Ingress>>, headers: HeaderMap, body: 
         Some(app) => webhook(&ingress, app, WebhookRequest::new(&headers, &body)).await,
         None => reply(StatusCode::NOT_FOUND, "discord is not configured"),
     }
+}
+
+/// Google Chat: the key set refreshed first when the token names a key it lacks (verification
+/// itself needs no I/O).
+async fn googlechat(
+    State(ingress): State<Arc<Ingress>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(app) = &ingress.googlechat else {
+        return reply(StatusCode::NOT_FOUND, "googlechat is not configured");
+    };
+    let request = WebhookRequest::new(&headers, &body);
+    let kid =
+        infra::channels::googlechat::bearer(&request).and_then(|token| jsonwebtoken_kid(&token));
+    app.keys.refresh_for(kid.as_deref()).await;
+    webhook(&ingress, app.as_ref(), request).await
 }
 
 async fn zalo(State(ingress): State<Arc<Ingress>>, headers: HeaderMap, body: Bytes) -> Response {

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use infra::channels::bluebubbles::BlueBubblesClient;
 use infra::channels::discord::DiscordClient;
+use infra::channels::googlechat::GoogleChatClient;
 use infra::channels::signal::SignalClient;
 use infra::channels::slack::SlackClient;
 use infra::channels::telegram::TelegramClient;
@@ -51,6 +52,7 @@ pub fn target_channel(target: &ReplyTarget) -> Channel {
         ReplyTarget::Bluebubbles(_) => Channel::Bluebubbles,
         ReplyTarget::Signal(_) => Channel::Signal,
         ReplyTarget::Zalo(_) => Channel::Zalo,
+        ReplyTarget::Googlechat(_) => Channel::Googlechat,
     }
 }
 
@@ -99,6 +101,13 @@ fn senders(
             all.push((Channel::Zalo, "default".into(), Arc::new(client)));
         }
     }
+    if let Some(g) = &config.channels.googlechat {
+        match GoogleChatClient::from_config(g, http.clone()) {
+            Ok(Some(client)) => all.push((Channel::Googlechat, "default".into(), Arc::new(client))),
+            Ok(None) => {}
+            Err(why) => tracing::warn!(%why, "Google Chat replies are off"),
+        }
+    }
     all
 }
 
@@ -116,6 +125,7 @@ impl Outbound {
             Channel::Bluebubbles,
             Channel::Signal,
             Channel::Zalo,
+            Channel::Googlechat,
         ]
         .into_iter()
         .map(|c| (c, config.channels.style(c)))
@@ -255,6 +265,9 @@ fn not_configured(channel: Channel, account: &str) -> ChannelError {
         }
         Channel::Telegram => format!("set channels.telegram.accounts.{account}.botToken"),
         Channel::Slack => "set channels.slack.botToken or SLACK_BOT_TOKEN".into(),
+        Channel::Googlechat => {
+            "set channels.googlechat.serviceAccountFile or GOOGLE_CHAT_SERVICE_ACCOUNT".into()
+        }
         Channel::Zalo => {
             "set channels.zalo.accessToken (or ZALO_OA_ACCESS_TOKEN)".into()
         }

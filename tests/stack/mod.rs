@@ -30,6 +30,9 @@ pub const SLACK_SECRET: &str = "e2e-slack-signing-secret";
 pub const WA_SECRET: &str = "e2e-whatsapp-app-secret";
 /// The business number's id the stack's WhatsApp config names.
 pub const WA_PHONE_ID: &str = "106540352242922";
+/// The Google Chat app's audience (its project number) in the stack's config.
+pub const GOOGLE_AUDIENCE: &str = "123456789012";
+
 /// The Zalo app and the OA secret key the stack's config names.
 pub const ZALO_APP: &str = "2553928453557884079";
 pub const ZALO_SECRET: &str = "zalo-oa-secret-e2e";
@@ -231,6 +234,9 @@ pub async fn spawn_stack(script: Script, options: StackOptions) -> Stack {
                        dmPolicy: "allowlist", allowFrom: ["{DISCORD_OWNER}"], guilds: {{ "{DISCORD_GUILD}": {{}} }} }},
             bluebubbles: {{ serverUrl: "{base}", password: "{BB_PASSWORD}", dmPolicy: "allowlist", allowFrom: ["+15551234567"] }},
             {signal}
+            googlechat: {{ audience: "{GOOGLE_AUDIENCE}", jwksUrl: "{base}/googlechat/jwks", apiBase: "{base}",
+                          serviceAccount: {service_account}, dmPolicy: "allowlist",
+                          allowFrom: ["users/112233445566778899001"], groups: {{ "spaces/AAAAteamspace": {{}} }} }},
             zalo: {{ apiBase: "{base}", appId: "{ZALO_APP}", oaSecretKey: "{ZALO_SECRET}", accessToken: "{ZALO_TOKEN}",
                     dmPolicy: "allowlist", allowFrom: ["6142494823123456789"] }},
           }},
@@ -271,6 +277,14 @@ pub async fn spawn_stack(script: Script, options: StackOptions) -> Stack {
         } else {
             String::new()
         },
+        service_account = serde_json::to_string(
+            &json!({"type": "service_account",
+            "client_email": crate::fakes::googlechat::CHAT_SERVICE_ACCOUNT,
+            "private_key": crate::fakes::googlechat::GOOGLE_TEST_KEY,
+            "token_uri": format!("{}/googlechat/token", fakes.base_url)})
+            .to_string()
+        )
+        .unwrap(),
         ws = workspace.display(),
         base = fakes.base_url,
     );

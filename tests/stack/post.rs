@@ -140,4 +140,15 @@ impl Stack {
             .unwrap()
             .status()
     }
+
+    /// A Google Chat event with the bearer token Google would send (`token`, made by the test).
+    pub async fn post_googlechat(&self, event: &Value, token: Option<&str>) -> reqwest::Response {
+        let mut request = reqwest::Client::new()
+            .post(format!("{}/googlechat", self.base_url))
+            .json(event);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.unwrap()
+    }
 }

@@ -32,6 +32,7 @@ pub struct ChannelsConfig {
     pub bluebubbles: Option<super::BlueBubblesConfig>,
     pub signal: Option<super::SignalConfig>,
     pub zalo: Option<super::ZaloConfig>,
+    pub googlechat: Option<super::GoogleChatConfig>,
 }
 
 /// Who may reach the agent through one channel: what the worker's gate, the trust levels and
@@ -101,6 +102,11 @@ impl ChannelsConfig {
                     ..GroupAccess::default()
                 },
             }),
+            Channel::Googlechat => self.googlechat.as_ref().map(|g| ChannelAccess {
+                dm_policy: g.dm_policy,
+                allow_from: &g.allow_from,
+                groups: g.group_access(),
+            }),
             Channel::Webchat | Channel::Hook => None,
         }
     }
@@ -133,6 +139,10 @@ impl ChannelsConfig {
                 media_max_mb: c.media_max_mb,
             }),
             Channel::Zalo => Some(ChannelStyle {
+                streaming: super::Streaming::Off,
+                media_max_mb: None,
+            }),
+            Channel::Googlechat => Some(ChannelStyle {
                 streaming: super::Streaming::Off,
                 media_max_mb: None,
             }),

@@ -18,6 +18,7 @@ mod bindings;
 mod bluebubbles;
 mod channels;
 mod discord;
+mod googlechat;
 mod lenient;
 mod mcp;
 mod media;
@@ -40,6 +41,7 @@ pub use bindings::*;
 pub use bluebubbles::{BlueBubblesConfig, BLUEBUBBLES_WEBHOOK_PATH};
 pub use channels::*;
 pub use discord::{DiscordChannelEntry, DiscordConfig, DiscordGuild};
+pub use googlechat::{AudienceType, GoogleChatConfig};
 pub use mcp::*;
 pub use media::*;
 pub use messages::*;
@@ -417,6 +419,7 @@ impl Config {
         BlueBubblesConfig::apply_env(&mut self.channels.bluebubbles, get);
         SignalConfig::apply_env(&mut self.channels.signal, get);
         ZaloConfig::apply_env(&mut self.channels.zalo, get);
+        GoogleChatConfig::apply_env(&mut self.channels.googlechat, get);
         if let Some(url) = get("SLACK_API_BASE") {
             self.channels
                 .slack

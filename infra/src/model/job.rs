@@ -97,6 +97,7 @@ pub enum ReplyTarget {
     Bluebubbles(BlueBubblesTarget),
     Signal(SignalTarget),
     Zalo(ZaloTarget),
+    Googlechat(GoogleChatTarget),
 }
 
 impl ReplyTarget {
@@ -162,6 +163,19 @@ impl ReplyTarget {
                 SignalTarget::Group {
                     group_id: peer.clone(),
                 }
+            }),
+            // A DM's peer is the user; its space is found when the reply is sent.
+            Channel::Googlechat => ReplyTarget::Googlechat(GoogleChatTarget {
+                space: if *kind == ChatKind::Dm {
+                    String::new()
+                } else {
+                    peer.clone()
+                },
+                thread: match sub {
+                    Some(SubThread::Thread(t)) => Some(t.clone()),
+                    _ => None,
+                },
+                dm_user: (*kind == ChatKind::Dm).then(|| peer.clone()),
             }),
             Channel::Zalo => ReplyTarget::Zalo(ZaloTarget {
                 user_id: peer.clone(),
@@ -238,6 +252,17 @@ pub struct BlueBubblesTarget {
 pub enum SignalTarget {
     Person { recipient: String },
     Group { group_id: String },
+}
+
+/// A Google Chat space (and thread), or a DM known only by its user (`users/<id>`), whose
+/// space the Chat API finds (`spaces:findDirectMessage`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GoogleChatTarget {
+    pub space: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dm_user: Option<String>,
 }
 
 /// A Zalo user of the Official Account.

@@ -45,6 +45,7 @@ pub enum Channel {
     Bluebubbles,
     Signal,
     Zalo,
+    Googlechat,
     Hook,
 }
 
@@ -59,6 +60,7 @@ impl Channel {
             Channel::Bluebubbles => "bluebubbles",
             Channel::Signal => "signal",
             Channel::Zalo => "zalo",
+            Channel::Googlechat => "googlechat",
             Channel::Hook => "hook",
         }
     }
@@ -82,6 +84,7 @@ impl FromStr for Channel {
             "bluebubbles" => Ok(Channel::Bluebubbles),
             "signal" => Ok(Channel::Signal),
             "zalo" => Ok(Channel::Zalo),
+            "googlechat" => Ok(Channel::Googlechat),
             "hook" => Ok(Channel::Hook),
             other => Err(ModelError::UnknownChannel(other.to_string())),
         }

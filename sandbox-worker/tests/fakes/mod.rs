@@ -1,6 +1,6 @@
 //! Fake Telegram, Slack, WhatsApp ([`whatsapp`]), Discord ([`discord`]), BlueBubbles
-//! ([`bluebubbles`]), signal-cli ([`signal`]), Zalo ([`zalo`]) and Anthropic APIs on one
-//! loopback port. They speak the real wire
+//! ([`bluebubbles`]), signal-cli ([`signal`]), Zalo ([`zalo`]), Google Chat ([`googlechat`])
+//! and Anthropic APIs on one loopback port. They speak the real wire
 //! formats (paths, headers, bodies) and record every call, so tests can assert what the worker
 //! sent. The model's answers come from a script that sees the call number and the request.
 //! Files, edits and uploads live in [`media`].
@@ -8,6 +8,7 @@
 
 pub mod bluebubbles;
 pub mod discord;
+pub mod googlechat;
 pub mod mcp;
 mod media;
 pub mod search;
@@ -152,7 +153,7 @@ impl Fakes {
             signal: Arc::default(),
             zalo: Arc::default(),
         };
-        let platforms: [fn(Router<World>) -> Router<World>; 7] = [
+        let platforms: [fn(Router<World>) -> Router<World>; 8] = [
             media::routes,
             socket_mode::routes,
             whatsapp::routes,
@@ -160,6 +161,7 @@ impl Fakes {
             bluebubbles::routes,
             signal::routes,
             zalo::routes,
+            googlechat::routes,
         ];
         let app = platforms
             .into_iter()

@@ -28,6 +28,11 @@ output "zalo_webhook_url" {
   value       = module.webhook_functions.zalo_webhook_url
 }
 
+output "googlechat_url" {
+  description = "Google Chat app HTTP endpoint URL."
+  value       = module.webhook_functions.googlechat_url
+}
+
 output "hooks_url" {
   description = "POST /hooks/agent."
   value       = module.webhook_functions.hooks_url

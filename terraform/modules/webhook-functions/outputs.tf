@@ -33,6 +33,11 @@ output "zalo_webhook_url" {
   value       = "${aws_apigatewayv2_api.webhooks.api_endpoint}/zalo"
 }
 
+output "googlechat_url" {
+  description = "HTTP endpoint URL for the Google Chat app."
+  value       = "${aws_apigatewayv2_api.webhooks.api_endpoint}/googlechat"
+}
+
 output "hooks_url" {
   description = "URL of POST /hooks/agent."
   value       = "${aws_apigatewayv2_api.webhooks.api_endpoint}/hooks/agent"

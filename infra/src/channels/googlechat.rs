@@ -1,0 +1,586 @@
+//! Google Chat: the app's HTTP endpoint in (a bearer JWT Google signs, checked against its
+//! published key set), the Chat API out as the app's service account (an OAuth token from a
+//! JWT-bearer grant, cached until it nears expiry).
+//!
+//! Decisions (the config's are in [`crate::config::GoogleChatConfig`]):
+//! - The key set is fetched and cached ([`ChatKeys`]): the route refreshes it before verifying
+//!   when it is an hour old or lacks the token's `kid` (at most once a minute, so forged `kid`s
+//!   cannot make the gateway fetch in a loop); verification itself needs no I/O.
+//! - The endpoint answers `{}` at once (no synchronous reply: the answer comes from a worker
+//!   through the Chat API, in the message's thread).
+//! - `MESSAGE` events are jobs (in a space the app only gets messages that mention it or slash
+//!   commands, so they are addressed); `ADDED_TO_SPACE` and the rest are acknowledged and
+//!   ignored. A DM's session is the sender (`users/<id>`); a space's is the space and thread.
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use jsonwebtoken::{
+    decode, decode_header, Algorithm, DecodingKey, EncodingKey, Header, Validation,
+};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{
+    wrong_target, ChannelAccount, ChannelError, ChannelSender, Incoming, OutboundFile, Parsed,
+    Refusal, WebhookChannel, WebhookError, WebhookRequest,
+};
+use crate::config::{AudienceType, GoogleChatConfig, Secret};
+use crate::model::{
+    Channel, ChatKind, GoogleChatTarget, MediaSource, ReplyTarget, Sender, SubThread,
+};
+
+/// Chat's limit on a message's text.
+pub const MAX_MESSAGE_CHARS: usize = 4096;
+const KEYS_TTL: Duration = Duration::from_secs(3600);
+const MIN_REFRESH: Duration = Duration::from_secs(60);
+const CHANNEL: &str = "googlechat";
+
+/// Google's signing keys for Chat's tokens, by `kid`, fetched and cached.
+pub struct ChatKeys {
+    url: String,
+    http: reqwest::Client,
+    cache: RwLock<(Option<Instant>, HashMap<String, DecodingKey>)>,
+}
+
+#[derive(Deserialize)]
+struct Jwks {
+    keys: Vec<Jwk>,
+}
+
+#[derive(Deserialize)]
+struct Jwk {
+    kid: String,
+    n: String,
+    e: String,
+}
+
+impl ChatKeys {
+    pub fn new(url: &str, http: reqwest::Client) -> Self {
+        ChatKeys {
+            url: url.to_string(),
+            http,
+            cache: RwLock::new((None, HashMap::new())),
+        }
+    }
+
+    /// A key set read from JWKS text now (tests; a cached copy).
+    pub fn from_jwks(url: &str, http: reqwest::Client, jwks: &str) -> Self {
+        let keys = ChatKeys::new(url, http);
+        if let (Ok(jwks), Ok(mut cache)) = (serde_json::from_str::<Jwks>(jwks), keys.cache.write())
+        {
+            *cache = (Some(Instant::now()), parse_keys(jwks));
+        }
+        keys
+    }
+
+    fn key(&self, kid: &str) -> Option<DecodingKey> {
+        self.cache.read().ok()?.1.get(kid).cloned()
+    }
+
+    /// Fetches the key set when it is stale or lacks `kid` (no more than once a minute).
+    pub async fn refresh_for(&self, kid: Option<&str>) {
+        let (fetched, known) = match self.cache.read() {
+            Ok(cache) => (cache.0, kid.is_none_or(|k| cache.1.contains_key(k))),
+            Err(_) => return,
+        };
+        let due = match fetched {
+            None => true,
+            Some(at) => at.elapsed() > KEYS_TTL || (!known && at.elapsed() > MIN_REFRESH),
+        };
+        if !due {
+            return;
+        }
+        let fetched = async {
+            let jwks: Jwks = self
+                .http
+                .get(&self.url)
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            Some(parse_keys(jwks))
+        }
+        .await;
+        if let (Some(keys), Ok(mut cache)) = (fetched, self.cache.write()) {
+            *cache = (Some(Instant::now()), keys);
+        } else {
+            tracing::warn!(
+                "the Google Chat key set could not be fetched; requests are refused until it is"
+            );
+        }
+    }
+}
+
+fn parse_keys(jwks: Jwks) -> HashMap<String, DecodingKey> {
+    jwks.keys
+        .into_iter()
+        .filter_map(|k| Some((k.kid, DecodingKey::from_rsa_components(&k.n, &k.e).ok()?)))
+        .collect()
+}
+
+/// What the gateway knows about the Chat app.
+pub struct GoogleChatApp {
+    pub account: ChannelAccount,
+    pub config: GoogleChatConfig,
+    pub keys: ChatKeys,
+}
+
+/// The bearer token of a request.
+pub fn bearer(request: &WebhookRequest<'_>) -> Option<String> {
+    request
+        .headers
+        .get("authorization")?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::to_string)
+}
+
+/// The `kid` a token's header names, if it parses.
+pub fn token_kid(token: &str) -> Option<String> {
+    decode_header(token).ok()?.kid
+}
+
+impl WebhookChannel for GoogleChatApp {
+    fn account(&self) -> &ChannelAccount {
+        &self.account
+    }
+
+    fn verify(&self, request: &WebhookRequest<'_>, _now: DateTime<Utc>) -> Result<(), Refusal> {
+        let Some(audience) = &self.config.audience else {
+            return Err(Refusal::NotConfigured(
+                "googlechat audience is not configured".into(),
+            ));
+        };
+        let refused = |why: &str| Refusal::Unauthorized(why.to_string());
+        let token = bearer(request).ok_or_else(|| refused("missing bearer token"))?;
+        let kid = decode_header(&token)
+            .ok()
+            .and_then(|h| h.kid)
+            .ok_or_else(|| refused("the token names no key"))?;
+        let key = self
+            .keys
+            .key(&kid)
+            .ok_or_else(|| refused("the token's key is not in Google's key set"))?;
+        let mut validation = Validation::new(Algorithm::RS256);
+        validation.set_audience(&[audience]);
+        validation.set_issuer(&[self.config.issuer()]);
+        let claims = decode::<Value>(&token, &key, &validation)
+            .map_err(|e| refused(&format!("the token does not verify: {e}")))?
+            .claims;
+        if self.config.audience_type == AudienceType::AppUrl
+            && claims["email"] != GoogleChatConfig::CHAT_ISSUER
+        {
+            return Err(refused("the token is not Google Chat's"));
+        }
+        Ok(())
+    }
+
+    fn parse(&self, body: &[u8], now: DateTime<Utc>) -> Result<Parsed, WebhookError> {
+        let event: Value =
+            serde_json::from_slice(body).map_err(|e| WebhookError::MalformedJson(e.to_string()))?;
+        match event["type"].as_str() {
+            Some("MESSAGE") => {}
+            Some(_) => return Ok(Parsed::Ignored("an event other than MESSAGE")),
+            None => return Err(WebhookError::NotAnEvent("a Chat event needs a type".into())),
+        }
+        let message = &event["message"];
+        let space = &message["space"];
+        let (Some(name), Some(space_name), Some(sender)) = (
+            message["name"].as_str().filter(|n| !n.is_empty()),
+            space["name"].as_str().filter(|s| s.starts_with("spaces/")),
+            message["sender"]["name"]
+                .as_str()
+                .filter(|s| s.starts_with("users/")),
+        ) else {
+            return Err(WebhookError::NotAnEvent(
+                "a message needs name, space.name and sender.name".into(),
+            ));
+        };
+        if message["sender"]["type"] == "BOT" {
+            return Ok(Parsed::Ignored("message from a bot"));
+        }
+        let dm = space["type"] == "DM" || space["spaceType"] == "DIRECT_MESSAGE";
+        let thread = message["thread"]["name"].as_str().map(str::to_string);
+        let text = message["argumentText"]
+            .as_str()
+            .or(message["text"].as_str())
+            .unwrap_or("")
+            .trim()
+            .to_string();
+        if text.is_empty() {
+            return Ok(Parsed::Ignored("no text"));
+        }
+        let parsed = self.account.admit(
+            Incoming {
+                event_id: name,
+                kind: if dm { ChatKind::Dm } else { ChatKind::Group },
+                chat_id: space_name,
+                sender: Sender {
+                    id: sender.to_string(),
+                    name: message["sender"]["displayName"]
+                        .as_str()
+                        .map(str::to_string),
+                },
+                text,
+                media: vec![],
+                sub: if dm {
+                    None
+                } else {
+                    thread.clone().map(SubThread::Thread)
+                },
+                team_id: None,
+                addressed: true,
+                reply_to: ReplyTarget::Googlechat(GoogleChatTarget {
+                    space: space_name.to_string(),
+                    thread,
+                    dm_user: None,
+                }),
+            },
+            now,
+        )?;
+        Ok(match parsed {
+            Parsed::Queue { jobs, .. } => Parsed::Queue {
+                jobs,
+                ack: Some(json!({})),
+            },
+            other => other,
+        })
+    }
+}
+
+/// A service account key file's fields the grant needs.
+#[derive(Deserialize)]
+struct ServiceAccount {
+    client_email: String,
+    private_key: String,
+    token_uri: String,
+}
+
+/// The Chat API as the app's service account.
+pub struct GoogleChatClient {
+    http: reqwest::Client,
+    api_base: String,
+    account: ServiceAccount,
+    key: EncodingKey,
+    token: tokio::sync::Mutex<Option<(Instant, Secret)>>,
+}
+
+impl GoogleChatClient {
+    /// The client, when the config holds a usable service account key (or why not).
+    pub fn from_config(
+        config: &GoogleChatConfig,
+        http: reqwest::Client,
+    ) -> Result<Option<Self>, String> {
+        let json = match (&config.service_account, &config.service_account_file) {
+            (Some(secret), _) => secret.expose().to_string(),
+            (None, Some(path)) => std::fs::read_to_string(path)
+                .map_err(|e| format!("channels.googlechat.serviceAccountFile: {e}"))?,
+            (None, None) => return Ok(None),
+        };
+        let account: ServiceAccount = serde_json::from_str(&json)
+            .map_err(|_| "the Google Chat service account key is not a key file".to_string())?;
+        let key = EncodingKey::from_rsa_pem(account.private_key.as_bytes()).map_err(|_| {
+            "the Google Chat service account's private_key is not an RSA key".to_string()
+        })?;
+        Ok(Some(GoogleChatClient {
+            http,
+            api_base: config.api_base().to_string(),
+            account,
+            key,
+            token: tokio::sync::Mutex::new(None),
+        }))
+    }
+
+    /// An access token for the `chat.bot` scope, reused until five minutes before it expires.
+    async fn access_token(&self) -> Result<Secret, ChannelError> {
+        let mut cached = self.token.lock().await;
+        if let Some((until, token)) = cached.as_ref() {
+            if Instant::now() < *until {
+                return Ok(token.clone());
+            }
+        }
+        let now = Utc::now().timestamp();
+        let claims = json!({"iss": self.account.client_email,
+            "scope": "https://www.googleapis.com/auth/chat.bot",
+            "aud": self.account.token_uri, "iat": now, "exp": now + 3600});
+        let assertion = jsonwebtoken::encode(&Header::new(Algorithm::RS256), &claims, &self.key)
+            .map_err(|e| ChannelError::NotConfigured {
+                channel: CHANNEL,
+                message: format!("signing the token request: {e}"),
+            })?;
+        let response = self
+            .http
+            .post(&self.account.token_uri)
+            .form(&[
+                ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
+                ("assertion", assertion.as_str()),
+            ])
+            .send()
+            .await
+            .map_err(|e| ChannelError::Retryable {
+                channel: CHANNEL,
+                message: format!("token: {}", e.without_url()),
+            })?;
+        let status = response.status();
+        let answer: Value = response.json().await.unwrap_or_default();
+        let Some(token) = answer["access_token"]
+            .as_str()
+            .filter(|_| status.is_success())
+        else {
+            return Err(ChannelError::Permanent {
+                channel: CHANNEL,
+                message: format!("token: HTTP {}: {}", status.as_u16(), answer["error"]),
+            });
+        };
+        let lifetime = answer["expires_in"]
+            .as_u64()
+            .unwrap_or(3600)
+            .saturating_sub(300);
+        let token = Secret::new(token);
+        *cached = Some((
+            Instant::now() + Duration::from_secs(lifetime),
+            token.clone(),
+        ));
+        Ok(token)
+    }
+
+    /// A Chat API call; its answer.
+    async fn call(&self, request: reqwest::RequestBuilder) -> Result<Value, ChannelError> {
+        let token = self.access_token().await?;
+        let response = request
+            .bearer_auth(token.expose())
+            .send()
+            .await
+            .map_err(|e| ChannelError::Retryable {
+                channel: CHANNEL,
+                message: e.without_url().to_string(),
+            })?;
+        let status = response.status();
+        let answer: Value = response.json().await.unwrap_or_default();
+        if status.is_success() {
+            return Ok(answer);
+        }
+        let message = format!(
+            "HTTP {}: {}",
+            status.as_u16(),
+            answer["error"]["message"].as_str().unwrap_or("no message")
+        );
+        Err(if status.is_server_error() || status.as_u16() == 429 {
+            ChannelError::Retryable {
+                channel: CHANNEL,
+                message,
+            }
+        } else {
+            ChannelError::Permanent {
+                channel: CHANNEL,
+                message,
+            }
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl ChannelSender for GoogleChatClient {
+    fn channel(&self) -> Channel {
+        Channel::Googlechat
+    }
+
+    fn max_message_chars(&self) -> usize {
+        MAX_MESSAGE_CHARS
+    }
+
+    fn can_edit(&self) -> bool {
+        false
+    }
+
+    async fn post(&self, target: &ReplyTarget, text: &str) -> Result<String, ChannelError> {
+        let ReplyTarget::Googlechat(target) = target else {
+            return Err(wrong_target(CHANNEL, "the reply target"));
+        };
+        let space = match (&target.dm_user, target.space.is_empty()) {
+            (Some(user), true) => {
+                let mut url =
+                    reqwest::Url::parse(&format!("{}/v1/spaces:findDirectMessage", self.api_base))
+                        .map_err(|_| wrong_target(CHANNEL, "an API base that is not a URL"))?;
+                url.query_pairs_mut().append_pair("name", user);
+                let found = self.call(self.http.get(url)).await?;
+                found["name"].as_str().unwrap_or_default().to_string()
+            }
+            _ => target.space.clone(),
+        };
+        if !space.starts_with("spaces/") {
+            return Err(wrong_target(CHANNEL, "a target without a space"));
+        }
+        let mut body = json!({"text": text});
+        let mut url = reqwest::Url::parse(&format!("{}/v1/{space}/messages", self.api_base))
+            .map_err(|_| wrong_target(CHANNEL, "a space name that is not a path"))?;
+        if let Some(thread) = &target.thread {
+            body["thread"] = json!({"name": thread});
+            url.query_pairs_mut()
+                .append_pair("messageReplyOption", "REPLY_MESSAGE_FALLBACK_TO_NEW_THREAD");
+        }
+        let created = self.call(self.http.post(url).json(&body)).await?;
+        Ok(created["name"].as_str().unwrap_or_default().to_string())
+    }
+
+    async fn edit(
+        &self,
+        _target: &ReplyTarget,
+        _id: &str,
+        _text: &str,
+    ) -> Result<(), ChannelError> {
+        Err(ChannelError::Permanent {
+            channel: CHANNEL,
+            message: "previews are not shown on Google Chat".into(),
+        })
+    }
+
+    async fn send_file(
+        &self,
+        _target: &ReplyTarget,
+        _file: &OutboundFile,
+    ) -> Result<(), ChannelError> {
+        Err(ChannelError::Permanent {
+            channel: CHANNEL,
+            message: "sending files to Google Chat is not built yet".into(),
+        })
+    }
+
+    async fn download(
+        &self,
+        _source: &MediaSource,
+        _max_bytes: u64,
+    ) -> Result<Vec<u8>, ChannelError> {
+        Err(wrong_target(
+            CHANNEL,
+            "the file source (Google Chat files are not fetched yet)",
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use reqwest::header::HeaderMap;
+
+    use super::*;
+    use crate::config::{AgentRoutes, GroupAccess, GroupEntry};
+
+    fn fixture(name: &str) -> Vec<u8> {
+        std::fs::read(format!(
+            "{}/fixtures/googlechat/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+    }
+
+    fn app(groups: GroupAccess) -> GoogleChatApp {
+        let config: GoogleChatConfig =
+            serde_json::from_value(json!({"audience": "123456789012"})).unwrap();
+        let jwks = String::from_utf8(fixture("jwks.json")).unwrap();
+        GoogleChatApp {
+            account: ChannelAccount {
+                channel: Channel::Googlechat,
+                account: "default".into(),
+                routes: Arc::new(AgentRoutes {
+                    default_agent: "main".into(),
+                    ..AgentRoutes::default()
+                }),
+                groups,
+            },
+            config,
+            keys: ChatKeys::from_jwks("http://unused", reqwest::Client::new(), &jwks),
+        }
+    }
+
+    fn token(claims: Value, kid: &str) -> String {
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = Some(kid.into());
+        let key = EncodingKey::from_rsa_pem(&fixture("test-signing-key.pem")).unwrap();
+        jsonwebtoken::encode(&header, &claims, &key).unwrap()
+    }
+
+    fn bearing(token: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert("authorization", format!("Bearer {token}").parse().unwrap());
+        headers
+    }
+
+    #[test]
+    fn a_dm_is_the_senders_session_and_a_space_message_its_threads() {
+        let listed = GroupAccess {
+            groups: [("spaces/AAAAteamspace".to_string(), GroupEntry::default())].into(),
+            ..GroupAccess::default()
+        };
+
+        let dm = app(GroupAccess::default())
+            .parse(&fixture("message_dm.json"), Utc::now())
+            .unwrap();
+        let space = app(listed)
+            .parse(&fixture("message_space_mention.json"), Utc::now())
+            .unwrap();
+        let unlisted = app(GroupAccess::default())
+            .parse(&fixture("message_space_mention.json"), Utc::now())
+            .unwrap();
+
+        assert_eq!(
+            dm.jobs()[0].session_key.to_string(),
+            "agent:main:googlechat:dm:users/112233445566778899001"
+        );
+        assert!(matches!(&dm, Parsed::Queue { ack: Some(ack), .. } if *ack == json!({})));
+        assert_eq!(
+            space.jobs()[0].session_key.to_string(),
+            "agent:main:googlechat:group:spaces/AAAAteamspace:thread:spaces/AAAAteamspace/threads/kUqG2Wm2AAAA"
+        );
+        assert_eq!(space.jobs()[0].inbound.text, "what is on the roadmap?");
+        assert!(matches!(unlisted, Parsed::Ignored(why) if why.contains("not listed")));
+    }
+
+    #[test]
+    fn only_a_fresh_token_from_chat_for_this_audience_passes() {
+        let now = Utc::now().timestamp();
+        let claims = |iss: &str, aud: &str, exp: i64| json!({"iss": iss, "aud": aud, "iat": now, "exp": exp});
+        let body = fixture("message_dm.json");
+        let check = |token: &str| {
+            app(GroupAccess::default())
+                .verify(&WebhookRequest::new(&bearing(token), &body), Utc::now())
+        };
+
+        let good = check(&token(
+            claims(GoogleChatConfig::CHAT_ISSUER, "123456789012", now + 600),
+            "e2e-chat-key-1",
+        ));
+        let other_issuer = check(&token(
+            claims("evil@example.com", "123456789012", now + 600),
+            "e2e-chat-key-1",
+        ));
+        let other_audience = check(&token(
+            claims(GoogleChatConfig::CHAT_ISSUER, "42", now + 600),
+            "e2e-chat-key-1",
+        ));
+        let expired = check(&token(
+            claims(GoogleChatConfig::CHAT_ISSUER, "123456789012", now - 600),
+            "e2e-chat-key-1",
+        ));
+        let unknown_key = check(&token(
+            claims(GoogleChatConfig::CHAT_ISSUER, "123456789012", now + 600),
+            "other",
+        ));
+        let garbage = check("not.a.token");
+
+        assert_eq!(good, Ok(()));
+        for refused in [other_issuer, other_audience, expired, unknown_key, garbage] {
+            assert!(
+                matches!(refused, Err(Refusal::Unauthorized(_))),
+                "{refused:?}"
+            );
+        }
+    }
+}
