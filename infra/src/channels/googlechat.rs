@@ -106,12 +106,17 @@ impl ChatKeys {
             Some(parse_keys(jwks))
         }
         .await;
-        if let (Some(keys), Ok(mut cache)) = (fetched, self.cache.write()) {
-            *cache = (Some(Instant::now()), keys);
-        } else {
-            tracing::warn!(
-                "the Google Chat key set could not be fetched; requests are refused until it is"
-            );
+        let Ok(mut cache) = self.cache.write() else {
+            return;
+        };
+        match fetched {
+            Some(keys) => *cache = (Some(Instant::now()), keys),
+            None => {
+                // A failure counts as an attempt too: a flood of requests cannot become a flood
+                // of fetches while Google's keys are unreachable.
+                cache.0 = Some(Instant::now());
+                tracing::warn!("the Google Chat key set could not be fetched; unknown keys are refused until it is");
+            }
         }
     }
 }
@@ -582,5 +587,30 @@ mod tests {
                 "{refused:?}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_key_set_is_asked_for_at_most_once_a_minute() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counter = hits.clone();
+        let app = axum::Router::new().route(
+            "/jwks",
+            axum::routing::get(move || {
+                counter.fetch_add(1, Ordering::SeqCst);
+                async { (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "down") }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/jwks", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let keys = ChatKeys::new(&url, reqwest::Client::new());
+
+        for kid in ["forged-1", "forged-2", "forged-3"] {
+            keys.refresh_for(Some(kid)).await;
+        }
+
+        assert_eq!(hits.load(Ordering::SeqCst), 1);
+        assert!(keys.key("forged-1").is_none());
     }
 }
