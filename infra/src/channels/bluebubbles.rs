@@ -241,10 +241,6 @@ impl ChannelSender for BlueBubblesClient {
         MAX_MESSAGE_CHARS
     }
 
-    fn can_edit(&self) -> bool {
-        false
-    }
-
     async fn post(&self, target: &ReplyTarget, text: &str) -> Result<String, ChannelError> {
         let body = json!({"chatGuid": target_of(target)?.chat_guid, "tempGuid": Self::temp_guid(),
             "message": text, "method": "apple-script"});
@@ -259,18 +255,6 @@ impl ChannelSender for BlueBubblesClient {
             .as_str()
             .unwrap_or_default()
             .to_string())
-    }
-
-    async fn edit(
-        &self,
-        _target: &ReplyTarget,
-        _id: &str,
-        _text: &str,
-    ) -> Result<(), ChannelError> {
-        Err(ChannelError::Permanent {
-            channel: CHANNEL,
-            message: "messages sent through AppleScript cannot be edited".into(),
-        })
     }
 
     async fn send_file(

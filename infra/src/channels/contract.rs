@@ -237,12 +237,22 @@ pub trait ChannelSender: Send + Sync {
     /// Posts a new message (text as the model wrote it; the sender escapes or converts it for
     /// the channel's markup) and returns its id for [`Self::edit`].
     async fn post(&self, target: &ReplyTarget, text: &str) -> Result<String, ChannelError>;
-    /// Replaces the text of message `id`. A channel that cannot edit says so; the worker then
-    /// shows no preview there.
-    async fn edit(&self, target: &ReplyTarget, id: &str, text: &str) -> Result<(), ChannelError>;
+    /// Replaces the text of message `id`. A channel that cannot edit keeps this default (and
+    /// says so in [`Self::can_edit`]); the worker then shows no preview there.
+    async fn edit(
+        &self,
+        _target: &ReplyTarget,
+        _id: &str,
+        _text: &str,
+    ) -> Result<(), ChannelError> {
+        Err(ChannelError::Permanent {
+            channel: self.channel().as_str(),
+            message: "a sent message cannot be edited on this channel".into(),
+        })
+    }
     /// Whether [`Self::edit`] works here (previews need it).
     fn can_edit(&self) -> bool {
-        true
+        false
     }
     async fn send_file(
         &self,

@@ -242,6 +242,10 @@ impl ChannelSender for DiscordClient {
             .await
     }
 
+    fn can_edit(&self) -> bool {
+        true
+    }
+
     async fn edit(&self, target: &ReplyTarget, id: &str, text: &str) -> Result<(), ChannelError> {
         let target = target_of(target)?;
         let payload = json!({"content": text, "allowed_mentions": {"parse": []}});

@@ -400,10 +400,6 @@ impl ChannelSender for GoogleChatClient {
         MAX_MESSAGE_CHARS
     }
 
-    fn can_edit(&self) -> bool {
-        false
-    }
-
     async fn post(&self, target: &ReplyTarget, text: &str) -> Result<String, ChannelError> {
         let ReplyTarget::Googlechat(target) = target else {
             return Err(wrong_target(CHANNEL, "the reply target"));
@@ -432,18 +428,6 @@ impl ChannelSender for GoogleChatClient {
         }
         let created = self.call(self.http.post(url).json(&body)).await?;
         Ok(created["name"].as_str().unwrap_or_default().to_string())
-    }
-
-    async fn edit(
-        &self,
-        _target: &ReplyTarget,
-        _id: &str,
-        _text: &str,
-    ) -> Result<(), ChannelError> {
-        Err(ChannelError::Permanent {
-            channel: CHANNEL,
-            message: "previews are not shown on Google Chat".into(),
-        })
     }
 
     async fn send_file(

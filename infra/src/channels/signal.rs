@@ -218,27 +218,11 @@ impl ChannelSender for SignalClient {
         MAX_MESSAGE_CHARS
     }
 
-    fn can_edit(&self) -> bool {
-        false
-    }
-
     async fn post(&self, target: &ReplyTarget, text: &str) -> Result<String, ChannelError> {
         let mut params = Self::to(target)?;
         params["message"] = json!(text);
         let sent = self.call("send", params).await?;
         Ok(sent["timestamp"].as_i64().unwrap_or_default().to_string())
-    }
-
-    async fn edit(
-        &self,
-        _target: &ReplyTarget,
-        _id: &str,
-        _text: &str,
-    ) -> Result<(), ChannelError> {
-        Err(ChannelError::Permanent {
-            channel: CHANNEL,
-            message: "previews are not shown on Signal".into(),
-        })
     }
 
     async fn send_file(

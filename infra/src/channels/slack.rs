@@ -270,6 +270,10 @@ impl ChannelSender for SlackClient {
         self.post_message(target_of(target)?, &escape(text)).await
     }
 
+    fn can_edit(&self) -> bool {
+        true
+    }
+
     async fn edit(&self, target: &ReplyTarget, id: &str, text: &str) -> Result<(), ChannelError> {
         self.update_message(target_of(target)?, id, &escape(text))
             .await

@@ -399,6 +399,10 @@ impl ChannelSender for TelegramClient {
         Ok(id.to_string())
     }
 
+    fn can_edit(&self) -> bool {
+        true
+    }
+
     async fn edit(&self, target: &ReplyTarget, id: &str, text: &str) -> Result<(), ChannelError> {
         let id = id.parse().map_err(|_| ChannelError::Permanent {
             channel: CHANNEL,

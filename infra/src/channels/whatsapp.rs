@@ -243,25 +243,9 @@ impl ChannelSender for WhatsappClient {
         MAX_MESSAGE_CHARS
     }
 
-    fn can_edit(&self) -> bool {
-        false
-    }
-
     async fn post(&self, target: &ReplyTarget, text: &str) -> Result<String, ChannelError> {
         self.send_text(target_of(target)?, &markdown_to_whatsapp(text))
             .await
-    }
-
-    async fn edit(
-        &self,
-        _target: &ReplyTarget,
-        _id: &str,
-        _text: &str,
-    ) -> Result<(), ChannelError> {
-        Err(ChannelError::Permanent {
-            channel: CHANNEL,
-            message: "the Cloud API cannot edit a sent message".into(),
-        })
     }
 
     async fn send_file(

@@ -179,10 +179,6 @@ impl ChannelSender for ZaloClient {
         MAX_MESSAGE_CHARS
     }
 
-    fn can_edit(&self) -> bool {
-        false
-    }
-
     async fn post(&self, target: &ReplyTarget, text: &str) -> Result<String, ChannelError> {
         let ReplyTarget::Zalo(target) = target else {
             return Err(wrong_target(CHANNEL, "the reply target"));
@@ -227,18 +223,6 @@ impl ChannelSender for ZaloClient {
                 channel: CHANNEL,
                 message,
             }
-        })
-    }
-
-    async fn edit(
-        &self,
-        _target: &ReplyTarget,
-        _id: &str,
-        _text: &str,
-    ) -> Result<(), ChannelError> {
-        Err(ChannelError::Permanent {
-            channel: CHANNEL,
-            message: "Zalo messages cannot be edited".into(),
         })
     }
 

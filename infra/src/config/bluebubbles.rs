@@ -68,6 +68,20 @@ impl BlueBubblesConfig {
         }
     }
 
+    /// `config validate`: the webhook's path is the fixed route.
+    pub(super) fn check(&self, bad: &mut impl FnMut(&str, String)) {
+        if self
+            .webhook_path
+            .as_deref()
+            .is_some_and(|p| p != BLUEBUBBLES_WEBHOOK_PATH)
+        {
+            bad(
+                "channels.bluebubbles.webhookPath",
+                format!("the webhook is served at {BLUEBUBBLES_WEBHOOK_PATH} (a fixed route, also on Lambda); remove the key or set it to that"),
+            );
+        }
+    }
+
     /// The `BLUEBUBBLES_*` environment variables over `slot`.
     pub(super) fn apply_env(
         slot: &mut Option<BlueBubblesConfig>,

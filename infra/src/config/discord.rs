@@ -129,6 +129,18 @@ impl DiscordConfig {
         }
     }
 
+    /// `config validate`: the public key is 32 bytes of hex.
+    pub(super) fn check(&self, bad: &mut impl FnMut(&str, String)) {
+        if let Some(key) = &self.public_key {
+            if key.len() != 64 || !key.bytes().all(|b| b.is_ascii_hexdigit()) {
+                bad(
+                    "channels.discord.publicKey",
+                    "must be the application's public key: 64 hex digits".into(),
+                );
+            }
+        }
+    }
+
     /// The `DISCORD_*` environment variables over `slot`.
     pub(super) fn apply_env(
         slot: &mut Option<DiscordConfig>,

@@ -125,42 +125,16 @@ impl Config {
         if let Some(slack) = &self.channels.slack {
             check_groups(&slack.channels, "channels.slack.channels", &mut bad);
         }
-        if let Some(wa) = &self.channels.whatsapp {
-            if wa
-                .phone_number_id
-                .as_deref()
-                .is_some_and(|id| id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()))
-            {
-                bad(
-                    "channels.whatsapp.phoneNumberId",
-                    "must be the number's id (digits), not the phone number".into(),
-                );
-            }
-            for (i, peer) in wa.allow_from.iter().enumerate() {
-                let text = peer.to_string();
-                let e164 = text
-                    .strip_prefix('+')
-                    .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()));
-                if !e164 && text != "*" {
-                    bad(
-                        &format!("channels.whatsapp.allowFrom[{i}]"),
-                        format!("{text:?} is not an E.164 number like \"+15551234567\""),
-                    );
-                }
-            }
+        // The newer channels check their own keys, beside their schema.
+        let channels = &self.channels;
+        if let Some(wa) = &channels.whatsapp {
+            wa.check(&mut bad);
         }
-        if let Some(key) = self
-            .channels
-            .discord
-            .as_ref()
-            .and_then(|d| d.public_key.as_deref())
-        {
-            if key.len() != 64 || !key.bytes().all(|b| b.is_ascii_hexdigit()) {
-                bad(
-                    "channels.discord.publicKey",
-                    "must be the application's public key: 64 hex digits".into(),
-                );
-            }
+        if let Some(discord) = &channels.discord {
+            discord.check(&mut bad);
+        }
+        if let Some(bb) = &channels.bluebubbles {
+            bb.check(&mut bad);
         }
         super::media::check_media(self, &mut bad);
         self.check_bindings(&mut bad);

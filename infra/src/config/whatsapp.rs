@@ -74,6 +74,30 @@ impl WhatsappConfig {
         )
     }
 
+    /// `config validate`: the phone number id is digits, `allowFrom` holds E.164 numbers.
+    pub(super) fn check(&self, bad: &mut impl FnMut(&str, String)) {
+        let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        if self
+            .phone_number_id
+            .as_deref()
+            .is_some_and(|id| !digits(id))
+        {
+            bad(
+                "channels.whatsapp.phoneNumberId",
+                "must be the number's id (digits), not the phone number".into(),
+            );
+        }
+        for (i, peer) in self.allow_from.iter().enumerate() {
+            let text = peer.to_string();
+            if text != "*" && !text.strip_prefix('+').is_some_and(digits) {
+                bad(
+                    &format!("channels.whatsapp.allowFrom[{i}]"),
+                    format!("{text:?} is not an E.164 number like \"+15551234567\""),
+                );
+            }
+        }
+    }
+
     /// The `WHATSAPP_*` environment variables over `slot`.
     pub(super) fn apply_env(
         slot: &mut Option<WhatsappConfig>,
@@ -122,6 +146,18 @@ mod tests {
                 "channels.whatsapp.allowFrom[1]"
             ]
         );
+    }
+
+    #[test]
+    fn a_bluebubbles_webhook_path_other_than_the_route_is_refused() {
+        let moved = issues(r#"{ channels: { bluebubbles: { webhookPath: "/imessage" } } }"#);
+        let config = Config::parse(
+            r#"{ channels: { bluebubbles: { webhookPath: "/bluebubbles-webhook" } } }"#,
+        )
+        .unwrap();
+
+        assert_eq!(moved, ["channels.bluebubbles.webhookPath"]);
+        assert!(config.validate().is_ok());
     }
 
     #[test]
