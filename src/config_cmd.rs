@@ -77,12 +77,22 @@ fn effective_policy(config: &Config) -> Vec<String> {
             "discord {}",
             infra::config::explain_dm(discord.dm_policy, &discord.allow_from)
         ));
-        let guilds: Vec<&str> = discord.guilds.keys().map(String::as_str).collect();
-        lines.push(match (discord.group_policy, guilds.is_empty()) {
-            (infra::config::GroupPolicy::Disabled, _) => "discord guilds: never answered (groupPolicy \"disabled\")".into(),
-            (infra::config::GroupPolicy::Allowlist, true) => "discord guilds: none answered (groupPolicy \"allowlist\" and no guild listed)".into(),
-            (_, _) => format!("discord guilds: {} (their channels and users as listed), when the bot is mentioned unless requireMention is false", if guilds.is_empty() { "any".to_string() } else { guilds.join(", ") }),
-        });
+        lines.push(explain_spaces(
+            "discord guilds",
+            discord.group_policy,
+            &discord.guilds,
+        ));
+    }
+    if let Some(teams) = config.channels.msteams.as_ref().filter(|t| t.enabled) {
+        lines.push(format!(
+            "msteams {}",
+            infra::config::explain_dm(teams.dm_policy, &teams.allow_from)
+        ));
+        lines.push(explain_spaces(
+            "msteams teams and group chats",
+            teams.group_policy,
+            &teams.teams,
+        ));
     }
     if let Some(bb) = config.channels.bluebubbles.as_ref().filter(|b| b.enabled) {
         lines.push(format!(
@@ -113,4 +123,25 @@ fn effective_policy(config: &Config) -> Vec<String> {
     }
     lines.push("webchat and /hooks/agent: whoever holds the gateway token".into());
     lines
+}
+
+/// Who is answered in a channel's workspaces (Discord guilds, Teams teams).
+fn explain_spaces(
+    what: &str,
+    policy: infra::config::GroupPolicy,
+    spaces: &std::collections::BTreeMap<String, infra::config::SpaceRules>,
+) -> String {
+    let listed: Vec<&str> = spaces.keys().map(String::as_str).collect();
+    match (policy, listed.is_empty()) {
+        (infra::config::GroupPolicy::Disabled, _) => {
+            format!("{what}: never answered (groupPolicy \"disabled\")")
+        }
+        (infra::config::GroupPolicy::Allowlist, true) => {
+            format!("{what}: none answered (groupPolicy \"allowlist\" and none listed)")
+        }
+        _ => format!(
+            "{what}: {} (their channels and users as listed), when the bot is mentioned unless requireMention is false",
+            if listed.is_empty() { "any".to_string() } else { listed.join(", ") }
+        ),
+    }
 }

@@ -52,45 +52,52 @@ async fn a_chat_dm_and_a_space_mention_are_answered_through_the_chat_api_and_bad
     let good = chat_token("e2e-chat-key-1", GOOGLE_AUDIENCE, 3600);
 
     let unsigned = stack
-        .post_googlechat(&fixture("message_dm.json"), None)
+        .post_bearer("/googlechat", &fixture("message_dm.json"), None)
         .await
         .status();
     let other_audience = stack
-        .post_googlechat(
+        .post_bearer(
+            "/googlechat",
             &fixture("message_dm.json"),
             Some(&chat_token("e2e-chat-key-1", "999", 3600)),
         )
         .await
         .status();
     let unknown_key = stack
-        .post_googlechat(
+        .post_bearer(
+            "/googlechat",
             &fixture("message_dm.json"),
             Some(&chat_token("not-googles", GOOGLE_AUDIENCE, 3600)),
         )
         .await
         .status();
     let expired = stack
-        .post_googlechat(
+        .post_bearer(
+            "/googlechat",
             &fixture("message_dm.json"),
             Some(&chat_token("e2e-chat-key-1", GOOGLE_AUDIENCE, -600)),
         )
         .await
         .status();
     let malformed = stack
-        .post_googlechat(&json!("not an event"), Some(&good))
+        .post_bearer("/googlechat", &json!("not an event"), Some(&good))
         .await
         .status();
     let dm = stack
-        .post_googlechat(&fixture("message_dm.json"), Some(&good))
+        .post_bearer("/googlechat", &fixture("message_dm.json"), Some(&good))
         .await;
     let dm_status = dm.status();
     let ack: Value = dm.json().await.unwrap();
     let again = stack
-        .post_googlechat(&fixture("message_dm.json"), Some(&good))
+        .post_bearer("/googlechat", &fixture("message_dm.json"), Some(&good))
         .await
         .status();
     let mention = stack
-        .post_googlechat(&fixture("message_space_mention.json"), Some(&good))
+        .post_bearer(
+            "/googlechat",
+            &fixture("message_space_mention.json"),
+            Some(&good),
+        )
         .await
         .status();
     let answered = stack

@@ -136,6 +136,7 @@ fn ingress(queue: Arc<dyn JobQueue>) -> Ingress {
         signal: None,
         zalo: None,
         googlechat: None,
+        msteams: None,
         hooks_token: None,
         default_agent: "main".into(),
         agents: ["main".to_string()].into(),

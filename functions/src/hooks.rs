@@ -194,6 +194,11 @@ fn delivery(
             .as_ref()
             .map(|g| g.account.account.clone())
             .ok_or("deliver: googlechat is not configured")?,
+        ReplyTarget::Msteams(_) => ingress
+            .msteams
+            .as_ref()
+            .map(|t| t.account.account.clone())
+            .ok_or("deliver: msteams is not configured")?,
         ReplyTarget::Zalo(_) => ingress
             .zalo
             .as_ref()

@@ -25,14 +25,16 @@ use axum::{Json, Router};
 use chrono::Utc;
 use infra::channels::bluebubbles::BlueBubblesApp;
 use infra::channels::discord_inbound::DiscordApp;
-use infra::channels::googlechat::{token_kid as jsonwebtoken_kid, ChatKeys, GoogleChatApp};
+use infra::channels::googlechat::GoogleChatApp;
+use infra::channels::msteams::MsTeamsBot;
+use infra::channels::oauth::{bearer_kid, KeySet};
 use infra::channels::signal::SignalApp;
 use infra::channels::slack_events::SlackApp;
 use infra::channels::telegram_webhook::TelegramBot;
 use infra::channels::whatsapp_webhook::WhatsappApp;
 use infra::channels::zalo::ZaloApp;
 use infra::channels::{ChannelAccount, Parsed, Refusal, WebhookChannel, WebhookRequest};
-use infra::config::{Config, RouteFacts, Secret, BLUEBUBBLES_WEBHOOK_PATH};
+use infra::config::{Config, RouteFacts, Secret, BLUEBUBBLES_WEBHOOK_PATH, MSTEAMS_WEBHOOK_PATH};
 use infra::model::{Channel, ChatKind, JobMessage, SessionKey};
 use infra::queue::{JobQueue, JobQueueExt, QueueError};
 use serde_json::json;
@@ -69,6 +71,7 @@ pub struct Ingress {
     pub signal: Option<SignalApp>,
     pub zalo: Option<ZaloApp>,
     pub googlechat: Option<Arc<GoogleChatApp>>,
+    pub msteams: Option<Arc<MsTeamsBot>>,
     /// Bearer token for `/hooks/agent`; without one the route is closed.
     pub hooks_token: Option<Secret>,
     pub default_agent: String,
@@ -181,7 +184,20 @@ impl Ingress {
                 Arc::new(GoogleChatApp {
                     account: account(Channel::Googlechat, "default", g.group_access()),
                     config: g.clone(),
-                    keys: ChatKeys::new(g.jwks_url(), reqwest::Client::new()),
+                    keys: KeySet::new(g.jwks_url(), reqwest::Client::new()),
+                })
+            });
+        let msteams = config
+            .channels
+            .msteams
+            .as_ref()
+            .filter(|t| t.enabled)
+            .map(|t| {
+                Arc::new(MsTeamsBot {
+                    // Group rules depend on the team: the bot resolves them per activity.
+                    account: account(Channel::Msteams, "default", Default::default()),
+                    config: t.clone(),
+                    keys: KeySet::new(t.open_id_metadata_url(), reqwest::Client::new()),
                 })
             });
         Ingress {
@@ -194,6 +210,7 @@ impl Ingress {
             signal,
             zalo,
             googlechat,
+            msteams,
             hooks_token: config.gateway.token.clone(),
             default_agent: agent,
             agents: config.agent_ids().into_iter().map(str::to_string).collect(),
@@ -303,6 +320,7 @@ pub fn router(ingress: Ingress) -> Router {
         .route(BLUEBUBBLES_WEBHOOK_PATH, post(bluebubbles))
         .route("/zalo", post(zalo))
         .route("/googlechat", post(googlechat))
+        .route(MSTEAMS_WEBHOOK_PATH, post(msteams))
         .route("/hooks/agent", post(hooks::hook))
         .route("/hooks/wake", post(wake::wake))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -421,8 +439,8 @@ async fn discord(State(ingress): State<Arc<Ingress>>, headers: HeaderMap, body: 
     }
 }
 
-/// Google Chat: the key set refreshed first when the token names a key it lacks (verification
-/// itself needs no I/O).
+/// Google Chat and Teams: the key set refreshed first when the token names a key it lacks
+/// (verification itself needs no I/O).
 async fn googlechat(
     State(ingress): State<Arc<Ingress>>,
     headers: HeaderMap,
@@ -432,10 +450,17 @@ async fn googlechat(
         return reply(StatusCode::NOT_FOUND, "googlechat is not configured");
     };
     let request = WebhookRequest::new(&headers, &body);
-    let kid =
-        infra::channels::googlechat::bearer(&request).and_then(|token| jsonwebtoken_kid(&token));
-    app.keys.refresh_for(kid.as_deref()).await;
+    app.keys.refresh_for(bearer_kid(&request).as_deref()).await;
     webhook(&ingress, app.as_ref(), request).await
+}
+
+async fn msteams(State(ingress): State<Arc<Ingress>>, headers: HeaderMap, body: Bytes) -> Response {
+    let Some(bot) = &ingress.msteams else {
+        return reply(StatusCode::NOT_FOUND, "msteams is not configured");
+    };
+    let request = WebhookRequest::new(&headers, &body);
+    bot.keys.refresh_for(bearer_kid(&request).as_deref()).await;
+    webhook(&ingress, bot.as_ref(), request).await
 }
 
 async fn zalo(State(ingress): State<Arc<Ingress>>, headers: HeaderMap, body: Bytes) -> Response {

@@ -16,6 +16,7 @@ use std::time::Duration;
 use infra::channels::bluebubbles::BlueBubblesClient;
 use infra::channels::discord::DiscordClient;
 use infra::channels::googlechat::GoogleChatClient;
+use infra::channels::msteams::MsTeamsClient;
 use infra::channels::signal::SignalClient;
 use infra::channels::slack::SlackClient;
 use infra::channels::telegram::TelegramClient;
@@ -53,6 +54,7 @@ pub fn target_channel(target: &ReplyTarget) -> Channel {
         ReplyTarget::Signal(_) => Channel::Signal,
         ReplyTarget::Zalo(_) => Channel::Zalo,
         ReplyTarget::Googlechat(_) => Channel::Googlechat,
+        ReplyTarget::Msteams(_) => Channel::Msteams,
     }
 }
 
@@ -108,6 +110,11 @@ fn senders(
             Err(why) => tracing::warn!(%why, "Google Chat replies are off"),
         }
     }
+    if let Some(t) = &config.channels.msteams {
+        if let Some(client) = MsTeamsClient::from_config(t, http.clone()) {
+            all.push((Channel::Msteams, "default".into(), Arc::new(client)));
+        }
+    }
     all
 }
 
@@ -126,6 +133,7 @@ impl Outbound {
             Channel::Signal,
             Channel::Zalo,
             Channel::Googlechat,
+            Channel::Msteams,
         ]
         .into_iter()
         .map(|c| (c, config.channels.style(c)))
@@ -267,6 +275,9 @@ fn not_configured(channel: Channel, account: &str) -> ChannelError {
         Channel::Slack => "set channels.slack.botToken or SLACK_BOT_TOKEN".into(),
         Channel::Googlechat => {
             "set channels.googlechat.serviceAccountFile or GOOGLE_CHAT_SERVICE_ACCOUNT".into()
+        }
+        Channel::Msteams => {
+            "set channels.msteams.appId and appPassword (or MSTEAMS_APP_ID, MSTEAMS_APP_PASSWORD)".into()
         }
         Channel::Zalo => {
             "set channels.zalo.accessToken (or ZALO_OA_ACCESS_TOKEN)".into()

@@ -32,6 +32,10 @@ pub const WA_SECRET: &str = "e2e-whatsapp-app-secret";
 pub const WA_PHONE_ID: &str = "106540352242922";
 /// The Google Chat app's audience (its project number) in the stack's config.
 pub const GOOGLE_AUDIENCE: &str = "123456789012";
+/// The Teams tenant, owner (Entra object id) and listed team of the fixtures.
+pub const MSTEAMS_TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+pub const MSTEAMS_OWNER: &str = "6b1f7d9e-2c4a-4e57-9a1d-0f3b8c5e7a21";
+pub const MSTEAMS_TEAM: &str = "19:f00dfeedf00dfeedf00dfeedf00dfeed@thread.tacv2";
 
 /// The Zalo app and the OA secret key the stack's config names.
 pub const ZALO_APP: &str = "2553928453557884079";
@@ -237,6 +241,10 @@ pub async fn spawn_stack(script: Script, options: StackOptions) -> Stack {
             googlechat: {{ audience: "{GOOGLE_AUDIENCE}", jwksUrl: "{base}/googlechat/jwks", apiBase: "{base}",
                           serviceAccount: {service_account}, dmPolicy: "allowlist",
                           allowFrom: ["users/112233445566778899001"], groups: {{ "spaces/AAAAteamspace": {{}} }} }},
+            msteams: {{ appId: "{teams_app}", appPassword: "{teams_password}", tenantId: "{MSTEAMS_TENANT}",
+                       openIdMetadataUrl: "{base}/msteams/openid", tokenUrl: "{base}/msteams/token",
+                       serviceUrl: "{base}/msteams/service/", streaming: "{streaming}", dmPolicy: "allowlist",
+                       allowFrom: ["{MSTEAMS_OWNER}"], teams: {{ "{MSTEAMS_TEAM}": {{}} }} }},
             zalo: {{ apiBase: "{base}", appId: "{ZALO_APP}", oaSecretKey: "{ZALO_SECRET}", accessToken: "{ZALO_TOKEN}",
                     dmPolicy: "allowlist", allowFrom: ["6142494823123456789"] }},
           }},
@@ -285,6 +293,8 @@ pub async fn spawn_stack(script: Script, options: StackOptions) -> Stack {
             .to_string()
         )
         .unwrap(),
+        teams_app = crate::fakes::msteams::MSTEAMS_APP_ID,
+        teams_password = crate::fakes::msteams::MSTEAMS_APP_PASSWORD,
         ws = workspace.display(),
         base = fakes.base_url,
     );

@@ -141,10 +141,16 @@ impl Stack {
             .status()
     }
 
-    /// A Google Chat event with the bearer token Google would send (`token`, made by the test).
-    pub async fn post_googlechat(&self, event: &Value, token: Option<&str>) -> reqwest::Response {
+    /// A Google Chat event or Teams activity (`path`) with the bearer token the platform would
+    /// send (`token`, made by the test).
+    pub async fn post_bearer(
+        &self,
+        path: &str,
+        event: &Value,
+        token: Option<&str>,
+    ) -> reqwest::Response {
         let mut request = reqwest::Client::new()
-            .post(format!("{}/googlechat", self.base_url))
+            .post(format!("{}{path}", self.base_url))
             .json(event);
         if let Some(token) = token {
             request = request.bearer_auth(token);

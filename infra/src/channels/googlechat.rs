@@ -3,26 +3,20 @@
 //! JWT-bearer grant, cached until it nears expiry).
 //!
 //! Decisions (the config's are in [`crate::config::GoogleChatConfig`]):
-//! - The key set is fetched and cached ([`ChatKeys`]): the route refreshes it before verifying
-//!   when it is an hour old or lacks the token's `kid` (at most once a minute, so forged `kid`s
-//!   cannot make the gateway fetch in a loop); verification itself needs no I/O.
+//! - The key set is fetched and cached ([`KeySet`], shared with Teams): the route refreshes it
+//!   before verifying; verification itself needs no I/O.
 //! - The endpoint answers `{}` at once (no synchronous reply: the answer comes from a worker
 //!   through the Chat API, in the message's thread).
 //! - `MESSAGE` events are jobs (in a space the app only gets messages that mention it or slash
 //!   commands, so they are addressed); `ADDED_TO_SPACE` and the rest are acknowledged and
 //!   ignored. A DM's session is the sender (`users/<id>`); a space's is the space and thread.
 
-use std::collections::HashMap;
-use std::sync::RwLock;
-use std::time::{Duration, Instant};
-
 use chrono::{DateTime, Utc};
-use jsonwebtoken::{
-    decode, decode_header, Algorithm, DecodingKey, EncodingKey, Header, Validation,
-};
+use jsonwebtoken::{Algorithm, EncodingKey, Header, Validation};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::oauth::{call_json, token_grant, CachedToken, KeySet};
 use super::{
     wrong_target, ChannelAccount, ChannelError, ChannelSender, Incoming, OutboundFile, Parsed,
     Refusal, WebhookChannel, WebhookError, WebhookRequest,
@@ -34,121 +28,13 @@ use crate::model::{
 
 /// Chat's limit on a message's text.
 pub const MAX_MESSAGE_CHARS: usize = 4096;
-const KEYS_TTL: Duration = Duration::from_secs(3600);
-const MIN_REFRESH: Duration = Duration::from_secs(60);
 const CHANNEL: &str = "googlechat";
-
-/// Google's signing keys for Chat's tokens, by `kid`, fetched and cached.
-pub struct ChatKeys {
-    url: String,
-    http: reqwest::Client,
-    cache: RwLock<(Option<Instant>, HashMap<String, DecodingKey>)>,
-}
-
-#[derive(Deserialize)]
-struct Jwks {
-    keys: Vec<Jwk>,
-}
-
-#[derive(Deserialize)]
-struct Jwk {
-    kid: String,
-    n: String,
-    e: String,
-}
-
-impl ChatKeys {
-    pub fn new(url: &str, http: reqwest::Client) -> Self {
-        ChatKeys {
-            url: url.to_string(),
-            http,
-            cache: RwLock::new((None, HashMap::new())),
-        }
-    }
-
-    /// A key set read from JWKS text now (tests; a cached copy).
-    pub fn from_jwks(url: &str, http: reqwest::Client, jwks: &str) -> Self {
-        let keys = ChatKeys::new(url, http);
-        if let (Ok(jwks), Ok(mut cache)) = (serde_json::from_str::<Jwks>(jwks), keys.cache.write())
-        {
-            *cache = (Some(Instant::now()), parse_keys(jwks));
-        }
-        keys
-    }
-
-    fn key(&self, kid: &str) -> Option<DecodingKey> {
-        self.cache.read().ok()?.1.get(kid).cloned()
-    }
-
-    /// Fetches the key set when it is stale or lacks `kid` (no more than once a minute).
-    pub async fn refresh_for(&self, kid: Option<&str>) {
-        let (fetched, known) = match self.cache.read() {
-            Ok(cache) => (cache.0, kid.is_none_or(|k| cache.1.contains_key(k))),
-            Err(_) => return,
-        };
-        let due = match fetched {
-            None => true,
-            Some(at) => at.elapsed() > KEYS_TTL || (!known && at.elapsed() > MIN_REFRESH),
-        };
-        if !due {
-            return;
-        }
-        let fetched = async {
-            let jwks: Jwks = self
-                .http
-                .get(&self.url)
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
-            Some(parse_keys(jwks))
-        }
-        .await;
-        let Ok(mut cache) = self.cache.write() else {
-            return;
-        };
-        match fetched {
-            Some(keys) => *cache = (Some(Instant::now()), keys),
-            None => {
-                // A failure counts as an attempt too: a flood of requests cannot become a flood
-                // of fetches while Google's keys are unreachable.
-                cache.0 = Some(Instant::now());
-                tracing::warn!("the Google Chat key set could not be fetched; unknown keys are refused until it is");
-            }
-        }
-    }
-}
-
-fn parse_keys(jwks: Jwks) -> HashMap<String, DecodingKey> {
-    jwks.keys
-        .into_iter()
-        .filter_map(|k| Some((k.kid, DecodingKey::from_rsa_components(&k.n, &k.e).ok()?)))
-        .collect()
-}
 
 /// What the gateway knows about the Chat app.
 pub struct GoogleChatApp {
     pub account: ChannelAccount,
     pub config: GoogleChatConfig,
-    pub keys: ChatKeys,
-}
-
-/// The bearer token of a request.
-pub fn bearer(request: &WebhookRequest<'_>) -> Option<String> {
-    request
-        .headers
-        .get("authorization")?
-        .to_str()
-        .ok()?
-        .strip_prefix("Bearer ")
-        .map(str::to_string)
-}
-
-/// The `kid` a token's header names, if it parses.
-pub fn token_kid(token: &str) -> Option<String> {
-    decode_header(token).ok()?.kid
+    pub keys: KeySet,
 }
 
 impl WebhookChannel for GoogleChatApp {
@@ -162,26 +48,16 @@ impl WebhookChannel for GoogleChatApp {
                 "googlechat audience is not configured".into(),
             ));
         };
-        let refused = |why: &str| Refusal::Unauthorized(why.to_string());
-        let token = bearer(request).ok_or_else(|| refused("missing bearer token"))?;
-        let kid = decode_header(&token)
-            .ok()
-            .and_then(|h| h.kid)
-            .ok_or_else(|| refused("the token names no key"))?;
-        let key = self
-            .keys
-            .key(&kid)
-            .ok_or_else(|| refused("the token's key is not in Google's key set"))?;
         let mut validation = Validation::new(Algorithm::RS256);
         validation.set_audience(&[audience]);
         validation.set_issuer(&[self.config.issuer()]);
-        let claims = decode::<Value>(&token, &key, &validation)
-            .map_err(|e| refused(&format!("the token does not verify: {e}")))?
-            .claims;
+        let (claims, _) = self.keys.verify_bearer(request, &validation)?;
         if self.config.audience_type == AudienceType::AppUrl
             && claims["email"] != GoogleChatConfig::CHAT_ISSUER
         {
-            return Err(refused("the token is not Google Chat's"));
+            return Err(Refusal::Unauthorized(
+                "the token is not Google Chat's".into(),
+            ));
         }
         Ok(())
     }
@@ -273,7 +149,7 @@ pub struct GoogleChatClient {
     api_base: String,
     account: ServiceAccount,
     key: EncodingKey,
-    token: tokio::sync::Mutex<Option<(Instant, Secret)>>,
+    token: CachedToken,
 }
 
 impl GoogleChatClient {
@@ -298,95 +174,36 @@ impl GoogleChatClient {
             api_base: config.api_base().to_string(),
             account,
             key,
-            token: tokio::sync::Mutex::new(None),
+            token: CachedToken::default(),
         }))
     }
 
-    /// An access token for the `chat.bot` scope, reused until five minutes before it expires.
+    /// An access token for the `chat.bot` scope (a JWT-bearer grant signed with the key).
     async fn access_token(&self) -> Result<Secret, ChannelError> {
-        let mut cached = self.token.lock().await;
-        if let Some((until, token)) = cached.as_ref() {
-            if Instant::now() < *until {
-                return Ok(token.clone());
-            }
-        }
-        let now = Utc::now().timestamp();
-        let claims = json!({"iss": self.account.client_email,
-            "scope": "https://www.googleapis.com/auth/chat.bot",
-            "aud": self.account.token_uri, "iat": now, "exp": now + 3600});
-        let assertion = jsonwebtoken::encode(&Header::new(Algorithm::RS256), &claims, &self.key)
-            .map_err(|e| ChannelError::NotConfigured {
-                channel: CHANNEL,
-                message: format!("signing the token request: {e}"),
-            })?;
-        let response = self
-            .http
-            .post(&self.account.token_uri)
-            .form(&[
-                ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
-                ("assertion", assertion.as_str()),
-            ])
-            .send()
+        self.token
+            .get(async {
+                let now = Utc::now().timestamp();
+                let claims = json!({"iss": self.account.client_email,
+                    "scope": "https://www.googleapis.com/auth/chat.bot",
+                    "aud": self.account.token_uri, "iat": now, "exp": now + 3600});
+                let assertion =
+                    jsonwebtoken::encode(&Header::new(Algorithm::RS256), &claims, &self.key)
+                        .map_err(|e| ChannelError::NotConfigured {
+                            channel: CHANNEL,
+                            message: format!("signing the token request: {e}"),
+                        })?;
+                let form = [
+                    ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
+                    ("assertion", assertion.as_str()),
+                ];
+                token_grant(&self.http, CHANNEL, &self.account.token_uri, &form).await
+            })
             .await
-            .map_err(|e| ChannelError::Retryable {
-                channel: CHANNEL,
-                message: format!("token: {}", e.without_url()),
-            })?;
-        let status = response.status();
-        let answer: Value = response.json().await.unwrap_or_default();
-        let Some(token) = answer["access_token"]
-            .as_str()
-            .filter(|_| status.is_success())
-        else {
-            return Err(ChannelError::Permanent {
-                channel: CHANNEL,
-                message: format!("token: HTTP {}: {}", status.as_u16(), answer["error"]),
-            });
-        };
-        let lifetime = answer["expires_in"]
-            .as_u64()
-            .unwrap_or(3600)
-            .saturating_sub(300);
-        let token = Secret::new(token);
-        *cached = Some((
-            Instant::now() + Duration::from_secs(lifetime),
-            token.clone(),
-        ));
-        Ok(token)
     }
 
     /// A Chat API call; its answer.
     async fn call(&self, request: reqwest::RequestBuilder) -> Result<Value, ChannelError> {
-        let token = self.access_token().await?;
-        let response = request
-            .bearer_auth(token.expose())
-            .send()
-            .await
-            .map_err(|e| ChannelError::Retryable {
-                channel: CHANNEL,
-                message: e.without_url().to_string(),
-            })?;
-        let status = response.status();
-        let answer: Value = response.json().await.unwrap_or_default();
-        if status.is_success() {
-            return Ok(answer);
-        }
-        let message = format!(
-            "HTTP {}: {}",
-            status.as_u16(),
-            answer["error"]["message"].as_str().unwrap_or("no message")
-        );
-        Err(if status.is_server_error() || status.as_u16() == 429 {
-            ChannelError::Retryable {
-                channel: CHANNEL,
-                message,
-            }
-        } else {
-            ChannelError::Permanent {
-                channel: CHANNEL,
-                message,
-            }
-        })
+        call_json(CHANNEL, request, &self.access_token().await?).await
     }
 }
 
@@ -485,7 +302,7 @@ mod tests {
                 groups,
             },
             config,
-            keys: ChatKeys::from_jwks("http://unused", reqwest::Client::new(), &jwks),
+            keys: KeySet::from_jwks("http://unused", reqwest::Client::new(), &jwks),
         }
     }
 
@@ -571,30 +388,5 @@ mod tests {
                 "{refused:?}"
             );
         }
-    }
-
-    #[tokio::test]
-    async fn an_unreachable_key_set_is_asked_for_at_most_once_a_minute() {
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        let hits = Arc::new(AtomicUsize::new(0));
-        let counter = hits.clone();
-        let app = axum::Router::new().route(
-            "/jwks",
-            axum::routing::get(move || {
-                counter.fetch_add(1, Ordering::SeqCst);
-                async { (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "down") }
-            }),
-        );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/jwks", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        let keys = ChatKeys::new(&url, reqwest::Client::new());
-
-        for kid in ["forged-1", "forged-2", "forged-3"] {
-            keys.refresh_for(Some(kid)).await;
-        }
-
-        assert_eq!(hits.load(Ordering::SeqCst), 1);
-        assert!(keys.key("forged-1").is_none());
     }
 }

@@ -33,6 +33,7 @@ pub struct ChannelsConfig {
     pub signal: Option<super::SignalConfig>,
     pub zalo: Option<super::ZaloConfig>,
     pub googlechat: Option<super::GoogleChatConfig>,
+    pub msteams: Option<super::MsTeamsConfig>,
 }
 
 /// Who may reach the agent through one channel: what the worker's gate, the trust levels and
@@ -55,7 +56,7 @@ pub struct ChannelStyle {
 
 impl ChannelsConfig {
     /// The access rules of `channel` (in workspace `space`, for a channel whose group rules
-    /// depend on it: a Discord guild), `None` when it is not configured (or has no DMs and
+    /// depend on it: a Discord guild, a Teams team), `None` when it is not configured (or has no DMs and
     /// groups of its own: WebChat and hooks pass the gateway token instead).
     pub fn access(&self, channel: Channel, space: Option<&str>) -> Option<ChannelAccess<'_>> {
         match channel {
@@ -107,6 +108,11 @@ impl ChannelsConfig {
                 allow_from: &g.allow_from,
                 groups: g.group_access(),
             }),
+            Channel::Msteams => self.msteams.as_ref().map(|t| ChannelAccess {
+                dm_policy: t.dm_policy,
+                allow_from: &t.allow_from,
+                groups: t.group_access(space),
+            }),
             Channel::Webchat | Channel::Hook => None,
         }
     }
@@ -144,6 +150,10 @@ impl ChannelsConfig {
             }),
             Channel::Googlechat => Some(ChannelStyle {
                 streaming: super::Streaming::Off,
+                media_max_mb: None,
+            }),
+            Channel::Msteams => self.msteams.as_ref().map(|t| ChannelStyle {
+                streaming: t.streaming,
                 media_max_mb: None,
             }),
             Channel::Webchat | Channel::Hook => None,

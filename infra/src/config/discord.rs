@@ -11,13 +11,13 @@
 //!   default). A listed guild with a `channels` map is answered only in those channels (or
 //!   `"*"`); `allow: false` turns one off. `users` (else `groupAllowFrom`) limits who may talk.
 //! - The rules resolve to the same [`GroupAccess`] every channel uses, per guild
-//!   ([`DiscordConfig::group_access`]), so ingress and the worker decide alike.
+//!   ([`SpaceRules`], shared with Teams' `teams`), so ingress and the worker decide alike.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{DmPolicy, GroupAccess, GroupEntry, GroupPolicy, PeerId, Secret, Streaming, ANY_GROUP};
+use super::{DmPolicy, GroupAccess, GroupPolicy, PeerId, Secret, SpaceRules, Streaming};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "camelCase")]
@@ -39,29 +39,10 @@ pub struct DiscordConfig {
     pub group_policy: GroupPolicy,
     pub group_allow_from: Vec<PeerId>,
     /// By guild id, or `"*"`.
-    pub guilds: BTreeMap<String, DiscordGuild>,
+    pub guilds: BTreeMap<String, SpaceRules>,
     pub streaming: Streaming,
     /// The largest inbound file fetched, in MB (default 20).
     pub media_max_mb: Option<u64>,
-}
-
-/// `channels.discord.guilds.<guildId>`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
-pub struct DiscordGuild {
-    pub require_mention: Option<bool>,
-    /// Who may talk to the agent in this guild (user ids); empty: `groupAllowFrom`, else anyone.
-    pub users: Vec<PeerId>,
-    /// By channel id, or `"*"`; without any, every channel of the guild.
-    pub channels: BTreeMap<String, DiscordChannelEntry>,
-}
-
-/// `channels.discord.guilds.<guildId>.channels.<channelId>`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
-pub struct DiscordChannelEntry {
-    pub allow: Option<bool>,
-    pub require_mention: Option<bool>,
 }
 
 impl Default for DiscordConfig {
@@ -97,36 +78,12 @@ impl DiscordConfig {
     /// The group rules in guild `guild` (by channel id). A guild that is not listed has no
     /// groups, so under `allowlist` nothing there is answered.
     pub fn group_access(&self, guild: Option<&str>) -> GroupAccess {
-        let entry = guild.and_then(|g| self.guilds.get(g).or_else(|| self.guilds.get(ANY_GROUP)));
-        let groups = match entry {
-            None => BTreeMap::new(),
-            Some(guild) if guild.channels.is_empty() => [(
-                ANY_GROUP.to_string(),
-                GroupEntry {
-                    require_mention: guild.require_mention,
-                    allow_from: (!guild.users.is_empty()).then(|| guild.users.clone()),
-                    enabled: None,
-                },
-            )]
-            .into(),
-            Some(guild) => guild
-                .channels
-                .iter()
-                .map(|(id, channel)| {
-                    let entry = GroupEntry {
-                        require_mention: channel.require_mention.or(guild.require_mention),
-                        allow_from: (!guild.users.is_empty()).then(|| guild.users.clone()),
-                        enabled: channel.allow,
-                    };
-                    (id.clone(), entry)
-                })
-                .collect(),
-        };
-        GroupAccess {
-            policy: self.group_policy,
-            groups,
-            group_allow_from: self.group_allow_from.clone(),
-        }
+        SpaceRules::group_access(
+            &self.guilds,
+            guild,
+            self.group_policy,
+            &self.group_allow_from,
+        )
     }
 
     /// `config validate`: the public key is 32 bytes of hex.

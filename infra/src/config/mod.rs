@@ -23,8 +23,10 @@ mod lenient;
 mod mcp;
 mod media;
 mod messages;
+mod msteams;
 mod signal;
 mod skills;
+mod spaces;
 mod trust;
 mod validate;
 mod web;
@@ -40,13 +42,15 @@ pub use agents::*;
 pub use bindings::*;
 pub use bluebubbles::{BlueBubblesConfig, BLUEBUBBLES_WEBHOOK_PATH};
 pub use channels::*;
-pub use discord::{DiscordChannelEntry, DiscordConfig, DiscordGuild};
+pub use discord::DiscordConfig;
 pub use googlechat::{AudienceType, GoogleChatConfig};
 pub use mcp::*;
 pub use media::*;
 pub use messages::*;
+pub use msteams::{MsTeamsConfig, MSTEAMS_WEBHOOK_PATH};
 pub use signal::SignalConfig;
 pub use skills::*;
+pub use spaces::{SpaceChannel, SpaceRules};
 pub use trust::Trust;
 pub use validate::{dangerous_bind_source, dangerous_workspace, parse_bytes};
 pub use web::*;
@@ -420,6 +424,7 @@ impl Config {
         SignalConfig::apply_env(&mut self.channels.signal, get);
         ZaloConfig::apply_env(&mut self.channels.zalo, get);
         GoogleChatConfig::apply_env(&mut self.channels.googlechat, get);
+        MsTeamsConfig::apply_env(&mut self.channels.msteams, get);
         if let Some(url) = get("SLACK_API_BASE") {
             self.channels
                 .slack

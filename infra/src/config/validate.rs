@@ -130,6 +130,9 @@ impl Config {
         if let Some(wa) = &channels.whatsapp {
             wa.check(&mut bad);
         }
+        if let Some(msteams) = &channels.msteams {
+            msteams.check(&mut bad);
+        }
         if let Some(discord) = &channels.discord {
             discord.check(&mut bad);
         }

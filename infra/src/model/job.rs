@@ -98,6 +98,7 @@ pub enum ReplyTarget {
     Signal(SignalTarget),
     Zalo(ZaloTarget),
     Googlechat(GoogleChatTarget),
+    Msteams(MsTeamsTarget),
 }
 
 impl ReplyTarget {
@@ -176,6 +177,19 @@ impl ReplyTarget {
                     _ => None,
                 },
                 dm_user: (*kind == ChatKind::Dm).then(|| peer.clone()),
+            }),
+            // A Teams DM needs a conversation the bot creates first (not built): only channel
+            // and group chat sessions can be written to without a message to answer.
+            Channel::Msteams if *kind == ChatKind::Dm => return None,
+            Channel::Msteams => ReplyTarget::Msteams(MsTeamsTarget {
+                service_url: String::new(),
+                conversation_id: match sub {
+                    Some(SubThread::Thread(id)) => {
+                        format!("{};messageid={id}", MsTeamsTarget::conversation_of(peer))
+                    }
+                    _ => MsTeamsTarget::conversation_of(peer),
+                },
+                reply_to_id: None,
             }),
             Channel::Zalo => ReplyTarget::Zalo(ZaloTarget {
                 user_id: peer.clone(),
@@ -263,6 +277,31 @@ pub struct GoogleChatTarget {
     pub thread: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dm_user: Option<String>,
+}
+
+/// A Teams conversation (a channel thread is `<channel id>;messageid=<root id>`), reached at
+/// the Bot Framework service URL its activity named (empty: the configured `serviceUrl`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MsTeamsTarget {
+    #[serde(default)]
+    pub service_url: String,
+    pub conversation_id: String,
+    /// The activity answered, so the reply threads under it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to_id: Option<String>,
+}
+
+impl MsTeamsTarget {
+    /// A conversation id as a session key's peer: Teams ids hold `:` (`19:…@thread.tacv2`),
+    /// which a key cannot, so `%` and `:` are percent-encoded (reversibly).
+    pub fn peer_of(conversation_id: &str) -> String {
+        conversation_id.replace('%', "%25").replace(':', "%3A")
+    }
+
+    /// The conversation id a peer names ([`Self::peer_of`] undone).
+    pub fn conversation_of(peer: &str) -> String {
+        peer.replace("%3A", ":").replace("%25", "%")
+    }
 }
 
 /// A Zalo user of the Official Account.

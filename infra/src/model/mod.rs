@@ -46,6 +46,7 @@ pub enum Channel {
     Signal,
     Zalo,
     Googlechat,
+    Msteams,
     Hook,
 }
 
@@ -61,6 +62,7 @@ impl Channel {
             Channel::Signal => "signal",
             Channel::Zalo => "zalo",
             Channel::Googlechat => "googlechat",
+            Channel::Msteams => "msteams",
             Channel::Hook => "hook",
         }
     }
@@ -85,6 +87,7 @@ impl FromStr for Channel {
             "signal" => Ok(Channel::Signal),
             "zalo" => Ok(Channel::Zalo),
             "googlechat" => Ok(Channel::Googlechat),
+            "msteams" => Ok(Channel::Msteams),
             "hook" => Ok(Channel::Hook),
             other => Err(ModelError::UnknownChannel(other.to_string())),
         }

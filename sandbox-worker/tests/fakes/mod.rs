@@ -1,6 +1,6 @@
 //! Fake Telegram, Slack, WhatsApp ([`whatsapp`]), Discord ([`discord`]), BlueBubbles
-//! ([`bluebubbles`]), signal-cli ([`signal`]), Zalo ([`zalo`]), Google Chat ([`googlechat`])
-//! and Anthropic APIs on one loopback port. They speak the real wire
+//! ([`bluebubbles`]), signal-cli ([`signal`]), Zalo ([`zalo`]), Google Chat ([`googlechat`]),
+//! the Bot Framework ([`msteams`]) and Anthropic APIs on one loopback port. They speak the real wire
 //! formats (paths, headers, bodies) and record every call, so tests can assert what the worker
 //! sent. The model's answers come from a script that sees the call number and the request.
 //! Files, edits and uploads live in [`media`].
@@ -11,6 +11,7 @@ pub mod discord;
 pub mod googlechat;
 pub mod mcp;
 mod media;
+pub mod msteams;
 pub mod search;
 pub mod signal;
 mod socket_mode;
@@ -153,7 +154,7 @@ impl Fakes {
             signal: Arc::default(),
             zalo: Arc::default(),
         };
-        let platforms: [fn(Router<World>) -> Router<World>; 8] = [
+        let platforms: [fn(Router<World>) -> Router<World>; 9] = [
             media::routes,
             socket_mode::routes,
             whatsapp::routes,
@@ -162,6 +163,7 @@ impl Fakes {
             signal::routes,
             zalo::routes,
             googlechat::routes,
+            msteams::routes,
         ];
         let app = platforms
             .into_iter()

@@ -33,6 +33,11 @@ output "googlechat_url" {
   value       = module.webhook_functions.googlechat_url
 }
 
+output "msteams_url" {
+  description = "Microsoft Teams bot messaging endpoint URL."
+  value       = module.webhook_functions.msteams_url
+}
+
 output "hooks_url" {
   description = "POST /hooks/agent."
   value       = module.webhook_functions.hooks_url

@@ -10,6 +10,7 @@ locals {
     bluebubbles-webhook  = ["POST /bluebubbles-webhook"]
     zalo-webhook         = ["POST /zalo"]
     googlechat-webhook   = ["POST /googlechat"]
+    msteams-webhook      = ["POST /api/messages"]
     hooks-agent          = ["POST /hooks/agent"]
   }
   routes = merge([
@@ -189,7 +190,7 @@ resource "aws_apigatewayv2_integration" "function" {
 
 resource "aws_apigatewayv2_route" "route" {
   for_each = local.routes
-  # checkov:skip=CKV_AWS_309:Webhooks authenticate inside the function: Telegram's secret token, Slack's v0 signature, WhatsApp's X-Hub-Signature-256 and verify token, Discord's Ed25519 signature, the BlueBubbles server password, Zalo's X-ZEvent-Signature, Google Chat's signed bearer JWT, the hooks bearer token, each checked in constant time.
+  # checkov:skip=CKV_AWS_309:Webhooks authenticate inside the function: Telegram's secret token, Slack's v0 signature, WhatsApp's X-Hub-Signature-256 and verify token, Discord's Ed25519 signature, the BlueBubbles server password, Zalo's X-ZEvent-Signature, Google Chat's and the Bot Framework's signed bearer JWTs, the hooks bearer token, each checked in constant time.
   api_id    = aws_apigatewayv2_api.webhooks.id
   route_key = each.key
   target    = "integrations/${aws_apigatewayv2_integration.function[each.value].id}"

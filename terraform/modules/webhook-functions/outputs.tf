@@ -38,6 +38,11 @@ output "googlechat_url" {
   value       = "${aws_apigatewayv2_api.webhooks.api_endpoint}/googlechat"
 }
 
+output "msteams_url" {
+  description = "Messaging endpoint URL for the Microsoft Teams bot (Azure Bot configuration)."
+  value       = "${aws_apigatewayv2_api.webhooks.api_endpoint}/api/messages"
+}
+
 output "hooks_url" {
   description = "URL of POST /hooks/agent."
   value       = "${aws_apigatewayv2_api.webhooks.api_endpoint}/hooks/agent"

@@ -17,7 +17,7 @@ variables {
 run "defaults_plan" {
   command = plan
   assert {
-    condition     = length(aws_lambda_function.function) == 8
+    condition     = length(aws_lambda_function.function) == 9
     error_message = "one function per binary"
   }
   assert {
