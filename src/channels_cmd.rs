@@ -1,6 +1,6 @@
 //! `clawgate telegram set-webhook`, `clawgate slack manifest`, `clawgate whatsapp
-//! verify-token|check` and `clawgate discord register-commands|invite-url`: pointing a channel
-//! at the gateway.
+//! verify-token|check`, `clawgate discord register-commands|invite-url` and `clawgate matrix
+//! registration`: pointing a channel at the gateway.
 //!
 //! Decisions:
 //! - The webhook URL must be `https://`: Telegram refuses anything else, and Slack's Events
@@ -75,6 +75,18 @@ pub enum DiscordAction {
     },
     /// Print the URL that adds the bot to a server with the permissions it needs.
     InviteUrl,
+}
+
+#[derive(Subcommand)]
+pub enum MatrixAction {
+    /// Print the application service registration file (YAML) for the homeserver: the configured
+    /// asToken/hsToken, or new ones (then put them in the config too, as printed on stderr).
+    Registration {
+        /// The gateway's base URL as the homeserver reaches it, e.g. https://host (the homeserver
+        /// adds /_matrix/app/v1/transactions/…).
+        #[arg(long)]
+        url: String,
+    },
 }
 
 /// View Channels, Send Messages, Attach Files, Read Message History, Send Messages in Threads.
@@ -234,6 +246,45 @@ pub async fn discord(config: Config, action: DiscordAction) -> anyhow::Result<Ex
             eprintln!("{count} commands registered {scope}; set the application's Interactions Endpoint URL to https://<gateway>/discord/interactions");
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `clawgate matrix registration`: the file goes to stdout, what to do with it to stderr.
+pub fn matrix(config: &Config, action: MatrixAction) -> anyhow::Result<ExitCode> {
+    let MatrixAction::Registration { url } = action;
+    let parsed = reqwest::Url::parse(&url).context("--url is not a URL")?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+        bail!("--url must be the gateway's http(s) base URL (got {url:?})");
+    }
+    let matrix = config.channels.matrix.clone().unwrap_or_default();
+    let Some(user_id) = matrix.user_id.as_deref() else {
+        bail!("set channels.matrix.userId (or MATRIX_USER_ID) to the bot's id, like @clawgate:example.org");
+    };
+    let mut generated = vec![];
+    let mut token = |configured: Option<&infra::config::Secret>, key: &'static str| {
+        configured.cloned().unwrap_or_else(|| {
+            generated.push(key);
+            telegram_webhook::generate_secret_token()
+        })
+    };
+    let as_token = token(matrix.as_token.as_ref(), "asToken (MATRIX_AS_TOKEN)");
+    let hs_token = token(matrix.hs_token.as_ref(), "hsToken (MATRIX_HS_TOKEN)");
+    print!(
+        "{}",
+        infra::channels::matrix::registration(
+            url.trim_end_matches('/'),
+            user_id,
+            as_token.expose(),
+            hs_token.expose()
+        )
+    );
+    if !generated.is_empty() {
+        eprintln!(
+            "generated {}: copy them from the file into channels.matrix where the gateway and workers run",
+            generated.join(" and ")
+        );
+    }
+    eprintln!("add the file to the homeserver's app_service_config_files (Synapse) and restart it; then invite {user_id} to a DM");
     Ok(ExitCode::SUCCESS)
 }
 

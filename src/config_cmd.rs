@@ -83,6 +83,13 @@ fn effective_policy(config: &Config) -> Vec<String> {
             &discord.guilds,
         ));
     }
+    if let Some(matrix) = config.channels.matrix.as_ref().filter(|m| m.enabled) {
+        lines.push(format!(
+            "matrix {}",
+            infra::config::explain_dm(matrix.dm_policy(), &matrix.dm.allow_from)
+        ));
+        lines.push(format!("matrix {}", matrix.group_access().explain()));
+    }
     if let Some(teams) = config.channels.msteams.as_ref().filter(|t| t.enabled) {
         lines.push(format!(
             "msteams {}",

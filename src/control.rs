@@ -9,7 +9,7 @@
 //!   token, no foreign `Origin`, JSON bodies, loopback host names on a loopback gateway. The
 //!   page is static and holds nothing until it has the token.
 //! - The page puts every value in with `textContent`; the only HTML it shows is a reply's
-//!   markdown, rendered and defused by the gateway (`functions::markdown`).
+//!   markdown, rendered and defused by the gateway (`infra::markdown`).
 //! - "Recreate" removes the container: the next tool call of its session makes it afresh. Only
 //!   containers labelled as clawgate sandboxes can be named; anything else is refused.
 

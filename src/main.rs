@@ -87,6 +87,11 @@ enum Command {
         #[command(subcommand)]
         action: channels_cmd::DiscordAction,
     },
+    /// Connect the gateway to a Matrix homeserver as an application service.
+    Matrix {
+        #[command(subcommand)]
+        action: channels_cmd::MatrixAction,
+    },
     /// The agents: model chain, workspace and persona files, sandbox, what routes to each.
     Agents {
         #[command(subcommand)]
@@ -218,6 +223,9 @@ fn main() -> ExitCode {
         }),
         Command::Discord { action } => with_config(cli.config.as_deref(), |config| {
             tokio::runtime::Runtime::new()?.block_on(channels_cmd::discord(config, action))
+        }),
+        Command::Matrix { action } => with_config(cli.config.as_deref(), |config| {
+            channels_cmd::matrix(&config, action)
         }),
         Command::Agents { action } => with_config(cli.config.as_deref(), |config| {
             agents_cmd::run(&config, action)

@@ -1,5 +1,5 @@
 //! `clawgate telegram set-webhook` against a fake Bot API that speaks Telegram's wire format,
-//! and `clawgate slack manifest`.
+//! `clawgate slack manifest`, Discord's setup commands and `clawgate matrix registration`.
 
 #[path = "../sandbox-worker/tests/fakes/mod.rs"]
 mod fakes;
@@ -294,4 +294,63 @@ async fn whatsapp_verify_token_prints_a_fresh_token_once() {
     assert_eq!(token.len(), 64);
     assert!(token.chars().all(|c| c.is_ascii_hexdigit()));
     assert_ne!(token, String::from_utf8_lossy(&second.stdout).trim());
+}
+
+#[tokio::test]
+async fn matrix_registration_makes_new_tokens_or_prints_the_configured_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let fresh = dir.path().join("fresh.json5");
+    std::fs::write(
+        &fresh,
+        r#"{ channels: { matrix: { userId: "@clawgate:example.org" } } }"#,
+    )
+    .unwrap();
+    let configured = dir.path().join("configured.json5");
+    std::fs::write(
+        &configured,
+        r#"{ channels: { matrix: { userId: "@clawgate:example.org", asToken: "as-kept", hsToken: "hs-kept" } } }"#,
+    )
+    .unwrap();
+
+    let made = clawgate(
+        &fresh,
+        &["matrix", "registration", "--url", "https://gw.example.org/"],
+    )
+    .await;
+    let kept = clawgate(
+        &configured,
+        &["matrix", "registration", "--url", "http://10.0.0.5:18789"],
+    )
+    .await;
+    let bad_url = clawgate(
+        &fresh,
+        &["matrix", "registration", "--url", "gw.example.org"],
+    )
+    .await;
+
+    let yaml = String::from_utf8_lossy(&made.stdout);
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    assert!(yaml.contains("url: 'https://gw.example.org'\n"), "{yaml}");
+    let token_of = |key: &str| {
+        let line = yaml
+            .lines()
+            .find(|l| l.starts_with(key))
+            .unwrap()
+            .to_string();
+        line.trim_start_matches(key)
+            .trim_matches(|c| c == ' ' || c == '\'')
+            .to_string()
+    };
+    let (as_token, hs_token) = (token_of("as_token:"), token_of("hs_token:"));
+    assert_eq!((as_token.len(), hs_token.len()), (64, 64), "{yaml}");
+    assert_ne!(as_token, hs_token);
+    assert!(String::from_utf8_lossy(&made.stderr).contains("MATRIX_HS_TOKEN"));
+    let kept_yaml = String::from_utf8_lossy(&kept.stdout);
+    assert!(kept_yaml.contains("as_token: 'as-kept'") && kept_yaml.contains("hs_token: 'hs-kept'"));
+    assert!(!bad_url.status.success());
+    assert!(bad_url.stdout.is_empty());
 }

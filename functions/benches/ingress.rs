@@ -137,6 +137,7 @@ fn ingress(queue: Arc<dyn JobQueue>) -> Ingress {
         zalo: None,
         googlechat: None,
         msteams: None,
+        matrix: None,
         hooks_token: None,
         default_agent: "main".into(),
         agents: ["main".to_string()].into(),

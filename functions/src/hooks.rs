@@ -194,6 +194,11 @@ fn delivery(
             .as_ref()
             .map(|g| g.account.account.clone())
             .ok_or("deliver: googlechat is not configured")?,
+        ReplyTarget::Matrix(_) => ingress
+            .matrix
+            .as_ref()
+            .map(|m| m.account.account.clone())
+            .ok_or("deliver: matrix is not configured")?,
         ReplyTarget::Msteams(_) => ingress
             .msteams
             .as_ref()

@@ -16,35 +16,38 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, Query, RawQuery, State};
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use chrono::Utc;
 use infra::channels::bluebubbles::BlueBubblesApp;
 use infra::channels::discord_inbound::DiscordApp;
 use infra::channels::googlechat::GoogleChatApp;
+use infra::channels::matrix::MatrixAppservice;
+use infra::channels::matrix_client::MatrixClient;
 use infra::channels::msteams::MsTeamsBot;
-use infra::channels::oauth::{bearer_kid, KeySet};
+use infra::channels::oauth::KeySet;
 use infra::channels::signal::SignalApp;
 use infra::channels::slack_events::SlackApp;
 use infra::channels::telegram_webhook::TelegramBot;
 use infra::channels::whatsapp_webhook::WhatsappApp;
 use infra::channels::zalo::ZaloApp;
-use infra::channels::{ChannelAccount, Parsed, Refusal, WebhookChannel, WebhookRequest};
-use infra::config::{Config, RouteFacts, Secret, BLUEBUBBLES_WEBHOOK_PATH, MSTEAMS_WEBHOOK_PATH};
+use infra::channels::ChannelAccount;
+use infra::config::{
+    Config, RouteFacts, Secret, BLUEBUBBLES_WEBHOOK_PATH, MATRIX_TRANSACTIONS_PATH,
+    MSTEAMS_WEBHOOK_PATH,
+};
 use infra::model::{Channel, ChatKind, JobMessage, SessionKey};
 use infra::queue::{JobQueue, JobQueueExt, QueueError};
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
+mod channel_routes;
 pub mod discord_gateway;
 pub mod hooks;
 pub mod lambda;
 pub mod local_ingress;
-pub mod markdown;
 pub mod signal_events;
 pub mod slack_socket;
 pub mod telegram_poll;
@@ -72,6 +75,7 @@ pub struct Ingress {
     pub zalo: Option<ZaloApp>,
     pub googlechat: Option<Arc<GoogleChatApp>>,
     pub msteams: Option<Arc<MsTeamsBot>>,
+    pub matrix: Option<Arc<MatrixAppservice>>,
     /// Bearer token for `/hooks/agent`; without one the route is closed.
     pub hooks_token: Option<Secret>,
     pub default_agent: String,
@@ -200,6 +204,18 @@ impl Ingress {
                     keys: KeySet::new(t.open_id_metadata_url(), reqwest::Client::new()),
                 })
             });
+        let matrix = config
+            .channels
+            .matrix
+            .as_ref()
+            .filter(|m| m.enabled)
+            .map(|m| {
+                Arc::new(MatrixAppservice {
+                    account: account(Channel::Matrix, "default", m.group_access()),
+                    config: m.clone(),
+                    client: MatrixClient::from_config(m, reqwest::Client::new()),
+                })
+            });
         Ingress {
             queue,
             telegram,
@@ -211,6 +227,7 @@ impl Ingress {
             zalo,
             googlechat,
             msteams,
+            matrix,
             hooks_token: config.gateway.token.clone(),
             default_agent: agent,
             agents: config.agent_ids().into_iter().map(str::to_string).collect(),
@@ -309,6 +326,10 @@ pub fn router_with_webchat(
 
 /// The Router every deployment serves.
 pub fn router(ingress: Ingress) -> Router {
+    use channel_routes::{
+        bluebubbles, discord, googlechat, matrix, msteams, slack, telegram, telegram_default,
+        whatsapp, whatsapp_handshake, zalo,
+    };
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
@@ -321,6 +342,7 @@ pub fn router(ingress: Ingress) -> Router {
         .route("/zalo", post(zalo))
         .route("/googlechat", post(googlechat))
         .route(MSTEAMS_WEBHOOK_PATH, post(msteams))
+        .route(MATRIX_TRANSACTIONS_PATH, put(matrix))
         .route("/hooks/agent", post(hooks::hook))
         .route("/hooks/wake", post(wake::wake))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -392,154 +414,5 @@ pub(crate) async fn enqueue(queue: &dyn JobQueue, job: &JobMessage) -> Response 
                 "queue unavailable; retry later",
             )
         }
-    }
-}
-
-async fn telegram_default(state: State<Arc<Ingress>>, headers: HeaderMap, body: Bytes) -> Response {
-    telegram(state, Path("default".to_string()), headers, body).await
-}
-
-async fn telegram(
-    State(ingress): State<Arc<Ingress>>,
-    Path(account): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    match ingress.telegram.get(&account) {
-        Some(bot) => webhook(&ingress, bot, WebhookRequest::new(&headers, &body)).await,
-        None => reply(
-            StatusCode::NOT_FOUND,
-            format!("telegram account {account:?} is not configured"),
-        ),
-    }
-}
-
-async fn slack(State(ingress): State<Arc<Ingress>>, headers: HeaderMap, body: Bytes) -> Response {
-    match &ingress.slack {
-        Some(app) => webhook(&ingress, app, WebhookRequest::new(&headers, &body)).await,
-        None => reply(StatusCode::NOT_FOUND, "slack is not configured"),
-    }
-}
-
-async fn whatsapp(
-    State(ingress): State<Arc<Ingress>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    match &ingress.whatsapp {
-        Some(app) => webhook(&ingress, app, WebhookRequest::new(&headers, &body)).await,
-        None => reply(StatusCode::NOT_FOUND, "whatsapp is not configured"),
-    }
-}
-
-async fn discord(State(ingress): State<Arc<Ingress>>, headers: HeaderMap, body: Bytes) -> Response {
-    match &ingress.discord {
-        Some(app) => webhook(&ingress, app, WebhookRequest::new(&headers, &body)).await,
-        None => reply(StatusCode::NOT_FOUND, "discord is not configured"),
-    }
-}
-
-/// Google Chat and Teams: the key set refreshed first when the token names a key it lacks
-/// (verification itself needs no I/O).
-async fn googlechat(
-    State(ingress): State<Arc<Ingress>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let Some(app) = &ingress.googlechat else {
-        return reply(StatusCode::NOT_FOUND, "googlechat is not configured");
-    };
-    let request = WebhookRequest::new(&headers, &body);
-    app.keys.refresh_for(bearer_kid(&request).as_deref()).await;
-    webhook(&ingress, app.as_ref(), request).await
-}
-
-async fn msteams(State(ingress): State<Arc<Ingress>>, headers: HeaderMap, body: Bytes) -> Response {
-    let Some(bot) = &ingress.msteams else {
-        return reply(StatusCode::NOT_FOUND, "msteams is not configured");
-    };
-    let request = WebhookRequest::new(&headers, &body);
-    bot.keys.refresh_for(bearer_kid(&request).as_deref()).await;
-    webhook(&ingress, bot.as_ref(), request).await
-}
-
-async fn zalo(State(ingress): State<Arc<Ingress>>, headers: HeaderMap, body: Bytes) -> Response {
-    match &ingress.zalo {
-        Some(app) => webhook(&ingress, app, WebhookRequest::new(&headers, &body)).await,
-        None => reply(StatusCode::NOT_FOUND, "zalo is not configured"),
-    }
-}
-
-/// BlueBubbles' webhook: its shared secret is the server password in the query.
-async fn bluebubbles(
-    State(ingress): State<Arc<Ingress>>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let Some(app) = &ingress.bluebubbles else {
-        return reply(StatusCode::NOT_FOUND, "bluebubbles is not configured");
-    };
-    let request = WebhookRequest {
-        headers: &headers,
-        query: query.as_deref(),
-        body: &body,
-    };
-    webhook(&ingress, app, request).await
-}
-
-/// Meta's subscription check: `hub.challenge` echoed as plain text when `hub.verify_token`
-/// matches, else 403.
-async fn whatsapp_handshake(
-    State(ingress): State<Arc<Ingress>>,
-    Query(query): Query<HashMap<String, String>>,
-) -> Response {
-    let Some(app) = &ingress.whatsapp else {
-        return reply(StatusCode::NOT_FOUND, "whatsapp is not configured");
-    };
-    let get = |name: &str| query.get(name).map(String::as_str);
-    match app.handshake(
-        get("hub.mode"),
-        get("hub.verify_token"),
-        get("hub.challenge"),
-    ) {
-        Ok(challenge) => reply(StatusCode::OK, challenge),
-        Err(Refusal::NotConfigured(why)) => reply(StatusCode::SERVICE_UNAVAILABLE, why),
-        Err(Refusal::Unauthorized(why)) => reply(StatusCode::FORBIDDEN, why),
-    }
-}
-
-/// Every channel's webhook, after its route found the account: verify, parse, queue, answer.
-/// A batch is queued in order; if one fails the channel gets a 503 and redelivers the
-/// request, and the dedup ids drop what was already queued.
-pub(crate) async fn webhook(
-    ingress: &Ingress,
-    channel: &dyn WebhookChannel,
-    request: WebhookRequest<'_>,
-) -> Response {
-    let (body, now) = (request.body, Utc::now());
-    if let Err(refusal) = channel.verify(&request, now) {
-        let status = match refusal {
-            Refusal::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            Refusal::NotConfigured(_) => StatusCode::SERVICE_UNAVAILABLE,
-        };
-        return reply(status, refusal.to_string());
-    }
-    match channel.parse(body, now) {
-        Ok(Parsed::Queue { jobs, ack }) => {
-            for job in &jobs {
-                let queued = enqueue(ingress.queue.as_ref(), job).await;
-                if queued.status() != StatusCode::OK {
-                    return queued;
-                }
-            }
-            match ack {
-                Some(body) => Json(body).into_response(),
-                None => reply(StatusCode::OK, "queued"),
-            }
-        }
-        Ok(Parsed::Ignored(why)) => reply(StatusCode::OK, format!("ignored: {why}")),
-        Ok(Parsed::Answer(body)) => Json(body).into_response(),
-        Err(e) => reply(StatusCode::BAD_REQUEST, e.to_string()),
     }
 }

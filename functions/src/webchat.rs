@@ -425,7 +425,7 @@ pub fn shown(entry: &TranscriptEntry) -> Vec<Value> {
         )],
         EntryBody::Delivered { text } => vec![with(
             "reply",
-            json!({ "text": text, "html": crate::markdown::to_safe_html(text) }),
+            json!({ "text": text, "html": infra::markdown::to_safe_html(text) }),
         )],
         EntryBody::Summary { .. } | EntryBody::Options(_) => vec![],
     }

@@ -6,6 +6,7 @@ pub mod channels;
 pub mod config;
 pub mod cron;
 pub mod embedded;
+pub mod markdown;
 pub mod metrics;
 pub mod model;
 pub mod queue;

@@ -16,6 +16,7 @@ use std::time::Duration;
 use infra::channels::bluebubbles::BlueBubblesClient;
 use infra::channels::discord::DiscordClient;
 use infra::channels::googlechat::GoogleChatClient;
+use infra::channels::matrix_client::MatrixClient;
 use infra::channels::msteams::MsTeamsClient;
 use infra::channels::signal::SignalClient;
 use infra::channels::slack::SlackClient;
@@ -55,6 +56,7 @@ pub fn target_channel(target: &ReplyTarget) -> Channel {
         ReplyTarget::Zalo(_) => Channel::Zalo,
         ReplyTarget::Googlechat(_) => Channel::Googlechat,
         ReplyTarget::Msteams(_) => Channel::Msteams,
+        ReplyTarget::Matrix(_) => Channel::Matrix,
     }
 }
 
@@ -115,6 +117,11 @@ fn senders(
             all.push((Channel::Msteams, "default".into(), Arc::new(client)));
         }
     }
+    if let Some(m) = &config.channels.matrix {
+        if let Some(client) = MatrixClient::from_config(m, http.clone()) {
+            all.push((Channel::Matrix, "default".into(), Arc::new(client)));
+        }
+    }
     all
 }
 
@@ -134,6 +141,7 @@ impl Outbound {
             Channel::Zalo,
             Channel::Googlechat,
             Channel::Msteams,
+            Channel::Matrix,
         ]
         .into_iter()
         .map(|c| (c, config.channels.style(c)))
@@ -275,6 +283,9 @@ fn not_configured(channel: Channel, account: &str) -> ChannelError {
         Channel::Slack => "set channels.slack.botToken or SLACK_BOT_TOKEN".into(),
         Channel::Googlechat => {
             "set channels.googlechat.serviceAccountFile or GOOGLE_CHAT_SERVICE_ACCOUNT".into()
+        }
+        Channel::Matrix => {
+            "set channels.matrix.homeserver, userId and asToken (or MATRIX_HOMESERVER, MATRIX_USER_ID, MATRIX_AS_TOKEN)".into()
         }
         Channel::Msteams => {
             "set channels.msteams.appId and appPassword (or MSTEAMS_APP_ID, MSTEAMS_APP_PASSWORD)".into()

@@ -245,6 +245,9 @@ pub async fn spawn_stack(script: Script, options: StackOptions) -> Stack {
                        openIdMetadataUrl: "{base}/msteams/openid", tokenUrl: "{base}/msteams/token",
                        serviceUrl: "{base}/msteams/service/", streaming: "{streaming}", dmPolicy: "allowlist",
                        allowFrom: ["{MSTEAMS_OWNER}"], teams: {{ "{MSTEAMS_TEAM}": {{}} }} }},
+            matrix: {{ homeserver: "{base}", userId: "{matrix_bot}", asToken: "{matrix_as}", hsToken: "{matrix_hs}",
+                      dm: {{ policy: "allowlist", allowFrom: ["@ada:example.org"] }}, groups: {{ "!ops:example.org": {{}} }},
+                      autoJoin: "allowlist", autoJoinAllowlist: ["!ops:example.org"], streaming: "{streaming}" }},
             zalo: {{ apiBase: "{base}", appId: "{ZALO_APP}", oaSecretKey: "{ZALO_SECRET}", accessToken: "{ZALO_TOKEN}",
                     dmPolicy: "allowlist", allowFrom: ["6142494823123456789"] }},
           }},
@@ -293,6 +296,9 @@ pub async fn spawn_stack(script: Script, options: StackOptions) -> Stack {
             .to_string()
         )
         .unwrap(),
+        matrix_bot = crate::fakes::matrix::MATRIX_BOT,
+        matrix_as = crate::fakes::matrix::MATRIX_AS_TOKEN,
+        matrix_hs = crate::fakes::matrix::MATRIX_HS_TOKEN,
         teams_app = crate::fakes::msteams::MSTEAMS_APP_ID,
         teams_password = crate::fakes::msteams::MSTEAMS_APP_PASSWORD,
         ws = workspace.display(),

@@ -157,4 +157,18 @@ impl Stack {
         }
         request.send().await.unwrap()
     }
+
+    /// A Matrix transaction as the homeserver pushes it, with `token` as its `hs_token`.
+    pub async fn put_matrix(&self, txn_id: &str, events: &Value, token: &str) -> reqwest::Response {
+        reqwest::Client::new()
+            .put(format!(
+                "{}/_matrix/app/v1/transactions/{txn_id}",
+                self.base_url
+            ))
+            .bearer_auth(token)
+            .json(events)
+            .send()
+            .await
+            .unwrap()
+    }
 }

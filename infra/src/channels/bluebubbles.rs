@@ -37,14 +37,6 @@ pub struct BlueBubblesApp {
     pub password: Option<Secret>,
 }
 
-/// The `password` query parameter of `query`, decoded.
-fn password_in(query: Option<&str>) -> Option<String> {
-    let url = reqwest::Url::parse(&format!("http://q/?{}", query?)).ok()?;
-    url.query_pairs()
-        .find(|(k, _)| k == "password")
-        .map(|(_, v)| v.into_owned())
-}
-
 impl WebhookChannel for BlueBubblesApp {
     fn account(&self) -> &ChannelAccount {
         &self.account
@@ -56,7 +48,7 @@ impl WebhookChannel for BlueBubblesApp {
                 "bluebubbles password is not configured".into(),
             ));
         };
-        let given = password_in(request.query).unwrap_or_default();
+        let given = request.query_param("password").unwrap_or_default();
         if bool::from(given.as_bytes().ct_eq(expected.expose().as_bytes())) {
             Ok(())
         } else {

@@ -211,6 +211,14 @@ impl<'a> WebhookRequest<'a> {
             body,
         }
     }
+
+    /// The query parameter `name`, decoded.
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        let url = reqwest::Url::parse(&format!("http://q/?{}", self.query?)).ok()?;
+        url.query_pairs()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+    }
 }
 
 /// A channel that pushes events over HTTP.
@@ -254,11 +262,17 @@ pub trait ChannelSender: Send + Sync {
     fn can_edit(&self) -> bool {
         false
     }
+    /// Sends a file. A channel whose files are not built yet keeps this default, which says so.
     async fn send_file(
         &self,
-        target: &ReplyTarget,
-        file: &OutboundFile,
-    ) -> Result<(), ChannelError>;
+        _target: &ReplyTarget,
+        _file: &OutboundFile,
+    ) -> Result<(), ChannelError> {
+        Err(ChannelError::Permanent {
+            channel: self.channel().as_str(),
+            message: format!("sending files to {} is not built yet", self.channel()),
+        })
+    }
     /// Shows "typing…" once; the worker repeats it every [`Self::typing_interval`].
     async fn typing(&self, _target: &ReplyTarget) -> Result<(), ChannelError> {
         Ok(())
@@ -267,9 +281,18 @@ pub trait ChannelSender: Send + Sync {
     fn typing_interval(&self) -> Option<Duration> {
         None
     }
-    /// Fetches a file a user sent, refusing one over `max_bytes`.
-    async fn download(&self, source: &MediaSource, max_bytes: u64)
-        -> Result<Vec<u8>, ChannelError>;
+    /// Fetches a file a user sent, refusing one over `max_bytes`. A channel whose inbound
+    /// files are not fetched yet keeps this default (its parser makes no file references).
+    async fn download(
+        &self,
+        _source: &MediaSource,
+        _max_bytes: u64,
+    ) -> Result<Vec<u8>, ChannelError> {
+        Err(ChannelError::Permanent {
+            channel: self.channel().as_str(),
+            message: format!("{} files are not fetched yet", self.channel()),
+        })
+    }
 }
 
 /// The error for a target or file source of another channel.

@@ -18,13 +18,11 @@ use serde_json::{json, Value};
 
 use super::oauth::{call_json, token_grant, CachedToken, KeySet};
 use super::{
-    wrong_target, ChannelAccount, ChannelError, ChannelSender, Incoming, OutboundFile, Parsed,
-    Refusal, WebhookChannel, WebhookError, WebhookRequest,
+    wrong_target, ChannelAccount, ChannelError, ChannelSender, Incoming, Parsed, Refusal,
+    WebhookChannel, WebhookError, WebhookRequest,
 };
 use crate::config::{AudienceType, GoogleChatConfig, Secret};
-use crate::model::{
-    Channel, ChatKind, GoogleChatTarget, MediaSource, ReplyTarget, Sender, SubThread,
-};
+use crate::model::{Channel, ChatKind, GoogleChatTarget, ReplyTarget, Sender, SubThread};
 
 /// Chat's limit on a message's text.
 pub const MAX_MESSAGE_CHARS: usize = 4096;
@@ -245,28 +243,6 @@ impl ChannelSender for GoogleChatClient {
         }
         let created = self.call(self.http.post(url).json(&body)).await?;
         Ok(created["name"].as_str().unwrap_or_default().to_string())
-    }
-
-    async fn send_file(
-        &self,
-        _target: &ReplyTarget,
-        _file: &OutboundFile,
-    ) -> Result<(), ChannelError> {
-        Err(ChannelError::Permanent {
-            channel: CHANNEL,
-            message: "sending files to Google Chat is not built yet".into(),
-        })
-    }
-
-    async fn download(
-        &self,
-        _source: &MediaSource,
-        _max_bytes: u64,
-    ) -> Result<Vec<u8>, ChannelError> {
-        Err(wrong_target(
-            CHANNEL,
-            "the file source (Google Chat files are not fetched yet)",
-        ))
     }
 }
 

@@ -1,15 +1,18 @@
 //! Chat channels, each on one contract ([`contract`]): inbound verification and parsing for
 //! the webhook functions ([`telegram_webhook`], [`slack_events`], [`whatsapp_webhook`],
-//! [`discord_inbound`], [`bluebubbles`], [`signal`], [`zalo`], [`googlechat`], [`msteams`]),
-//! outbound clients for the worker ([`telegram`], [`slack`], [`whatsapp`], [`discord`],
-//! [`bluebubbles`], [`signal`], [`zalo`], [`googlechat`], [`msteams`]), the OAuth pieces two of
-//! them share ([`oauth`]), and the chunking replies need.
+//! [`discord_inbound`], [`bluebubbles`], [`signal`], [`zalo`], [`googlechat`], [`msteams`],
+//! [`matrix`]), outbound clients for the worker ([`telegram`], [`slack`], [`whatsapp`],
+//! [`discord`], [`bluebubbles`], [`signal`], [`zalo`], [`googlechat`], [`msteams`],
+//! [`matrix_client`]), the bearer-token pieces several share ([`oauth`]), and the chunking
+//! replies need.
 
 pub mod bluebubbles;
 pub mod contract;
 pub mod discord;
 pub mod discord_inbound;
 pub mod googlechat;
+pub mod matrix;
+pub mod matrix_client;
 pub mod msteams;
 pub mod oauth;
 pub mod signal;

@@ -26,11 +26,11 @@ use serde_json::{json, Value};
 
 use super::oauth::{call_json, token_grant, CachedToken, KeySet};
 use super::{
-    wrong_target, ChannelAccount, ChannelError, ChannelSender, Incoming, OutboundFile, Parsed,
-    Refusal, WebhookChannel, WebhookError, WebhookRequest,
+    wrong_target, ChannelAccount, ChannelError, ChannelSender, Incoming, Parsed, Refusal,
+    WebhookChannel, WebhookError, WebhookRequest,
 };
 use crate::config::{MsTeamsConfig, Secret};
-use crate::model::{Channel, ChatKind, MediaSource, MsTeamsTarget, ReplyTarget, Sender, SubThread};
+use crate::model::{Channel, ChatKind, MsTeamsTarget, ReplyTarget, Sender, SubThread};
 
 /// Teams caps a message near 28 KB; this leaves room for multi-byte text and markup.
 pub const MAX_MESSAGE_CHARS: usize = 12_000;
@@ -128,13 +128,12 @@ impl WebhookChannel for MsTeamsBot {
             groups: self.config.group_access(team),
             ..self.account.clone()
         };
-        let peer = MsTeamsTarget::peer_of(base);
         let sender = activity["from"]["aadObjectId"].as_str().unwrap_or(from);
         account.admit(
             Incoming {
                 event_id: id,
                 kind,
-                chat_id: &peer,
+                chat_id: base,
                 sender: Sender {
                     id: sender.to_string(),
                     name: activity["from"]["name"].as_str().map(str::to_string),
@@ -291,28 +290,6 @@ impl ChannelSender for MsTeamsClient {
     /// Teams shows "typing…" for about three seconds.
     fn typing_interval(&self) -> Option<Duration> {
         Some(Duration::from_secs(3))
-    }
-
-    async fn send_file(
-        &self,
-        _target: &ReplyTarget,
-        _file: &OutboundFile,
-    ) -> Result<(), ChannelError> {
-        Err(ChannelError::Permanent {
-            channel: CHANNEL,
-            message: "sending files to Teams is not built yet".into(),
-        })
-    }
-
-    async fn download(
-        &self,
-        _source: &MediaSource,
-        _max_bytes: u64,
-    ) -> Result<Vec<u8>, ChannelError> {
-        Err(wrong_target(
-            CHANNEL,
-            "the file source (Teams files are not fetched yet)",
-        ))
     }
 }
 

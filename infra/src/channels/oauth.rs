@@ -1,7 +1,8 @@
 //! Bearer tokens both ways for the channels that speak OAuth (Google Chat, Microsoft Teams):
 //! a platform's published signing keys, fetched and cached, against which its request JWTs are
-//! verified ([`KeySet`]); and the access token the gateway gets for the platform's API,
-//! cached until it nears expiry ([`CachedToken`]).
+//! verified ([`KeySet`]); the access token the gateway gets for the platform's API, cached
+//! until it nears expiry ([`CachedToken`]); and the JSON API call with a bearer token those
+//! two and Matrix make ([`call_json`]).
 //!
 //! Decisions:
 //! - The key set is refreshed when it is an hour old, or when a token names a `kid` it lacks,
@@ -231,13 +232,13 @@ pub async fn token_grant(
     }
 }
 
-/// Sends an API call with `token`: the JSON answer, or the failure with the API's message
-/// (`error.message`, or `message`).
-pub async fn call_json(
+/// Sends an API call with `token`: its status and JSON answer (`null` when it is not JSON);
+/// only a failure to reach the API is an error.
+pub async fn send_json(
     channel: &'static str,
     request: reqwest::RequestBuilder,
     token: &Secret,
-) -> Result<Value, ChannelError> {
+) -> Result<(reqwest::StatusCode, Value), ChannelError> {
     let response = request
         .bearer_auth(token.expose())
         .send()
@@ -247,15 +248,32 @@ pub async fn call_json(
             message: e.without_url().to_string(),
         })?;
     let status = response.status();
-    let answer: Value = response.json().await.unwrap_or_default();
-    if status.is_success() {
-        return Ok(answer);
+    Ok((status, response.json().await.unwrap_or_default()))
+}
+
+/// Sends an API call with `token`: the JSON answer, or the failure with the API's message
+/// (Google's and the Bot Connector's `error.message` or `message`, Matrix's `errcode: error`).
+pub async fn call_json(
+    channel: &'static str,
+    request: reqwest::RequestBuilder,
+    token: &Secret,
+) -> Result<Value, ChannelError> {
+    let (status, answer) = send_json(channel, request, token).await?;
+    match status.is_success() {
+        true => Ok(answer),
+        false => Err(failure(channel, status, &answer)),
     }
-    let said = answer["error"]["message"]
-        .as_str()
-        .or(answer["message"].as_str());
-    let message = format!("HTTP {}: {}", status.as_u16(), said.unwrap_or("no message"));
-    Err(api_error(channel, status, message))
+}
+
+/// A refused API call as an error, with what the API said.
+pub fn failure(channel: &'static str, status: reqwest::StatusCode, answer: &Value) -> ChannelError {
+    let said = match (&answer["errcode"], &answer["error"]) {
+        (Value::String(code), Value::String(error)) => format!("{code}: {error}"),
+        (_, error) => (error["message"].as_str().or(answer["message"].as_str()))
+            .unwrap_or("no message")
+            .to_string(),
+    };
+    api_error(channel, status, format!("HTTP {}: {said}", status.as_u16()))
 }
 
 /// An API's failure: retryable when the server erred or asked to slow down, else permanent.

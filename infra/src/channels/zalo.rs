@@ -17,11 +17,11 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::{
-    wrong_target, ChannelAccount, ChannelError, ChannelSender, Incoming, OutboundFile, Parsed,
-    Refusal, WebhookChannel, WebhookError, WebhookRequest,
+    wrong_target, ChannelAccount, ChannelError, ChannelSender, Incoming, Parsed, Refusal,
+    WebhookChannel, WebhookError, WebhookRequest,
 };
 use crate::config::{Secret, ZaloConfig};
-use crate::model::{Channel, ChatKind, MediaSource, ReplyTarget, Sender, ZaloTarget};
+use crate::model::{Channel, ChatKind, ReplyTarget, Sender, ZaloTarget};
 
 /// Zalo's limit on a text message.
 pub const MAX_MESSAGE_CHARS: usize = 2000;
@@ -224,28 +224,6 @@ impl ChannelSender for ZaloClient {
                 message,
             }
         })
-    }
-
-    async fn send_file(
-        &self,
-        _target: &ReplyTarget,
-        _file: &OutboundFile,
-    ) -> Result<(), ChannelError> {
-        Err(ChannelError::Permanent {
-            channel: CHANNEL,
-            message: "sending files to Zalo is not built yet".into(),
-        })
-    }
-
-    async fn download(
-        &self,
-        _source: &MediaSource,
-        _max_bytes: u64,
-    ) -> Result<Vec<u8>, ChannelError> {
-        Err(wrong_target(
-            CHANNEL,
-            "the file source (Zalo files are not fetched yet)",
-        ))
     }
 }
 

@@ -34,6 +34,7 @@ pub struct ChannelsConfig {
     pub zalo: Option<super::ZaloConfig>,
     pub googlechat: Option<super::GoogleChatConfig>,
     pub msteams: Option<super::MsTeamsConfig>,
+    pub matrix: Option<super::MatrixConfig>,
 }
 
 /// Who may reach the agent through one channel: what the worker's gate, the trust levels and
@@ -113,6 +114,11 @@ impl ChannelsConfig {
                 allow_from: &t.allow_from,
                 groups: t.group_access(space),
             }),
+            Channel::Matrix => self.matrix.as_ref().map(|m| ChannelAccess {
+                dm_policy: m.dm_policy(),
+                allow_from: &m.dm.allow_from,
+                groups: m.group_access(),
+            }),
             Channel::Webchat | Channel::Hook => None,
         }
     }
@@ -154,6 +160,10 @@ impl ChannelsConfig {
             }),
             Channel::Msteams => self.msteams.as_ref().map(|t| ChannelStyle {
                 streaming: t.streaming,
+                media_max_mb: None,
+            }),
+            Channel::Matrix => self.matrix.as_ref().map(|m| ChannelStyle {
+                streaming: m.streaming,
                 media_max_mb: None,
             }),
             Channel::Webchat | Channel::Hook => None,

@@ -20,6 +20,7 @@ mod channels;
 mod discord;
 mod googlechat;
 mod lenient;
+mod matrix;
 mod mcp;
 mod media;
 mod messages;
@@ -44,6 +45,7 @@ pub use bluebubbles::{BlueBubblesConfig, BLUEBUBBLES_WEBHOOK_PATH};
 pub use channels::*;
 pub use discord::DiscordConfig;
 pub use googlechat::{AudienceType, GoogleChatConfig};
+pub use matrix::{AutoJoin, MatrixConfig, MatrixDm, MATRIX_TRANSACTIONS_PATH};
 pub use mcp::*;
 pub use media::*;
 pub use messages::*;
@@ -425,6 +427,7 @@ impl Config {
         ZaloConfig::apply_env(&mut self.channels.zalo, get);
         GoogleChatConfig::apply_env(&mut self.channels.googlechat, get);
         MsTeamsConfig::apply_env(&mut self.channels.msteams, get);
+        MatrixConfig::apply_env(&mut self.channels.matrix, get);
         if let Some(url) = get("SLACK_API_BASE") {
             self.channels
                 .slack

@@ -20,8 +20,6 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::MsTeamsTarget;
-
 use super::{DmPolicy, GroupAccess, GroupPolicy, PeerId, Secret, SpaceRules, Streaming};
 
 /// Where Teams posts activities.
@@ -110,16 +108,8 @@ impl MsTeamsConfig {
     }
 
     /// The group rules in workspace `team` (a team id, or a group chat's conversation id).
-    /// Channel keys are written as Teams shows them and matched as session peers
-    /// ([`MsTeamsTarget::peer_of`]).
     pub fn group_access(&self, team: Option<&str>) -> GroupAccess {
-        let mut access =
-            SpaceRules::group_access(&self.teams, team, self.group_policy, &self.group_allow_from);
-        access.groups = std::mem::take(&mut access.groups)
-            .into_iter()
-            .map(|(id, entry)| (MsTeamsTarget::peer_of(&id), entry))
-            .collect();
-        access
+        SpaceRules::group_access(&self.teams, team, self.group_policy, &self.group_allow_from)
     }
 
     /// `config validate`: the webhook path is the one clawgate serves.

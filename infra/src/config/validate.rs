@@ -133,6 +133,9 @@ impl Config {
         if let Some(msteams) = &channels.msteams {
             msteams.check(&mut bad);
         }
+        if let Some(matrix) = &channels.matrix {
+            matrix.check(&mut bad);
+        }
         if let Some(discord) = &channels.discord {
             discord.check(&mut bad);
         }

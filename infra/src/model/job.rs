@@ -99,6 +99,7 @@ pub enum ReplyTarget {
     Zalo(ZaloTarget),
     Googlechat(GoogleChatTarget),
     Msteams(MsTeamsTarget),
+    Matrix(MatrixTarget),
 }
 
 impl ReplyTarget {
@@ -118,6 +119,7 @@ impl ReplyTarget {
         else {
             return None;
         };
+        let peer = &super::id_of_peer(peer);
         let target = match channel.parse::<Channel>().ok()? {
             Channel::Telegram => ReplyTarget::Telegram(TelegramTarget {
                 chat_id: peer.parse().ok()?,
@@ -184,12 +186,20 @@ impl ReplyTarget {
             Channel::Msteams => ReplyTarget::Msteams(MsTeamsTarget {
                 service_url: String::new(),
                 conversation_id: match sub {
-                    Some(SubThread::Thread(id)) => {
-                        format!("{};messageid={id}", MsTeamsTarget::conversation_of(peer))
-                    }
-                    _ => MsTeamsTarget::conversation_of(peer),
+                    Some(SubThread::Thread(id)) => format!("{peer};messageid={id}"),
+                    _ => peer.clone(),
                 },
                 reply_to_id: None,
+            }),
+            // A DM's peer is the user: the bot's `m.direct` names the room when the reply is sent.
+            Channel::Matrix => ReplyTarget::Matrix(MatrixTarget {
+                room_id: if *kind == ChatKind::Dm {
+                    String::new()
+                } else {
+                    peer.clone()
+                },
+                dm_user: (*kind == ChatKind::Dm).then(|| peer.clone()),
+                reply_to: None,
             }),
             Channel::Zalo => ReplyTarget::Zalo(ZaloTarget {
                 user_id: peer.clone(),
@@ -291,17 +301,15 @@ pub struct MsTeamsTarget {
     pub reply_to_id: Option<String>,
 }
 
-impl MsTeamsTarget {
-    /// A conversation id as a session key's peer: Teams ids hold `:` (`19:…@thread.tacv2`),
-    /// which a key cannot, so `%` and `:` are percent-encoded (reversibly).
-    pub fn peer_of(conversation_id: &str) -> String {
-        conversation_id.replace('%', "%25").replace(':', "%3A")
-    }
-
-    /// The conversation id a peer names ([`Self::peer_of`] undone).
-    pub fn conversation_of(peer: &str) -> String {
-        peer.replace("%3A", ":").replace("%25", "%")
-    }
+/// A Matrix room, or a DM known only by its user, whose room the bot's `m.direct` names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MatrixTarget {
+    pub room_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dm_user: Option<String>,
+    /// The event answered (`m.in_reply_to`), in a room.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<String>,
 }
 
 /// A Zalo user of the Official Account.

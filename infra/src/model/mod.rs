@@ -47,6 +47,7 @@ pub enum Channel {
     Zalo,
     Googlechat,
     Msteams,
+    Matrix,
     Hook,
 }
 
@@ -63,6 +64,7 @@ impl Channel {
             Channel::Zalo => "zalo",
             Channel::Googlechat => "googlechat",
             Channel::Msteams => "msteams",
+            Channel::Matrix => "matrix",
             Channel::Hook => "hook",
         }
     }
@@ -88,6 +90,7 @@ impl FromStr for Channel {
             "zalo" => Ok(Channel::Zalo),
             "googlechat" => Ok(Channel::Googlechat),
             "msteams" => Ok(Channel::Msteams),
+            "matrix" => Ok(Channel::Matrix),
             "hook" => Ok(Channel::Hook),
             other => Err(ModelError::UnknownChannel(other.to_string())),
         }

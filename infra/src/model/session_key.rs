@@ -48,22 +48,24 @@ impl SessionKey {
         }
     }
 
+    /// The DM with platform user `peer` (encoded by [`peer_of`]).
     pub fn dm(agent: &str, channel: Channel, peer: &str) -> Self {
         SessionKey::Peer {
             agent: agent.to_string(),
             channel: channel.as_str().to_string(),
             kind: ChatKind::Dm,
-            peer: peer.to_string(),
+            peer: peer_of(peer),
             sub: None,
         }
     }
 
+    /// The group with platform id `id` (encoded by [`peer_of`]).
     pub fn group(agent: &str, channel: Channel, id: &str) -> Self {
         SessionKey::Peer {
             agent: agent.to_string(),
             channel: channel.as_str().to_string(),
             kind: ChatKind::Group,
-            peer: id.to_string(),
+            peer: peer_of(id),
             sub: None,
         }
     }
@@ -139,6 +141,19 @@ impl SessionKey {
 fn spawn_digest(requester: &SessionKey) -> String {
     use sha2::{Digest, Sha256};
     hex::encode(&Sha256::digest(requester.to_string().as_bytes())[..6])
+}
+
+/// A platform id as a key's peer. Some platforms' ids hold `:` (Teams conversations
+/// `19:…@thread.tacv2`, Matrix users `@ada:example.org` and rooms `!abc:example.org`), which
+/// separates a key's parts: `%` and `:` are percent-encoded, reversibly; every other id is
+/// its own peer.
+pub fn peer_of(id: &str) -> String {
+    id.replace('%', "%25").replace(':', "%3A")
+}
+
+/// The platform id a key's peer names ([`peer_of`] undone).
+pub fn id_of_peer(peer: &str) -> String {
+    peer.replace("%3A", ":").replace("%25", "%")
 }
 
 fn check_part(key: &str, part: &str, what: &str) -> Result<(), ModelError> {

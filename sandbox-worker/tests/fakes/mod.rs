@@ -1,6 +1,6 @@
 //! Fake Telegram, Slack, WhatsApp ([`whatsapp`]), Discord ([`discord`]), BlueBubbles
 //! ([`bluebubbles`]), signal-cli ([`signal`]), Zalo ([`zalo`]), Google Chat ([`googlechat`]),
-//! the Bot Framework ([`msteams`]) and Anthropic APIs on one loopback port. They speak the real wire
+//! the Bot Framework ([`msteams`]), a Matrix homeserver ([`matrix`]) and Anthropic APIs on one loopback port. They speak the real wire
 //! formats (paths, headers, bodies) and record every call, so tests can assert what the worker
 //! sent. The model's answers come from a script that sees the call number and the request.
 //! Files, edits and uploads live in [`media`].
@@ -9,6 +9,7 @@
 pub mod bluebubbles;
 pub mod discord;
 pub mod googlechat;
+pub mod matrix;
 pub mod mcp;
 mod media;
 pub mod msteams;
@@ -119,6 +120,8 @@ struct World {
     signal: Arc<signal::Signal>,
     /// Who may get Zalo messages ([`zalo`]).
     zalo: Arc<zalo::Zalo>,
+    /// The homeserver's rooms and the bot's account data ([`matrix`]).
+    matrix: Arc<matrix::Matrix>,
 }
 
 /// Telegram's side of long polling: updates kept until a `getUpdates` with a higher offset
@@ -153,8 +156,9 @@ impl Fakes {
             discord: Arc::default(),
             signal: Arc::default(),
             zalo: Arc::default(),
+            matrix: Arc::default(),
         };
-        let platforms: [fn(Router<World>) -> Router<World>; 9] = [
+        let platforms: [fn(Router<World>) -> Router<World>; 10] = [
             media::routes,
             socket_mode::routes,
             whatsapp::routes,
@@ -164,6 +168,7 @@ impl Fakes {
             zalo::routes,
             googlechat::routes,
             msteams::routes,
+            matrix::routes,
         ];
         let app = platforms
             .into_iter()

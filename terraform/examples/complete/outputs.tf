@@ -38,6 +38,11 @@ output "msteams_url" {
   value       = module.webhook_functions.msteams_url
 }
 
+output "matrix_appservice_url" {
+  description = "Matrix application service URL (clawgate matrix registration --url)."
+  value       = module.webhook_functions.matrix_appservice_url
+}
+
 output "hooks_url" {
   description = "POST /hooks/agent."
   value       = module.webhook_functions.hooks_url

@@ -11,6 +11,7 @@ locals {
     zalo-webhook         = ["POST /zalo"]
     googlechat-webhook   = ["POST /googlechat"]
     msteams-webhook      = ["POST /api/messages"]
+    matrix-appservice    = ["PUT /_matrix/app/v1/transactions/{txnId}"]
     hooks-agent          = ["POST /hooks/agent"]
   }
   routes = merge([
@@ -190,7 +191,7 @@ resource "aws_apigatewayv2_integration" "function" {
 
 resource "aws_apigatewayv2_route" "route" {
   for_each = local.routes
-  # checkov:skip=CKV_AWS_309:Webhooks authenticate inside the function: Telegram's secret token, Slack's v0 signature, WhatsApp's X-Hub-Signature-256 and verify token, Discord's Ed25519 signature, the BlueBubbles server password, Zalo's X-ZEvent-Signature, Google Chat's and the Bot Framework's signed bearer JWTs, the hooks bearer token, each checked in constant time.
+  # checkov:skip=CKV_AWS_309:Webhooks authenticate inside the function: Telegram's secret token, Slack's v0 signature, WhatsApp's X-Hub-Signature-256 and verify token, Discord's Ed25519 signature, the BlueBubbles server password, Zalo's X-ZEvent-Signature, Google Chat's and the Bot Framework's signed bearer JWTs, the Matrix homeserver's hs_token, the hooks bearer token, each checked in constant time.
   api_id    = aws_apigatewayv2_api.webhooks.id
   route_key = each.key
   target    = "integrations/${aws_apigatewayv2_integration.function[each.value].id}"

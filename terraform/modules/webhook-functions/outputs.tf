@@ -43,6 +43,11 @@ output "msteams_url" {
   value       = "${aws_apigatewayv2_api.webhooks.api_endpoint}/api/messages"
 }
 
+output "matrix_appservice_url" {
+  description = "The url for the Matrix application service registration (clawgate matrix registration --url)."
+  value       = aws_apigatewayv2_api.webhooks.api_endpoint
+}
+
 output "hooks_url" {
   description = "URL of POST /hooks/agent."
   value       = "${aws_apigatewayv2_api.webhooks.api_endpoint}/hooks/agent"

@@ -42,7 +42,7 @@ variable "queue_kms_key_arn" {
 }
 
 variable "secrets_arn" {
-  description = "Secrets Manager secret whose SecretString is a JSON object with TELEGRAM_WEBHOOK_SECRET, SLACK_SIGNING_SECRET, WHATSAPP_APP_SECRET, WHATSAPP_VERIFY_TOKEN, BLUEBUBBLES_PASSWORD, ZALO_OA_SECRET_KEY and CLAWGATE_GATEWAY_TOKEN, as the channels in use need (read once per cold start)."
+  description = "Secrets Manager secret whose SecretString is a JSON object with TELEGRAM_WEBHOOK_SECRET, SLACK_SIGNING_SECRET, WHATSAPP_APP_SECRET, WHATSAPP_VERIFY_TOKEN, BLUEBUBBLES_PASSWORD, ZALO_OA_SECRET_KEY, MATRIX_HS_TOKEN, MATRIX_AS_TOKEN and CLAWGATE_GATEWAY_TOKEN, as the channels in use need (read once per cold start)."
   type        = string
 }
 

@@ -17,7 +17,7 @@ variables {
 run "defaults_plan" {
   command = plan
   assert {
-    condition     = length(aws_lambda_function.function) == 9
+    condition     = length(aws_lambda_function.function) == 10
     error_message = "one function per binary"
   }
   assert {

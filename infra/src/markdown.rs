@@ -1,5 +1,5 @@
 //! Markdown to HTML that is safe to put in a page: what WebChat and the Control UI show of a
-//! model's reply. CommonMark by `pulldown-cmark`, then three rules on its events:
+//! model's reply, and a Matrix message's `formatted_body`. CommonMark by `pulldown-cmark`, then three rules on its events:
 //!
 //! - Raw HTML in the text (a block or inline) is shown as text, escaped, never as markup.
 //! - A link keeps its target only when it is `http:`, `https:` or `mailto:`; anything else

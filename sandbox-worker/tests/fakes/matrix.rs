@@ -1,0 +1,211 @@
+//! A Matrix homeserver's client-server API, faked for an application service bot: `POST
+//! /_matrix/client/v3/join/<room>` (only rooms the bot was invited to: [`Fakes::matrix_invite`]),
+//! the bot's `m.direct` account data (`GET` is `M_NOT_FOUND` until first `PUT`), `PUT
+//! …/rooms/<room>/send/m.room.message/<txnId>` (only in joined rooms, `M_FORBIDDEN` otherwise;
+//! a repeated txn id is the same event, as a homeserver keeps it), and `PUT
+//! …/rooms/<room>/typing/<user>`. Every call wants `Bearer` with the registration's `as_token`
+//! (`M_UNKNOWN_TOKEN` otherwise). The homeserver's other half, pushing transactions, is the
+//! test's (`Stack::put_matrix`).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{post, put};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+use super::{record, World};
+
+pub const MATRIX_AS_TOKEN: &str = "as-e2e-token-3f9a";
+pub const MATRIX_HS_TOKEN: &str = "hs-e2e-token-77c1";
+pub const MATRIX_BOT: &str = "@clawgate:example.org";
+
+#[derive(Default)]
+pub(super) struct Matrix {
+    invited: Mutex<HashSet<String>>,
+    joined: Mutex<HashSet<String>>,
+    direct: Mutex<Option<Value>>,
+    /// Sent events by (room, txn id).
+    sent: Mutex<HashMap<(String, String), String>>,
+}
+
+pub(super) fn routes(router: Router<World>) -> Router<World> {
+    router
+        .route("/_matrix/client/v3/join/{room}", post(join))
+        .route(
+            "/_matrix/client/v3/user/{user}/account_data/{kind}",
+            put(put_account_data).get(get_account_data),
+        )
+        .route(
+            "/_matrix/client/v3/rooms/{room}/send/{kind}/{txn}",
+            put(send),
+        )
+        .route("/_matrix/client/v3/rooms/{room}/typing/{user}", put(typing))
+}
+
+impl super::Fakes {
+    /// The bot was invited to `room` (what an invite event in a transaction says happened).
+    pub fn matrix_invite(&self, room: &str) {
+        self.world
+            .matrix
+            .invited
+            .lock()
+            .unwrap()
+            .insert(room.into());
+    }
+
+    /// Messages the bot sent (edits included: they are `m.room.message` events too).
+    pub fn matrix_sent(&self) -> Vec<super::Call> {
+        self.calls("/matrix/send")
+    }
+
+    /// The bot's `m.direct`, as the homeserver holds it.
+    pub fn matrix_direct(&self) -> Option<Value> {
+        self.world.matrix.direct.lock().unwrap().clone()
+    }
+}
+
+fn refuse(status: StatusCode, errcode: &str, error: &str) -> Response {
+    (status, Json(json!({"errcode": errcode, "error": error}))).into_response()
+}
+
+fn unauthorised(headers: &HeaderMap) -> Option<Response> {
+    let auth = headers.get("authorization").and_then(|v| v.to_str().ok());
+    (auth != Some(&format!("Bearer {MATRIX_AS_TOKEN}"))).then(|| {
+        refuse(
+            StatusCode::UNAUTHORIZED,
+            "M_UNKNOWN_TOKEN",
+            "Unrecognised access token.",
+        )
+    })
+}
+
+async fn join(
+    State(world): State<World>,
+    Path(room): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(refusal) = unauthorised(&headers) {
+        return refusal;
+    }
+    if !world.matrix.invited.lock().unwrap().contains(&room) {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "M_FORBIDDEN",
+            "You are not invited to this room.",
+        );
+    }
+    world.matrix.joined.lock().unwrap().insert(room.clone());
+    record(
+        &world,
+        "/matrix/join".into(),
+        &headers,
+        &json!({"room": room}),
+    );
+    Json(json!({"room_id": room})).into_response()
+}
+
+async fn get_account_data(
+    State(world): State<World>,
+    Path((user, kind)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(refusal) = unauthorised(&headers) {
+        return refusal;
+    }
+    match (
+        user == MATRIX_BOT && kind == "m.direct",
+        world.matrix.direct.lock().unwrap().clone(),
+    ) {
+        (true, Some(direct)) => Json(direct).into_response(),
+        (true, None) => refuse(
+            StatusCode::NOT_FOUND,
+            "M_NOT_FOUND",
+            "Account data not found",
+        ),
+        (false, _) => refuse(
+            StatusCode::FORBIDDEN,
+            "M_FORBIDDEN",
+            "Cannot get account data for other users.",
+        ),
+    }
+}
+
+async fn put_account_data(
+    State(world): State<World>,
+    Path((user, kind)): Path<(String, String)>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    if let Some(refusal) = unauthorised(&headers) {
+        return refusal;
+    }
+    if user != MATRIX_BOT || kind != "m.direct" || !body.is_object() {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "M_FORBIDDEN",
+            "Cannot add account data for other users.",
+        );
+    }
+    *world.matrix.direct.lock().unwrap() = Some(body.clone());
+    record(&world, "/matrix/m.direct".into(), &headers, &body);
+    Json(json!({})).into_response()
+}
+
+async fn send(
+    State(world): State<World>,
+    Path((room, kind, txn)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    Json(content): Json<Value>,
+) -> Response {
+    if let Some(refusal) = unauthorised(&headers) {
+        return refusal;
+    }
+    if !world.matrix.joined.lock().unwrap().contains(&room) {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "M_FORBIDDEN",
+            &format!("User {MATRIX_BOT} not in room {room}"),
+        );
+    }
+    if kind != "m.room.message" || content["body"].as_str().is_none() {
+        return refuse(StatusCode::BAD_REQUEST, "M_BAD_JSON", "Bad message content");
+    }
+    let key = (room.clone(), txn);
+    if let Some(event) = world.matrix.sent.lock().unwrap().get(&key) {
+        return Json(json!({"event_id": event})).into_response();
+    }
+    let mut recorded = content.clone();
+    recorded["room"] = json!(room);
+    let n = record(&world, "/matrix/send".into(), &headers, &recorded);
+    let event = format!("$sent{n}");
+    world.matrix.sent.lock().unwrap().insert(key, event.clone());
+    Json(json!({"event_id": event})).into_response()
+}
+
+async fn typing(
+    State(world): State<World>,
+    Path((room, user)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(refusal) = unauthorised(&headers) {
+        return refusal;
+    }
+    if user != MATRIX_BOT {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "M_FORBIDDEN",
+            "Cannot set another user's typing state",
+        );
+    }
+    record(
+        &world,
+        "/matrix/typing".into(),
+        &headers,
+        &json!({"room": room}),
+    );
+    Json(json!({})).into_response()
+}

@@ -1,0 +1,172 @@
+//! Matrix end to end through `spawn_stack()`: the test is the homeserver's pushing half (it
+//! `PUT`s transactions with the registration's `hs_token`), the fake is its client-server
+//! half (joins, the bot's `m.direct`, sends). The owner's DM invite is joined and recorded, the
+//! DM answered once however often the transaction comes, a listed room answered on a mention,
+//! and a DM that a third user joins is never answered as the owner's DM again.
+
+#[path = "../sandbox-worker/tests/common/mod.rs"]
+mod common;
+#[path = "../sandbox-worker/tests/fakes/mod.rs"]
+mod fakes;
+mod stack;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use fakes::matrix::MATRIX_HS_TOKEN;
+use fakes::Reply;
+use serde_json::{json, Value};
+use stack::{spawn_stack, Backend, StackOptions};
+
+const DM: &str = "!dmroom:example.org";
+const OPS: &str = "!ops:example.org";
+
+fn fixture(name: &str) -> Value {
+    let path = format!(
+        "{}/infra/fixtures/matrix/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// The fixture transaction's events whose `event_id`s are listed, as one transaction.
+fn only(name: &str, ids: &[&str]) -> Value {
+    let events = fixture(name)["events"].as_array().unwrap().clone();
+    let kept: Vec<Value> = events
+        .into_iter()
+        .filter(|e| ids.iter().any(|id| e["event_id"] == *id))
+        .collect();
+    json!({ "events": kept })
+}
+
+fn message(room: &str, sender: &str, id: &str, body: &str) -> Value {
+    json!({"events": [{"type": "m.room.message", "room_id": room, "sender": sender,
+        "event_id": id, "origin_server_ts": 1733310000000_i64,
+        "content": {"msgtype": "m.text", "body": body}}]})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_owners_dm_and_a_mention_in_a_listed_room_are_answered_and_a_shared_dm_is_not() {
+    let stack = spawn_stack(
+        Arc::new(|_, _: &Value| Reply::text("Here you go.")),
+        StackOptions {
+            backend: Backend::Sqlite,
+            docker: false,
+            ..Default::default()
+        },
+    )
+    .await;
+    stack.fakes.matrix_invite(DM);
+    stack.fakes.matrix_invite(OPS);
+    let dm_message = only(
+        "transaction_messages.json",
+        &["$Fq1yXUy3mHM1Zkq0sgmR1Dv9Wj5ts6yB2i4TtC0cA8Y"],
+    );
+    let stranger_invite = json!({"events": [{"type": "m.room.member", "room_id": "!evedm:example.org",
+        "sender": "@eve:example.org", "state_key": "@clawgate:example.org", "event_id": "$eveinvite",
+        "content": {"membership": "invite", "is_direct": true}}]});
+
+    let forged = stack
+        .put_matrix("t0", &dm_message, "not-the-hs-token")
+        .await
+        .status();
+    let invited = stack
+        .put_matrix(
+            "t1",
+            &fixture("transaction_dm_invite.json"),
+            MATRIX_HS_TOKEN,
+        )
+        .await;
+    let invited_status = invited.status();
+    let ack: Value = invited.json().await.unwrap();
+    let direct = stack.fakes.matrix_direct();
+    let first = stack
+        .put_matrix("t2", &dm_message, MATRIX_HS_TOKEN)
+        .await
+        .status();
+    let repeated = stack
+        .put_matrix("t2", &dm_message, MATRIX_HS_TOKEN)
+        .await
+        .status();
+    let stranger = stack
+        .put_matrix("t3", &stranger_invite, MATRIX_HS_TOKEN)
+        .await
+        .status();
+    // The room's invite (listed in autoJoinAllowlist), then its messages: the DM's again among
+    // them, a notice, an edit, the bot's own echo, an encrypted one, a mention, small talk.
+    let mut room_events = fixture("transaction_messages.json");
+    let ops_invite = json!({"type": "m.room.member", "room_id": OPS, "sender": "@grace:example.org",
+        "state_key": "@clawgate:example.org", "event_id": "$opsinvite", "content": {"membership": "invite"}});
+    room_events["events"]
+        .as_array_mut()
+        .unwrap()
+        .insert(0, ops_invite);
+    let room = stack
+        .put_matrix("t4", &room_events, MATRIX_HS_TOKEN)
+        .await
+        .status();
+    let answered = stack
+        .wait_for(Duration::from_secs(60), |f| f.matrix_sent().len() >= 2)
+        .await;
+    let shared = stack
+        .put_matrix(
+            "t5",
+            &fixture("transaction_member_join.json"),
+            MATRIX_HS_TOKEN,
+        )
+        .await
+        .status();
+    let after = message(DM, "@ada:example.org", "$afterEveJoined", "still just us?");
+    let after_status = stack
+        .put_matrix("t6", &after, MATRIX_HS_TOKEN)
+        .await
+        .status();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    assert_eq!(forged, 401);
+    assert_eq!(
+        [
+            invited_status,
+            first,
+            repeated,
+            stranger,
+            room,
+            shared,
+            after_status
+        ]
+        .map(|s| s.as_u16()),
+        [200; 7]
+    );
+    assert_eq!(ack, json!({}));
+    assert_eq!(direct, Some(json!({"@ada:example.org": [DM]})));
+    assert!(answered, "{}", stack.log_text());
+    let joins: Vec<Value> = (stack.fakes.calls("/matrix/join").iter())
+        .map(|c| c.body["room"].clone())
+        .collect();
+    assert_eq!(
+        joins,
+        [json!(DM), json!(OPS)],
+        "eve's DM invite is not accepted"
+    );
+    let sent = stack.fakes.matrix_sent();
+    assert_eq!(
+        sent.len(),
+        2,
+        "each asked once, nothing after eve joined: {sent:?}"
+    );
+    assert_eq!(sent[0].body["room"], DM);
+    assert_eq!(sent[0].body["body"], "Here you go.");
+    assert_eq!(sent[0].body["formatted_body"], "<p>Here you go.</p>\n");
+    let in_ops = &sent[1];
+    assert_eq!(in_ops.body["room"], OPS);
+    assert_eq!(
+        in_ops.body["m.relates_to"]["m.in_reply_to"]["event_id"],
+        "$Gr4ceAsks0nOps1aB2cD3eF4gH5iJ6kL7mN8oP9qR0s"
+    );
+    assert_eq!(
+        stack.fakes.matrix_direct(),
+        Some(json!({})),
+        "the shared room is no DM"
+    );
+    assert_eq!(stack.fakes.model_calls().len(), 2);
+}
