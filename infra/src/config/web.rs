@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::Secret;
 
 /// `tools.web`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct WebToolsConfig {
     pub fetch: WebFetchConfig,
@@ -19,6 +19,21 @@ pub struct WebToolsConfig {
     /// Lets fetches reach private, loopback and link-local addresses (the cloud metadata
     /// address among them): only for a deployment that means to read its own network.
     pub dangerously_allow_private_network: bool,
+    /// The ports the sandbox's egress proxy (`sandbox.docker.network: "egress"`) connects to.
+    pub egress_ports: Vec<u16>,
+}
+
+impl Default for WebToolsConfig {
+    fn default() -> Self {
+        WebToolsConfig {
+            fetch: WebFetchConfig::default(),
+            search: WebSearchConfig::default(),
+            allow_domains: vec![],
+            deny_domains: vec![],
+            dangerously_allow_private_network: false,
+            egress_ports: vec![80, 443],
+        }
+    }
 }
 
 /// `tools.web.fetch` (OpenClaw's keys).

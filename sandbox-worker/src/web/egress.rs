@@ -10,6 +10,9 @@
 //! Decisions:
 //! - The proxy is the worker's, not a container of its own: no image to pull, and the policy
 //!   and the tests' loopback exception are the ones the worker already holds.
+//! - Only the ports in `tools.web.egressPorts` (default 80 and 443) are reached, as a proxy's
+//!   `CONNECT` usually is limited: a sandbox cannot open mail, SSH or database connections to
+//!   allowed hosts through it.
 //! - One plain-HTTP request per connection (`Connection: close` is forced upstream), so a
 //!   kept-alive connection cannot carry a second request to a host nobody checked.
 
@@ -228,6 +231,7 @@ async fn connect(policy: &EgressPolicy, host: &str, port: u16) -> Result<TcpStre
     let addrs: Vec<SocketAddr> = match host.parse::<IpAddr>() {
         Ok(ip) => {
             policy.check_addr(host, ip).map_err(|e| e.to_string())?;
+            policy.check_port(port, ip).map_err(|e| e.to_string())?;
             vec![SocketAddr::new(ip, port)]
         }
         Err(_) => {
@@ -242,6 +246,9 @@ async fn connect(policy: &EgressPolicy, host: &str, port: u16) -> Result<TcpStre
             for addr in &found {
                 policy
                     .check_addr(host, addr.ip())
+                    .map_err(|e| e.to_string())?;
+                policy
+                    .check_port(port, addr.ip())
                     .map_err(|e| e.to_string())?;
             }
             found
@@ -372,6 +379,25 @@ mod tests {
             denied.starts_with("HTTP/1.1 403") && denied.contains("denyDomains"),
             "{denied}"
         );
+    }
+
+    #[tokio::test]
+    async fn only_the_listed_ports_are_reached() {
+        let (_dir, socket, _proxy) = proxy(EgressPolicy {
+            allow_private: true,
+            egress_ports: vec![443],
+            ..Default::default()
+        })
+        .await;
+
+        let (smtp, _) = ask(&socket, "CONNECT 10.0.0.7:25 HTTP/1.1\r\n\r\n").await;
+        let (plain, _) = ask(&socket, "GET http://10.0.0.7/ HTTP/1.1\r\n\r\n").await;
+
+        assert!(
+            smtp.starts_with("HTTP/1.1 403") && smtp.contains("port 25"),
+            "{smtp}"
+        );
+        assert!(plain.contains("port 80"), "{plain}");
     }
 
     #[tokio::test]

@@ -75,6 +75,8 @@ pub enum Refusal {
     PrivateAddress { host: String, addr: IpAddr },
     #[error("{0} has no address")]
     NoAddress(String),
+    #[error("port {0} is not in tools.web.egressPorts; connecting to it is refused")]
+    Port(u16),
 }
 
 /// What the worker may reach for the model (`tools.web`).
@@ -90,6 +92,8 @@ pub struct EgressPolicy {
     pub allow_loopback: bool,
     /// Redirects followed at most (0: the default, [`MAX_REDIRECTS`]).
     pub max_redirects: usize,
+    /// The ports the sandbox's egress proxy connects to (none when empty).
+    pub egress_ports: Vec<u16>,
 }
 
 /// True when `host` is `domain` or under it.
@@ -123,6 +127,17 @@ impl EgressPolicy {
             allow_private: web.dangerously_allow_private_network,
             allow_loopback,
             max_redirects: web.fetch.max_redirects,
+            egress_ports: web.egress_ports.clone(),
+        }
+    }
+
+    /// Whether the egress proxy may connect to `port` at `addr`: a listed port, or any port
+    /// on loopback under the tests' exception (their fake servers listen on random ports).
+    pub fn check_port(&self, port: u16, addr: IpAddr) -> Result<(), Refusal> {
+        let tests_loopback = self.allow_loopback && addr.is_loopback();
+        match tests_loopback || self.egress_ports.contains(&port) {
+            true => Ok(()),
+            false => Err(Refusal::Port(port)),
         }
     }
 
