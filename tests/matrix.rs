@@ -170,3 +170,75 @@ async fn the_owners_dm_and_a_mention_in_a_listed_room_are_answered_and_a_shared_
     );
     assert_eq!(stack.fakes.model_calls().len(), 2);
 }
+
+const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_in_the_dm_reaches_the_model_and_the_message_tool_uploads_a_file_back() {
+    let stack = spawn_stack(
+        Arc::new(|n, _: &Value| match n {
+            1 => Reply::tool_use(
+                "toolu_m1",
+                "message",
+                json!({"action": "send", "media": "out/chart.png", "message": "The chart"}),
+            ),
+            _ => Reply::text("Sent."),
+        }),
+        StackOptions {
+            backend: Backend::Sqlite,
+            docker: false,
+            ..Default::default()
+        },
+    )
+    .await;
+    stack.fakes.matrix_invite(DM);
+    stack
+        .fakes
+        .matrix_media("mxc://example.org/AdaPhoto1", "image/png", PNG);
+    std::fs::create_dir_all(stack.workspace.join("out")).unwrap();
+    std::fs::write(stack.workspace.join("out/chart.png"), PNG).unwrap();
+    let image = json!({"events": [{"type": "m.room.message", "room_id": DM, "sender": "@ada:example.org",
+        "event_id": "$adaImage", "origin_server_ts": 1733310000000_i64,
+        "content": {"msgtype": "m.image", "body": "what is this?", "filename": "photo.png",
+            "url": "mxc://example.org/AdaPhoto1", "info": {"mimetype": "image/png", "size": PNG.len()}}}]});
+
+    let invited = stack
+        .put_matrix(
+            "i1",
+            &fixture("transaction_dm_invite.json"),
+            MATRIX_HS_TOKEN,
+        )
+        .await
+        .status();
+    let status = stack
+        .put_matrix("i2", &image, MATRIX_HS_TOKEN)
+        .await
+        .status();
+    let answered = stack
+        .wait_for(Duration::from_secs(60), |f| {
+            f.matrix_sent().iter().any(|c| c.body["body"] == "Sent.")
+        })
+        .await;
+
+    assert_eq!((invited.as_u16(), status.as_u16()), (200, 200));
+    assert!(answered, "{}", stack.log_text());
+    let asked = stack.fakes.model_calls()[0].body.to_string();
+    assert!(
+        asked.contains("\"media_type\":\"image/png\""),
+        "no image block: {asked:.400}"
+    );
+    let uploads = stack.fakes.calls("/matrix/upload");
+    assert_eq!(uploads.len(), 1);
+    assert_eq!(uploads[0].body["type"], "image/png");
+    let sent = stack.fakes.matrix_sent();
+    let file = sent
+        .iter()
+        .find(|c| c.body["msgtype"] == "m.image")
+        .expect("the file as an m.image");
+    assert!(file.body["url"]
+        .as_str()
+        .unwrap()
+        .starts_with("mxc://example.org/upload"));
+    assert_eq!(file.body["body"], "The chart");
+    assert_eq!(file.body["filename"], "chart.png");
+}

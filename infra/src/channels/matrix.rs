@@ -13,8 +13,9 @@
 //! - The homeserver repeats a transaction until it gets 200: every message's job carries its
 //!   event id as the dedup id, so a repeated (or half-taken) transaction queues nothing twice,
 //!   and joining and `m.direct` are idempotent. The answer is always `{}`.
-//! - `m.text` and `m.emote` are read; `m.notice` (what bots send), edits, the bot's own events,
-//!   encrypted events and files are ignored. A room message is addressed when it mentions the
+//! - `m.text`, `m.emote` and unencrypted files (`m.image`, `m.file`, `m.audio`, `m.video`,
+//!   their `mxc://` URI checked to be plain) are read; `m.notice` (what bots send), edits, the
+//!   bot's own events and encrypted events are ignored. A room message is addressed when it mentions the
 //!   bot (`m.mentions`, its user id, or `<localpart>:` in front).
 
 use chrono::{DateTime, Utc};
@@ -27,7 +28,7 @@ use super::{
     WebhookRequest,
 };
 use crate::config::MatrixConfig;
-use crate::model::{ChatKind, MatrixTarget, ReplyTarget, Sender};
+use crate::model::{ChatKind, MatrixTarget, MediaKind, MediaRef, MediaSource, ReplyTarget, Sender};
 
 /// What the gateway knows about the application service.
 pub struct MatrixAppservice {
@@ -150,11 +151,19 @@ impl MatrixAppservice {
         if content["m.relates_to"]["rel_type"] == "m.replace" {
             return Ok(Parsed::Ignored("an edit"));
         }
-        if !matches!(content["msgtype"].as_str(), Some("m.text" | "m.emote")) {
-            return Ok(Parsed::Ignored("not a text message"));
+        let media = match content["msgtype"].as_str() {
+            Some("m.text" | "m.emote") => vec![],
+            Some("m.image" | "m.file" | "m.audio" | "m.video") => match file_of(content) {
+                Some(file) => vec![file],
+                None => return Ok(Parsed::Ignored("a file without a plain mxc:// URL")),
+            },
+            _ => return Ok(Parsed::Ignored("not a text message or a file")),
+        };
+        let (mut text, mentioned) = without_mention(content, bot);
+        if !media.is_empty() && content["filename"].is_null() {
+            text.clear(); // before Matrix 1.10 a file's body is its name, not a caption
         }
-        let (text, mentioned) = without_mention(content, bot);
-        if text.is_empty() {
+        if text.is_empty() && media.is_empty() {
             return Ok(Parsed::Ignored("no text"));
         }
         let dm = direct.peer_of(room) == Some(sender);
@@ -165,7 +174,7 @@ impl MatrixAppservice {
                 chat_id: room,
                 sender: Sender::id(sender),
                 text,
-                media: vec![],
+                media,
                 sub: None,
                 team_id: None,
                 addressed: dm || mentioned,
@@ -206,6 +215,40 @@ pub fn registration(url: &str, user_id: &str, as_token: &str, hs_token: &str) ->
         localpart = quoted(localpart),
         regex = quoted(&format!("^{escaped}$")),
     )
+}
+
+/// The file an `m.image`/`m.file`/`m.audio`/`m.video` carries, when its `url` is a plain
+/// `mxc://` URI (an encrypted file has `file` instead and is not read).
+fn file_of(content: &Value) -> Option<MediaRef> {
+    let mxc = content["url"].as_str().filter(|u| mxc_parts(u).is_some())?;
+    let mime = content["info"]["mimetype"].as_str().map(str::to_string);
+    Some(MediaRef {
+        kind: MediaKind::from_mime(mime.as_deref().unwrap_or("")),
+        source: MediaSource::Matrix {
+            mxc: mxc.to_string(),
+        },
+        name: (content["filename"].as_str())
+            .or(content["body"].as_str())
+            .map(str::to_string),
+        mime,
+        size: content["info"]["size"].as_u64(),
+    })
+}
+
+/// The server name and media id of `mxc://<server>/<media id>`, when both are plain (the
+/// media id `[A-Za-z0-9_-]`, the server a host name or address with an optional port), so
+/// neither can step out of the download path.
+pub fn mxc_parts(uri: &str) -> Option<(&str, &str)> {
+    let (server, media) = uri.strip_prefix("mxc://")?.split_once('/')?;
+    let plain_server = !server.is_empty()
+        && server
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'));
+    let plain_media = !media.is_empty()
+        && media
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'));
+    (plain_server && plain_media).then_some((server, media))
 }
 
 /// The body without the bot's mention in front (`clawgate: …`, or its user id), and whether
@@ -422,6 +465,28 @@ mod tests {
             "{messages:?}"
         );
         assert_eq!(nothing_to_ask, Ok(DirectRooms::default()));
+    }
+
+    #[test]
+    fn only_a_plain_mxc_uri_is_a_file() {
+        assert_eq!(
+            mxc_parts("mxc://example.org/SEsfnsuifSDFSSEF"),
+            Some(("example.org", "SEsfnsuifSDFSSEF"))
+        );
+        assert_eq!(
+            mxc_parts("mxc://[::1]:8448/a_b-c"),
+            Some(("[::1]:8448", "a_b-c"))
+        );
+        for hostile in [
+            "mxc://example.org/../../admin",
+            "mxc://example.org/a/b",
+            "mxc://ev il.org/x",
+            "mxc:///x",
+            "https://example.org/x",
+            "mxc://example.org/%2e%2e",
+        ] {
+            assert_eq!(mxc_parts(hostile), None, "{hostile}");
+        }
     }
 
     #[test]

@@ -8,7 +8,9 @@
 //!   (`m.in_reply_to`) to the message it answers.
 //! - A send's transaction id is a fresh ULID: the homeserver makes a repeated `PUT` with the
 //!   same id one event, and the worker's chunk ledger decides what is sent again.
-//! - Files are neither fetched nor sent yet.
+//! - Files: fetched from the authenticated media API (`/_matrix/client/v1/media/download`,
+//!   capped as they stream), sent by uploading (`/_matrix/media/v3/upload`) and posting an
+//!   `m.image`/`m.audio`/`m.video`/`m.file` with the name as `filename` and the caption as body.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -16,9 +18,9 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use super::oauth::{call_json, failure, send_json};
-use super::{wrong_target, ChannelError, ChannelSender};
+use super::{read_capped, wrong_target, ChannelError, ChannelSender, OutboundFile};
 use crate::config::{MatrixConfig, Secret};
-use crate::model::{Channel, MatrixTarget, ReplyTarget};
+use crate::model::{Channel, MatrixTarget, MediaKind, MediaSource, ReplyTarget};
 
 /// Events are capped at 64 KiB; the body and its HTML both count.
 pub const MAX_MESSAGE_CHARS: usize = 8_000;
@@ -87,6 +89,11 @@ impl MatrixClient {
 
     /// `<homeserver>/_matrix/client/v3/<segments…>`, each segment percent-encoded.
     fn url(&self, segments: &[&str]) -> Result<reqwest::Url, ChannelError> {
+        self.endpoint(&["client", "v3"], segments)
+    }
+
+    /// `<homeserver>/_matrix/<api…>/<segments…>`, each segment percent-encoded.
+    fn endpoint(&self, api: &[&str], segments: &[&str]) -> Result<reqwest::Url, ChannelError> {
         let not_configured = || ChannelError::NotConfigured {
             channel: CHANNEL,
             message: "channels.matrix.homeserver is not a URL".into(),
@@ -95,7 +102,8 @@ impl MatrixClient {
         url.path_segments_mut()
             .map_err(|_| not_configured())?
             .pop_if_empty()
-            .extend(["_matrix", "client", "v3"])
+            .push("_matrix")
+            .extend(api)
             .extend(segments);
         Ok(url)
     }
@@ -198,6 +206,67 @@ impl ChannelSender for MatrixClient {
 
     fn can_edit(&self) -> bool {
         true
+    }
+
+    async fn send_file(
+        &self,
+        target: &ReplyTarget,
+        file: &OutboundFile,
+    ) -> Result<(), ChannelError> {
+        let target = target_of(target)?;
+        let room = self.room_of(target).await?;
+        let mut url = self.endpoint(&["media", "v3", "upload"], &[])?;
+        url.query_pairs_mut().append_pair("filename", &file.name);
+        let upload = self
+            .http
+            .post(url)
+            .header("content-type", &file.mime)
+            .body(file.bytes.clone());
+        let uploaded = self.call(upload).await?;
+        let Some(mxc) = uploaded["content_uri"].as_str() else {
+            return Err(ChannelError::Permanent {
+                channel: CHANNEL,
+                message: "the upload answered no content_uri".into(),
+            });
+        };
+        let msgtype = match MediaKind::from_mime(&file.mime) {
+            MediaKind::Image => "m.image",
+            MediaKind::Audio | MediaKind::Voice => "m.audio",
+            MediaKind::Video => "m.video",
+            MediaKind::Document => "m.file",
+        };
+        let content = json!({"msgtype": msgtype, "body": file.caption.as_deref().unwrap_or(&file.name),
+            "filename": file.name, "url": mxc,
+            "info": {"mimetype": file.mime, "size": file.bytes.len()}});
+        self.send(&room, content).await.map(|_| ())
+    }
+
+    async fn download(
+        &self,
+        source: &MediaSource,
+        max_bytes: u64,
+    ) -> Result<Vec<u8>, ChannelError> {
+        let MediaSource::Matrix { mxc } = source else {
+            return Err(wrong_target(CHANNEL, "the file source"));
+        };
+        let Some((server, media)) = super::matrix::mxc_parts(mxc) else {
+            return Err(wrong_target(
+                CHANNEL,
+                "a content URI that is not a plain mxc://",
+            ));
+        };
+        let url = self.endpoint(&["client", "v1", "media", "download"], &[server, media])?;
+        let response = self
+            .http
+            .get(url)
+            .bearer_auth(self.as_token.expose())
+            .send()
+            .await
+            .map_err(|e| ChannelError::Retryable {
+                channel: CHANNEL,
+                message: format!("file download: {}", e.without_url()),
+            })?;
+        read_capped(CHANNEL, response, max_bytes).await
     }
 
     async fn edit(&self, target: &ReplyTarget, id: &str, text: &str) -> Result<(), ChannelError> {

@@ -164,7 +164,7 @@ impl ChannelsConfig {
             }),
             Channel::Matrix => self.matrix.as_ref().map(|m| ChannelStyle {
                 streaming: m.streaming,
-                media_max_mb: None,
+                media_max_mb: m.media_max_mb,
             }),
             Channel::Webchat | Channel::Hook => None,
         }

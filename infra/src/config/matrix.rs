@@ -3,7 +3,7 @@
 //! the bot (`userId`, the registration's `sender_localpart`) answers through the client-server
 //! API with `asToken`. OpenClaw's keys where they mean the same: `homeserver`, `userId`,
 //! `dm.{enabled, policy, allowFrom}`, `groupPolicy`, `groupAllowFrom`, `groups` (alias
-//! `rooms`) by room id, `autoJoin`, `autoJoinAllowlist`.
+//! `rooms`) by room id, `autoJoin`, `autoJoinAllowlist`, `streaming`, `mediaMaxMb`.
 //!
 //! Decisions:
 //! - An application service, not a logged-in user: the homeserver pushes, so a Lambda can
@@ -48,6 +48,8 @@ pub struct MatrixConfig {
     /// Room ids the bot joins under `autoJoin: "allowlist"`.
     pub auto_join_allowlist: Vec<String>,
     pub streaming: Streaming,
+    /// The largest inbound file fetched, in MB (default 20).
+    pub media_max_mb: Option<u64>,
 }
 
 /// `channels.matrix.dm`.
@@ -95,6 +97,7 @@ impl Default for MatrixConfig {
             auto_join: AutoJoin::Off,
             auto_join_allowlist: vec![],
             streaming: Streaming::default(),
+            media_max_mb: None,
         }
     }
 }

@@ -65,6 +65,9 @@ pub enum MediaSource {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         group_id: Option<String>,
     },
+    /// A Matrix content URI (`mxc://<server>/<media id>`), fetched from the homeserver's
+    /// authenticated media API with the bot's token.
+    Matrix { mxc: String },
     /// Already in the session's workspace (a WebChat upload), relative to it.
     Workspace { path: String },
 }

@@ -2,18 +2,20 @@
 //! /_matrix/client/v3/join/<room>` (only rooms the bot was invited to: [`Fakes::matrix_invite`]),
 //! the bot's `m.direct` account data (`GET` is `M_NOT_FOUND` until first `PUT`), `PUT
 //! …/rooms/<room>/send/m.room.message/<txnId>` (only in joined rooms, `M_FORBIDDEN` otherwise;
-//! a repeated txn id is the same event, as a homeserver keeps it), and `PUT
-//! …/rooms/<room>/typing/<user>`. Every call wants `Bearer` with the registration's `as_token`
+//! a repeated txn id is the same event, as a homeserver keeps it), `PUT
+//! …/rooms/<room>/typing/<user>`, and media: `POST /_matrix/media/v3/upload` (a `content_uri`)
+//! and `GET /_matrix/client/v1/media/download/<server>/<id>` (`M_NOT_FOUND` for unknown media). Every call wants `Bearer` with the registration's `as_token`
 //! (`M_UNKNOWN_TOKEN` otherwise). The homeserver's other half, pushing transactions, is the
 //! test's (`Stack::put_matrix`).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
-use axum::extract::{Path, State};
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{post, put};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
@@ -30,6 +32,8 @@ pub(super) struct Matrix {
     direct: Mutex<Option<Value>>,
     /// Sent events by (room, txn id).
     sent: Mutex<HashMap<(String, String), String>>,
+    /// Media by `mxc://` URI: its type and bytes.
+    media: Mutex<HashMap<String, (String, Vec<u8>)>>,
 }
 
 pub(super) fn routes(router: Router<World>) -> Router<World> {
@@ -44,6 +48,11 @@ pub(super) fn routes(router: Router<World>) -> Router<World> {
             put(send),
         )
         .route("/_matrix/client/v3/rooms/{room}/typing/{user}", put(typing))
+        .route("/_matrix/media/v3/upload", post(upload))
+        .route(
+            "/_matrix/client/v1/media/download/{server}/{media}",
+            get(download),
+        )
 }
 
 impl super::Fakes {
@@ -60,6 +69,15 @@ impl super::Fakes {
     /// Messages the bot sent (edits included: they are `m.room.message` events too).
     pub fn matrix_sent(&self) -> Vec<super::Call> {
         self.calls("/matrix/send")
+    }
+
+    /// A file a user uploaded, at `mxc`.
+    pub fn matrix_media(&self, mxc: &str, mime: &str, bytes: &[u8]) {
+        let media = &self.world.matrix.media;
+        media
+            .lock()
+            .unwrap()
+            .insert(mxc.to_string(), (mime.to_string(), bytes.to_vec()));
     }
 
     /// The bot's `m.direct`, as the homeserver holds it.
@@ -208,4 +226,51 @@ async fn typing(
         &json!({"room": room}),
     );
     Json(json!({})).into_response()
+}
+
+async fn upload(
+    State(world): State<World>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Some(refusal) = unauthorised(&headers) {
+        return refusal;
+    }
+    let mime = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/octet-stream")
+        .to_string();
+    let recorded = json!({"filename": query.get("filename"), "type": mime, "size": body.len()});
+    let n = record(&world, "/matrix/upload".into(), &headers, &recorded);
+    let mxc = format!("mxc://example.org/upload{n}");
+    world
+        .matrix
+        .media
+        .lock()
+        .unwrap()
+        .insert(mxc.clone(), (mime, body.to_vec()));
+    Json(json!({"content_uri": mxc})).into_response()
+}
+
+async fn download(
+    State(world): State<World>,
+    Path((server, media)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(refusal) = unauthorised(&headers) {
+        return refusal;
+    }
+    let found = world
+        .matrix
+        .media
+        .lock()
+        .unwrap()
+        .get(&format!("mxc://{server}/{media}"))
+        .cloned();
+    match found {
+        Some((mime, bytes)) => ([("content-type", mime)], bytes).into_response(),
+        None => refuse(StatusCode::NOT_FOUND, "M_NOT_FOUND", "Not found"),
+    }
 }
