@@ -17,7 +17,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use super::{
-    read_capped, wrong_target, ChannelError, ChannelSender, OutboundFile, MAX_RATE_LIMIT_WAIT,
+    fetch_capped, wrong_target, ChannelError, ChannelSender, OutboundFile, MAX_RATE_LIMIT_WAIT,
     MAX_RATE_LIMIT_WAITS,
 };
 use crate::config::{DiscordConfig, Secret};
@@ -315,16 +315,7 @@ impl ChannelSender for DiscordClient {
                 message: format!("attachments are fetched from Discord's CDN only, not {host}"),
             });
         }
-        let response = self
-            .http
-            .get(parsed)
-            .send()
-            .await
-            .map_err(|e| ChannelError::Retryable {
-                channel: CHANNEL,
-                message: format!("file download: {}", e.without_url()),
-            })?;
-        read_capped(CHANNEL, response, max_bytes).await
+        fetch_capped(CHANNEL, self.http.get(parsed), max_bytes).await
     }
 }
 

@@ -18,7 +18,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use super::oauth::{call_json, failure, send_json};
-use super::{read_capped, wrong_target, ChannelError, ChannelSender, OutboundFile};
+use super::{fetch_capped, wrong_target, ChannelError, ChannelSender, OutboundFile};
 use crate::config::{MatrixConfig, Secret};
 use crate::model::{Channel, MatrixTarget, MediaKind, MediaSource, ReplyTarget};
 
@@ -256,17 +256,12 @@ impl ChannelSender for MatrixClient {
             ));
         };
         let url = self.endpoint(&["client", "v1", "media", "download"], &[server, media])?;
-        let response = self
-            .http
-            .get(url)
-            .bearer_auth(self.as_token.expose())
-            .send()
-            .await
-            .map_err(|e| ChannelError::Retryable {
-                channel: CHANNEL,
-                message: format!("file download: {}", e.without_url()),
-            })?;
-        read_capped(CHANNEL, response, max_bytes).await
+        fetch_capped(
+            CHANNEL,
+            self.http.get(url).bearer_auth(self.as_token.expose()),
+            max_bytes,
+        )
+        .await
     }
 
     async fn edit(&self, target: &ReplyTarget, id: &str, text: &str) -> Result<(), ChannelError> {

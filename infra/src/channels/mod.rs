@@ -90,6 +90,20 @@ pub(crate) fn too_large(channel: &'static str, max_bytes: u64) -> ChannelError {
     }
 }
 
+/// Sends a file request and reads its body capped at `max_bytes` ([`read_capped`]); failing to
+/// reach the host is retryable.
+pub(crate) async fn fetch_capped(
+    channel: &'static str,
+    request: reqwest::RequestBuilder,
+    max_bytes: u64,
+) -> Result<Vec<u8>, ChannelError> {
+    let response = request.send().await.map_err(|e| ChannelError::Retryable {
+        channel,
+        message: format!("file download: {}", e.without_url()),
+    })?;
+    read_capped(channel, response, max_bytes).await
+}
+
 /// Reads a download's body, stopping (and failing) as soon as it passes `max_bytes`: a
 /// hostile or mislabelled file never fills memory.
 pub(crate) async fn read_capped(

@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use std::time::Duration;
 
 use super::{
-    read_capped, wrong_target, ChannelError, ChannelSender, OutboundFile, MAX_RATE_LIMIT_WAIT,
+    fetch_capped, wrong_target, ChannelError, ChannelSender, OutboundFile, MAX_RATE_LIMIT_WAIT,
     MAX_RATE_LIMIT_WAITS,
 };
 use crate::config::Secret;
@@ -150,17 +150,12 @@ impl SlackClient {
             });
         }
         // On a redirect to another host, reqwest drops the `Authorization` header.
-        let response = self
-            .http
-            .get(url)
-            .bearer_auth(self.token.expose())
-            .send()
-            .await
-            .map_err(|e| ChannelError::Retryable {
-                channel: CHANNEL,
-                message: format!("file download: {}", e.without_url()),
-            })?;
-        read_capped(CHANNEL, response, max_bytes).await
+        fetch_capped(
+            CHANNEL,
+            self.http.get(url).bearer_auth(self.token.expose()),
+            max_bytes,
+        )
+        .await
     }
 
     fn may_receive_token(&self, url: &str) -> bool {

@@ -9,7 +9,7 @@
 use serde_json::{json, Value};
 
 use super::{
-    read_capped, too_large, truncate_chars, wrong_target, ChannelError, ChannelSender,
+    fetch_capped, too_large, truncate_chars, wrong_target, ChannelError, ChannelSender,
     OutboundFile, MAX_RATE_LIMIT_WAIT, MAX_RATE_LIMIT_WAITS,
 };
 use crate::config::Secret;
@@ -155,16 +155,7 @@ impl TelegramClient {
                 message: "getFile: no usable file_path".into(),
             })?;
         let url = format!("{}/file/bot{}/{path}", self.base_url, self.token.expose());
-        let response = self
-            .http
-            .get(&url)
-            .send()
-            .await
-            .map_err(|e| ChannelError::Retryable {
-                channel: CHANNEL,
-                message: format!("file download: {}", e.without_url()),
-            })?;
-        read_capped(CHANNEL, response, max_bytes).await
+        fetch_capped(CHANNEL, self.http.get(&url), max_bytes).await
     }
 
     /// Shows "typing…" for up to 5 seconds.

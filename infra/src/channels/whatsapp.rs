@@ -15,7 +15,8 @@
 use serde_json::{json, Value};
 
 use super::{
-    read_capped, too_large, truncate_chars, wrong_target, ChannelError, ChannelSender, OutboundFile,
+    fetch_capped, too_large, truncate_chars, wrong_target, ChannelError, ChannelSender,
+    OutboundFile,
 };
 use crate::config::{Secret, WhatsappConfig};
 use crate::model::{Channel, MediaSource, ReplyTarget, WhatsappTarget};
@@ -146,17 +147,12 @@ impl WhatsappClient {
                 channel: CHANNEL,
                 message: "media url: no url in the answer".into(),
             })?;
-        let response = self
-            .http
-            .get(url)
-            .bearer_auth(self.token.expose())
-            .send()
-            .await
-            .map_err(|e| ChannelError::Retryable {
-                channel: CHANNEL,
-                message: format!("file download: {}", e.without_url()),
-            })?;
-        read_capped(CHANNEL, response, max_bytes).await
+        fetch_capped(
+            CHANNEL,
+            self.http.get(url).bearer_auth(self.token.expose()),
+            max_bytes,
+        )
+        .await
     }
 
     /// Sends a request with the token and reads Meta's answer or error.
