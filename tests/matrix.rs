@@ -2,7 +2,8 @@
 //! `PUT`s transactions with the registration's `hs_token`), the fake is its client-server
 //! half (joins, the bot's `m.direct`, sends). The owner's DM invite is joined and recorded, the
 //! DM answered once however often the transaction comes, a listed room answered on a mention,
-//! and a DM that a third user joins is never answered as the owner's DM again.
+//! and neither a DM that a third user joins nor a "DM" invite into a room with others is ever
+//! answered as the owner's DM.
 
 #[path = "../sandbox-worker/tests/common/mod.rs"]
 mod common;
@@ -20,6 +21,7 @@ use stack::{spawn_stack, Backend, StackOptions};
 
 const DM: &str = "!dmroom:example.org";
 const OPS: &str = "!ops:example.org";
+const CROWDED: &str = "!crowded:example.org";
 
 fn fixture(name: &str) -> Value {
     let path = format!(
@@ -56,8 +58,14 @@ async fn the_owners_dm_and_a_mention_in_a_listed_room_are_answered_and_a_shared_
         },
     )
     .await;
-    stack.fakes.matrix_invite(DM);
-    stack.fakes.matrix_invite(OPS);
+    stack.fakes.matrix_invite(DM, "@ada:example.org", &[]);
+    stack
+        .fakes
+        .matrix_invite(OPS, "@grace:example.org", &["@ada:example.org"]);
+    // A "DM" ada opens in a room eve is already in: the bot must see it is shared.
+    stack
+        .fakes
+        .matrix_invite(CROWDED, "@ada:example.org", &["@eve:example.org"]);
     let dm_message = only(
         "transaction_messages.json",
         &["$Fq1yXUy3mHM1Zkq0sgmR1Dv9Wj5ts6yB2i4TtC0cA8Y"],
@@ -121,6 +129,17 @@ async fn the_owners_dm_and_a_mention_in_a_listed_room_are_answered_and_a_shared_
         .put_matrix("t6", &after, MATRIX_HS_TOKEN)
         .await
         .status();
+    let mut crowded = fixture("transaction_dm_invite.json");
+    crowded["events"][0]["room_id"] = json!(CROWDED);
+    let crowded_invite = stack
+        .put_matrix("t7", &crowded, MATRIX_HS_TOKEN)
+        .await
+        .status();
+    let in_crowded = message(CROWDED, "@ada:example.org", "$inCrowded", "my bank PIN?");
+    let crowded_status = stack
+        .put_matrix("t8", &in_crowded, MATRIX_HS_TOKEN)
+        .await
+        .status();
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     assert_eq!(forged, 401);
@@ -132,10 +151,12 @@ async fn the_owners_dm_and_a_mention_in_a_listed_room_are_answered_and_a_shared_
             stranger,
             room,
             shared,
-            after_status
+            after_status,
+            crowded_invite,
+            crowded_status
         ]
         .map(|s| s.as_u16()),
-        [200; 7]
+        [200; 9]
     );
     assert_eq!(ack, json!({}));
     assert_eq!(direct, Some(json!({"@ada:example.org": [DM]})));
@@ -145,14 +166,14 @@ async fn the_owners_dm_and_a_mention_in_a_listed_room_are_answered_and_a_shared_
         .collect();
     assert_eq!(
         joins,
-        [json!(DM), json!(OPS)],
+        [json!(DM), json!(OPS), json!(CROWDED)],
         "eve's DM invite is not accepted"
     );
     let sent = stack.fakes.matrix_sent();
     assert_eq!(
         sent.len(),
         2,
-        "each asked once, nothing after eve joined: {sent:?}"
+        "each asked once; nothing after eve joined, nothing in the crowded room: {sent:?}"
     );
     assert_eq!(sent[0].body["room"], DM);
     assert_eq!(sent[0].body["body"], "Here you go.");
@@ -166,7 +187,7 @@ async fn the_owners_dm_and_a_mention_in_a_listed_room_are_answered_and_a_shared_
     assert_eq!(
         stack.fakes.matrix_direct(),
         Some(json!({})),
-        "the shared room is no DM"
+        "neither the shared room nor the crowded one is a DM"
     );
     assert_eq!(stack.fakes.model_calls().len(), 2);
 }
@@ -191,7 +212,7 @@ async fn an_image_in_the_dm_reaches_the_model_and_the_message_tool_uploads_a_fil
         },
     )
     .await;
-    stack.fakes.matrix_invite(DM);
+    stack.fakes.matrix_invite(DM, "@ada:example.org", &[]);
     stack
         .fakes
         .matrix_media("mxc://example.org/AdaPhoto1", "image/png", PNG);

@@ -5,8 +5,9 @@
 //!
 //! Decisions (the config's are in [`crate::config::MatrixConfig`]):
 //! - A transaction is taken in two steps. [`MatrixAppservice::apply_membership`] (I/O) accepts
-//!   the invites the config allows, records a DM invite's room in the bot's `m.direct`, and
-//!   forgets a DM room the moment a third user joins or is invited; a failure there answers
+//!   the invites the config allows, records a DM invite's room in the bot's `m.direct` when the
+//!   inviter is the only other member, and forgets a DM room the moment a third user joins or
+//!   is invited; a failure there answers
 //!   503, so the homeserver sends the transaction again. Then [`Transaction`] (no I/O, the
 //!   channel contract) reads the messages: a room is the sender's DM only when `m.direct` says
 //!   so, else it is a group under the group rules.
@@ -104,8 +105,15 @@ impl MatrixAppservice {
                         continue;
                     }
                     client.join(room).await?;
+                    // A DM invite into a room that already holds others is no DM: the bot
+                    // never saw them join, so it asks who is there before recording one.
                     if is_direct {
-                        changed |= direct.add(sender, room);
+                        let members = client.members(room).await?;
+                        if members.iter().all(|m| m == bot || m == sender) {
+                            changed |= direct.add(sender, room);
+                        } else {
+                            tracing::info!(%room, "a DM invite into a room with others: it is a group");
+                        }
                     }
                 }
                 (true, "leave" | "ban") => changed |= direct.forget(room),

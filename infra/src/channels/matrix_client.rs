@@ -120,6 +120,21 @@ impl MatrixClient {
             .map(|_| ())
     }
 
+    /// The users joined to or invited into `room` (the bot must be in it).
+    pub async fn members(&self, room: &str) -> Result<Vec<String>, ChannelError> {
+        let url = self.url(&["rooms", room, "members"])?;
+        let answer = self.call(self.http.get(url)).await?;
+        let events = answer["chunk"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        Ok(events
+            .iter()
+            .filter(|e| matches!(e["content"]["membership"].as_str(), Some("join" | "invite")))
+            .filter_map(|e| e["state_key"].as_str().map(str::to_string))
+            .collect())
+    }
+
     /// The bot's `m.direct` (none yet is an empty map).
     pub async fn direct_rooms(&self) -> Result<DirectRooms, ChannelError> {
         let url = self.url(&["user", &self.user_id, "account_data", "m.direct"])?;

@@ -11,8 +11,9 @@
 //!   as an unknown key (`asToken` is what this mode needs). No end-to-end encryption: encrypted
 //!   rooms' messages are ignored.
 //! - A room is a DM only when the bot's `m.direct` account data (kept on the homeserver) says
-//!   it is the DM with that sender: recorded when the bot joins an invite marked `is_direct`,
-//!   forgotten as soon as anyone else joins or is invited. Every other room is a group, answered
+//!   it is the DM with that sender: recorded when the bot joins an invite marked `is_direct` into
+//!   a room whose only other member is the inviter, forgotten as soon as anyone else joins or is
+//!   invited. Every other room is a group, answered
 //!   under the group rules. The owner's DM session can never answer into a shared room.
 //! - `autoJoin` (default `"off"`, as OpenClaw): which invites the bot accepts. A DM invite from a
 //!   sender in `dm.allowFrom` is always accepted, so the owner's DM works without it.

@@ -32,6 +32,8 @@ pub(super) struct Matrix {
     direct: Mutex<Option<Value>>,
     /// Sent events by (room, txn id).
     sent: Mutex<HashMap<(String, String), String>>,
+    /// Who else is in each room (joined or invited), besides the bot once it joined.
+    members: Mutex<HashMap<String, Vec<String>>>,
     /// Media by `mxc://` URI: its type and bytes.
     media: Mutex<HashMap<String, (String, Vec<u8>)>>,
 }
@@ -48,6 +50,7 @@ pub(super) fn routes(router: Router<World>) -> Router<World> {
             put(send),
         )
         .route("/_matrix/client/v3/rooms/{room}/typing/{user}", put(typing))
+        .route("/_matrix/client/v3/rooms/{room}/members", get(members))
         .route("/_matrix/media/v3/upload", post(upload))
         .route(
             "/_matrix/client/v1/media/download/{server}/{media}",
@@ -56,14 +59,14 @@ pub(super) fn routes(router: Router<World>) -> Router<World> {
 }
 
 impl super::Fakes {
-    /// The bot was invited to `room` (what an invite event in a transaction says happened).
-    pub fn matrix_invite(&self, room: &str) {
-        self.world
-            .matrix
-            .invited
-            .lock()
-            .unwrap()
-            .insert(room.into());
+    /// `inviter` invited the bot to `room`, where `others` already are (what an invite event in
+    /// a transaction says happened).
+    pub fn matrix_invite(&self, room: &str, inviter: &str, others: &[&str]) {
+        let matrix = &self.world.matrix;
+        matrix.invited.lock().unwrap().insert(room.into());
+        let mut present = vec![inviter.to_string()];
+        present.extend(others.iter().map(|o| o.to_string()));
+        matrix.members.lock().unwrap().insert(room.into(), present);
     }
 
     /// Messages the bot sent (edits included: they are `m.room.message` events too).
@@ -273,4 +276,32 @@ async fn download(
         Some((mime, bytes)) => ([("content-type", mime)], bytes).into_response(),
         None => refuse(StatusCode::NOT_FOUND, "M_NOT_FOUND", "Not found"),
     }
+}
+
+async fn members(
+    State(world): State<World>,
+    Path(room): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(refusal) = unauthorised(&headers) {
+        return refusal;
+    }
+    if !world.matrix.joined.lock().unwrap().contains(&room) {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "M_FORBIDDEN",
+            &format!("User {MATRIX_BOT} not in room {room}"),
+        );
+    }
+    let mut present =
+        (world.matrix.members.lock().unwrap().get(&room).cloned()).unwrap_or_default();
+    present.push(MATRIX_BOT.to_string());
+    let chunk: Vec<Value> = present
+        .iter()
+        .map(|user| {
+            json!({"type": "m.room.member", "room_id": room, "state_key": user,
+            "sender": user, "content": {"membership": "join"}})
+        })
+        .collect();
+    Json(json!({"chunk": chunk})).into_response()
 }
