@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use fakes::Reply;
 use serde_json::{json, Value};
-use stack::{spawn_stack, whatsapp_text, Backend, Stack, StackOptions};
+use stack::{spawn_stack, whatsapp_text, Stack, StackOptions};
 
 const OWNER_WA: &str = "16505551234";
 
@@ -21,17 +21,9 @@ async fn stack_answering(text: &'static str, options: StackOptions) -> Stack {
     spawn_stack(Arc::new(move |_, _: &Value| Reply::text(text)), options).await
 }
 
-fn no_docker() -> StackOptions {
-    StackOptions {
-        backend: Backend::Sqlite,
-        docker: false,
-        ..Default::default()
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_whatsapp_message_is_answered_through_the_cloud_api_and_a_redelivery_answers_once() {
-    let stack = stack_answering("**Blue** and green, yes.", no_docker()).await;
+    let stack = stack_answering("**Blue** and green, yes.", StackOptions::no_docker()).await;
     let message = whatsapp_text(OWNER_WA, "wamid.E2E.ONE", "Does it come in another color?");
 
     let first = stack.post_whatsapp(&message).await;
@@ -63,7 +55,7 @@ async fn a_whatsapp_message_is_answered_through_the_cloud_api_and_a_redelivery_a
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_stale_malformed_and_oversized_whatsapp_requests_reach_nothing() {
-    let stack = stack_answering("should not be said", no_docker()).await;
+    let stack = stack_answering("should not be said", StackOptions::no_docker()).await;
     let url = format!("{}/whatsapp", stack.base_url);
     let body = serde_json::to_vec(&whatsapp_text(OWNER_WA, "wamid.FORGED", "hi")).unwrap();
     let post = |body: Vec<u8>, signature: String| {
@@ -144,7 +136,7 @@ async fn a_delivery_outside_the_customer_service_window_fails_with_the_reason() 
         "your package shipped",
         StackOptions {
             gateway_token: Some(token.into()),
-            ..no_docker()
+            ..StackOptions::no_docker()
         },
     )
     .await;
@@ -200,7 +192,7 @@ async fn over_socket_mode_a_crash_before_the_ack_answers_once_and_bad_envelopes_
         "over the socket",
         StackOptions {
             slack_socket: true,
-            ..no_docker()
+            ..StackOptions::no_docker()
         },
     )
     .await;
@@ -255,7 +247,7 @@ async fn long_polling_skips_malformed_and_oversized_updates_and_answers_the_next
         "polled",
         StackOptions {
             telegram_polling: true,
-            ..no_docker()
+            ..StackOptions::no_docker()
         },
     )
     .await;
@@ -351,7 +343,7 @@ fn imessage(guid: &str, handle: &str, text: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_imessage_through_bluebubbles_is_answered_once_and_a_wrong_password_reaches_nothing() {
-    let stack = stack_answering("On it.", no_docker()).await;
+    let stack = stack_answering("On it.", StackOptions::no_docker()).await;
     let password = fakes::bluebubbles::BLUEBUBBLES_PASSWORD;
     let message = imessage("5C2B4F2A-0001", "+15551234567", "check my flight");
 
@@ -412,7 +404,7 @@ async fn signal_messages_come_over_signal_cli_events_and_are_answered_with_json_
         "Noted.",
         StackOptions {
             signal: true,
-            ..no_docker()
+            ..StackOptions::no_docker()
         },
     )
     .await;
@@ -471,7 +463,7 @@ fn zalo_text(user: &str, msg_id: &str, text: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_zalo_message_is_answered_once_and_a_forged_one_reaches_nothing() {
-    let stack = stack_answering("Chúng tôi mở cửa 8 giờ.", no_docker()).await;
+    let stack = stack_answering("Chúng tôi mở cửa 8 giờ.", StackOptions::no_docker()).await;
     let owner = "6142494823123456789";
     let message = zalo_text(owner, "cb31dff1c39642cc1b83", "giờ mở cửa?");
 
@@ -524,7 +516,7 @@ async fn a_whatsapp_image_reaches_the_model_and_the_message_tool_uploads_a_file_
             ),
             _ => Reply::text("Sent."),
         }),
-        no_docker(),
+        StackOptions::no_docker(),
     )
     .await;
     stack

@@ -15,7 +15,7 @@ use std::time::Duration;
 use fakes::googlechat::GOOGLE_TEST_KEY;
 use fakes::Reply;
 use serde_json::{json, Value};
-use stack::{spawn_stack, Backend, StackOptions, GOOGLE_AUDIENCE};
+use stack::{spawn_stack, StackOptions, GOOGLE_AUDIENCE};
 
 const ISSUER: &str = "chat@system.gserviceaccount.com";
 
@@ -42,11 +42,7 @@ async fn a_chat_dm_and_a_space_mention_are_answered_through_the_chat_api_and_bad
 ) {
     let stack = spawn_stack(
         Arc::new(|_, _: &Value| Reply::text("Here you go.")),
-        StackOptions {
-            backend: Backend::Sqlite,
-            docker: false,
-            ..Default::default()
-        },
+        StackOptions::no_docker(),
     )
     .await;
     let good = chat_token("e2e-chat-key-1", GOOGLE_AUDIENCE, 3600);

@@ -17,7 +17,7 @@ use std::time::Duration;
 use fakes::matrix::MATRIX_HS_TOKEN;
 use fakes::Reply;
 use serde_json::{json, Value};
-use stack::{spawn_stack, Backend, StackOptions};
+use stack::{spawn_stack, StackOptions};
 
 const DM: &str = "!dmroom:example.org";
 const OPS: &str = "!ops:example.org";
@@ -51,11 +51,7 @@ fn message(room: &str, sender: &str, id: &str, body: &str) -> Value {
 async fn the_owners_dm_and_a_mention_in_a_listed_room_are_answered_and_a_shared_dm_is_not() {
     let stack = spawn_stack(
         Arc::new(|_, _: &Value| Reply::text("Here you go.")),
-        StackOptions {
-            backend: Backend::Sqlite,
-            docker: false,
-            ..Default::default()
-        },
+        StackOptions::no_docker(),
     )
     .await;
     stack.fakes.matrix_invite(DM, "@ada:example.org", &[]);
@@ -205,11 +201,7 @@ async fn an_image_in_the_dm_reaches_the_model_and_the_message_tool_uploads_a_fil
             ),
             _ => Reply::text("Sent."),
         }),
-        StackOptions {
-            backend: Backend::Sqlite,
-            docker: false,
-            ..Default::default()
-        },
+        StackOptions::no_docker(),
     )
     .await;
     stack.fakes.matrix_invite(DM, "@ada:example.org", &[]);

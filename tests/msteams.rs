@@ -16,7 +16,7 @@ use fakes::googlechat::GOOGLE_TEST_KEY;
 use fakes::msteams::MSTEAMS_APP_ID;
 use fakes::Reply;
 use serde_json::{json, Value};
-use stack::{spawn_stack, Backend, StackOptions};
+use stack::{spawn_stack, StackOptions};
 
 const ISSUER: &str = "https://api.botframework.com";
 const PATH: &str = "/api/messages";
@@ -52,10 +52,8 @@ async fn a_teams_dm_and_a_channel_mention_are_answered_in_place_and_bad_tokens_r
             _ => Reply::text("Here you go."),
         }),
         StackOptions {
-            backend: Backend::Sqlite,
-            docker: false,
             streaming: "progress",
-            ..Default::default()
+            ..StackOptions::no_docker()
         },
     )
     .await;

@@ -105,6 +105,17 @@ pub struct StackOptions {
     pub streaming: &'static str,
 }
 
+impl StackOptions {
+    /// The embedded backend and no Docker: what a channel test needs.
+    pub fn no_docker() -> StackOptions {
+        StackOptions {
+            backend: Backend::Sqlite,
+            docker: false,
+            ..Default::default()
+        }
+    }
+}
+
 impl Default for StackOptions {
     fn default() -> Self {
         StackOptions {

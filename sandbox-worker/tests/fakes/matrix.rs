@@ -104,6 +104,19 @@ fn unauthorised(headers: &HeaderMap) -> Option<Response> {
     })
 }
 
+/// The refusal for a call without the bot's token, or about a room the bot is not in.
+fn outside(world: &World, headers: &HeaderMap, room: &str) -> Option<Response> {
+    unauthorised(headers).or_else(|| {
+        (!world.matrix.joined.lock().unwrap().contains(room)).then(|| {
+            refuse(
+                StatusCode::FORBIDDEN,
+                "M_FORBIDDEN",
+                &format!("User {MATRIX_BOT} not in room {room}"),
+            )
+        })
+    })
+}
+
 async fn join(
     State(world): State<World>,
     Path(room): Path<String>,
@@ -182,15 +195,8 @@ async fn send(
     headers: HeaderMap,
     Json(content): Json<Value>,
 ) -> Response {
-    if let Some(refusal) = unauthorised(&headers) {
+    if let Some(refusal) = outside(&world, &headers, &room) {
         return refusal;
-    }
-    if !world.matrix.joined.lock().unwrap().contains(&room) {
-        return refuse(
-            StatusCode::FORBIDDEN,
-            "M_FORBIDDEN",
-            &format!("User {MATRIX_BOT} not in room {room}"),
-        );
     }
     if kind != "m.room.message" || content["body"].as_str().is_none() {
         return refuse(StatusCode::BAD_REQUEST, "M_BAD_JSON", "Bad message content");
@@ -283,15 +289,8 @@ async fn members(
     Path(room): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    if let Some(refusal) = unauthorised(&headers) {
+    if let Some(refusal) = outside(&world, &headers, &room) {
         return refusal;
-    }
-    if !world.matrix.joined.lock().unwrap().contains(&room) {
-        return refuse(
-            StatusCode::FORBIDDEN,
-            "M_FORBIDDEN",
-            &format!("User {MATRIX_BOT} not in room {room}"),
-        );
     }
     let mut present =
         (world.matrix.members.lock().unwrap().get(&room).cloned()).unwrap_or_default();
